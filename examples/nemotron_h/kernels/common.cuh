@@ -1,0 +1,23 @@
+// Shared helpers for the NemotronH kernels: bf16 conversions, launch checks.
+#pragma once
+
+#include <cuda_bf16.h>
+#include <cuda_runtime.h>
+
+#include "piecewise/error.hpp"
+
+namespace nemotron_h {
+
+using bf16 = __nv_bfloat16;
+
+__host__ __device__ inline float to_float(bf16 v) { return __bfloat162float(v); }
+__host__ __device__ inline bf16 to_bf16(float v) { return __float2bfloat16(v); }
+
+__host__ __device__ constexpr int ceil_div(long long a, long long b) {
+  return static_cast<int>((a + b - 1) / b);
+}
+
+}  // namespace nemotron_h
+
+/// Checks the last launch and throws piecewise::cuda_error naming `what` (the kernel).
+#define NH_CHECK_LAUNCH(what) PIECEWISE_CUDA_TRY_CTX(cudaGetLastError(), (what))

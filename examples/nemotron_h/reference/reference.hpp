@@ -1,0 +1,59 @@
+// CPU references of every NemotronH building block, in float64.
+//
+// Layouts are row-major with the token dimension first. One call handles ONE sequence;
+// packed batches are handled by the caller (tests, the whole-model CPU forward) by looping
+// over sequences. These functions define the math the CUDA kernels are checked against;
+// see ../shared/reference/nemotron_h.md.
+#pragma once
+
+#include <cstddef>
+
+namespace nemotron_h::ref {
+
+// ---- dense (reference/dense_ref.cpp) ---------------------------------------------------
+
+/// y[t] = w * x[t] / sqrt(mean(x[t]^2) + eps). x, y: [T, D]; w: [D]. y may alias x.
+void rmsnorm(const double* x, const double* w, double* y, int T, int D, double eps);
+
+/// y[T, N] = x[T, K] * W[N, K]^T (PyTorch nn.Linear layout, no bias).
+void linear(const double* x, const double* W, double* y, int T, int K, int N);
+
+/// In place: x = relu(x)^2.
+void relu2(double* x, std::size_t n);
+
+/// Gated RMSNorm (norm_before_gate = False): g = y * silu(z), then RMSNorm over each of
+/// the G groups of d_inner / G channels, times w. y, z, out: [T, d_inner]; w: [d_inner].
+void gated_rmsnorm(const double* y, const double* z, const double* w, double* out, int T,
+                   int d_inner, int G, double eps);
+
+/// Causal GQA attention for one sequence, no positional encoding.
+/// q: [Tq, Hq, hd]; k, v: [Tk, Hkv, hd] (cached prefix followed by the new tokens, Tk >= Tq);
+/// query i sits at absolute position Tk - Tq + i and sees keys 0 .. Tk - Tq + i.
+/// Query head h reads KV head h / (Hq / Hkv). scale = 1/sqrt(hd) applied to q.k.
+/// out: [Tq, Hq, hd].
+void attention(const double* q, const double* k, const double* v, double* out, int Tq, int Tk,
+               int Hq, int Hkv, int hd);
+
+// ---- Mamba2 (reference/mamba_ref.cpp) ---------------------------------------------------
+
+/// Causal depthwise conv1d + bias + SiLU over one sequence.
+/// xbc: [T, C]; w: [C, K] (conv1d.weight [C, 1, K] squeezed); bias: [C].
+/// state_in: [K-1, C], the K-1 inputs before this sequence, oldest first (nullptr = zeros).
+/// out: [T, C]. state_out (may be nullptr): [K-1, C], the last K-1 inputs of
+/// [state_in ; xbc] (oldest first), i.e. the conv state after this sequence.
+void conv1d_silu(const double* xbc, const double* w, const double* bias, const double* state_in,
+                 double* out, double* state_out, int T, int C, int K);
+
+/// dt = softplus(dt_raw + dt_bias), clamped to [dt_min, dt_max]. dt_raw, dt: [T, H].
+void dt_softplus(const double* dt_raw, const double* dt_bias, double* dt, int T, int H,
+                 double dt_min, double dt_max);
+
+/// Mamba2 SSM recurrence over one sequence (the exact sequential form).
+/// x: [T, H, P]; dt: [T, H] (after dt_softplus); A: [H] (= -exp(A_log)); B, C: [T, G, N];
+/// D: [H]. state: [H, P, N], the initial state on entry and the final state on return.
+/// y: [T, H, P] = S_t C_t + D x_t. Head h uses group h / (H / G).
+void ssm_scan(const double* x, const double* dt, const double* A, const double* B,
+              const double* C, const double* D, double* state, double* y, int T, int H, int P,
+              int G, int N);
+
+}  // namespace nemotron_h::ref

@@ -1,0 +1,169 @@
+// Failures: a throwing callback during replay, a throwing forward during capture of the third
+// bucket, an illegal call inside capture, a schedule that differs per bucket, a moved buffer.
+// After each the runner and its stream are usable and no graph or event handle leaks.
+#include <catch2/catch.hpp>
+
+#include <cmath>
+#include <cstring>
+
+#include "toy_model.hpp"
+
+using namespace piecewise;
+
+namespace {
+bool bit_equal(const std::vector<float>& a, const std::vector<float>& b) {
+  return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0;
+}
+runner_options opts(mode m, const char* name) {
+  runner_options o;
+  o.requested = m;
+  o.name = name;
+  o.log = [](log_level, const std::string&) {};
+  return o;
+}
+std::vector<float> eager_output(toy::model& m, const capture_buckets& b, int n, cudaStream_t s) {
+  graph_runner e(m.table(), b, m.forward(), opts(mode::eager, "eager"));
+  e.run(n, s);
+  return m.read_output(n, s);
+}
+bool same_counts(const handle_counts& a, const handle_counts& b) {
+  return a.graphs == b.graphs && a.graph_execs == b.graph_execs && a.events == b.events && a.streams == b.streams;
+}
+}  // namespace
+
+TEST_CASE("a callback that throws during replay leaves the runner usable") {
+  toy::model m(toy::options{});
+  const capture_buckets b({16, 32, 64});
+  stream s;
+  graph_runner pw(m.table(), b, m.forward(), opts(mode::piecewise, "pw"));
+  pw.capture();
+  m.write_input(20, 1);
+  const auto ref = eager_output(m, b, 20, s);
+  m.throw_in_callback = true;
+  REQUIRE_THROWS_WITH(pw.run(20, s), Catch::Contains("injected callback failure"));
+  m.throw_in_callback = false;
+  s.synchronize();
+  pw.run(20, s);
+  REQUIRE(bit_equal(m.read_output(20, s), ref));
+}
+
+TEST_CASE("the forward throwing while the third bucket is captured: clean failure, then recapture") {
+  toy::model m(toy::options{});
+  const capture_buckets b({8, 16, 32, 64, 128});
+  stream s;
+  const handle_counts before = live_handles();
+  graph_runner pw(m.table(), b, m.forward(), opts(mode::piecewise, "pw"));
+  m.throw_in_forward_at_padded = 32;  // largest first: 128, 64, then 32
+  m.write_input(30, 2);
+  // Warm-up runs are eager and would throw first; skip them to hit the capture itself.
+  try {
+    pw.capture();
+    FAIL("capture should have thrown");
+  } catch (const capture_error& e) {
+    REQUIRE(e.bucket() == 32);
+    REQUIRE_THAT(e.what(), Catch::Contains("bucket 32") && Catch::Contains("injected forward failure"));
+  }
+  REQUIRE_FALSE(pw.captured());
+  REQUIRE(same_counts(live_handles(), [&] { auto h = before; h.streams += 1; return h; }()));
+  REQUIRE_THROWS_WITH(pw.run(30, s), Catch::Contains("needs capture() before run()"));
+
+  // Now the capture itself (no warm-up) fails in bucket 32's first segment.
+  runner_options ro = opts(mode::piecewise, "pw2");
+  ro.warmup_runs = 0;
+  graph_runner pw2(m.table(), b, m.forward(), ro);
+  REQUIRE_THROWS_WITH(pw2.capture(), Catch::Contains("capturing bucket 32 failed in segment 0"));
+  cudaStreamCaptureStatus st{};
+  REQUIRE(cudaStreamIsCapturing(s, &st) == cudaSuccess);
+  REQUIRE(cudaGetLastError() == cudaSuccess);
+
+  m.throw_in_forward_at_padded = -1;
+  pw.capture();
+  pw2.capture();
+  const auto ref = eager_output(m, b, 30, s);
+  pw.run(30, s);
+  REQUIRE(bit_equal(m.read_output(30, s), ref));
+  pw2.run(30, s);
+  REQUIRE(bit_equal(m.read_output(30, s), ref));
+}
+
+TEST_CASE("a failed re-capture keeps the previous graphs") {
+  toy::model m(toy::options{});
+  const capture_buckets b({16, 32});
+  stream s;
+  runner_options ro = opts(mode::piecewise, "keep");
+  ro.warmup_runs = 0;
+  graph_runner pw(m.table(), b, m.forward(), ro);
+  pw.capture();
+  const handle_counts captured = live_handles();
+  m.throw_in_forward_at_padded = 16;
+  REQUIRE_THROWS_AS(pw.capture(), capture_error);
+  REQUIRE(same_counts(live_handles(), captured));
+  m.throw_in_forward_at_padded = -1;
+  m.write_input(10, 9);
+  pw.run(10, s);
+  REQUIRE(bit_equal(m.read_output(10, s), eager_output(m, b, 10, s)));
+}
+
+TEST_CASE("an illegal synchronizing call inside capture invalidates it cleanly") {
+  toy::model m(toy::options{});
+  const capture_buckets b({16, 32});
+  stream s;
+  runner_options ro = opts(mode::piecewise, "sync");
+  ro.warmup_runs = 0;
+  graph_runner pw(m.table(), b, m.forward(), ro);
+  m.sync_in_forward = true;
+  try {
+    pw.capture();
+    FAIL("expected a capture error");
+  } catch (const capture_error& e) {
+    REQUIRE(e.bucket() == 32);
+    REQUIRE_THAT(e.what(), Catch::Contains("cudaStreamSynchronize"));
+  }
+  m.sync_in_forward = false;
+  pw.capture();
+  m.write_input(25, 4);
+  pw.run(25, s);
+  REQUIRE(bit_equal(m.read_output(25, s), eager_output(m, b, 25, s)));
+}
+
+TEST_CASE("a forward whose split sequence differs for one bucket is rejected, naming bucket and layer") {
+  toy::model m(toy::options{});
+  const capture_buckets b({16, 32, 64});
+  runner_options ro = opts(mode::piecewise, "sched");
+  ro.warmup_runs = 0;
+  graph_runner pw(m.table(), b, m.forward(), ro);
+  m.skip_split_at_padded = 32;
+  try {
+    pw.capture();
+    FAIL("expected a capture error");
+  } catch (const capture_error& e) {
+    REQUIRE(e.bucket() == 32);
+    REQUIRE_THAT(e.what(), Catch::Contains("split at layer 2 ('mamba') is out of order; expected the split point at layer 0"));
+  }
+  m.skip_split_at_padded = -1;
+  REQUIRE_NOTHROW(pw.capture());
+}
+
+TEST_CASE("a moved buffer: replay is refused until update(), which updates in place") {
+  toy::options o;
+  o.mamba_capture_safe = true;
+  for (mode md : {mode::piecewise, mode::full}) {
+    toy::model m(o);
+    const capture_buckets b({16, 32, 64});
+    stream s;
+    runner_options ro = opts(md, "moved");
+    ro.validate = true;
+    graph_runner r(m.table(), b, m.forward(), ro);
+    r.capture();
+    m.move_mix_out();
+    m.write_input(40, 11);
+    REQUIRE_THROWS_WITH(r.run(40, s), Catch::Contains("changed after capture") && Catch::Contains("update()"));
+    const update_report rep = r.update();
+    INFO(rep.to_string());
+    REQUIRE(rep.buckets == 3);
+    REQUIRE(rep.segments_updated > 0);
+    REQUIRE(rep.segments_reinstantiated == 0);
+    r.run(40, s);
+    REQUIRE(bit_equal(m.read_output(40, s), eager_output(m, b, 40, s)));
+  }
+}
