@@ -190,7 +190,10 @@ class graph_runner {
                       opts_.name, opts_.warmup_runs);
     resolve_mode();
     PIECEWISE_CUDA_TRY(cudaMalloc(&device_real_, sizeof(int)));
-    PIECEWISE_CUDA_TRY(cudaMemset(device_real_, 0, sizeof(int)));
+    // A synchronous copy: a cudaMemset on the legacy stream would not be ordered before
+    // later work on the caller's non-blocking streams.
+    const int zero = 0;
+    PIECEWISE_CUDA_TRY(cudaMemcpy(device_real_, &zero, sizeof(int), cudaMemcpyHostToDevice));
   }
   ~graph_runner() {
     if (device_real_ != nullptr) (void)cudaFree(device_real_);

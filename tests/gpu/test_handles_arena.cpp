@@ -89,7 +89,7 @@ TEST_CASE("zero_padded_rows zeroes exactly rows [real, padded), pitched or not")
   for (std::size_t pitch : {std::size_t{0}, std::size_t{40}}) {
     for (std::size_t row_bytes : {std::size_t{32}, std::size_t{27}}) {
       const row_buffer b{"rows", buf, row_bytes, pitch, 64};
-      PIECEWISE_CUDA_TRY(cudaMemset(buf, 0xAB, 64 * 40));
+      PIECEWISE_CUDA_TRY(cudaMemsetAsync(buf, 0xAB, 64 * 40, s));
       set_device_int(real, 10, s);
       zero_padded_rows(b, real, 20, s);
       s.synchronize();

@@ -192,6 +192,11 @@ piecewise::forward_fn model::forward() {
     const int n = ctx.padded_tokens() * opts_.hidden;
     copy_rows<<<blocks(n), 256, 0, s>>>(x_in_, h_, n);
     PIECEWISE_CHECK_LAUNCH();
+    if (during_forward) during_forward();
+    if (ctx.padded_tokens() == bad_launch_at_padded) {
+      copy_rows<<<blocks(n), 4096, 0, s>>>(x_in_, h_, n);  // 4096 threads a block: invalid
+      PIECEWISE_CHECK_LAUNCH();
+    }
     bool skipped = false;
     for (int l = 0; l < layers_; ++l) {
       const char c = opts_.pattern[static_cast<std::size_t>(l)];

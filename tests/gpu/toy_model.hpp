@@ -13,6 +13,7 @@
 
 #include <cuda_runtime.h>
 
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -58,6 +59,8 @@ class model {
   bool throw_in_callback = false;       ///< split callbacks throw
   bool sync_in_forward = false;         ///< the forward synchronizes its stream (illegal in capture)
   bool host_node_in_forward = false;    ///< the forward launches a host function
+  int bad_launch_at_padded = -1;        ///< a kernel launch with an invalid grid when padded == this
+  std::function<void()> during_forward; ///< called in the middle of every forward (e.g. inside capture)
 
  private:
   void layer_mlp(int l, piecewise::forward_context& ctx);
