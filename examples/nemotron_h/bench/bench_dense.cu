@@ -1,0 +1,269 @@
+// Benchmarks of the dense NemotronH kernels at Nemotron-H-Nano-9B-v2 shapes, reported
+// against this card's measured roofline (copy bandwidth, bf16 GEMM rate; see roofline.cuh).
+// Google Benchmark with manual time from CUDA events.
+#include <benchmark/benchmark.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <functional>
+#include <memory>
+#include <vector>
+
+#include "bench/roofline.cuh"
+#include "kernels/activations.cuh"
+#include "kernels/attention_decode.cuh"
+#include "kernels/attention_prefill.cuh"
+#include "kernels/gemm.cuh"
+#include "kernels/kv_cache.cuh"
+#include "kernels/norms.cuh"
+
+namespace nh = nemotron_h;
+using nemotron_h::bf16;
+
+namespace {
+
+constexpr int kD = 4480, kF = 15680, kHq = 40, kHkv = 8, kHD = 128, kDInner = 10240, kG = 8;
+constexpr int kInProj = 2 * kDInner + 2 * kG * 128 + 128;  // 22656
+
+struct roof {
+  double bw_gbs = 0, tflops = 0;
+};
+roof& roofline() {
+  static roof r;
+  return r;
+}
+nh::gemm_engine& engine() {
+  static nh::gemm_engine e;
+  return e;
+}
+
+template <typename T>
+T* dalloc(std::size_t n) {
+  void* p = nullptr;
+  PIECEWISE_CUDA_TRY(cudaMalloc(&p, n * sizeof(T)));
+  return static_cast<T*>(p);
+}
+
+// Times fn() per iteration with events; sets manual time.
+void run_timed(benchmark::State& state, const std::function<void()>& fn) {
+  cudaEvent_t a, b;
+  PIECEWISE_CUDA_TRY(cudaEventCreate(&a));
+  PIECEWISE_CUDA_TRY(cudaEventCreate(&b));
+  for (int i = 0; i < 3; ++i) fn();
+  PIECEWISE_CUDA_TRY(cudaDeviceSynchronize());
+  for (auto _ : state) {
+    PIECEWISE_CUDA_TRY(cudaEventRecord(a));
+    fn();
+    PIECEWISE_CUDA_TRY(cudaEventRecord(b));
+    PIECEWISE_CUDA_TRY(cudaEventSynchronize(b));
+    float ms = 0;
+    PIECEWISE_CUDA_TRY(cudaEventElapsedTime(&ms, a, b));
+    state.SetIterationTime(ms * 1e-3);
+  }
+  cudaEventDestroy(a);
+  cudaEventDestroy(b);
+}
+
+void set_bw(benchmark::State& state, double bytes) {
+  state.counters["GB/s"] = benchmark::Counter(bytes / 1e9, benchmark::Counter::kIsIterationInvariantRate);
+  state.counters["bytes"] = bytes;
+}
+
+void BM_roofline(benchmark::State& state) {
+  for (auto _ : state) {
+    roofline().bw_gbs = nh::measure_copy_bandwidth_gbs();
+    roofline().tflops = nh::measure_bf16_gemm_tflops(engine());
+    state.SetIterationTime(1.0);
+  }
+  state.counters["copy_GB/s"] = roofline().bw_gbs;
+  state.counters["gemm_TFLOP/s"] = roofline().tflops;
+  std::printf("ROOFLINE copy_bandwidth_GBps=%.1f bf16_gemm_TFLOPs=%.1f\n", roofline().bw_gbs,
+              roofline().tflops);
+}
+BENCHMARK(BM_roofline)->UseManualTime()->Iterations(1)->Unit(benchmark::kMillisecond);
+
+// Decode attention: batch B, context C (C-1 cached + the new token), 9B heads.
+void BM_attention_decode(benchmark::State& state) {
+  const int B = static_cast<int>(state.range(0)), C = static_cast<int>(state.range(1));
+  const std::size_t cache_elems = static_cast<std::size_t>(B) * C * kHkv * kHD;
+  bf16* kv = dalloc<bf16>(2 * cache_elems);
+  nh::fill_random(kv, 2 * cache_elems, 3u);
+  nh::kv_cache_view cache = nh::make_kv_cache_view(kv, B, C, kHkv, kHD);
+  const int ld = (kHq + 2 * kHkv) * kHD;
+  bf16* qkv = dalloc<bf16>(static_cast<std::size_t>(B) * ld);
+  bf16* out = dalloc<bf16>(static_cast<std::size_t>(B) * kHq * kHD);
+  nh::fill_random(qkv, static_cast<std::size_t>(B) * ld, 4u);
+  std::vector<int> meta(1 + 1 + (B + 1) + B + B);
+  int* d = dalloc<int>(meta.size());
+  std::vector<int> cu(B + 1), slots(B), ctx(B, C - 1);
+  for (int i = 0; i <= B; ++i) cu[i] = i;
+  for (int i = 0; i < B; ++i) slots[i] = i;
+  nh::batch_view bv;
+  PIECEWISE_CUDA_TRY(cudaMemcpy(d, &B, sizeof(int), cudaMemcpyHostToDevice));
+  PIECEWISE_CUDA_TRY(cudaMemcpy(d + 1, &B, sizeof(int), cudaMemcpyHostToDevice));
+  PIECEWISE_CUDA_TRY(cudaMemcpy(d + 2, cu.data(), (B + 1) * sizeof(int), cudaMemcpyHostToDevice));
+  PIECEWISE_CUDA_TRY(cudaMemcpy(d + 3 + B, slots.data(), B * sizeof(int), cudaMemcpyHostToDevice));
+  PIECEWISE_CUDA_TRY(cudaMemcpy(d + 3 + 2 * B, ctx.data(), B * sizeof(int), cudaMemcpyHostToDevice));
+  bv.num_seqs = d;
+  bv.num_tokens = d + 1;
+  bv.cu_seqlens = d + 2;
+  bv.slots = d + 3 + B;
+  bv.context_lens = d + 3 + 2 * B;
+  bv.padded_tokens = B;
+  bv.max_seqs = B;
+  bv.max_seqlen = 1;
+  const std::size_t ws_bytes = nh::attention_decode_workspace_bytes(B, kHq, kHD, C);
+  void* ws = dalloc<char>(ws_bytes);
+  run_timed(state, [&] {
+    nh::attention_decode(qkv, ld, qkv + kHq * kHD, qkv + (kHq + kHkv) * kHD, ld, cache, bv, kHq, out,
+                         kHq * kHD, ws, ws_bytes, C, nullptr);
+  });
+  const double bytes = 2.0 * B * C * kHkv * kHD * 2;  // K and V read once
+  set_bw(state, bytes);
+  if (roofline().bw_gbs > 0) {
+    state.counters["frac_of_copy_bw"] = benchmark::Counter(
+        bytes / 1e9 / roofline().bw_gbs, benchmark::Counter::kIsIterationInvariantRate);
+  }
+  cudaFree(kv);
+  cudaFree(qkv);
+  cudaFree(out);
+  cudaFree(d);
+  cudaFree(ws);
+}
+BENCHMARK(BM_attention_decode)->Args({64, 4096})->Args({1, 4096})->Args({64, 1024})
+    ->UseManualTime()->Unit(benchmark::kMicrosecond);
+
+// Prefill attention: S sequences of T tokens each, no prefix, 9B heads.
+void BM_attention_prefill(benchmark::State& state) {
+  const int S = static_cast<int>(state.range(0)), T = static_cast<int>(state.range(1));
+  const int tokens = S * T;
+  const std::size_t cache_elems = static_cast<std::size_t>(S) * T * kHkv * kHD;
+  bf16* kv = dalloc<bf16>(2 * cache_elems);
+  nh::kv_cache_view cache = nh::make_kv_cache_view(kv, S, T, kHkv, kHD);
+  const int ld = (kHq + 2 * kHkv) * kHD;
+  bf16* qkv = dalloc<bf16>(static_cast<std::size_t>(tokens) * ld);
+  bf16* out = dalloc<bf16>(static_cast<std::size_t>(tokens) * kHq * kHD);
+  nh::fill_random(qkv, static_cast<std::size_t>(tokens) * ld, 5u);
+  int* d = dalloc<int>(2 + (S + 1) + 2 * S);
+  std::vector<int> h(2 + (S + 1) + 2 * S, 0);
+  h[0] = S;
+  h[1] = tokens;
+  for (int i = 0; i <= S; ++i) h[2 + i] = i * T;
+  for (int i = 0; i < S; ++i) h[3 + S + i] = i;  // slots; context_lens stay 0
+  PIECEWISE_CUDA_TRY(cudaMemcpy(d, h.data(), h.size() * sizeof(int), cudaMemcpyHostToDevice));
+  nh::batch_view bv;
+  bv.num_seqs = d;
+  bv.num_tokens = d + 1;
+  bv.cu_seqlens = d + 2;
+  bv.slots = d + 3 + S;
+  bv.context_lens = d + 3 + 2 * S;
+  bv.padded_tokens = tokens;
+  bv.max_seqs = S;
+  bv.max_seqlen = T;
+  run_timed(state, [&] {
+    nh::attention_prefill(qkv, ld, qkv + kHq * kHD, qkv + (kHq + kHkv) * kHD, ld, cache, bv, kHq,
+                          out, kHq * kHD, nullptr);
+  });
+  // Causal FLOPs: QK^T and PV, 2*hd each per visible (query, key) pair.
+  const double flops = 4.0 * kHD * kHq * S * (static_cast<double>(T) * (T + 1) / 2);
+  state.counters["TFLOP/s"] =
+      benchmark::Counter(flops / 1e12, benchmark::Counter::kIsIterationInvariantRate);
+  if (roofline().tflops > 0) {
+    state.counters["frac_of_gemm_rate"] = benchmark::Counter(
+        flops / 1e12 / roofline().tflops, benchmark::Counter::kIsIterationInvariantRate);
+  }
+  cudaFree(kv);
+  cudaFree(qkv);
+  cudaFree(out);
+  cudaFree(d);
+}
+BENCHMARK(BM_attention_prefill)->Args({1, 4096})->Args({4, 1024})->Args({1, 1024})
+    ->UseManualTime()->Unit(benchmark::kMicrosecond);
+
+// GEMMs of the 9B layers: y[M,N] = x[M,K] W[N,K]^T.
+void BM_gemm(benchmark::State& state) {
+  const int M = static_cast<int>(state.range(0)), K = static_cast<int>(state.range(1)),
+            N = static_cast<int>(state.range(2));
+  bf16* x = dalloc<bf16>(static_cast<std::size_t>(M) * K);
+  bf16* W = dalloc<bf16>(static_cast<std::size_t>(N) * K);
+  bf16* y = dalloc<bf16>(static_cast<std::size_t>(M) * N);
+  nh::fill_random(x, static_cast<std::size_t>(M) * K, 6u);
+  nh::fill_random(W, static_cast<std::size_t>(N) * K, 7u, 0.05f);
+  engine().prepare(M, K, N);
+  run_timed(state, [&] { engine().linear(x, W, y, M, K, N, nullptr); });
+  const double flops = 2.0 * M * N * static_cast<double>(K);
+  const double bytes = 2.0 * (static_cast<double>(M) * K + static_cast<double>(N) * K + static_cast<double>(M) * N);
+  state.counters["TFLOP/s"] =
+      benchmark::Counter(flops / 1e12, benchmark::Counter::kIsIterationInvariantRate);
+  state.counters["GB/s"] = benchmark::Counter(bytes / 1e9, benchmark::Counter::kIsIterationInvariantRate);
+  if (roofline().tflops > 0) {
+    // Roofline time: max(FLOPs / rate, bytes / bandwidth); report achieved / roofline.
+    const double t_roof = std::max(flops / (roofline().tflops * 1e12), bytes / (roofline().bw_gbs * 1e9));
+    state.counters["frac_of_roofline"] =
+        benchmark::Counter(t_roof, benchmark::Counter::kIsIterationInvariantRate);
+  }
+  cudaFree(x);
+  cudaFree(W);
+  cudaFree(y);
+}
+BENCHMARK(BM_gemm)
+    ->ArgNames({"M", "K", "N"})
+    ->Args({4096, kD, kInProj})   // mamba in_proj
+    ->Args({4096, kDInner, kD})   // mamba out_proj
+    ->Args({4096, kD, kF})        // mlp up_proj
+    ->Args({4096, kF, kD})        // mlp down_proj
+    ->Args({4096, kD, (kHq + 2 * kHkv) * kHD})  // fused qkv
+    ->Args({4096, kHq * kHD, kD})  // o_proj
+    ->Args({64, kD, kInProj})
+    ->Args({64, kDInner, kD})
+    ->Args({64, kD, kF})
+    ->Args({64, kF, kD})
+    ->UseManualTime()->Unit(benchmark::kMicrosecond);
+
+// Norms at 4096 tokens (bandwidth-bound).
+void BM_norms(benchmark::State& state) {
+  const int rows = 4096;
+  const int which = static_cast<int>(state.range(0));
+  const std::size_t n = static_cast<std::size_t>(rows) * kInProj;
+  bf16* a = dalloc<bf16>(n);
+  bf16* b = dalloc<bf16>(n);
+  bf16* w = dalloc<bf16>(kDInner);
+  float* yf = dalloc<float>(static_cast<std::size_t>(rows) * kDInner);
+  nh::fill_random(a, n, 8u);
+  nh::fill_random(w, kDInner, 9u);
+  PIECEWISE_CUDA_TRY(cudaMemset(yf, 0, static_cast<std::size_t>(rows) * kDInner * sizeof(float)));
+  double bytes = 0;
+  if (which == 0) {
+    run_timed(state, [&] { nh::rmsnorm(a, w, b, rows, kD, 1e-5f, nullptr); });
+    bytes = 2.0 * 2 * rows * kD;
+    state.SetLabel("rmsnorm 4096x4480");
+  } else if (which == 1) {
+    run_timed(state, [&] { nh::add_rmsnorm(a, b, w, b + static_cast<std::size_t>(rows) * kD, rows, kD, 1e-5f, nullptr); });
+    bytes = 2.0 * 4 * rows * kD;
+    state.SetLabel("add_rmsnorm 4096x4480");
+  } else if (which == 2) {
+    run_timed(state, [&] {
+      nh::gated_rmsnorm(yf, kDInner, a, kInProj, w, b, kDInner, rows, kDInner, kG, 1e-5f, nullptr);
+    });
+    bytes = static_cast<double>(rows) * kDInner * (4 + 2 + 2);
+    state.SetLabel("gated_rmsnorm 4096x10240 (fp32 y)");
+  } else {
+    run_timed(state, [&] { nh::relu2_inplace(a, static_cast<std::size_t>(rows) * kF, nullptr); });
+    bytes = 2.0 * 2 * rows * kF;
+    state.SetLabel("relu2 4096x15680");
+  }
+  set_bw(state, bytes);
+  if (roofline().bw_gbs > 0) {
+    state.counters["frac_of_copy_bw"] = benchmark::Counter(
+        bytes / 1e9 / roofline().bw_gbs, benchmark::Counter::kIsIterationInvariantRate);
+  }
+  cudaFree(a);
+  cudaFree(b);
+  cudaFree(w);
+  cudaFree(yf);
+}
+BENCHMARK(BM_norms)->DenseRange(0, 3)->UseManualTime()->Unit(benchmark::kMicrosecond);
+
+}  // namespace
+
+BENCHMARK_MAIN();

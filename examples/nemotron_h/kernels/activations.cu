@@ -1,0 +1,65 @@
+// Squared ReLU (see activations.cuh).
+#include "kernels/activations.cuh"
+
+#include <algorithm>
+#include <cstdint>
+#include <string>
+
+namespace nemotron_h {
+
+namespace {
+
+__device__ inline bf16 relu2_one(bf16 v) {
+  const float f = fmaxf(to_float(v), 0.f);
+  return to_bf16(f * f);
+}
+
+__global__ void relu2_kernel(bf16* __restrict__ x, std::size_t n) {
+  const std::size_t nv = n / 8;
+  const std::size_t stride = static_cast<std::size_t>(gridDim.x) * blockDim.x;
+  const std::size_t tid = blockIdx.x * static_cast<std::size_t>(blockDim.x) + threadIdx.x;
+  uint4* xv = reinterpret_cast<uint4*>(x);
+  for (std::size_t i = tid; i < nv; i += stride) {
+    union {
+      uint4 u;
+      bf16 h[8];
+    } p;
+    p.u = xv[i];
+#pragma unroll
+    for (int j = 0; j < 8; ++j) p.h[j] = relu2_one(p.h[j]);
+    xv[i] = p.u;
+  }
+  for (std::size_t i = nv * 8 + tid; i < n; i += stride) x[i] = relu2_one(x[i]);
+}
+
+__global__ void relu2_scalar_kernel(bf16* __restrict__ x, std::size_t n) {
+  const std::size_t stride = static_cast<std::size_t>(gridDim.x) * blockDim.x;
+  for (std::size_t i = blockIdx.x * static_cast<std::size_t>(blockDim.x) + threadIdx.x; i < n;
+       i += stride) {
+    x[i] = relu2_one(x[i]);
+  }
+}
+
+}  // namespace
+
+void relu2_inplace(bf16* x, std::size_t n, cudaStream_t stream) {
+  if (n == 0) return;
+  const int threads = 256;
+  int sms = 132;
+  int dev = 0;
+  if (cudaGetDevice(&dev) == cudaSuccess) {
+    cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev);
+  }
+  const bool vec = reinterpret_cast<std::uintptr_t>(x) % 16 == 0;
+  const std::size_t work = vec ? (n + 7) / 8 : n;
+  const int blocks = static_cast<int>(std::min<std::size_t>((work + threads - 1) / threads,
+                                                            static_cast<std::size_t>(sms) * 8));
+  if (vec) {
+    relu2_kernel<<<blocks, threads, 0, stream>>>(x, n);
+  } else {
+    relu2_scalar_kernel<<<blocks, threads, 0, stream>>>(x, n);
+  }
+  NH_CHECK_LAUNCH("relu2_inplace (n=" + std::to_string(n) + ")");
+}
+
+}  // namespace nemotron_h

@@ -1,0 +1,152 @@
+// cuBLASLt bf16 GEMM engine (see gemm.cuh).
+#include "kernels/gemm.cuh"
+
+#include <cstdint>
+#include <cstdio>
+#include <string>
+
+namespace nemotron_h {
+
+namespace {
+
+// fmt::format does not compile under nvcc in C++20 mode; format with snprintf instead.
+template <class... A>
+std::string strf(const char* f, A... a) {
+  char buf[512];
+  std::snprintf(buf, sizeof(buf), f, a...);
+  return buf;
+}
+
+void expects(bool cond, const std::string& msg) {
+  if (!cond) throw piecewise::config_error(msg);
+}
+
+void lt_check(cublasStatus_t st, const char* what, int M, int K, int N) {
+  if (st != CUBLAS_STATUS_SUCCESS) {
+    throw piecewise::error(strf("gemm_engine: %s failed (status %d) for M=%d K=%d N=%d",
+                                       what, static_cast<int>(st), M, K, N));
+  }
+}
+
+}  // namespace
+
+struct gemm_engine::plan {
+  cublasLtMatmulDesc_t op = nullptr;
+  cublasLtMatrixLayout_t a = nullptr;  // W as column-major [K, N], ld K, transposed
+  cublasLtMatrixLayout_t b = nullptr;  // x as column-major [K, M], ld ldx
+  cublasLtMatrixLayout_t c = nullptr;  // y as column-major [N, M], ld ldy
+  cublasLtMatmulAlgo_t algo{};
+  ~plan() {
+    if (c != nullptr) cublasLtMatrixLayoutDestroy(c);
+    if (b != nullptr) cublasLtMatrixLayoutDestroy(b);
+    if (a != nullptr) cublasLtMatrixLayoutDestroy(a);
+    if (op != nullptr) cublasLtMatmulDescDestroy(op);
+  }
+};
+
+gemm_engine::gemm_engine(std::size_t workspace_bytes) : workspace_bytes_(workspace_bytes) {
+  lt_check(cublasLtCreate(&handle_), "cublasLtCreate", 0, 0, 0);
+  if (workspace_bytes_ > 0) {
+    cudaError_t err = cudaMalloc(&workspace_, workspace_bytes_);
+    if (err != cudaSuccess) {
+      cublasLtDestroy(handle_);
+      PIECEWISE_CUDA_TRY_CTX(err, "gemm_engine workspace");
+    }
+  }
+}
+
+gemm_engine::~gemm_engine() {
+  for (auto& [k, p] : plans_) delete p;
+  if (workspace_ != nullptr) cudaFree(workspace_);
+  if (handle_ != nullptr) cublasLtDestroy(handle_);
+}
+
+const gemm_engine::plan& gemm_engine::make_plan(int M, int K, int N, int ldx, int ldy) {
+  expects(M > 0 && K > 0 && N > 0, strf("gemm_engine: bad shape M=%d K=%d N=%d", M, K, N));
+  expects(K % 8 == 0 && N % 8 == 0 && ldx % 8 == 0 && ldy % 8 == 0 && ldx >= K &&
+                        ldy >= N, strf("gemm_engine: K, N and row strides must be multiples of 8 (M=%d K=%d N=%d "
+                    "ldx=%d ldy=%d)",
+                    M, K, N, ldx, ldy));
+  auto p = new plan();
+  try {
+    lt_check(cublasLtMatmulDescCreate(&p->op, CUBLAS_COMPUTE_32F, CUDA_R_32F), "MatmulDescCreate",
+             M, K, N);
+    cublasOperation_t ta = CUBLAS_OP_T, tb = CUBLAS_OP_N;
+    lt_check(cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_TRANSA, &ta, sizeof(ta)),
+             "set TRANSA", M, K, N);
+    lt_check(cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_TRANSB, &tb, sizeof(tb)),
+             "set TRANSB", M, K, N);
+    lt_check(cublasLtMatrixLayoutCreate(&p->a, CUDA_R_16BF, K, N, K), "layout W", M, K, N);
+    lt_check(cublasLtMatrixLayoutCreate(&p->b, CUDA_R_16BF, K, M, ldx), "layout x", M, K, N);
+    lt_check(cublasLtMatrixLayoutCreate(&p->c, CUDA_R_16BF, N, M, ldy), "layout y", M, K, N);
+
+    cublasLtMatmulPreference_t pref = nullptr;
+    lt_check(cublasLtMatmulPreferenceCreate(&pref), "PreferenceCreate", M, K, N);
+    std::uint64_t ws = workspace_bytes_;
+    std::uint32_t align = 16;
+    cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws,
+                                         sizeof(ws));
+    for (auto attr : {CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES,
+                      CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES,
+                      CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES,
+                      CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES}) {
+      cublasLtMatmulPreferenceSetAttribute(pref, attr, &align, sizeof(align));
+    }
+    cublasLtMatmulHeuristicResult_t res{};
+    int found = 0;
+    cublasStatus_t st = cublasLtMatmulAlgoGetHeuristic(handle_, p->op, p->a, p->b, p->c, p->c,
+                                                       pref, 1, &res, &found);
+    cublasLtMatmulPreferenceDestroy(pref);
+    lt_check(st, "cublasLtMatmulAlgoGetHeuristic", M, K, N);
+    expects(found > 0, strf("gemm_engine: no cuBLASLt algorithm for M=%d K=%d N=%d", M, K, N));
+    p->algo = res.algo;
+  } catch (...) {
+    delete p;
+    throw;
+  }
+  plans_[key{M, K, N, ldx, ldy}] = p;
+  return *p;
+}
+
+void gemm_engine::prepare(int M, int K, int N) {
+  if (!prepared(M, K, N)) make_plan(M, K, N, K, N);
+}
+
+bool gemm_engine::prepared(int M, int K, int N) const {
+  return plans_.count(key{M, K, N, K, N}) != 0;
+}
+
+const gemm_engine::plan& gemm_engine::get_plan(int M, int K, int N, int ldx, int ldy,
+                                               cudaStream_t s) {
+  auto it = plans_.find(key{M, K, N, ldx, ldy});
+  if (it != plans_.end()) return *it->second;
+  cudaStreamCaptureStatus cs = cudaStreamCaptureStatusNone;
+  PIECEWISE_CUDA_TRY(cudaStreamIsCapturing(s, &cs));
+  if (cs != cudaStreamCaptureStatusNone) {
+    throw piecewise::config_error(strf(
+        "gemm_engine: shape M=%d K=%d N=%d (ldx=%d ldy=%d) was not prepared before stream "
+        "capture; call prepare() for every captured shape first",
+        M, K, N, ldx, ldy));
+  }
+  return make_plan(M, K, N, ldx, ldy);
+}
+
+void gemm_engine::linear(const bf16* x, const bf16* W, bf16* y, int M, int K, int N,
+                         cudaStream_t s, bool accumulate) {
+  linear_strided(x, K, W, y, N, M, K, N, s, accumulate);
+}
+
+void gemm_engine::linear_strided(const bf16* x, int ldx, const bf16* W, bf16* y, int ldy, int M,
+                                 int K, int N, cudaStream_t s, bool accumulate) {
+  if (M == 0) return;
+  auto misaligned = [](const void* p) { return (reinterpret_cast<std::uintptr_t>(p) & 15) != 0; };
+  expects(!misaligned(x) && !misaligned(W) && !misaligned(y), strf("gemm_engine: pointers must be 16-byte aligned (M=%d K=%d N=%d)", M, K, N));
+  const plan& p = get_plan(M, K, N, ldx, ldy, s);
+  const float alpha = 1.0f;
+  const float beta = accumulate ? 1.0f : 0.0f;
+  cublasStatus_t st = cublasLtMatmul(handle_, p.op, &alpha, W, p.a, x, p.b, &beta, y, p.c, y, p.c,
+                                     &p.algo, workspace_, workspace_bytes_, s);
+  lt_check(st, "cublasLtMatmul", M, K, N);
+}
+
+}  // namespace nemotron_h

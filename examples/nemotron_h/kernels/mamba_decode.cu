@@ -1,0 +1,148 @@
+// Mamba2 recurrent SSM update (see mamba_decode.cuh).
+#include <string>
+
+#include "kernels/mamba_decode.cuh"
+
+namespace nemotron_h {
+namespace {
+
+constexpr int kWarps = 8;
+constexpr int kRowsPerIter = 2;  // state rows a warp keeps in flight
+
+__device__ __forceinline__ float softplus(float v) { return v > 20.f ? v : log1pf(__expf(v)); }
+
+template <int NPL>
+__device__ __forceinline__ void load_f(const float* p, float (&r)[NPL]) {
+  if constexpr (NPL % 4 == 0) {
+#pragma unroll
+    for (int i = 0; i < NPL; i += 4) {
+      const float4 v = *reinterpret_cast<const float4*>(p + i);
+      r[i] = v.x; r[i + 1] = v.y; r[i + 2] = v.z; r[i + 3] = v.w;
+    }
+  } else {
+#pragma unroll
+    for (int i = 0; i < NPL; i += 2) {
+      const float2 v = *reinterpret_cast<const float2*>(p + i);
+      r[i] = v.x; r[i + 1] = v.y;
+    }
+  }
+}
+
+template <int NPL>
+__device__ __forceinline__ void store_f(float* p, const float (&r)[NPL]) {
+  if constexpr (NPL % 4 == 0) {
+#pragma unroll
+    for (int i = 0; i < NPL; i += 4) *reinterpret_cast<float4*>(p + i) = make_float4(r[i], r[i + 1], r[i + 2], r[i + 3]);
+  } else {
+#pragma unroll
+    for (int i = 0; i < NPL; i += 2) *reinterpret_cast<float2*>(p + i) = make_float2(r[i], r[i + 1]);
+  }
+}
+
+template <int NPL>
+__device__ __forceinline__ void load_bf(const bf16* p, float (&r)[NPL]) {
+#pragma unroll
+  for (int i = 0; i < NPL; i += 2) {
+    const float2 f = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(p + i));
+    r[i] = f.x; r[i + 1] = f.y;
+  }
+}
+
+// grid (H, max_seqs), kWarps warps; N = 32 * NPL; lane owns state columns [lane*NPL, +NPL).
+template <int NPL>
+__global__ void __launch_bounds__(kWarps * 32)
+    mamba_decode_kernel(const bf16* __restrict__ xbc, const bf16* __restrict__ dt_raw, int ld_dt,
+                        const float* __restrict__ A_log, const float* __restrict__ Dv,
+                        const float* __restrict__ dt_bias, float* __restrict__ ssm_state,
+                        bf16* __restrict__ y, batch_view b, int H, int P, int G, float dt_min,
+                        float dt_max) {
+  constexpr int N = 32 * NPL;
+  const int h = blockIdx.x;
+  const int s = blockIdx.y;
+  if (s >= *b.num_seqs) return;
+  const int start = b.cu_seqlens[s];
+  const int end = b.cu_seqlens[s + 1];
+  if (end == start) return;
+  const bool has_state = b.context_lens[s] > 0;
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+  const int conv_dim = H * P + 2 * G * N;
+  const int g = h / (H / G);
+  const float A = -__expf(A_log[h]);
+  const float Dh = Dv[h], bias = dt_bias[h];
+  float* S_head = ssm_state + (static_cast<long long>(b.slots[s]) * H + h) * P * N;
+
+  for (int p0 = warp * kRowsPerIter; p0 < P; p0 += kWarps * kRowsPerIter) {
+    float st[kRowsPerIter][NPL];
+#pragma unroll
+    for (int r = 0; r < kRowsPerIter; ++r) {
+      if (p0 + r < P && has_state) {
+        load_f<NPL>(S_head + static_cast<long long>(p0 + r) * N + lane * NPL, st[r]);
+      } else {
+#pragma unroll
+        for (int i = 0; i < NPL; ++i) st[r][i] = 0.f;
+      }
+    }
+    for (int t = start; t < end; ++t) {
+      const bf16* row = xbc + static_cast<long long>(t) * conv_dim;
+      float Bv[NPL], Cv[NPL];
+      load_bf<NPL>(row + H * P + g * N + lane * NPL, Bv);
+      load_bf<NPL>(row + H * P + G * N + g * N + lane * NPL, Cv);
+      float dt = softplus(to_float(dt_raw[static_cast<long long>(t) * ld_dt + h]) + bias);
+      dt = fminf(fmaxf(dt, dt_min), dt_max);
+      const float dA = __expf(dt * A);
+#pragma unroll
+      for (int r = 0; r < kRowsPerIter; ++r) {
+        const int p = p0 + r;
+        if (p >= P) break;
+        const float xv = to_float(row[h * P + p]);
+        const float dx = dt * xv;
+        float acc = 0.f;
+#pragma unroll
+        for (int i = 0; i < NPL; ++i) {
+          st[r][i] = fmaf(st[r][i], dA, dx * Bv[i]);
+          acc = fmaf(st[r][i], Cv[i], acc);
+        }
+#pragma unroll
+        for (int o = 16; o > 0; o >>= 1) acc += __shfl_xor_sync(0xffffffffu, acc, o);
+        if (lane == 0) y[static_cast<long long>(t) * H * P + h * P + p] = to_bf16(acc + Dh * xv);
+      }
+    }
+#pragma unroll
+    for (int r = 0; r < kRowsPerIter; ++r)
+      if (p0 + r < P) store_f<NPL>(S_head + static_cast<long long>(p0 + r) * N + lane * NPL, st[r]);
+  }
+}
+
+}  // namespace
+
+void mamba_decode(const bf16* xbc, const bf16* dt_raw, int ld_dt, const float* A_log,
+                  const float* D, const float* dt_bias, float* ssm_state, bf16* y,
+                  const batch_view& batch, const mamba_dims& d, float dt_min, float dt_max,
+                  cudaStream_t stream) {
+  PIECEWISE_EXPECTS(d.N == 64 || d.N == 128 || d.N == 256,
+                    "mamba_decode: state size N={} unsupported (64, 128 or 256)", d.N);
+  PIECEWISE_EXPECTS(d.H > 0 && d.P > 0 && d.G > 0 && d.H % d.G == 0,
+                    "mamba_decode: bad dims H={} P={} G={}", d.H, d.P, d.G);
+  PIECEWISE_EXPECTS(batch.num_seqs && batch.cu_seqlens && batch.slots && batch.context_lens,
+                    "mamba_decode: batch_view has null device pointers");
+  if (batch.max_seqs == 0) return;
+  const dim3 grid(d.H, batch.max_seqs);
+  switch (d.N) {
+    case 64:
+      mamba_decode_kernel<2><<<grid, kWarps * 32, 0, stream>>>(
+          xbc, dt_raw, ld_dt, A_log, D, dt_bias, ssm_state, y, batch, d.H, d.P, d.G, dt_min, dt_max);
+      break;
+    case 128:
+      mamba_decode_kernel<4><<<grid, kWarps * 32, 0, stream>>>(
+          xbc, dt_raw, ld_dt, A_log, D, dt_bias, ssm_state, y, batch, d.H, d.P, d.G, dt_min, dt_max);
+      break;
+    default:
+      mamba_decode_kernel<8><<<grid, kWarps * 32, 0, stream>>>(
+          xbc, dt_raw, ld_dt, A_log, D, dt_bias, ssm_state, y, batch, d.H, d.P, d.G, dt_min, dt_max);
+      break;
+  }
+  NH_CHECK_LAUNCH("mamba_decode_kernel H=" + std::to_string(d.H) + " P=" + std::to_string(d.P) +
+                  " N=" + std::to_string(d.N));
+}
+
+}  // namespace nemotron_h

@@ -1,0 +1,204 @@
+// RMSNorm kernels (see norms.cuh).
+#include "kernels/norms.cuh"
+
+#include <cstdint>
+#include <string>
+
+namespace nemotron_h {
+
+namespace {
+
+constexpr int kNormThreads = 256;
+
+__device__ inline float block_sum(float v, float* red) {
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+  __syncthreads();  // red may be reused by a previous call
+  if (lane == 0) red[warp] = v;
+  __syncthreads();
+  float s = 0.f;
+  const int nw = blockDim.x >> 5;
+  for (int i = 0; i < nw; ++i) s += red[i];
+  return s;
+}
+
+union pack8 {
+  uint4 u;
+  bf16 h[8];
+};
+
+// One block per row; two passes over the row (the second hits L1/L2).
+__global__ void rmsnorm_kernel(const bf16* x, bf16* residual,
+                               const bf16* __restrict__ w, bf16* y, int rows, int D, float eps,
+                               const int* num_rows, bool fused) {
+  __shared__ float red[32];
+  const int r = blockIdx.x;
+  if (r >= rows || (num_rows != nullptr && r >= *num_rows)) return;
+  const int nv = D / 8;
+  const std::size_t base = static_cast<std::size_t>(r) * D;
+  const uint4* xr = x != nullptr ? reinterpret_cast<const uint4*>(x + base) : nullptr;
+  uint4* rr = fused ? reinterpret_cast<uint4*>(residual + base) : nullptr;
+  float ss = 0.f;
+  for (int i = threadIdx.x; i < nv; i += blockDim.x) {
+    pack8 a;
+    if (fused) {
+      a.u = rr[i];
+      if (xr != nullptr) {
+        pack8 b;
+        b.u = xr[i];
+#pragma unroll
+        for (int j = 0; j < 8; ++j) a.h[j] = to_bf16(to_float(a.h[j]) + to_float(b.h[j]));
+        rr[i] = a.u;
+      }
+    } else {
+      a.u = xr[i];
+    }
+#pragma unroll
+    for (int j = 0; j < 8; ++j) {
+      const float f = to_float(a.h[j]);
+      ss += f * f;
+    }
+  }
+  const float inv = rsqrtf(block_sum(ss, red) / static_cast<float>(D) + eps);
+  const uint4* src = fused ? reinterpret_cast<const uint4*>(residual + base) : xr;
+  const uint4* wr = reinterpret_cast<const uint4*>(w);
+  uint4* yr = reinterpret_cast<uint4*>(y + base);
+  for (int i = threadIdx.x; i < nv; i += blockDim.x) {
+    pack8 a, b, o;
+    a.u = src[i];
+    b.u = wr[i];
+#pragma unroll
+    for (int j = 0; j < 8; ++j) o.h[j] = to_bf16(to_float(b.h[j]) * (to_float(a.h[j]) * inv));
+    yr[i] = o.u;
+  }
+}
+
+__device__ inline void load4(const float* p, float* v) {
+  const float4 f = *reinterpret_cast<const float4*>(p);
+  v[0] = f.x;
+  v[1] = f.y;
+  v[2] = f.z;
+  v[3] = f.w;
+}
+__device__ inline void load4(const bf16* p, float* v) {
+  union {
+    uint2 u;
+    bf16 h[4];
+  } t;
+  t.u = *reinterpret_cast<const uint2*>(p);
+#pragma unroll
+  for (int j = 0; j < 4; ++j) v[j] = to_float(t.h[j]);
+}
+
+// One block per (row, group); g is kept in shared memory between the two passes.
+template <typename Y>
+__global__ void gated_rmsnorm_kernel(const Y* __restrict__ y, int ldy, const bf16* __restrict__ z,
+                                     int ldz, const bf16* __restrict__ w, bf16* __restrict__ out,
+                                     int ldo, int rows, int gs, float eps, const int* num_rows) {
+  extern __shared__ float g_s[];
+  __shared__ float red[32];
+  const int r = blockIdx.x, grp = blockIdx.y;
+  if (r >= rows || (num_rows != nullptr && r >= *num_rows)) return;
+  const int c0 = grp * gs;
+  const Y* yr = y + static_cast<std::size_t>(r) * ldy + c0;
+  const bf16* zr = z + static_cast<std::size_t>(r) * ldz + c0;
+  float ss = 0.f;
+  for (int i = threadIdx.x * 4; i < gs; i += blockDim.x * 4) {
+    float yv[4], zv[4];
+    load4(yr + i, yv);
+    load4(zr + i, zv);
+#pragma unroll
+    for (int j = 0; j < 4; ++j) {
+      const float g = yv[j] * (zv[j] / (1.f + __expf(-zv[j])));
+      g_s[i + j] = g;
+      ss += g * g;
+    }
+  }
+  const float inv = rsqrtf(block_sum(ss, red) / static_cast<float>(gs) + eps);
+  bf16* orow = out + static_cast<std::size_t>(r) * ldo + c0;
+  for (int i = threadIdx.x * 4; i < gs; i += blockDim.x * 4) {
+    float wv[4];
+    load4(w + c0 + i, wv);
+    union {
+      uint2 u;
+      bf16 h[4];
+    } o;
+#pragma unroll
+    for (int j = 0; j < 4; ++j) o.h[j] = to_bf16(wv[j] * (g_s[i + j] * inv));
+    *reinterpret_cast<uint2*>(orow + i) = o.u;
+  }
+}
+
+bool aligned(const void* p, int bytes) {
+  return (reinterpret_cast<std::uintptr_t>(p) % static_cast<std::uintptr_t>(bytes)) == 0;
+}
+
+void require(bool cond, const std::string& msg) {
+  if (!cond) throw piecewise::config_error(msg);
+}
+
+void launch_rmsnorm(const bf16* x, bf16* residual, const bf16* w, bf16* y, int rows, int D,
+                    float eps, cudaStream_t stream, const int* num_rows, bool fused,
+                    const char* name) {
+  const std::string shape = std::string(name) + " (rows=" + std::to_string(rows) +
+                            ", D=" + std::to_string(D) + ")";
+  require(rows >= 0 && D > 0 && D % 8 == 0, shape + ": D must be a positive multiple of 8");
+  require(aligned(x, 16) && aligned(residual, 16) && aligned(w, 16) && aligned(y, 16),
+          shape + ": pointers must be 16-byte aligned");
+  if (rows == 0) return;
+  int threads = kNormThreads;
+  while (threads > 32 && threads / 2 >= D / 8) threads /= 2;
+  rmsnorm_kernel<<<rows, threads, 0, stream>>>(x, residual, w, y, rows, D, eps, num_rows, fused);
+  NH_CHECK_LAUNCH(shape);
+}
+
+template <typename Y>
+void launch_gated(const Y* y, int ldy, const bf16* z, int ldz, const bf16* w, bf16* out, int ldo,
+                  int rows, int d_inner, int G, float eps, cudaStream_t stream,
+                  const int* num_rows) {
+  const std::string shape = "gated_rmsnorm (rows=" + std::to_string(rows) +
+                            ", d_inner=" + std::to_string(d_inner) + ", G=" + std::to_string(G) + ")";
+  require(G > 0 && d_inner > 0 && d_inner % G == 0 && (d_inner / G) % 4 == 0,
+          shape + ": d_inner / G must be a positive multiple of 4");
+  require(ldy % 4 == 0 && ldz % 4 == 0 && ldo % 4 == 0 && ldy >= d_inner && ldz >= d_inner &&
+              ldo >= d_inner,
+          shape + ": row strides must be >= d_inner and multiples of 4");
+  require(aligned(y, 4 * sizeof(Y)) && aligned(z, 8) && aligned(w, 8) && aligned(out, 8),
+          shape + ": misaligned pointer");
+  if (rows == 0) return;
+  const int gs = d_inner / G;
+  const std::size_t smem = static_cast<std::size_t>(gs) * sizeof(float);
+  require(smem <= 48 * 1024, shape + ": group too large for shared memory");
+  int threads = 256;
+  while (threads > 32 && threads / 2 >= gs / 4) threads /= 2;
+  gated_rmsnorm_kernel<Y><<<dim3(rows, G), threads, smem, stream>>>(y, ldy, z, ldz, w, out, ldo,
+                                                                    rows, gs, eps, num_rows);
+  NH_CHECK_LAUNCH(shape);
+}
+
+}  // namespace
+
+void rmsnorm(const bf16* x, const bf16* w, bf16* y, int rows, int D, float eps,
+             cudaStream_t stream, const int* num_rows) {
+  launch_rmsnorm(x, nullptr, w, y, rows, D, eps, stream, num_rows, false, "rmsnorm");
+}
+
+void add_rmsnorm(const bf16* x, bf16* residual, const bf16* w, bf16* y, int rows, int D,
+                 float eps, cudaStream_t stream, const int* num_rows) {
+  launch_rmsnorm(x, residual, w, y, rows, D, eps, stream, num_rows, true, "add_rmsnorm");
+}
+
+void gated_rmsnorm(const float* y, int ldy, const bf16* z, int ldz, const bf16* w, bf16* out,
+                   int ldo, int rows, int d_inner, int G, float eps, cudaStream_t stream,
+                   const int* num_rows) {
+  launch_gated(y, ldy, z, ldz, w, out, ldo, rows, d_inner, G, eps, stream, num_rows);
+}
+
+void gated_rmsnorm(const bf16* y, int ldy, const bf16* z, int ldz, const bf16* w, bf16* out,
+                   int ldo, int rows, int d_inner, int G, float eps, cudaStream_t stream,
+                   const int* num_rows) {
+  launch_gated(y, ldy, z, ldz, w, out, ldo, rows, d_inner, G, eps, stream, num_rows);
+}
+
+}  // namespace nemotron_h

@@ -1,0 +1,162 @@
+// Helpers shared by the dense-kernel GPU tests: device buffers, seeded random bf16 data,
+// NaN poisoning, relative-norm errors, packed-batch metadata and graph capture.
+#pragma once
+
+#include <cuda_runtime.h>
+
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <functional>
+#include <limits>
+#include <random>
+#include <vector>
+
+#include "kernels/batch.cuh"
+#include "kernels/common.cuh"
+
+namespace nh_test {
+
+using nemotron_h::bf16;
+
+/// Owning device buffer (move-only).
+template <typename T>
+class dbuf {
+ public:
+  dbuf() = default;
+  explicit dbuf(std::size_t n) : n_(n) {
+    if (n > 0) PIECEWISE_CUDA_TRY(cudaMalloc(&p_, n * sizeof(T)));
+  }
+  dbuf(const dbuf&) = delete;
+  dbuf& operator=(const dbuf&) = delete;
+  dbuf(dbuf&& o) noexcept : p_(o.p_), n_(o.n_) { o.p_ = nullptr; o.n_ = 0; }
+  dbuf& operator=(dbuf&& o) noexcept {
+    std::swap(p_, o.p_);
+    std::swap(n_, o.n_);
+    return *this;
+  }
+  ~dbuf() {
+    if (p_ != nullptr) cudaFree(p_);
+  }
+  T* get() const { return p_; }
+  std::size_t size() const { return n_; }
+  void upload(const std::vector<T>& h) {
+    PIECEWISE_CUDA_TRY(cudaMemcpy(p_, h.data(), h.size() * sizeof(T), cudaMemcpyHostToDevice));
+  }
+  std::vector<T> download() const {
+    std::vector<T> h(n_);
+    PIECEWISE_CUDA_TRY(cudaMemcpy(h.data(), p_, n_ * sizeof(T), cudaMemcpyDeviceToHost));
+    return h;
+  }
+  /// All bytes 0xFF: NaN for bf16 and fp32.
+  void poison() { PIECEWISE_CUDA_TRY(cudaMemset(p_, 0xFF, n_ * sizeof(T))); }
+
+ private:
+  T* p_ = nullptr;
+  std::size_t n_ = 0;
+};
+
+/// Random normal values rounded to bf16; `ref` gets the exact (rounded) values as double.
+inline std::vector<bf16> rand_bf16(std::size_t n, std::mt19937& gen, double sd,
+                                   std::vector<double>* ref, double mean = 0.0) {
+  std::normal_distribution<float> d(static_cast<float>(mean), static_cast<float>(sd));
+  std::vector<bf16> h(n);
+  if (ref != nullptr) ref->resize(n);
+  for (std::size_t i = 0; i < n; ++i) {
+    h[i] = __float2bfloat16(d(gen));
+    if (ref != nullptr) (*ref)[i] = static_cast<double>(__bfloat162float(h[i]));
+  }
+  return h;
+}
+
+inline std::vector<double> to_double(const std::vector<bf16>& v) {
+  std::vector<double> r(v.size());
+  for (std::size_t i = 0; i < v.size(); ++i) r[i] = __bfloat162float(v[i]);
+  return r;
+}
+
+/// ||a - b|| / ||b||; +inf when a holds a NaN/inf (unwritten, poisoned outputs fail).
+inline double rel_err(const std::vector<double>& a, const std::vector<double>& b) {
+  double num = 0.0, den = 0.0;
+  for (std::size_t i = 0; i < a.size(); ++i) {
+    if (!std::isfinite(a[i])) return std::numeric_limits<double>::infinity();
+    num += (a[i] - b[i]) * (a[i] - b[i]);
+    den += b[i] * b[i];
+  }
+  return den == 0.0 ? std::sqrt(num) : std::sqrt(num / den);
+}
+
+inline bool is_poison(bf16 v) {
+  std::uint16_t b;
+  std::memcpy(&b, &v, 2);
+  return b == 0xFFFF;
+}
+
+/// Owning stream (non-blocking, so it never syncs with the legacy default stream).
+struct stream {
+  cudaStream_t s = nullptr;
+  stream() { PIECEWISE_CUDA_TRY(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking)); }
+  ~stream() { cudaStreamDestroy(s); }
+  stream(const stream&) = delete;
+  stream& operator=(const stream&) = delete;
+  void sync() const { PIECEWISE_CUDA_TRY(cudaStreamSynchronize(s)); }
+};
+
+/// Captures `body(s)` (thread-local capture mode) into a graph executable.
+inline cudaGraphExec_t capture(cudaStream_t s, const std::function<void(cudaStream_t)>& body) {
+  cudaGraph_t g = nullptr;
+  PIECEWISE_CUDA_TRY(cudaStreamBeginCapture(s, cudaStreamCaptureModeThreadLocal));
+  try {
+    body(s);
+  } catch (...) {
+    cudaStreamEndCapture(s, &g);
+    if (g != nullptr) cudaGraphDestroy(g);
+    throw;
+  }
+  PIECEWISE_CUDA_TRY(cudaStreamEndCapture(s, &g));
+  cudaGraphExec_t exec = nullptr;
+  PIECEWISE_CUDA_TRY(cudaGraphInstantiate(&exec, g, 0));
+  cudaGraphDestroy(g);
+  return exec;
+}
+
+/// Packed-batch metadata in device buffers (fixed addresses; update() rewrites them).
+struct batch_buffers {
+  dbuf<int> num_seqs{1}, num_tokens{1}, cu, slots, ctx;
+  nemotron_h::batch_view view;
+  std::vector<int> h_cu;
+
+  batch_buffers(int max_seqs, int padded_tokens, int max_seqlen)
+      : cu(max_seqs + 1), slots(max_seqs), ctx(max_seqs) {
+    view.num_seqs = num_seqs.get();
+    view.num_tokens = num_tokens.get();
+    view.cu_seqlens = cu.get();
+    view.slots = slots.get();
+    view.context_lens = ctx.get();
+    view.padded_tokens = padded_tokens;
+    view.max_seqs = max_seqs;
+    view.max_seqlen = max_seqlen;
+  }
+  /// Writes new metadata (lengths of the new tokens, cached context, slots) into the same
+  /// buffers. Unused trailing entries are filled with garbage-but-safe values.
+  void update(const std::vector<int>& lens, const std::vector<int>& ctxs,
+              const std::vector<int>& slot_ids) {
+    const int n = static_cast<int>(lens.size());
+    const int max_seqs = view.max_seqs;
+    h_cu.assign(max_seqs + 1, 0);
+    for (int i = 0; i < n; ++i) h_cu[i + 1] = h_cu[i] + lens[i];
+    for (int i = n; i < max_seqs; ++i) h_cu[i + 1] = h_cu[n];
+    std::vector<int> sl(max_seqs, 0), cx(max_seqs, 0);
+    for (int i = 0; i < n; ++i) {
+      sl[i] = slot_ids[i];
+      cx[i] = ctxs[i];
+    }
+    num_seqs.upload({n});
+    num_tokens.upload({h_cu[n]});
+    cu.upload(h_cu);
+    slots.upload(sl);
+    ctx.upload(cx);
+  }
+};
+
+}  // namespace nh_test

@@ -1,0 +1,144 @@
+// Shared helpers of the Mamba2 GPU tests: device buffers, packed-batch metadata, bf16
+// rounding of random inputs, relative-norm errors, CUDA-graph capture.
+#pragma once
+
+#include <cuda_runtime.h>
+
+#include <cmath>
+#include <cstddef>
+#include <cstdio>
+#include <functional>
+#include <random>
+#include <vector>
+
+#include "kernels/batch.cuh"
+#include "kernels/common.cuh"
+#include "piecewise/error.hpp"
+
+namespace mamba_test {
+
+using nemotron_h::bf16;
+
+template <typename T>
+class dbuf {
+ public:
+  explicit dbuf(std::size_t n) : n_(n) {
+    PIECEWISE_CUDA_TRY(cudaMalloc(&p_, (n ? n : 1) * sizeof(T)));
+  }
+  ~dbuf() { cudaFree(p_); }
+  dbuf(const dbuf&) = delete;
+  dbuf& operator=(const dbuf&) = delete;
+  T* get() const { return p_; }
+  std::size_t size() const { return n_; }
+  void upload(const std::vector<T>& h) {
+    PIECEWISE_CUDA_TRY(cudaMemcpy(p_, h.data(), h.size() * sizeof(T), cudaMemcpyHostToDevice));
+  }
+  std::vector<T> download() const {
+    std::vector<T> h(n_);
+    PIECEWISE_CUDA_TRY(cudaMemcpy(h.data(), p_, n_ * sizeof(T), cudaMemcpyDeviceToHost));
+    return h;
+  }
+  void poison() { PIECEWISE_CUDA_TRY(cudaMemset(p_, 0xFF, n_ * sizeof(T))); }  // NaN for bf16/fp32
+
+ private:
+  T* p_ = nullptr;
+  std::size_t n_;
+};
+
+/// Packed-batch metadata in device buffers sized for (padded_tokens, max_seqs).
+struct dev_batch {
+  int padded, max_seqs;
+  dbuf<int> num_seqs{1}, num_tokens{1}, cu, slots, ctx;
+  dev_batch(int padded_tokens, int max_seqs_)
+      : padded(padded_tokens), max_seqs(max_seqs_), cu(max_seqs_ + 1), slots(max_seqs_), ctx(max_seqs_) {}
+  /// Writes new metadata into the same buffers (fixed addresses).
+  void upload(const std::vector<int>& lens, const std::vector<int>& slot, const std::vector<int>& context) {
+    std::vector<int> c(max_seqs + 1, 0), sl(max_seqs, 0), cx(max_seqs, 0);
+    for (std::size_t i = 0; i < lens.size(); ++i) {
+      c[i + 1] = c[i] + lens[i];
+      sl[i] = slot[i];
+      cx[i] = context[i];
+    }
+    for (int i = static_cast<int>(lens.size()) + 1; i <= max_seqs; ++i) c[i] = c[i - 1];
+    if (c[lens.size()] > padded) throw std::runtime_error("test batch exceeds padded_tokens");
+    num_seqs.upload({static_cast<int>(lens.size())});
+    num_tokens.upload({c[lens.size()]});
+    cu.upload(c);
+    slots.upload(sl);
+    ctx.upload(cx);
+  }
+  nemotron_h::batch_view view() const {
+    nemotron_h::batch_view v;
+    v.num_seqs = num_seqs.get();
+    v.num_tokens = num_tokens.get();
+    v.cu_seqlens = cu.get();
+    v.slots = slots.get();
+    v.context_lens = ctx.get();
+    v.padded_tokens = padded;
+    v.max_seqs = max_seqs;
+    v.max_seqlen = padded;
+    return v;
+  }
+};
+
+/// n random normal values rounded to bf16: device copy and exact double copy.
+inline void random_bf16(std::size_t n, std::mt19937& rng, double scale, std::vector<bf16>& h,
+                        std::vector<double>& d) {
+  std::normal_distribution<float> dist(0.f, static_cast<float>(scale));
+  h.resize(n);
+  d.resize(n);
+  for (std::size_t i = 0; i < n; ++i) {
+    h[i] = nemotron_h::to_bf16(dist(rng));
+    d[i] = nemotron_h::to_float(h[i]);
+  }
+}
+
+inline std::vector<double> to_double(const std::vector<bf16>& v) {
+  std::vector<double> r(v.size());
+  for (std::size_t i = 0; i < v.size(); ++i) r[i] = nemotron_h::to_float(v[i]);
+  return r;
+}
+inline std::vector<double> to_double(const std::vector<float>& v) {
+  return std::vector<double>(v.begin(), v.end());
+}
+
+/// ||a - b|| / ||b||; NaN in a gives NaN (fails any tolerance check).
+inline double rel_err(const std::vector<double>& a, const std::vector<double>& b) {
+  double num = 0, den = 0;
+  for (std::size_t i = 0; i < a.size(); ++i) {
+    num += (a[i] - b[i]) * (a[i] - b[i]);
+    den += b[i] * b[i];
+  }
+  return std::sqrt(num) / std::sqrt(den > 0 ? den : 1.0);
+}
+
+/// Captures `body(stream)` into a graph on a non-blocking stream (thread-local capture
+/// mode) and returns the executable; the caller replays it with cudaGraphLaunch.
+class captured {
+ public:
+  explicit captured(const std::function<void(cudaStream_t)>& body) {
+    PIECEWISE_CUDA_TRY(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
+    PIECEWISE_CUDA_TRY(cudaStreamBeginCapture(stream_, cudaStreamCaptureModeThreadLocal));
+    body(stream_);
+    cudaGraph_t g = nullptr;
+    PIECEWISE_CUDA_TRY(cudaStreamEndCapture(stream_, &g));
+    PIECEWISE_CUDA_TRY(cudaGraphInstantiate(&exec_, g, 0));
+    cudaGraphDestroy(g);
+  }
+  ~captured() {
+    cudaGraphExecDestroy(exec_);
+    cudaStreamDestroy(stream_);
+  }
+  captured(const captured&) = delete;
+  captured& operator=(const captured&) = delete;
+  void replay() {
+    PIECEWISE_CUDA_TRY(cudaGraphLaunch(exec_, stream_));
+    PIECEWISE_CUDA_TRY(cudaStreamSynchronize(stream_));
+  }
+
+ private:
+  cudaStream_t stream_ = nullptr;
+  cudaGraphExec_t exec_ = nullptr;
+};
+
+}  // namespace mamba_test
