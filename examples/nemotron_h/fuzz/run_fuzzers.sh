@@ -1,0 +1,102 @@
+#!/usr/bin/env bash
+# Builds and runs the NemotronH libFuzzer targets (safetensors header, config.json, .npy).
+#
+# Usage: examples/nemotron_h/fuzz/run_fuzzers.sh [seconds_per_target]   (default 60)
+#        examples/nemotron_h/fuzz/run_fuzzers.sh --regen-corpus         (rewrites corpus/)
+# Env:   FUZZ_BUILD  build folder (default build-fuzz, relative to the current directory)
+#        CXX         clang++ with libFuzzer (default clang++)
+#
+# The targets are built with clang++ directly (not through CMake) from the model sources, with
+# -fsanitize=fuzzer,address,undefined and -fno-sanitize-recover=all, against Debian's fmt and
+# nlohmann-json. Each runs on a scratch copy of the committed seed corpus (corpus/<target>/;
+# the committed files are never modified) for the given time with -rss_limit_mb=2048 and
+# -timeout=10. Exits non-zero if any target reports a crash, an abort (an exception other than
+# piecewise::config_error escaping, a broken invariant), a leak, a timeout, an out-of-memory or
+# any sanitizer report; the offending input is saved under $FUZZ_BUILD/artifacts/.
+set -euo pipefail
+
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+nh="$(cd "$here/.." && pwd)"
+root="$(cd "$nh/../.." && pwd)"
+build="${FUZZ_BUILD:-build-fuzz}"
+cxx="${CXX:-clang++}"
+secs=60
+regen=0
+if [[ $# -gt 0 ]]; then
+  if [[ "$1" == "--regen-corpus" ]]; then regen=1; else secs="$1"; fi
+fi
+if ! [[ "$secs" =~ ^[0-9]+$ ]] || [[ "$secs" -lt 1 ]]; then
+  echo "run_fuzzers.sh: seconds_per_target must be a positive integer, got '$secs'" >&2
+  exit 2
+fi
+command -v "$cxx" >/dev/null || { echo "run_fuzzers.sh: $cxx not found (apt-get install clang)" >&2; exit 2; }
+
+mkdir -p "$build/obj"
+build="$(cd "$build" && pwd)"
+cuda_inc=/usr/local/cuda/include
+[[ -d "$cuda_inc" ]] || cuda_inc="$(dirname "$(command -v nvcc 2>/dev/null || echo /usr/local/cuda/bin/nvcc)")/../include"
+
+common=(-std=c++20 -O1 -g -fno-omit-frame-pointer -fno-sanitize-recover=all -pthread
+        -I"$nh" -I"$root/include" -I"$cuda_inc")
+san_lib=(-fsanitize=fuzzer-no-link,address,undefined)
+san_exe=(-fsanitize=fuzzer,address,undefined)
+
+start=$(date +%s)
+echo "== building fuzz targets into $build (${cxx})"
+objs=()
+pids=()
+for src in config safetensors npy weights; do
+  obj="$build/obj/$src.o"
+  objs+=("$obj")
+  if [[ ! -f "$obj" || "$nh/model/$src.cpp" -nt "$obj" || "$nh/model/$src.hpp" -nt "$obj" ]]; then
+    "$cxx" "${common[@]}" "${san_lib[@]}" -c "$nh/model/$src.cpp" -o "$obj" &
+    pids+=($!)
+  fi
+done
+for p in "${pids[@]}"; do wait "$p"; done
+
+targets=(safetensors config npy)
+pids=()
+for t in "${targets[@]}"; do
+  "$cxx" "${common[@]}" "${san_exe[@]}" "$here/fuzz_$t.cpp" "${objs[@]}" -lfmt -o "$build/fuzz_$t" &
+  pids+=($!)
+done
+for p in "${pids[@]}"; do wait "$p"; done
+echo "   built in $(( $(date +%s) - start )) s"
+
+if [[ $regen -eq 1 ]]; then
+  # The generator needs no sanitizers; build it plainly and rewrite the committed corpus.
+  "$cxx" -std=c++20 -O1 -pthread -I"$nh" -I"$root/include" -I"$cuda_inc" "$here/gen_corpus.cpp" \
+    "$nh/model/config.cpp" "$nh/model/safetensors.cpp" "$nh/model/npy.cpp" -lfmt -o "$build/gen_corpus"
+  rm -rf "$here/corpus"
+  "$build/gen_corpus" "$here/corpus" "$nh/tests/data/tiny"
+  du -sh "$here/corpus"/*
+  exit 0
+fi
+
+export ASAN_OPTIONS="detect_leaks=1:abort_on_error=1:allocator_may_return_null=0${ASAN_OPTIONS:+:$ASAN_OPTIONS}"
+export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1${UBSAN_OPTIONS:+:$UBSAN_OPTIONS}"
+failed=()
+for t in "${targets[@]}"; do
+  work="$build/corpus/$t"
+  mkdir -p "$work" "$build/artifacts"
+  echo "== fuzz_$t: ${secs} s (seeds: $(ls "$here/corpus/$t" | wc -l) files)"
+  log="$build/fuzz_$t.log"
+  set +e
+  "$build/fuzz_$t" -max_total_time="$secs" -rss_limit_mb=2048 -timeout=10 -print_final_stats=1 \
+    -dict="$here/json.dict" -artifact_prefix="$build/artifacts/$t-" "$work" "$here/corpus/$t" >"$log" 2>&1
+  rc=$?
+  set -e
+  grep -E "^(#[0-9]+ +DONE|stat::number_of_executed_units|stat::peak_rss_mb)|cov:" "$log" | tail -3 | sed 's/^/   /'
+  if [[ $rc -ne 0 ]] || grep -qE "ERROR: (AddressSanitizer|LeakSanitizer|libFuzzer)|runtime error:|NH_FUZZ_CHECK failed" "$log"; then
+    echo "!! fuzz_$t FAILED (exit $rc); log: $log; artifacts: $build/artifacts/" >&2
+    grep -E -A30 "ERROR: |runtime error:|NH_FUZZ_CHECK failed|terminate called" "$log" | head -60 >&2 || true
+    failed+=("$t")
+  fi
+done
+echo "== fuzzing took $(( $(date +%s) - start )) s in all"
+if [[ ${#failed[@]} -gt 0 ]]; then
+  echo "run_fuzzers.sh: FAILED: ${failed[*]}" >&2
+  exit 1
+fi
+echo "run_fuzzers.sh: all targets clean"

@@ -1,0 +1,225 @@
+// Whole-model CPU forward (float64) built from the nemotron_h::ref building blocks.
+#include "model/cpu_forward.hpp"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+
+#include "model/safetensors.hpp"
+#include "piecewise/error.hpp"
+#include "reference/reference.hpp"
+
+namespace nemotron_h {
+
+namespace {
+
+std::vector<double> to_f64(const std::vector<bf16_bits>& v) {
+  std::vector<double> out(v.size());
+  for (std::size_t i = 0; i < v.size(); ++i) out[i] = bf16_to_float(v[i]);
+  return out;
+}
+
+std::vector<double> to_f64(const std::vector<float>& v) { return {v.begin(), v.end()}; }
+
+}  // namespace
+
+cpu_model::cpu_model(model_config config, const model_weights& w) : config_(std::move(config)) {
+  config_.validate();
+  w.check_shapes(config_);
+  embeddings = to_f64(w.embeddings);
+  norm_f = to_f64(w.norm_f);
+  lm_head = to_f64(w.lm_head);
+  layers.resize(w.layers.size());
+  for (std::size_t i = 0; i < w.layers.size(); ++i) {
+    const layer_weights& s = w.layers[i];
+    layer& d = layers[i];
+    d.kind = s.kind;
+    d.norm = to_f64(s.norm);
+    switch (s.kind) {
+      case layer_kind::mamba:
+        d.mamba.in_proj = to_f64(s.mamba.in_proj);
+        d.mamba.conv_w = to_f64(s.mamba.conv_w);
+        d.mamba.conv_b = to_f64(s.mamba.conv_b);
+        d.mamba.A.resize(s.mamba.A_log.size());
+        for (std::size_t h = 0; h < s.mamba.A_log.size(); ++h) d.mamba.A[h] = -std::exp(double(s.mamba.A_log[h]));
+        d.mamba.D = to_f64(s.mamba.D);
+        d.mamba.dt_bias = to_f64(s.mamba.dt_bias);
+        d.mamba.norm = to_f64(s.mamba.norm);
+        d.mamba.out_proj = to_f64(s.mamba.out_proj);
+        break;
+      case layer_kind::attention:
+        d.attn.q = to_f64(s.attn.q_proj);
+        d.attn.k = to_f64(s.attn.k_proj);
+        d.attn.v = to_f64(s.attn.v_proj);
+        d.attn.o = to_f64(s.attn.o_proj);
+        break;
+      case layer_kind::mlp:
+        d.mlp.up = to_f64(s.mlp.up_proj);
+        d.mlp.down = to_f64(s.mlp.down_proj);
+        break;
+    }
+  }
+}
+
+cpu_session::cpu_session(const cpu_model& model) : model_(&model) { reset(); }
+
+void cpu_session::reset() {
+  const model_config& c = model_->config();
+  const int L = c.num_layers();
+  state_ = {};
+  state_.conv.resize(L);
+  state_.ssm.resize(L);
+  state_.k.resize(L);
+  state_.v.resize(L);
+  for (int i = 0; i < L; ++i) {
+    if (c.layers[i] == layer_kind::mamba) {
+      state_.conv[i].assign(static_cast<std::size_t>(c.conv_kernel - 1) * c.conv_dim(), 0.0);
+      state_.ssm[i].assign(static_cast<std::size_t>(c.mamba_num_heads) * c.mamba_head_dim * c.ssm_state_size, 0.0);
+    }
+  }
+}
+
+std::vector<double> cpu_session::decode(std::int32_t token) { return prefill(std::span<const std::int32_t>(&token, 1)); }
+
+std::vector<double> cpu_session::prefill(std::span<const std::int32_t> tokens, std::vector<double>* all_logits) {
+  const model_config& c = model_->config();
+  const cpu_model& m = *model_;
+  const int T = static_cast<int>(tokens.size());
+  PIECEWISE_EXPECTS(T >= 1, "cpu_session::prefill: empty chunk (model {})", c.name);
+  const int D = c.hidden_size, V = c.vocab_size;
+  for (int t = 0; t < T; ++t) {
+    PIECEWISE_EXPECTS(tokens[t] >= 0 && tokens[t] < V, "cpu_session::prefill: token id {} at position {} is outside [0, {})",
+                      tokens[t], t, V);
+  }
+  const std::size_t TD = static_cast<std::size_t>(T) * D;
+
+  std::vector<double> h(TD), x(TD), out(TD);
+  for (int t = 0; t < T; ++t) {
+    std::copy_n(m.embeddings.begin() + static_cast<std::ptrdiff_t>(tokens[t]) * D, D, h.begin() + std::ptrdiff_t(t) * D);
+  }
+
+  const int H = c.mamba_num_heads, P = c.mamba_head_dim, N = c.ssm_state_size, G = c.n_groups;
+  const int dinner = c.d_inner(), conv = c.conv_dim(), inproj = c.in_proj_dim(), K = c.conv_kernel;
+  const double dt_min = c.time_step_min, dt_max = c.time_step_limit_hi;
+
+  for (int li = 0; li < c.num_layers(); ++li) {
+    const cpu_model::layer& L = m.layers[li];
+    ref::rmsnorm(h.data(), L.norm.data(), x.data(), T, D, c.eps);
+    switch (L.kind) {
+      case layer_kind::mamba: {
+        const auto& w = L.mamba;
+        std::vector<double> zxbcdt(static_cast<std::size_t>(T) * inproj);
+        ref::linear(x.data(), w.in_proj.data(), zxbcdt.data(), T, D, inproj);
+        std::vector<double> z(static_cast<std::size_t>(T) * dinner), xbc(static_cast<std::size_t>(T) * conv),
+            dt_raw(static_cast<std::size_t>(T) * H);
+        for (int t = 0; t < T; ++t) {
+          const double* row = zxbcdt.data() + static_cast<std::size_t>(t) * inproj;
+          std::copy_n(row, dinner, z.begin() + std::ptrdiff_t(t) * dinner);
+          std::copy_n(row + dinner, conv, xbc.begin() + std::ptrdiff_t(t) * conv);
+          std::copy_n(row + dinner + conv, H, dt_raw.begin() + std::ptrdiff_t(t) * H);
+        }
+        std::vector<double> xbc_act(xbc.size());
+        std::vector<double>& cs = state_.conv[li];
+        ref::conv1d_silu(xbc.data(), w.conv_w.data(), w.conv_b.data(), cs.data(), xbc_act.data(), cs.data(), T, conv, K);
+        std::vector<double> xs(static_cast<std::size_t>(T) * dinner), B(static_cast<std::size_t>(T) * G * N),
+            C(static_cast<std::size_t>(T) * G * N);
+        for (int t = 0; t < T; ++t) {
+          const double* row = xbc_act.data() + static_cast<std::size_t>(t) * conv;
+          std::copy_n(row, dinner, xs.begin() + std::ptrdiff_t(t) * dinner);
+          std::copy_n(row + dinner, G * N, B.begin() + std::ptrdiff_t(t) * G * N);
+          std::copy_n(row + dinner + G * N, G * N, C.begin() + std::ptrdiff_t(t) * G * N);
+        }
+        std::vector<double> dt(static_cast<std::size_t>(T) * H);
+        ref::dt_softplus(dt_raw.data(), w.dt_bias.data(), dt.data(), T, H, dt_min, dt_max);
+        std::vector<double> y(static_cast<std::size_t>(T) * dinner);
+        ref::ssm_scan(xs.data(), dt.data(), w.A.data(), B.data(), C.data(), w.D.data(), state_.ssm[li].data(), y.data(),
+                      T, H, P, G, N);
+        std::vector<double> g(y.size());
+        ref::gated_rmsnorm(y.data(), z.data(), w.norm.data(), g.data(), T, dinner, G, c.eps);
+        ref::linear(g.data(), w.out_proj.data(), out.data(), T, dinner, D);
+        break;
+      }
+      case layer_kind::attention: {
+        const auto& w = L.attn;
+        const int Hq = c.num_attention_heads, Hkv = c.num_key_value_heads, hd = c.head_dim;
+        const int qd = c.q_dim(), kvd = c.kv_dim();
+        std::vector<double> q(static_cast<std::size_t>(T) * qd), k(static_cast<std::size_t>(T) * kvd),
+            v(static_cast<std::size_t>(T) * kvd);
+        ref::linear(x.data(), w.q.data(), q.data(), T, D, qd);
+        ref::linear(x.data(), w.k.data(), k.data(), T, D, kvd);
+        ref::linear(x.data(), w.v.data(), v.data(), T, D, kvd);
+        auto& kc = state_.k[li];
+        auto& vc = state_.v[li];
+        kc.insert(kc.end(), k.begin(), k.end());
+        vc.insert(vc.end(), v.begin(), v.end());
+        const int Tk = static_cast<int>(kc.size() / static_cast<std::size_t>(kvd));
+        std::vector<double> a(static_cast<std::size_t>(T) * qd);
+        ref::attention(q.data(), kc.data(), vc.data(), a.data(), T, Tk, Hq, Hkv, hd);
+        ref::linear(a.data(), w.o.data(), out.data(), T, qd, D);
+        break;
+      }
+      case layer_kind::mlp: {
+        const auto& w = L.mlp;
+        const int F = c.intermediate_size;
+        std::vector<double> u(static_cast<std::size_t>(T) * F);
+        ref::linear(x.data(), w.up.data(), u.data(), T, D, F);
+        ref::relu2(u.data(), u.size());
+        ref::linear(u.data(), w.down.data(), out.data(), T, F, D);
+        break;
+      }
+    }
+    for (std::size_t i = 0; i < TD; ++i) h[i] += out[i];
+  }
+  state_.length += T;
+
+  // Final norm and lm_head: all positions when asked, else the last one only.
+  const int first = all_logits ? 0 : T - 1;
+  const int rows = T - first;
+  std::vector<double> hn(static_cast<std::size_t>(rows) * D);
+  ref::rmsnorm(h.data() + static_cast<std::size_t>(first) * D, m.norm_f.data(), hn.data(), rows, D, c.eps);
+  std::vector<double> logits(static_cast<std::size_t>(rows) * V);
+  ref::linear(hn.data(), m.lm_head.data(), logits.data(), rows, D, V);
+  std::vector<double> last(logits.end() - V, logits.end());
+  if (all_logits) *all_logits = std::move(logits);
+  return last;
+}
+
+cpu_forward_result cpu_forward(const cpu_model& model, std::span<const std::int32_t> tokens,
+                               std::span<const int> seq_lens, bool all_positions) {
+  std::size_t total = 0;
+  for (std::size_t i = 0; i < seq_lens.size(); ++i) {
+    PIECEWISE_EXPECTS(seq_lens[i] >= 1, "cpu_forward: sequence {} has length {} (must be >= 1)", i, seq_lens[i]);
+    total += static_cast<std::size_t>(seq_lens[i]);
+  }
+  PIECEWISE_EXPECTS(total == tokens.size(), "cpu_forward: sequence lengths add up to {} but {} tokens were given",
+                    total, tokens.size());
+  cpu_forward_result r;
+  std::size_t off = 0;
+  for (int len : seq_lens) {
+    cpu_session s(model);
+    std::vector<double> all;
+    r.last_logits.push_back(s.prefill(tokens.subspan(off, static_cast<std::size_t>(len)), all_positions ? &all : nullptr));
+    if (all_positions) r.all_logits.push_back(std::move(all));
+    off += static_cast<std::size_t>(len);
+  }
+  return r;
+}
+
+double rel_norm_error(std::span<const double> a, std::span<const double> b) {
+  PIECEWISE_EXPECTS(a.size() == b.size(), "rel_norm_error: sizes differ ({} vs {})", a.size(), b.size());
+  double num = 0.0, den = 0.0;
+  for (std::size_t i = 0; i < a.size(); ++i) {
+    num += (a[i] - b[i]) * (a[i] - b[i]);
+    den += b[i] * b[i];
+  }
+  if (den == 0.0) return num == 0.0 ? 0.0 : std::numeric_limits<double>::infinity();
+  return std::sqrt(num / den);
+}
+
+int argmax(std::span<const double> v) {
+  return v.empty() ? -1 : static_cast<int>(std::max_element(v.begin(), v.end()) - v.begin());
+}
+
+}  // namespace nemotron_h

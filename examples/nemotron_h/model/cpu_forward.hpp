@@ -1,0 +1,103 @@
+// The whole-model NemotronH forward on the CPU in float64: the reference the GPU runner and
+// the transformers fixture are compared with. Built from the nemotron_h::ref:: building
+// blocks (reference/reference.hpp); weights are the bf16 host weights converted exactly.
+//
+// dt follows transformers' pure-PyTorch path: softplus(dt + dt_bias) clamped to
+// [time_step_min, time_step_limit_hi] (hi is +inf in real configs). Single-threaded; meant
+// for small shapes (tests, --check). Never touches the GPU.
+#pragma once
+
+#include <cstdint>
+#include <span>
+#include <vector>
+
+#include "model/config.hpp"
+#include "model/weights.hpp"
+
+namespace nemotron_h {
+
+/// The weights of a model in float64, ready for the CPU forward.
+class cpu_model {
+ public:
+  /// Converts `w` (checked against `config`) to float64.
+  /// Throws piecewise::config_error when the weights do not match the config.
+  cpu_model(model_config config, const model_weights& w);
+
+  [[nodiscard]] const model_config& config() const noexcept { return config_; }
+
+  struct mamba_w {
+    std::vector<double> in_proj, conv_w, conv_b, A, D, dt_bias, norm, out_proj;  // A = -exp(A_log)
+  };
+  struct attn_w {
+    std::vector<double> q, k, v, o;
+  };
+  struct mlp_w {
+    std::vector<double> up, down;
+  };
+  struct layer {
+    layer_kind kind;
+    std::vector<double> norm;
+    mamba_w mamba;
+    attn_w attn;
+    mlp_w mlp;
+  };
+  std::vector<double> embeddings, norm_f, lm_head;
+  std::vector<layer> layers;
+
+ private:
+  model_config config_;
+};
+
+/// The cached state of one sequence: conv and SSM state for Mamba layers, K and V for
+/// attention layers, indexed by layer (entries of other kinds stay empty).
+struct cpu_sequence_state {
+  std::vector<std::vector<double>> conv;  ///< [K-1, conv_dim] per Mamba layer, oldest first
+  std::vector<std::vector<double>> ssm;   ///< [H, P, N] per Mamba layer
+  std::vector<std::vector<double>> k, v;  ///< [T, Hkv, hd] per attention layer (grows)
+  std::int64_t length = 0;                ///< tokens processed so far
+};
+
+/// One sequence with its cached state: prefill in one or several chunks, then decode steps.
+/// The model must outlive the session.
+class cpu_session {
+ public:
+  explicit cpu_session(const cpu_model& model);
+
+  /// Runs `tokens` after the tokens already processed (continuing the conv/SSM state and
+  /// attending to the cached keys). Returns the logits of the last token [V]; when
+  /// `all_logits` is not null it receives the logits of every token [T, V] (row-major).
+  /// Throws piecewise::config_error for an empty chunk or a token id outside [0, V).
+  std::vector<double> prefill(std::span<const std::int32_t> tokens, std::vector<double>* all_logits = nullptr);
+  /// One token: prefill({token}).
+  std::vector<double> decode(std::int32_t token);
+
+  [[nodiscard]] std::int64_t length() const noexcept { return state_.length; }
+  [[nodiscard]] const cpu_sequence_state& state() const noexcept { return state_; }
+  /// Forgets every cached token (zero state).
+  void reset();
+
+ private:
+  const cpu_model* model_;
+  cpu_sequence_state state_;
+};
+
+/// The result of cpu_forward.
+struct cpu_forward_result {
+  std::vector<std::vector<double>> last_logits;  ///< per prompt, [V]
+  std::vector<std::vector<double>> all_logits;   ///< per prompt, [T_i, V] (only when asked)
+};
+
+/// A packed batch: `tokens` holds the prompts back to back, `seq_lens` their lengths (each
+/// prompt is its own sequence, starting from zero state). Returns each prompt's last-position
+/// logits, and every position's when `all_positions`.
+/// Throws piecewise::config_error when the lengths do not add up, a length is < 1, or a
+/// token id is outside [0, V).
+cpu_forward_result cpu_forward(const cpu_model& model, std::span<const std::int32_t> tokens,
+                               std::span<const int> seq_lens, bool all_positions = false);
+
+/// Relative norm error ||a - b|| / ||b|| (0 when both are zero). Sizes must match.
+double rel_norm_error(std::span<const double> a, std::span<const double> b);
+/// Index of the largest value (the first one on ties).
+int argmax(std::span<const double> v);
+
+}  // namespace nemotron_h

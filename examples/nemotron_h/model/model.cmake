@@ -1,0 +1,26 @@
+# NemotronH host-side model pieces: config.json / presets, safetensors checkpoints, host
+# weights (loaded or synthetic), .npy I/O and the whole-model float64 CPU forward.
+find_package(nlohmann_json REQUIRED)
+
+add_library(nh_model STATIC
+  ${CMAKE_CURRENT_LIST_DIR}/config.cpp
+  ${CMAKE_CURRENT_LIST_DIR}/safetensors.cpp
+  ${CMAKE_CURRENT_LIST_DIR}/weights.cpp
+  ${CMAKE_CURRENT_LIST_DIR}/cpu_forward.cpp
+  ${CMAKE_CURRENT_LIST_DIR}/npy.cpp)
+target_link_libraries(nh_model PUBLIC nh_common nh_reference nlohmann_json::nlohmann_json)
+target_compile_features(nh_model PUBLIC cxx_std_20)
+
+if(PIECEWISE_BUILD_TESTS)
+  set(_nh_model_test_dir ${CMAKE_CURRENT_LIST_DIR}/../tests)
+  piecewise_add_host_test(nh_model_tests
+    ${_nh_model_test_dir}/test_config.cpp
+    ${_nh_model_test_dir}/test_safetensors.cpp
+    ${_nh_model_test_dir}/test_weights.cpp
+    ${_nh_model_test_dir}/test_cpu_forward.cpp
+    ${_nh_model_test_dir}/test_fuzz_corpus.cpp
+    LIBS nh_model)
+  target_compile_definitions(nh_model_tests PRIVATE
+    NH_TEST_DATA_DIR="${_nh_model_test_dir}/data"
+    NH_FUZZ_CORPUS_DIR="${CMAKE_CURRENT_LIST_DIR}/../fuzz/corpus")
+endif()
