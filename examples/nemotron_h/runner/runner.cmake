@@ -1,0 +1,20 @@
+# The NemotronH model on the GPU through piecewise, the engine loop and nemotron_h_run.
+find_package(CLI11 REQUIRED)
+add_library(nh_runner STATIC
+  ${CMAKE_CURRENT_LIST_DIR}/gpu_model.cpp
+  ${CMAKE_CURRENT_LIST_DIR}/engine.cpp
+  ${CMAKE_CURRENT_LIST_DIR}/model_kernels.cu)
+target_link_libraries(nh_runner PUBLIC nh_model nh_dense_kernels nh_mamba_kernels nh_common)
+
+add_executable(nemotron_h_run ${CMAKE_CURRENT_LIST_DIR}/main.cpp)
+target_link_libraries(nemotron_h_run PRIVATE nh_runner CLI11::CLI11)
+
+if(PIECEWISE_BUILD_TESTS)
+  piecewise_add_gpu_test(nh_runner_gpu_tests ${CMAKE_CURRENT_LIST_DIR}/../tests/test_runner.cpp LIBS nh_runner)
+  target_compile_definitions(nh_runner_gpu_tests PRIVATE NH_TEST_DATA_DIR="${CMAKE_CURRENT_LIST_DIR}/../tests/data")
+endif()
+
+if(PIECEWISE_BUILD_BENCH)
+  add_executable(nh_model_bench ${CMAKE_CURRENT_LIST_DIR}/../bench/bench_model.cu)
+  target_link_libraries(nh_model_bench PRIVATE nh_runner)
+endif()
