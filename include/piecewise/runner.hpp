@@ -28,6 +28,7 @@
 #include <cuda_runtime.h>
 
 #include <algorithm>
+#include <cctype>
 #include <chrono>
 #include <cmath>
 #include <cstdint>
@@ -712,9 +713,12 @@ inline validation_report graph_runner::validate_against_eager(int real_tokens, c
 
 inline std::vector<std::string> graph_runner::export_dot(int bucket, const std::string& dir) const {
   const bucket_graphs& bg = find(bucket);
+  std::string stem = opts_.name;  // the runner's name, made safe as a file name
+  for (char& c : stem)
+    if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_' || c == '.')) c = '_';
   std::vector<std::string> paths;
   for (std::size_t k = 0; k < bg.segs.size(); ++k) {
-    std::string path = fmt::format("{}/{}_bucket{}_segment{}.dot", dir, opts_.name, bucket, k);
+    std::string path = fmt::format("{}/{}_bucket{}_segment{}.dot", dir, stem, bucket, k);
     write_graph_dot(bg.segs[k].g.get(), path);
     paths.push_back(std::move(path));
   }

@@ -151,7 +151,7 @@ TEST_CASE("validation against eager, DOT export, statistics and the report") {
   toy::model m(toy::options{});
   const auto buckets = capture_buckets::geometric(128, 8, 4);
   stream s;
-  runner_options ro = opts(mode::piecewise, "toy");
+  runner_options ro = opts(mode::piecewise, "toy/prefill");  // '/' must not reach file names
   ro.validate = true;
   int progress_calls = 0;
   graph_runner pw(m.table(), buckets, m.forward(), ro);
@@ -182,6 +182,7 @@ TEST_CASE("validation against eager, DOT export, statistics and the report") {
   std::filesystem::create_directories(dir);
   const auto files = pw.export_dot(80, dir.string());
   REQUIRE(files.size() == 32);
+  REQUIRE_THAT(files[0], Catch::EndsWith("toy_prefill_bucket80_segment0.dot"));
   std::ifstream f(files[1]);
   std::stringstream text;
   text << f.rdbuf();

@@ -1,7 +1,12 @@
 // Mamba2 SSD chunked scan (see ssd_scan.cuh).
+// Default path: ssd_chunk_prep, then ssd_state_mma (serial chunk walk, register-resident
+// mma.sync state) and ssd_output_mma (per chunk/group, C B^T in registers, heads streamed
+// through cp.async stages). The original wmma kernels (ssd_chunk_state, ssd_chunk_output) are
+// kept as an A/B baseline, selected by NH_SSD_SCAN_LEGACY=1. docs/kernels_mamba.md has numbers.
 #include <mma.h>
 
 #include <cstdint>
+#include <cstdlib>
 #include <string>
 
 #include "kernels/ssd_scan.cuh"
@@ -458,9 +463,520 @@ void launch_output(const bf16* xbc, const float* D, const ws_layout& ws, bf16* y
       xbc, D, ws, y, b, d.H, d.N, d.G, hb);
 }
 
+// NH_SSD_SCAN_LEGACY=1 in the environment selects the original wmma kernels (read once).
+bool use_legacy_path() {
+  static const bool legacy = [] {
+    const char* e = std::getenv("NH_SSD_SCAN_LEGACY");
+    return e != nullptr && e[0] != '\0' && e[0] != '0';
+  }();
+  return legacy;
+}
+
 std::size_t state_smem_bytes(int N) {
   return sizeof(bf16) * L * (16 + kPad) + sizeof(bf16) * L * (N + kPad) +
          sizeof(float) * (N / 16) * 256 + sizeof(float) * 2 * L;
+}
+
+// ---- mma.sync path (default) -------------------------------------------------------------
+// Register-resident bf16 tensor-core tiles (mma.sync m16n8k16, fp32 accumulate) fed by
+// ldmatrix from cp.async-pipelined shared memory. Fragment layouts (PTX ISA, m16n8k16):
+// lane = 4 g + t; A regs {(g,2t), (g+8,2t), (g,2t+8), (g+8,2t+8)} (pairs along k); B regs
+// {(k=2t, n=g), (k=2t+8, n=g)}; C/D {(g,2t), (g,2t+1), (g+8,2t), (g+8,2t+1)}.
+
+__device__ __forceinline__ unsigned smem_u32(const void* p) {
+  return static_cast<unsigned>(__cvta_generic_to_shared(p));
+}
+// 16-byte async copy global -> shared; zero-fills the destination when !pred (src unread).
+__device__ __forceinline__ void cp_async16(void* dst, const void* src, bool pred) {
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(smem_u32(dst)), "l"(src),
+               "r"(pred ? 16 : 0)
+               : "memory");
+}
+__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::: "memory"); }
+template <int Pending>
+__device__ __forceinline__ void cp_async_wait() {
+  asm volatile("cp.async.wait_group %0;\n" ::"n"(Pending) : "memory");
+}
+__device__ __forceinline__ void ldsm_x4(unsigned (&r)[4], const void* p) {
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+               : "r"(smem_u32(p))
+               : "memory");
+}
+__device__ __forceinline__ void ldsm_x4_t(unsigned (&r)[4], const void* p) {
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+               : "r"(smem_u32(p))
+               : "memory");
+}
+__device__ __forceinline__ void mma_bf16(float (&c)[4], const unsigned (&a)[4], unsigned b0, unsigned b1) {
+  asm volatile(
+      "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+      "{%0,%1,%2,%3};\n"
+      : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+// 2^x (MUFU.EX2, flush-to-zero): inputs here are <= 0, results in (0, 1].
+__device__ __forceinline__ float fast_exp2(float x) {
+  float y;
+  asm("ex2.approx.ftz.f32 %0, %1;\n" : "=f"(y) : "f"(x));
+  return y;
+}
+constexpr float kLog2e = 1.4426950408889634f;
+
+__device__ __forceinline__ unsigned pack_bf16(float lo, float hi) {
+  const __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);
+  return *reinterpret_cast<const unsigned*>(&v);
+}
+__device__ __forceinline__ unsigned scale_bf16x2(unsigned v, float s0, float s1) {
+  const float2 f = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(&v));
+  return pack_bf16(f.x * s0, f.y * s1);
+}
+
+// ---- 2'. chunk states + state passing (mma) ----------------------------------------------
+// grid (ceil(N/64), H, max_seqs), 8 warps; the block owns state columns [64 bx, 64 bx + 64)
+// of head h for all P rows; warp w owns columns 16 (w & 3) + [0, 16) of the row tiles
+// [w >> 2 ? ceil(NP/2) : 0, w >> 2 ? NP : ceil(NP/2)) (2 mma tiles per row tile, fp32 registers).
+// Per chunk (two cp.async stages, the next chunk loads while this one computes):
+//   H_{c+1} = exp(Acs_last) H_c + X^T (B o dt exp(Acs_last - Acs))   (scale applied to B
+//   fragments in registers); H_c is stored (bf16) to the workspace before the update.
+constexpr int kStCols = 64;
+constexpr int kStThreads = 256;
+
+struct st_layout {
+  int ldx, ldb;
+  std::size_t b_off, dt_off, acs_off, stage, bytes;
+};
+__host__ __device__ inline st_layout st_smem_layout(int P) {
+  st_layout o;
+  o.ldx = P + kPad;
+  o.ldb = kStCols + kPad;
+  o.b_off = sizeof(bf16) * L * o.ldx;
+  o.dt_off = o.b_off + sizeof(bf16) * L * o.ldb;
+  o.acs_off = o.dt_off + sizeof(float) * L;
+  o.stage = (o.acs_off + sizeof(float) * L + 127) / 128 * 128;
+  o.bytes = 2 * o.stage;
+  return o;
+}
+
+template <int NP>
+__global__ void __launch_bounds__(kStThreads, 2)
+    ssd_state_mma(const bf16* __restrict__ xbc, ws_layout ws, float* __restrict__ ssm_state,
+                  batch_view b, int H, int N, int G) {
+  constexpr int P = 16 * NP;
+  constexpr int MH = (NP + 1) / 2;  // row tiles of the first warp half
+  extern __shared__ __align__(128) unsigned char smem[];
+  __shared__ int sh_base;
+  const st_layout lay = st_smem_layout(P);
+  const int nb0 = blockIdx.x * kStCols, h = blockIdx.y, s = blockIdx.z;
+  const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+  const int g8 = lane >> 2, t4 = lane & 3;
+  if (s >= *b.num_seqs) return;
+  const int start = b.cu_seqlens[s];
+  const int T = b.cu_seqlens[s + 1] - start;
+  if (T <= 0) return;
+  if (warp == 0) {
+    const int base = first_chunk_of(b.cu_seqlens, s, lane);
+    if (lane == 0) sh_base = base;
+  }
+  const int conv_dim = H * P + 2 * G * N;
+  const int grp = h / (H / G);
+  const int ncols = min(kStCols, N - nb0);  // multiple of 16
+  const int wn = (warp & 3) * 16;
+  const int mt0 = (warp >> 2) * MH;
+  const int nmt = (warp >> 2) == 0 ? MH : NP - MH;
+  const bool active = wn < ncols;
+  const int nch = (T + L - 1) / L;
+  const int ldx = lay.ldx, ldb = lay.ldb;
+  __syncthreads();
+  const int base = sh_base;
+
+  auto issue = [&](int c, int st) {
+    unsigned char* sb = smem + st * lay.stage;
+    bf16* Xs = reinterpret_cast<bf16*>(sb);
+    bf16* Bs = reinterpret_cast<bf16*>(sb + lay.b_off);
+    float* dts = reinterpret_cast<float*>(sb + lay.dt_off);
+    float* acs = reinterpret_cast<float*>(sb + lay.acs_off);
+    const int t0 = start + c * L;
+    const int len = min(L, T - c * L);
+    constexpr int vp = P / 8;
+    for (int i = tid; i < L * vp; i += kStThreads) {
+      const int l = i / vp, j = i - l * vp;
+      const bool ok = l < len;
+      cp_async16(Xs + l * ldx + j * 8,
+                 ok ? xbc + static_cast<long long>(t0 + l) * conv_dim + h * P + j * 8 : xbc, ok);
+    }
+    const int vb = ncols / 8;
+    for (int i = tid; i < L * vb; i += kStThreads) {
+      const int l = i / vb, j = i - l * vb;
+      const bool ok = l < len;
+      cp_async16(Bs + l * ldb + j * 8,
+                 ok ? xbc + static_cast<long long>(t0 + l) * conv_dim + H * P + grp * N + nb0 + j * 8
+                    : xbc,
+                 ok);
+    }
+    if (tid < 2 * (L / 4)) {
+      const int q = tid % (L / 4);
+      const std::size_t wo = (static_cast<std::size_t>(base + c) * H + h) * L + q * 4;
+      cp_async16((tid < L / 4 ? dts : acs) + q * 4, (tid < L / 4 ? ws.dt : ws.acs) + wo, true);
+    }
+  };
+
+  float acc[MH][2][4];
+  float* slot_state = ssm_state + (static_cast<long long>(b.slots[s]) * H + h) * P * N;
+  const bool from_slot = b.context_lens[s] > 0;
+#pragma unroll
+  for (int mt = 0; mt < MH; ++mt)
+#pragma unroll
+    for (int nt = 0; nt < 2; ++nt) {
+      float2 v0 = make_float2(0.f, 0.f), v1 = v0;
+      if (from_slot && active && mt < nmt) {
+        const float* src = slot_state + static_cast<long long>(16 * (mt0 + mt) + g8) * N + nb0 + wn + 8 * nt + 2 * t4;
+        v0 = *reinterpret_cast<const float2*>(src);
+        v1 = *reinterpret_cast<const float2*>(src + 8 * N);
+      }
+      acc[mt][nt][0] = v0.x;
+      acc[mt][nt][1] = v0.y;
+      acc[mt][nt][2] = v1.x;
+      acc[mt][nt][3] = v1.y;
+    }
+
+  issue(0, 0);
+  cp_async_commit();
+  if (nch > 1) issue(1, 1);
+  cp_async_commit();
+
+  for (int c = 0; c < nch; ++c) {
+    const int st = c & 1;
+    // Entering state H_c -> workspace (bf16).
+    if (active) {
+      bf16* dst = ws.states + (static_cast<std::size_t>(base + c) * H + h) * P * N + nb0 + wn + 2 * t4;
+#pragma unroll
+      for (int mt = 0; mt < MH; ++mt)
+#pragma unroll
+        for (int nt = 0; nt < 2; ++nt) {
+          if (mt >= nmt) continue;
+          bf16* d0 = dst + static_cast<std::size_t>(16 * (mt0 + mt) + g8) * N + 8 * nt;
+          *reinterpret_cast<unsigned*>(d0) = pack_bf16(acc[mt][nt][0], acc[mt][nt][1]);
+          *reinterpret_cast<unsigned*>(d0 + 8 * N) = pack_bf16(acc[mt][nt][2], acc[mt][nt][3]);
+        }
+    }
+    cp_async_wait<1>();
+    __syncthreads();
+    if (active) {
+      const unsigned char* sb = smem + st * lay.stage;
+      const bf16* Xs = reinterpret_cast<const bf16*>(sb);
+      const bf16* Bs = reinterpret_cast<const bf16*>(sb + lay.b_off);
+      const float* dts = reinterpret_cast<const float*>(sb + lay.dt_off);
+      const float* acs = reinterpret_cast<const float*>(sb + lay.acs_off);
+      const float acs_last = acs[L - 1];
+      const float decay = __expf(acs_last);
+#pragma unroll
+      for (int mt = 0; mt < MH; ++mt)
+#pragma unroll
+        for (int nt = 0; nt < 2; ++nt)
+#pragma unroll
+          for (int e = 0; e < 4; ++e) acc[mt][nt][e] *= decay;
+#pragma unroll 2
+      for (int k = 0; k < L / 16; ++k) {
+        const int l0 = 16 * k + 2 * t4;
+        // Acs is non-increasing (dt >= dt_min > 0, A < 0): the exponents are <= 0 up to rounding.
+        const float s0 = dts[l0] * fast_exp2(fminf(acs_last - acs[l0], 0.f) * kLog2e);
+        const float s1 = dts[l0 + 1] * fast_exp2(fminf(acs_last - acs[l0 + 1], 0.f) * kLog2e);
+        const float s8 = dts[l0 + 8] * fast_exp2(fminf(acs_last - acs[l0 + 8], 0.f) * kLog2e);
+        const float s9 = dts[l0 + 9] * fast_exp2(fminf(acs_last - acs[l0 + 9], 0.f) * kLog2e);
+        unsigned bf[4];
+        ldsm_x4_t(bf, Bs + (16 * k + (lane & 7) + ((lane >> 3) & 1) * 8) * ldb + wn + (lane >> 4) * 8);
+        bf[0] = scale_bf16x2(bf[0], s0, s1);
+        bf[1] = scale_bf16x2(bf[1], s8, s9);
+        bf[2] = scale_bf16x2(bf[2], s0, s1);
+        bf[3] = scale_bf16x2(bf[3], s8, s9);
+#pragma unroll
+        for (int mt = 0; mt < MH; ++mt) {
+          if (mt >= nmt) continue;
+          unsigned af[4];
+          ldsm_x4_t(af, Xs + (16 * k + (lane & 7) + (lane >> 4) * 8) * ldx + 16 * (mt0 + mt) + ((lane >> 3) & 1) * 8);
+          mma_bf16(acc[mt][0], af, bf[0], bf[1]);
+          mma_bf16(acc[mt][1], af, bf[2], bf[3]);
+        }
+      }
+    }
+    __syncthreads();  // stage st is free
+    if (c + 2 < nch) issue(c + 2, st);
+    cp_async_commit();
+  }
+  cp_async_wait<0>();
+  if (active) {
+#pragma unroll
+    for (int mt = 0; mt < MH; ++mt)
+#pragma unroll
+      for (int nt = 0; nt < 2; ++nt) {
+        if (mt >= nmt) continue;
+        float* dst = slot_state + static_cast<long long>(16 * (mt0 + mt) + g8) * N + nb0 + wn + 8 * nt + 2 * t4;
+        *reinterpret_cast<float2*>(dst) = make_float2(acc[mt][nt][0], acc[mt][nt][1]);
+        *reinterpret_cast<float2*>(dst + 8 * N) = make_float2(acc[mt][nt][2], acc[mt][nt][3]);
+      }
+  }
+}
+
+// ---- 3'. chunk outputs (mma) -------------------------------------------------------------
+// grid (max_chunks, G * splits), 8 warps; the block owns one chunk and up to kOutHeads heads
+// of one group. Warp w owns output rows [16rt, 16rt+16), rt = w for w < 4 else 11 - w, so the
+// two warps of each SM sub-partition (w, w+4) share 9 of the 36 causal 16x16 tiles.
+//   once:     CB = C B^T (fp32 registers, tiles s <= row tile) and the C fragments (bf16
+//             registers), from C/B staged in shared memory;
+//   per head: Y = exp(Acs_l) (C H_c^T) + (CB o exp(Acs_l - Acs_s) dt_s, s <= l) X + D x, the
+//             decay-masked CB converted to A fragments in registers (never stored);
+//             X, H_c, dt, Acs of the head stream through 3 cp.async stages (2 heads ahead).
+constexpr int kOutThreads = 256;
+constexpr int kOutHeads = 16;
+constexpr int kOutStages = 3;
+
+struct o_layout {
+  int ldx, ldh;
+  std::size_t h_off, dt_off, acs_off, stage, c_off, b_off, bytes;
+};
+__host__ __device__ inline o_layout o_smem_layout(int P, int N) {
+  o_layout o;
+  o.ldx = P + kPad;
+  o.ldh = N + kPad;
+  o.h_off = sizeof(bf16) * L * o.ldx;
+  o.dt_off = o.h_off + sizeof(bf16) * P * o.ldh;
+  o.acs_off = o.dt_off + sizeof(float) * L;
+  o.stage = (o.acs_off + sizeof(float) * L + 127) / 128 * 128;
+  // C and B (row stride ldh) live in stages 1.. until C B^T is in registers.
+  o.c_off = o.stage;
+  o.b_off = o.c_off + sizeof(bf16) * L * o.ldh;
+  const std::size_t cb_end = o.b_off + sizeof(bf16) * L * o.ldh;
+  o.bytes = kOutStages * o.stage > cb_end ? kOutStages * o.stage : cb_end;
+  return o;
+}
+
+template <int NP>
+__global__ void __launch_bounds__(kOutThreads, 1)
+    ssd_output_mma(const bf16* __restrict__ xbc, const float* __restrict__ Dv, ws_layout ws,
+                   bf16* __restrict__ y, batch_view b, int H, int N, int G, int splits) {
+  constexpr int P = 16 * NP;
+  extern __shared__ __align__(128) unsigned char smem[];
+  __shared__ int sh_loc[3];
+  const o_layout lay = o_smem_layout(P, N);
+  const int g = blockIdx.x;
+  const int hpg = H / G;
+  const int grp = blockIdx.y / splits, sp = blockIdx.y - grp * splits;
+  const int hb = (hpg + splits - 1) / splits;
+  const int h_first = grp * hpg + sp * hb;
+  const int nh = min(hb, hpg - sp * hb);
+  const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+  const int rt = warp < 4 ? warp : 11 - warp;  // row tile of this warp
+  const int g8 = lane >> 2, t4 = lane & 3;
+  if (warp == 0) {
+    int s = 0, c = 0;
+    const bool ok = locate_chunk(b.cu_seqlens, *b.num_seqs, g, lane, s, c);
+    if (lane == 0) {
+      sh_loc[0] = ok;
+      sh_loc[1] = ok ? b.cu_seqlens[s] + c * L : 0;
+      sh_loc[2] = ok ? min(L, b.cu_seqlens[s + 1] - b.cu_seqlens[s] - c * L) : 0;
+    }
+  }
+  __syncthreads();
+  if (!sh_loc[0] || nh <= 0) return;
+  const int t0 = sh_loc[1], len = sh_loc[2];
+  const int conv_dim = H * P + 2 * G * N;
+  const int ldx = lay.ldx, ldh = lay.ldh;
+  const int vn = N / 8;
+  const int nk = N / 16;
+
+  auto issue_head = [&](int hh, int st) {
+    unsigned char* sb = smem + st * lay.stage;
+    bf16* Xs = reinterpret_cast<bf16*>(sb);
+    bf16* Hs = reinterpret_cast<bf16*>(sb + lay.h_off);
+    float* dts = reinterpret_cast<float*>(sb + lay.dt_off);
+    float* acs = reinterpret_cast<float*>(sb + lay.acs_off);
+    const int h = h_first + hh;
+    constexpr int vp = P / 8;
+    for (int i = tid; i < L * vp; i += kOutThreads) {
+      const int l = i / vp, j = i - l * vp;
+      const bool ok = l < len;
+      cp_async16(Xs + l * ldx + j * 8,
+                 ok ? xbc + static_cast<long long>(t0 + l) * conv_dim + h * P + j * 8 : xbc, ok);
+    }
+    const bf16* Hg = ws.states + (static_cast<std::size_t>(g) * H + h) * P * N;
+    for (int i = tid; i < P * vn; i += kOutThreads) {
+      const int p = i / vn, j = i - p * vn;
+      cp_async16(Hs + p * ldh + j * 8, Hg + static_cast<std::size_t>(p) * N + j * 8, true);
+    }
+    if (tid < 2 * (L / 4)) {
+      const int q = tid % (L / 4);
+      const std::size_t wo = (static_cast<std::size_t>(g) * H + h) * L + q * 4;
+      cp_async16((tid < L / 4 ? dts : acs) + q * 4, (tid < L / 4 ? ws.dt : ws.acs) + wo, true);
+    }
+  };
+
+  // C and B of the group (zero past len), and head 0.
+  {
+    bf16* Cs = reinterpret_cast<bf16*>(smem + lay.c_off);
+    bf16* Bs = reinterpret_cast<bf16*>(smem + lay.b_off);
+    for (int i = tid; i < L * vn; i += kOutThreads) {
+      const int l = i / vn, j = i - l * vn;
+      const bool ok = l < len;
+      const bf16* row = ok ? xbc + static_cast<long long>(t0 + l) * conv_dim + H * P + grp * N + j * 8 : xbc;
+      cp_async16(Bs + l * ldh + j * 8, row, ok);
+      cp_async16(Cs + l * ldh + j * 8, ok ? row + G * N : xbc, ok);
+    }
+    cp_async_commit();
+    issue_head(0, 0);
+    cp_async_commit();
+  }
+  cp_async_wait<1>();
+  __syncthreads();
+
+  // C B^T for this warp's 16 rows (column tiles j <= rt), C fragments kept in registers.
+  float cb[16][4];
+  unsigned cf[8][4];
+#pragma unroll
+  for (int j = 0; j < 16; ++j)
+#pragma unroll
+    for (int e = 0; e < 4; ++e) cb[j][e] = 0.f;
+  {
+    const bf16* Cs = reinterpret_cast<const bf16*>(smem + lay.c_off);
+    const bf16* Bs = reinterpret_cast<const bf16*>(smem + lay.b_off);
+#pragma unroll
+    for (int k = 0; k < 8; ++k) {
+      if (k < nk) {
+        ldsm_x4(cf[k], Cs + (16 * rt + (lane & 15)) * ldh + 16 * k + (lane >> 4) * 8);
+#pragma unroll
+        for (int j = 0; j < 8; ++j) {
+          if (j <= rt) {
+            unsigned bf[4];
+            ldsm_x4(bf, Bs + (16 * j + (lane & 7) + (lane >> 4) * 8) * ldh + 16 * k + ((lane >> 3) & 1) * 8);
+            mma_bf16(cb[2 * j], cf[k], bf[0], bf[1]);
+            mma_bf16(cb[2 * j + 1], cf[k], bf[2], bf[3]);
+          }
+        }
+      } else {
+#pragma unroll
+        for (int e = 0; e < 4; ++e) cf[k][e] = 0u;
+      }
+    }
+  }
+  __syncthreads();  // C/B region (stages 1..) is free
+  if (nh > 1) issue_head(1, 1);
+  cp_async_commit();
+  if (nh > 2) issue_head(2, 2);
+  cp_async_commit();
+
+  const int r0 = 16 * rt + g8, r1 = r0 + 8;
+  for (int hh = 0; hh < nh; ++hh) {
+    const int st = hh % kOutStages;
+    const int h = h_first + hh;
+    cp_async_wait<kOutStages - 1>();
+    __syncthreads();
+    const unsigned char* sb = smem + st * lay.stage;
+    const bf16* Xs = reinterpret_cast<const bf16*>(sb);
+    const bf16* Hs = reinterpret_cast<const bf16*>(sb + lay.h_off);
+    const float* dts = reinterpret_cast<const float*>(sb + lay.dt_off);
+    const float* acs = reinterpret_cast<const float*>(sb + lay.acs_off);
+
+    float acc[2 * NP][4];
+#pragma unroll
+    for (int j = 0; j < 2 * NP; ++j)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) acc[j][e] = 0.f;
+    // C H_c^T
+#pragma unroll
+    for (int k = 0; k < 8; ++k) {
+      if (k < nk) {
+#pragma unroll
+        for (int jp = 0; jp < NP; ++jp) {
+          unsigned bf[4];
+          ldsm_x4(bf, Hs + (16 * jp + (lane & 7) + (lane >> 4) * 8) * ldh + 16 * k + ((lane >> 3) & 1) * 8);
+          mma_bf16(acc[2 * jp], cf[k], bf[0], bf[1]);
+          mma_bf16(acc[2 * jp + 1], cf[k], bf[2], bf[3]);
+        }
+      }
+    }
+    const float al0 = acs[r0], al1 = acs[r1];
+    {
+      const float e0 = __expf(al0), e1 = __expf(al1);
+#pragma unroll
+      for (int j = 0; j < 2 * NP; ++j) {
+        acc[j][0] *= e0;
+        acc[j][1] *= e0;
+        acc[j][2] *= e1;
+        acc[j][3] *= e1;
+      }
+    }
+    // (CB o decay o dt, causal) X
+#pragma unroll
+    for (int kk = 0; kk < 8; ++kk) {
+      if (kk <= rt) {
+        const int s0 = 16 * kk + 2 * t4;
+        const float a0 = acs[s0], a1 = acs[s0 + 1], a8 = acs[s0 + 8], a9 = acs[s0 + 9];
+        const float d0 = dts[s0], d1 = dts[s0 + 1], d8 = dts[s0 + 8], d9 = dts[s0 + 9];
+        // Branch-free: exponent clamped to <= 0 (exact for s <= l up to rounding), the causal
+        // mask selects dt_s or 0.
+        auto m = [](float v, int l, int sc, float al, float as, float ds) {
+          const float w = sc <= l ? ds : 0.f;
+          return v * fast_exp2(fminf(al - as, 0.f) * kLog2e) * w;
+        };
+        unsigned af[4];
+        af[0] = pack_bf16(m(cb[2 * kk][0], r0, s0, al0, a0, d0), m(cb[2 * kk][1], r0, s0 + 1, al0, a1, d1));
+        af[1] = pack_bf16(m(cb[2 * kk][2], r1, s0, al1, a0, d0), m(cb[2 * kk][3], r1, s0 + 1, al1, a1, d1));
+        af[2] = pack_bf16(m(cb[2 * kk + 1][0], r0, s0 + 8, al0, a8, d8),
+                          m(cb[2 * kk + 1][1], r0, s0 + 9, al0, a9, d9));
+        af[3] = pack_bf16(m(cb[2 * kk + 1][2], r1, s0 + 8, al1, a8, d8),
+                          m(cb[2 * kk + 1][3], r1, s0 + 9, al1, a9, d9));
+#pragma unroll
+        for (int jp = 0; jp < NP; ++jp) {
+          unsigned bf[4];
+          ldsm_x4_t(bf, Xs + (16 * kk + (lane & 7) + ((lane >> 3) & 1) * 8) * ldx + 16 * jp + (lane >> 4) * 8);
+          mma_bf16(acc[2 * jp], af, bf[0], bf[1]);
+          mma_bf16(acc[2 * jp + 1], af, bf[2], bf[3]);
+        }
+      }
+    }
+    // y = Y + D x (bf16), rows < len.
+    const float Dh = Dv[h];
+    bf16* y0 = y + static_cast<long long>(t0 + r0) * H * P + h * P + 2 * t4;
+    bf16* y1 = y0 + 8LL * H * P;
+#pragma unroll
+    for (int j = 0; j < 2 * NP; ++j) {
+      const int p = 8 * j + 2 * t4;
+      if (r0 < len) {
+        const float2 xf = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(Xs + r0 * ldx + p));
+        *reinterpret_cast<unsigned*>(y0 + 8 * j) = pack_bf16(acc[j][0] + Dh * xf.x, acc[j][1] + Dh * xf.y);
+      }
+      if (r1 < len) {
+        const float2 xf = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(Xs + r1 * ldx + p));
+        *reinterpret_cast<unsigned*>(y1 + 8 * j) = pack_bf16(acc[j][2] + Dh * xf.x, acc[j][3] + Dh * xf.y);
+      }
+    }
+    __syncthreads();  // stage st is free
+    if (hh + kOutStages < nh) issue_head(hh + kOutStages, st);
+    cp_async_commit();
+  }
+  cp_async_wait<0>();
+}
+
+template <int NP>
+void launch_mma_path(const bf16* xbc, const float* D, const ws_layout& ws, float* ssm_state, bf16* y,
+                     const batch_view& b, int chunks, const mamba_dims& d, cudaStream_t stream,
+                     const std::string& shape) {
+  const st_layout sl = st_smem_layout(16 * NP);
+  PIECEWISE_CUDA_TRY(cudaFuncSetAttribute(ssd_state_mma<NP>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                          static_cast<int>(sl.bytes)));
+  ssd_state_mma<NP><<<dim3(ceil_div(d.N, kStCols), d.H, b.max_seqs), kStThreads, sl.bytes, stream>>>(
+      xbc, ws, ssm_state, b, d.H, d.N, d.G);
+  NH_CHECK_LAUNCH("ssd_state_mma " + shape);
+
+  const o_layout ol = o_smem_layout(16 * NP, d.N);
+  PIECEWISE_CUDA_TRY(cudaFuncSetAttribute(ssd_output_mma<NP>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                          static_cast<int>(ol.bytes)));
+  const int hpg = d.H / d.G;
+  const int splits = ceil_div(hpg, kOutHeads);
+  ssd_output_mma<NP><<<dim3(chunks, d.G * splits), kOutThreads, ol.bytes, stream>>>(
+      xbc, D, ws, y, b, d.H, d.N, d.G, splits);
+  NH_CHECK_LAUNCH("ssd_output_mma " + shape);
 }
 
 }  // namespace
@@ -510,6 +1026,15 @@ void ssd_scan(const bf16* xbc, const bf16* dt_raw, int ld_dt, const float* A_log
                                                       d.H, dt_min, dt_max);
   NH_CHECK_LAUNCH("ssd_chunk_prep " + shape);
 
+  if (!use_legacy_path()) {
+    switch (d.P) {
+      case 32: launch_mma_path<2>(xbc, D, ws, ssm_state, y, batch, chunks, d, stream, shape); break;
+      case 64: launch_mma_path<4>(xbc, D, ws, ssm_state, y, batch, chunks, d, stream, shape); break;
+      default: launch_mma_path<5>(xbc, D, ws, ssm_state, y, batch, chunks, d, stream, shape); break;
+    }
+    return;
+  }
+  // Legacy wmma path (NH_SSD_SCAN_LEGACY=1): kept as an A/B baseline.
   const std::size_t st_smem = state_smem_bytes(d.N);
   PIECEWISE_CUDA_TRY(cudaFuncSetAttribute(ssd_chunk_state,
                                           cudaFuncAttributeMaxDynamicSharedMemorySize,

@@ -5,15 +5,15 @@
 //   S_t = exp(dt_t A) S_{t-1} + dt_t x_t (outer) B_t,   y_t = S_t C_t + D x_t
 // computed in the chunked (SSD) form; the final state is written back to the slot (fp32).
 //
-// Three kernels, all with tensor cores (wmma bf16 -> fp32) for the chunk matmuls:
+// Three kernels, tensor cores (mma.sync m16n8k16 bf16 -> fp32, ldmatrix, cp.async pipelines):
 //   1. ssd_chunk_prep:  per (chunk, head): dt (clamped) and the inclusive cumsum of dt*A.
-//   2. ssd_chunk_state: per (sequence, head, 16 state rows): walks the sequence's chunks in
-//      order keeping the running state in fp32 tensor-core accumulators:
+//   2. state walk: one block per (64 state columns, head, sequence) walks the sequence's
+//      chunks in order with the running state in registers:
 //      H_{c+1} = exp(Acs_last) H_c + (x*dt*exp(Acs_last - Acs))^T B; stores each chunk's
-//      entering state H_c (bf16) in the workspace and the final state in the slot.
-//   3. ssd_chunk_output: per (chunk, group, up to 4 heads): C B^T once per block, then per
-//      head M = (C B^T) o decay o dt (lower triangle),
-//      y = M X + (exp(Acs) C) H_c^T + D x.
+//      entering state H_c (bf16) in the workspace and the final state in the slot (fp32).
+//   3. output: one block per (chunk, group, up to 16 heads); C B^T is computed once per
+//      block and kept in registers: y = ((C B^T) o decay o dt) X + (exp(Acs) C) H_c^T + D x.
+// The original wmma kernels remain selectable with NH_SSD_SCAN_LEGACY=1 (A/B timing).
 //
 // Data types: xbc is the conv output, bf16 [tokens, conv_dim] contiguous (x | B | C);
 // dt_raw bf16 strided (element (t,h) at dt_raw[t*ld_dt + h]); A_log, D, dt_bias fp32 [H];
