@@ -190,3 +190,49 @@ TEST_CASE("runner: the GPU reproduces transformers' logits on the tiny checkpoin
   CHECK(worst < 2e-2);
   CHECK(argmax_equal >= T - 3);
 }
+
+TEST_CASE("runner soak: 10,000 mixed prefill/decode steps match eager token for token, memory flat") {
+  const model_config cfg = test_config();
+  const model_weights w = synthetic_weights(cfg, 11);
+  gpu_model_limits lim;
+  lim.max_prefill_tokens = 256;
+  lim.max_decode_batch = 8;
+  lim.num_slots = 8;
+  lim.max_context = 640;
+  lim.max_decode_steps = 32;
+  engine eng(cfg, w, lim);
+  eng.add_mode(mode::eager, {}, {});
+  eng.add_mode(mode::full, {}, {});
+  eng.add_mode(mode::piecewise, {}, {});
+  std::uint64_t x = 2026;
+  auto rnd = [&](int lo, int hi) {  // uniform in [lo, hi]
+    x = x * 6364136223846793005ull + 1442695040888963407ull;
+    return lo + static_cast<int>((x >> 33) % static_cast<std::uint64_t>(hi - lo + 1));
+  };
+  // One warm workload per mode, then the baseline of device memory.
+  (void)eng.run(mode::full, make_prompts({300}, cfg.vocab_size, 1), 2);
+  (void)eng.run(mode::piecewise, make_prompts({300}, cfg.vocab_size, 1), 2);
+  std::size_t free0 = 0, total = 0;
+  REQUIRE(cudaMemGetInfo(&free0, &total) == cudaSuccess);
+  long steps = 0;
+  int workloads = 0;
+  while (steps < 10000) {
+    std::vector<int> lens(static_cast<std::size_t>(rnd(1, 8)));
+    for (int& l : lens) l = rnd(0, 3) == 0 ? rnd(257, 600) : rnd(1, 256);  // some chunked
+    const int gen = rnd(1, 24);
+    const auto prompts = make_prompts(lens, cfg.vocab_size, static_cast<unsigned>(x >> 40));
+    const mode m = (workloads % 2 == 0) ? mode::full : mode::piecewise;
+    const workload_result ref = eng.run(mode::eager, prompts, gen);
+    const workload_result got = eng.run(m, prompts, gen);
+    INFO("workload " << workloads << " (" << lens.size() << " prompts, gen " << gen << ", "
+                     << piecewise::to_string(m) << ")");
+    REQUIRE(got.tokens == ref.tokens);
+    steps += got.prefill_chunks + got.decode_steps;
+    ++workloads;
+  }
+  std::size_t free1 = 0;
+  REQUIRE(cudaMemGetInfo(&free1, &total) == cudaSuccess);
+  INFO(workloads << " workloads, " << steps << " steps; free memory " << free0 << " -> " << free1);
+  REQUIRE(free1 == free0);
+  REQUIRE(eng.runners(mode::full).prefill->stats().eager_fallbacks == 0);
+}
