@@ -9,6 +9,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "model/json_depth.hpp"
 #include "piecewise/error.hpp"
 
 namespace nemotron_h {
@@ -25,24 +26,6 @@ constexpr int kMaxJsonDepth = 64;
 
 [[noreturn]] void fail(std::string_view origin, const std::string& msg) {
   throw piecewise::config_error(fmt::format("{}: {}", origin, msg));
-}
-
-/// Nesting depth of JSON text (brackets outside strings); bounds the parser's work.
-int json_depth(std::string_view text) {
-  int depth = 0, max_depth = 0;
-  bool in_str = false, esc = false;
-  for (char c : text) {
-    if (in_str) {
-      if (esc) esc = false;
-      else if (c == '\\') esc = true;
-      else if (c == '"') in_str = false;
-      continue;
-    }
-    if (c == '"') in_str = true;
-    else if (c == '{' || c == '[') max_depth = std::max(max_depth, ++depth);
-    else if (c == '}' || c == ']') --depth;
-  }
-  return max_depth;
 }
 
 const char* type_name(const json& v) {

@@ -12,6 +12,7 @@
 #include <limits>
 #include <set>
 
+#include "model/json_depth.hpp"
 #include "piecewise/error.hpp"
 
 namespace nemotron_h {
@@ -40,23 +41,6 @@ std::string printable(std::string_view s, std::size_t max = 96) {
   }
   if (s.size() > max) out += "...";
   return out;
-}
-
-int json_depth(std::string_view text) {
-  int depth = 0, max_depth = 0;
-  bool in_str = false, esc = false;
-  for (char c : text) {
-    if (in_str) {
-      if (esc) esc = false;
-      else if (c == '\\') esc = true;
-      else if (c == '"') in_str = false;
-      continue;
-    }
-    if (c == '"') in_str = true;
-    else if (c == '{' || c == '[') max_depth = std::max(max_depth, ++depth);
-    else if (c == '}' || c == ']') --depth;
-  }
-  return max_depth;
 }
 
 json parse_json_checked(std::string_view text, std::string_view file, const char* what) {
