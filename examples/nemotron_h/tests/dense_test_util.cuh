@@ -14,47 +14,12 @@
 
 #include "kernels/batch.cuh"
 #include "kernels/common.cuh"
+#include "tests/device_buffer.cuh"
 
 namespace nh_test {
 
 using nemotron_h::bf16;
 
-/// Owning device buffer (move-only).
-template <typename T>
-class dbuf {
- public:
-  dbuf() = default;
-  explicit dbuf(std::size_t n) : n_(n) {
-    if (n > 0) PIECEWISE_CUDA_TRY(cudaMalloc(&p_, n * sizeof(T)));
-  }
-  dbuf(const dbuf&) = delete;
-  dbuf& operator=(const dbuf&) = delete;
-  dbuf(dbuf&& o) noexcept : p_(o.p_), n_(o.n_) { o.p_ = nullptr; o.n_ = 0; }
-  dbuf& operator=(dbuf&& o) noexcept {
-    std::swap(p_, o.p_);
-    std::swap(n_, o.n_);
-    return *this;
-  }
-  ~dbuf() {
-    if (p_ != nullptr) cudaFree(p_);
-  }
-  T* get() const { return p_; }
-  std::size_t size() const { return n_; }
-  void upload(const std::vector<T>& h) {
-    PIECEWISE_CUDA_TRY(cudaMemcpy(p_, h.data(), h.size() * sizeof(T), cudaMemcpyHostToDevice));
-  }
-  std::vector<T> download() const {
-    std::vector<T> h(n_);
-    PIECEWISE_CUDA_TRY(cudaMemcpy(h.data(), p_, n_ * sizeof(T), cudaMemcpyDeviceToHost));
-    return h;
-  }
-  /// All bytes 0xFF: NaN for bf16 and fp32.
-  void poison() { PIECEWISE_CUDA_TRY(cudaMemset(p_, 0xFF, n_ * sizeof(T))); }
-
- private:
-  T* p_ = nullptr;
-  std::size_t n_ = 0;
-};
 
 /// Random normal values rounded to bf16; `ref` gets the exact (rounded) values as double.
 inline std::vector<bf16> rand_bf16(std::size_t n, std::mt19937& gen, double sd,

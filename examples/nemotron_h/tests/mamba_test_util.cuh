@@ -13,37 +13,14 @@
 
 #include "kernels/batch.cuh"
 #include "kernels/common.cuh"
+#include "tests/device_buffer.cuh"
 #include "piecewise/error.hpp"
 
 namespace mamba_test {
 
 using nemotron_h::bf16;
 
-template <typename T>
-class dbuf {
- public:
-  explicit dbuf(std::size_t n) : n_(n) {
-    PIECEWISE_CUDA_TRY(cudaMalloc(&p_, (n ? n : 1) * sizeof(T)));
-  }
-  ~dbuf() { cudaFree(p_); }
-  dbuf(const dbuf&) = delete;
-  dbuf& operator=(const dbuf&) = delete;
-  T* get() const { return p_; }
-  std::size_t size() const { return n_; }
-  void upload(const std::vector<T>& h) {
-    PIECEWISE_CUDA_TRY(cudaMemcpy(p_, h.data(), h.size() * sizeof(T), cudaMemcpyHostToDevice));
-  }
-  std::vector<T> download() const {
-    std::vector<T> h(n_);
-    PIECEWISE_CUDA_TRY(cudaMemcpy(h.data(), p_, n_ * sizeof(T), cudaMemcpyDeviceToHost));
-    return h;
-  }
-  void poison() { PIECEWISE_CUDA_TRY(cudaMemset(p_, 0xFF, n_ * sizeof(T))); }  // NaN for bf16/fp32
-
- private:
-  T* p_ = nullptr;
-  std::size_t n_;
-};
+using nh_test::dbuf;
 
 /// Packed-batch metadata in device buffers sized for (padded_tokens, max_seqs).
 struct dev_batch {
