@@ -685,9 +685,7 @@ inline validation_report graph_runner::validate_against_eager(int real_tokens, c
   run(real_tokens, s);
   auto replayed = snapshot();
   if (prepare) prepare(s);
-  const std::uint64_t eager_before = run_stats_.eager_runs;
   run_eager(real_tokens, s);
-  (void)eager_before;
   auto eager = snapshot();
   validation_report rep;
   for (std::size_t i = 0; i < replayed.size(); ++i) {
