@@ -5,7 +5,7 @@
 #include <cstdint>
 #include <string>
 
-#include "kernels/attention_common.cuh"
+#include "kernels/tensor_core.cuh"
 
 namespace nemotron_h {
 

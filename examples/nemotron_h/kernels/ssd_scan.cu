@@ -10,6 +10,7 @@
 #include <string>
 
 #include "kernels/ssd_scan.cuh"
+#include "kernels/tensor_core.cuh"
 
 namespace nemotron_h {
 namespace {
@@ -509,28 +510,11 @@ __device__ __forceinline__ void ldsm_x4_t(unsigned (&r)[4], const void* p) {
                : "r"(smem_u32(p))
                : "memory");
 }
-__device__ __forceinline__ void mma_bf16(float (&c)[4], const unsigned (&a)[4], unsigned b0, unsigned b1) {
-  asm volatile(
-      "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
-      "{%0,%1,%2,%3};\n"
-      : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
-}
-// 2^x (MUFU.EX2, flush-to-zero): inputs here are <= 0, results in (0, 1].
-__device__ __forceinline__ float fast_exp2(float x) {
-  float y;
-  asm("ex2.approx.ftz.f32 %0, %1;\n" : "=f"(y) : "f"(x));
-  return y;
-}
 constexpr float kLog2e = 1.4426950408889634f;
 
-__device__ __forceinline__ unsigned pack_bf16(float lo, float hi) {
-  const __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);
-  return *reinterpret_cast<const unsigned*>(&v);
-}
 __device__ __forceinline__ unsigned scale_bf16x2(unsigned v, float s0, float s1) {
   const float2 f = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(&v));
-  return pack_bf16(f.x * s0, f.y * s1);
+  return detail::pack_bf16x2(f.x * s0, f.y * s1);
 }
 
 // ---- 2'. chunk states + state passing (mma) ----------------------------------------------
@@ -657,8 +641,8 @@ __global__ void __launch_bounds__(kStThreads, 2)
         for (int nt = 0; nt < 2; ++nt) {
           if (mt >= nmt) continue;
           bf16* d0 = dst + static_cast<std::size_t>(16 * (mt0 + mt) + g8) * N + 8 * nt;
-          *reinterpret_cast<unsigned*>(d0) = pack_bf16(acc[mt][nt][0], acc[mt][nt][1]);
-          *reinterpret_cast<unsigned*>(d0 + 8 * N) = pack_bf16(acc[mt][nt][2], acc[mt][nt][3]);
+          *reinterpret_cast<unsigned*>(d0) = detail::pack_bf16x2(acc[mt][nt][0], acc[mt][nt][1]);
+          *reinterpret_cast<unsigned*>(d0 + 8 * N) = detail::pack_bf16x2(acc[mt][nt][2], acc[mt][nt][3]);
         }
     }
     cp_async_wait<1>();
@@ -681,10 +665,10 @@ __global__ void __launch_bounds__(kStThreads, 2)
       for (int k = 0; k < L / 16; ++k) {
         const int l0 = 16 * k + 2 * t4;
         // Acs is non-increasing (dt >= dt_min > 0, A < 0): the exponents are <= 0 up to rounding.
-        const float s0 = dts[l0] * fast_exp2(fminf(acs_last - acs[l0], 0.f) * kLog2e);
-        const float s1 = dts[l0 + 1] * fast_exp2(fminf(acs_last - acs[l0 + 1], 0.f) * kLog2e);
-        const float s8 = dts[l0 + 8] * fast_exp2(fminf(acs_last - acs[l0 + 8], 0.f) * kLog2e);
-        const float s9 = dts[l0 + 9] * fast_exp2(fminf(acs_last - acs[l0 + 9], 0.f) * kLog2e);
+        const float s0 = dts[l0] * detail::fast_exp2(fminf(acs_last - acs[l0], 0.f) * kLog2e);
+        const float s1 = dts[l0 + 1] * detail::fast_exp2(fminf(acs_last - acs[l0 + 1], 0.f) * kLog2e);
+        const float s8 = dts[l0 + 8] * detail::fast_exp2(fminf(acs_last - acs[l0 + 8], 0.f) * kLog2e);
+        const float s9 = dts[l0 + 9] * detail::fast_exp2(fminf(acs_last - acs[l0 + 9], 0.f) * kLog2e);
         unsigned bf[4];
         ldsm_x4_t(bf, Bs + (16 * k + (lane & 7) + ((lane >> 3) & 1) * 8) * ldb + wn + (lane >> 4) * 8);
         bf[0] = scale_bf16x2(bf[0], s0, s1);
@@ -696,8 +680,8 @@ __global__ void __launch_bounds__(kStThreads, 2)
           if (mt >= nmt) continue;
           unsigned af[4];
           ldsm_x4_t(af, Xs + (16 * k + (lane & 7) + (lane >> 4) * 8) * ldx + 16 * (mt0 + mt) + ((lane >> 3) & 1) * 8);
-          mma_bf16(acc[mt][0], af, bf[0], bf[1]);
-          mma_bf16(acc[mt][1], af, bf[2], bf[3]);
+          detail::mma_bf16(acc[mt][0], af, bf[0], bf[1]);
+          detail::mma_bf16(acc[mt][1], af, bf[2], bf[3]);
         }
       }
     }
@@ -849,8 +833,8 @@ __global__ void __launch_bounds__(kOutThreads, 1)
           if (j <= rt) {
             unsigned bf[4];
             ldsm_x4(bf, Bs + (16 * j + (lane & 7) + (lane >> 4) * 8) * ldh + 16 * k + ((lane >> 3) & 1) * 8);
-            mma_bf16(cb[2 * j], cf[k], bf[0], bf[1]);
-            mma_bf16(cb[2 * j + 1], cf[k], bf[2], bf[3]);
+            detail::mma_bf16(cb[2 * j], cf[k], bf[0], bf[1]);
+            detail::mma_bf16(cb[2 * j + 1], cf[k], bf[2], bf[3]);
           }
         }
       } else {
@@ -890,8 +874,8 @@ __global__ void __launch_bounds__(kOutThreads, 1)
         for (int jp = 0; jp < NP; ++jp) {
           unsigned bf[4];
           ldsm_x4(bf, Hs + (16 * jp + (lane & 7) + (lane >> 4) * 8) * ldh + 16 * k + ((lane >> 3) & 1) * 8);
-          mma_bf16(acc[2 * jp], cf[k], bf[0], bf[1]);
-          mma_bf16(acc[2 * jp + 1], cf[k], bf[2], bf[3]);
+          detail::mma_bf16(acc[2 * jp], cf[k], bf[0], bf[1]);
+          detail::mma_bf16(acc[2 * jp + 1], cf[k], bf[2], bf[3]);
         }
       }
     }
@@ -917,21 +901,21 @@ __global__ void __launch_bounds__(kOutThreads, 1)
         // mask selects dt_s or 0.
         auto m = [](float v, int l, int sc, float al, float as, float ds) {
           const float w = sc <= l ? ds : 0.f;
-          return v * fast_exp2(fminf(al - as, 0.f) * kLog2e) * w;
+          return v * detail::fast_exp2(fminf(al - as, 0.f) * kLog2e) * w;
         };
         unsigned af[4];
-        af[0] = pack_bf16(m(cb[2 * kk][0], r0, s0, al0, a0, d0), m(cb[2 * kk][1], r0, s0 + 1, al0, a1, d1));
-        af[1] = pack_bf16(m(cb[2 * kk][2], r1, s0, al1, a0, d0), m(cb[2 * kk][3], r1, s0 + 1, al1, a1, d1));
-        af[2] = pack_bf16(m(cb[2 * kk + 1][0], r0, s0 + 8, al0, a8, d8),
+        af[0] = detail::pack_bf16x2(m(cb[2 * kk][0], r0, s0, al0, a0, d0), m(cb[2 * kk][1], r0, s0 + 1, al0, a1, d1));
+        af[1] = detail::pack_bf16x2(m(cb[2 * kk][2], r1, s0, al1, a0, d0), m(cb[2 * kk][3], r1, s0 + 1, al1, a1, d1));
+        af[2] = detail::pack_bf16x2(m(cb[2 * kk + 1][0], r0, s0 + 8, al0, a8, d8),
                           m(cb[2 * kk + 1][1], r0, s0 + 9, al0, a9, d9));
-        af[3] = pack_bf16(m(cb[2 * kk + 1][2], r1, s0 + 8, al1, a8, d8),
+        af[3] = detail::pack_bf16x2(m(cb[2 * kk + 1][2], r1, s0 + 8, al1, a8, d8),
                           m(cb[2 * kk + 1][3], r1, s0 + 9, al1, a9, d9));
 #pragma unroll
         for (int jp = 0; jp < NP; ++jp) {
           unsigned bf[4];
           ldsm_x4_t(bf, Xs + (16 * kk + (lane & 7) + ((lane >> 3) & 1) * 8) * ldx + 16 * jp + (lane >> 4) * 8);
-          mma_bf16(acc[2 * jp], af, bf[0], bf[1]);
-          mma_bf16(acc[2 * jp + 1], af, bf[2], bf[3]);
+          detail::mma_bf16(acc[2 * jp], af, bf[0], bf[1]);
+          detail::mma_bf16(acc[2 * jp + 1], af, bf[2], bf[3]);
         }
       }
     }
@@ -944,11 +928,11 @@ __global__ void __launch_bounds__(kOutThreads, 1)
       const int p = 8 * j + 2 * t4;
       if (r0 < len) {
         const float2 xf = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(Xs + r0 * ldx + p));
-        *reinterpret_cast<unsigned*>(y0 + 8 * j) = pack_bf16(acc[j][0] + Dh * xf.x, acc[j][1] + Dh * xf.y);
+        *reinterpret_cast<unsigned*>(y0 + 8 * j) = detail::pack_bf16x2(acc[j][0] + Dh * xf.x, acc[j][1] + Dh * xf.y);
       }
       if (r1 < len) {
         const float2 xf = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(Xs + r1 * ldx + p));
-        *reinterpret_cast<unsigned*>(y1 + 8 * j) = pack_bf16(acc[j][2] + Dh * xf.x, acc[j][3] + Dh * xf.y);
+        *reinterpret_cast<unsigned*>(y1 + 8 * j) = detail::pack_bf16x2(acc[j][2] + Dh * xf.x, acc[j][3] + Dh * xf.y);
       }
     }
     __syncthreads();  // stage st is free

@@ -1,4 +1,5 @@
-// Internal helpers shared by the attention kernels (PTX wrappers). Not a public header.
+// PTX wrappers shared by the tensor-core kernels (attention, SSD scan): cp.async, ldmatrix,
+// mma.sync m16n8k16 bf16, exp2, bf16 packing. Internal header, not part of any API.
 #pragma once
 
 #include <cstdint>
