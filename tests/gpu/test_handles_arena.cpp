@@ -81,7 +81,7 @@ TEST_CASE("device_arena: fixed aligned addresses, a clear error when full") {
   REQUIRE_THROWS_WITH(device_arena(1024, 3), Catch::Contains("power of two"));
 }
 
-TEST_CASE("zero_padded_rows zeroes exactly rows [real, padded), pitched or not") {
+TEST_CASE("zero_padded_rows zeroes exactly rows from real to padded, pitched or not") {
   device_arena a(1 << 16);
   int* real = a.allocate<int>(1, "real");
   unsigned char* buf = a.allocate<unsigned char>(64 * 40, "rows");

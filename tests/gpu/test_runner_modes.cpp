@@ -47,7 +47,7 @@ runner_options opts(mode m, const char* name) {
 
 }  // namespace
 
-TEST_CASE("eager, piecewise and full are bit-identical at every bucket edge; eager matches the CPU") {
+TEST_CASE("eager, piecewise and full are bit-identical at every bucket edge, and eager matches the CPU") {
   toy::options o;
   o.mamba_capture_safe = true;  // lets the same model run in full mode too
   toy::model m(o);
@@ -126,7 +126,7 @@ TEST_CASE("poison: NaN in every padded row before replay leaves real rows exact"
   }
 }
 
-TEST_CASE("above the largest bucket: eager fallback is counted and correct; policy chunk throws") {
+TEST_CASE("above the largest bucket: eager fallback is counted and correct, and policy chunk throws") {
   toy::model m(toy::options{});
   stream s;
   graph_runner pw(m.table(), capture_buckets({8, 16, 32}), m.forward(), opts(mode::piecewise, "pw"));

@@ -212,7 +212,7 @@ TEST_CASE("prefill attention: packed sequences with and without cached prefixes"
   }
 }
 
-TEST_CASE("prefill over [cached prefix + new tokens] equals attention over the whole sequence",
+TEST_CASE("prefill over a cached prefix plus new tokens equals attention over the whole sequence",
           "[dense][attention][prefill]") {
   const int Hq = 40, Hkv = 8, T = 300;
   std::mt19937 gen(77);

@@ -78,7 +78,7 @@ TEST_CASE("ref attention: prefix + new equals the whole sequence", "[dense][ref]
   }
 }
 
-TEST_CASE("ref attention: GQA equals MHA with repeated KV heads; one key returns v",
+TEST_CASE("ref attention: GQA equals MHA with repeated KV heads, and one key returns v",
           "[dense][ref]") {
   const int T = 9, Hq = 8, Hkv = 2, hd = 4;
   vec q = randn(T * Hq * hd, 7), k = randn(T * Hkv * hd, 8), v = randn(T * Hkv * hd, 9);
