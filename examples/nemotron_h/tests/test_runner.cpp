@@ -5,6 +5,7 @@
 #include <catch2/catch.hpp>
 
 #include <algorithm>
+#include <cstdlib>
 #include <cstring>
 
 #include <filesystem>
@@ -214,9 +215,16 @@ TEST_CASE("runner soak: 10,000 mixed prefill/decode steps match eager token for 
   (void)eng.run(mode::piecewise, make_prompts({300}, cfg.vocab_size, 1), 2);
   std::size_t free0 = 0, total = 0;
   REQUIRE(cudaMemGetInfo(&free0, &total) == cudaSuccess);
+  // PIECEWISE_SOAK_STEPS shortens the run (tests/gpu_suite.sh sets it under compute-sanitizer,
+  // where every kernel launch is instrumented); the default is the full 10,000 steps.
+  long target = 10000;
+  if (const char* s = std::getenv("PIECEWISE_SOAK_STEPS"); s != nullptr && std::atol(s) > 0) {
+    target = std::atol(s);
+  }
+  WARN("soak: " << target << " steps");
   long steps = 0;
   int workloads = 0;
-  while (steps < 10000) {
+  while (steps < target) {
     std::vector<int> lens(static_cast<std::size_t>(rnd(1, 8)));
     for (int& l : lens) l = rnd(0, 3) == 0 ? rnd(257, 600) : rnd(1, 256);  // some chunked
     const int gen = rnd(1, 24);
@@ -233,6 +241,12 @@ TEST_CASE("runner soak: 10,000 mixed prefill/decode steps match eager token for 
   std::size_t free1 = 0;
   REQUIRE(cudaMemGetInfo(&free1, &total) == cudaSuccess);
   INFO(workloads << " workloads, " << steps << " steps; free memory " << free0 << " -> " << free1);
-  REQUIRE(free1 == free0);
+  // compute-sanitizer allocates and frees device memory of its own, so free memory says
+  // nothing under it; there memcheck's --leak-check does this job (tests/gpu_suite.sh).
+  if (std::getenv("PIECEWISE_UNDER_SANITIZER") == nullptr) {
+    REQUIRE(free1 == free0);
+  } else {
+    WARN("free-memory check left to compute-sanitizer --leak-check: " << free0 << " -> " << free1);
+  }
   REQUIRE(eng.runners(mode::full).prefill->stats().eager_fallbacks == 0);
 }
