@@ -34,6 +34,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
+#include <exception>
 #include <functional>
 #include <string>
 #include <utility>
@@ -223,6 +224,10 @@ class graph_runner {
   /// graphs (piecewise: with the split callbacks between them). Above the largest bucket:
   /// eager fallback (counted, logged) or bucket_overflow (policy chunk). Throws error if a
   /// graph mode has not captured, or if the table changed after capture (call update()).
+  /// A split callback that throws during a piecewise replay surfaces as error naming the
+  /// runner, split point, layer, bucket and real count, with the callback's exception nested
+  /// (std::rethrow_if_nested); the runner stays usable, and the stream holds the work
+  /// launched before the failing callback.
   void run(int real_tokens, cudaStream_t s);
 
   /// Runs the forward eagerly whatever the mode (padded to the bucket when pad_eager).
@@ -313,6 +318,7 @@ class graph_runner {
   stream capture_stream_{};
   std::vector<bucket_graphs> graphs_;  // parallel to buckets_.sizes() once captured
   std::uint64_t captured_version_ = 0;
+  std::vector<int> captured_splits_;  // the table's split layers at capture (replay order)
   std::vector<std::pair<std::string, const void*>> captured_addresses_;
   std::vector<std::string> diagnostics_;
   double capture_ms_ = 0;
@@ -518,6 +524,7 @@ inline void graph_runner::capture(const progress_fn& progress) {
   graphs_ = std::move(fresh);
   captured_version_ = table_.version();
   captured_addresses_ = table_.addresses();
+  captured_splits_ = table_.split_layers();
   capture_ms_ = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
   log(log_level::info, fmt::format("runner '{}': captured {} buckets in {:.1f} ms ({})", opts_.name,
                                    graphs_.size(), capture_ms_, reason_));
@@ -578,12 +585,19 @@ inline void graph_runner::run(int real_tokens, cudaStream_t s) {
   if (mode_ == mode::full) {
     bg.segs.front().exec.launch(s);
   } else {
-    const std::vector<int> splits = table_.split_layers();
     for (std::size_t k = 0; k < bg.segs.size(); ++k) {
       if (bg.segs[k].exec) bg.segs[k].exec.launch(s);
-      if (k < splits.size()) {
-        const int layer = splits[k];
-        table_.at(layer)->fn(split_args{layer, real_tokens, size, s, opts_.user, device_real_, false});
+      if (k < captured_splits_.size()) {
+        const int layer = captured_splits_[k];
+        const split_point& sp = *table_.at(layer);
+        try {
+          sp.fn(split_args{layer, real_tokens, size, s, opts_.user, device_real_, false});
+        } catch (const std::exception& e) {
+          // The original exception stays reachable through std::rethrow_if_nested.
+          std::throw_with_nested(error(fmt::format(
+              "graph_runner '{}': split point '{}' at layer {} failed during replay of bucket {} "
+              "({} real tokens): {}", opts_.name, sp.name, layer, size, real_tokens, e.what())));
+        }
       }
     }
   }
@@ -632,6 +646,7 @@ inline update_report graph_runner::update() {
   capture_stream_.synchronize();
   captured_version_ = table_.version();
   captured_addresses_ = table_.addresses();
+  captured_splits_ = table_.split_layers();
   last_real_ = -1;
   return rep;
 }
