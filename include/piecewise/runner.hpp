@@ -224,10 +224,10 @@ class graph_runner {
   /// graphs (piecewise: with the split callbacks between them). Above the largest bucket:
   /// eager fallback (counted, logged) or bucket_overflow (policy chunk). Throws error if a
   /// graph mode has not captured, or if the table changed after capture (call update()).
-  /// A split callback that throws during a piecewise replay surfaces as error naming the
-  /// runner, split point, layer, bucket and real count, with the callback's exception nested
-  /// (std::rethrow_if_nested); the runner stays usable, and the stream holds the work
-  /// launched before the failing callback.
+  /// A split callback that throws (here, in eager runs and in captures) surfaces as error
+  /// naming the runner, split point, layer, real count and bucket, with the callback's
+  /// exception nested (std::rethrow_if_nested); the runner stays usable, and the stream
+  /// holds the work launched before the failing callback.
   void run(int real_tokens, cudaStream_t s);
 
   /// Runs the forward eagerly whatever the mode (padded to the bucket when pad_eager).
@@ -329,6 +329,22 @@ class graph_runner {
 // Implementation
 // ---------------------------------------------------------------------------------------
 
+namespace detail {
+// Calls a split callback; an exception from it is rethrown as piecewise::error naming the
+// runner, split point, layer, token counts and phase, with the original nested
+// (std::rethrow_if_nested reaches it).
+inline void invoke_split(const std::string& runner, const split_point& sp, const split_args& a,
+                         const char* phase) {
+  try {
+    sp.fn(a);
+  } catch (const std::exception& e) {
+    std::throw_with_nested(error(fmt::format(
+        "graph_runner '{}': split point '{}' at layer {} failed during {} ({} real tokens, "
+        "bucket {}): {}", runner, sp.name, a.layer, phase, a.real_tokens, a.padded_tokens, e.what())));
+  }
+}
+}  // namespace detail
+
 inline forward_context::forward_context(graph_runner& r, kind k, int real, int padded, cudaStream_t s)
     : runner_(r), kind_(k), real_(real), padded_(padded), stream_(s), user_(r.opts_.user),
       device_real_(r.device_real_), schedule_(r.table_, fmt::format("runner '{}'", r.opts_.name)) {}
@@ -337,12 +353,16 @@ inline void forward_context::split(int layer) {
   const split_point* sp = &schedule_.enter(layer);
   switch (kind_) {
     case kind::eager:
-      sp->fn(split_args{layer, real_, padded_, stream_, user_, device_real_, false});
+      detail::invoke_split(runner_.opts_.name, *sp,
+                           split_args{layer, real_, padded_, stream_, user_, device_real_, false},
+                           "an eager forward");
       if (real_ < padded_)
         for (const auto& b : sp->zero_outputs) zero_padded_rows(b, device_real_, padded_, stream_);
       break;
     case kind::capture_full:
-      sp->fn(split_args{layer, real_, padded_, stream_, user_, device_real_, true});
+      detail::invoke_split(runner_.opts_.name, *sp,
+                           split_args{layer, real_, padded_, stream_, user_, device_real_, true},
+                           "full-graph capture");
       for (const auto& b : sp->zero_outputs) zero_padded_rows(b, device_real_, padded_, stream_);
       break;
     case kind::capture_piecewise: {
@@ -589,15 +609,9 @@ inline void graph_runner::run(int real_tokens, cudaStream_t s) {
       if (bg.segs[k].exec) bg.segs[k].exec.launch(s);
       if (k < captured_splits_.size()) {
         const int layer = captured_splits_[k];
-        const split_point& sp = *table_.at(layer);
-        try {
-          sp.fn(split_args{layer, real_tokens, size, s, opts_.user, device_real_, false});
-        } catch (const std::exception& e) {
-          // The original exception stays reachable through std::rethrow_if_nested.
-          std::throw_with_nested(error(fmt::format(
-              "graph_runner '{}': split point '{}' at layer {} failed during replay of bucket {} "
-              "({} real tokens): {}", opts_.name, sp.name, layer, size, real_tokens, e.what())));
-        }
+        detail::invoke_split(opts_.name, *table_.at(layer),
+                             split_args{layer, real_tokens, size, s, opts_.user, device_real_, false},
+                             "a piecewise replay");
       }
     }
   }

@@ -49,8 +49,8 @@ TEST_CASE("a callback that throws during replay leaves the runner usable") {
     pw.run(20, s);
     FAIL("expected the callback's exception");
   } catch (const piecewise::error& e) {
-    REQUIRE_THAT(e.what(), Catch::Contains("split point 'mamba' at layer 0") &&
-                               Catch::Contains("bucket 32 (20 real tokens)") &&
+    REQUIRE_THAT(e.what(), Catch::Contains("split point 'mamba' at layer 0 failed during a piecewise replay") &&
+                               Catch::Contains("(20 real tokens, bucket 32)") &&
                                Catch::Contains("injected callback failure"));
     bool nested_original = false;
     try {
@@ -59,6 +59,12 @@ TEST_CASE("a callback that throws during replay leaves the runner usable") {
       nested_original = std::string(inner.what()) == "injected callback failure";
     }
     REQUIRE(nested_original);
+  }
+  {  // the same context when the callback fails in an eager run
+    graph_runner eg(m.table(), b, m.forward(), opts(mode::eager, "eg"));
+    REQUIRE_THROWS_WITH(eg.run(20, s),
+                        Catch::Contains("split point 'mamba' at layer 0 failed during an eager forward") &&
+                            Catch::Contains("injected callback failure"));
   }
   m.throw_in_callback = false;
   s.synchronize();
