@@ -75,6 +75,22 @@ __device__ bool locate_chunk(const int* cu, int ns, int g, int lane, int& s_out,
   return false;
 }
 
+// Called by the whole block: warp 0 locates global chunk g and writes {found, first token,
+// length} to loc (shared memory); ends with __syncthreads() so every thread can read it.
+__device__ __forceinline__ void locate_chunk_block(const batch_view& b, int g, int warp, int lane,
+                                                   int* loc) {
+  if (warp == 0) {
+    int s = 0, c = 0;
+    const bool ok = locate_chunk(b.cu_seqlens, *b.num_seqs, g, lane, s, c);
+    if (lane == 0) {
+      loc[0] = ok;
+      loc[1] = ok ? b.cu_seqlens[s] + c * L : 0;
+      loc[2] = ok ? min(L, b.cu_seqlens[s + 1] - b.cu_seqlens[s] - c * L) : 0;
+    }
+  }
+  __syncthreads();
+}
+
 // Called by one full warp: global index of sequence s's first chunk.
 __device__ int first_chunk_of(const int* cu, int s, int lane) {
   int base = 0;
@@ -98,16 +114,7 @@ __global__ void __launch_bounds__(L)
   __shared__ float sh_warp[L / 32];
   const int g = blockIdx.x, h = blockIdx.y;
   const int l = threadIdx.x, lane = l & 31, warp = l >> 5;
-  if (warp == 0) {
-    int s = 0, c = 0;
-    const bool ok = locate_chunk(b.cu_seqlens, *b.num_seqs, g, lane, s, c);
-    if (lane == 0) {
-      sh_loc[0] = ok;
-      sh_loc[1] = ok ? b.cu_seqlens[s] + c * L : 0;
-      sh_loc[2] = ok ? min(L, b.cu_seqlens[s + 1] - b.cu_seqlens[s] - c * L) : 0;
-    }
-  }
-  __syncthreads();
+  locate_chunk_block(b, g, warp, lane, sh_loc);
   if (!sh_loc[0]) return;
   const int t0 = sh_loc[1], len = sh_loc[2];
   float dt = 0.f;
@@ -305,16 +312,7 @@ __global__ void __launch_bounds__(L / 16 * 32)
   const int h0 = grp * hpg + (blockIdx.y % (hpg / HB)) * HB;
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
   constexpr int nthreads = L / 16 * 32;
-  if (warp == 0) {
-    int s = 0, c = 0;
-    const bool ok = locate_chunk(b.cu_seqlens, *b.num_seqs, g, lane, s, c);
-    if (lane == 0) {
-      sh_loc[0] = ok;
-      sh_loc[1] = ok ? b.cu_seqlens[s] + c * L : 0;
-      sh_loc[2] = ok ? min(L, b.cu_seqlens[s + 1] - b.cu_seqlens[s] - c * L) : 0;
-    }
-  }
-  __syncthreads();
+  locate_chunk_block(b, g, warp, lane, sh_loc);
   if (!sh_loc[0]) return;
   const int t0 = sh_loc[1], len = sh_loc[2];
   const int conv_dim = H * P + 2 * G * N;
@@ -753,16 +751,7 @@ __global__ void __launch_bounds__(kOutThreads, 1)
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
   const int rt = warp < 4 ? warp : 11 - warp;  // row tile of this warp
   const int g8 = lane >> 2, t4 = lane & 3;
-  if (warp == 0) {
-    int s = 0, c = 0;
-    const bool ok = locate_chunk(b.cu_seqlens, *b.num_seqs, g, lane, s, c);
-    if (lane == 0) {
-      sh_loc[0] = ok;
-      sh_loc[1] = ok ? b.cu_seqlens[s] + c * L : 0;
-      sh_loc[2] = ok ? min(L, b.cu_seqlens[s + 1] - b.cu_seqlens[s] - c * L) : 0;
-    }
-  }
-  __syncthreads();
+  locate_chunk_block(b, g, warp, lane, sh_loc);
   if (!sh_loc[0] || nh <= 0) return;
   const int t0 = sh_loc[1], len = sh_loc[2];
   const int conv_dim = H * P + 2 * G * N;
