@@ -20,6 +20,7 @@
 
 #include "bench/roofline.cuh"
 #include "model/config.hpp"
+#include "model/random_tokens.hpp"
 #include "model/weights.hpp"
 #include "runner/engine.hpp"
 
@@ -45,14 +46,7 @@ std::vector<int> ints(const char* s) {
 
 std::vector<std::vector<int>> prompts(int count, int len, int vocab, std::uint64_t seed) {
   std::vector<std::vector<int>> out;
-  for (int i = 0; i < count; ++i) {
-    std::vector<int> p(static_cast<std::size_t>(len));
-    for (int& t : p) {
-      seed = seed * 6364136223846793005ull + 1442695040888963407ull;
-      t = static_cast<int>((seed >> 33) % static_cast<std::uint64_t>(vocab));
-    }
-    out.push_back(std::move(p));
-  }
+  for (int i = 0; i < count; ++i) out.push_back(random_token_ids(len, vocab, seed));
   return out;
 }
 

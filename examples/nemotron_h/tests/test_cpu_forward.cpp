@@ -10,6 +10,7 @@
 
 #include "model/cpu_forward.hpp"
 #include "model/npy.hpp"
+#include "model/random_tokens.hpp"
 #include "model/safetensors.hpp"
 #include "model_test_util.hpp"
 
@@ -26,12 +27,7 @@ std::vector<std::int32_t> read_ids(const std::filesystem::path& p) {
 }
 
 std::vector<std::int32_t> random_tokens(int n, int V, std::uint64_t seed) {
-  std::vector<std::int32_t> t(static_cast<std::size_t>(n));
-  for (auto& x : t) {
-    seed = seed * 6364136223846793005ull + 1442695040888963407ull;
-    x = static_cast<std::int32_t>((seed >> 33) % static_cast<std::uint64_t>(V));
-  }
-  return t;
+  return random_token_ids(n, V, seed);
 }
 
 std::span<const double> row(const std::vector<double>& all, int t, int V) {

@@ -15,6 +15,7 @@
 
 #include "model/config.hpp"
 #include "model/npy.hpp"
+#include "model/random_tokens.hpp"
 #include "model/cpu_forward.hpp"
 #include "model/weights.hpp"
 #include "runner/engine.hpp"
@@ -49,14 +50,7 @@ model_config test_config() {
 std::vector<std::vector<int>> make_prompts(const std::vector<int>& lens, int vocab, unsigned seed) {
   std::vector<std::vector<int>> p;
   std::uint64_t x = seed;
-  for (int len : lens) {
-    std::vector<int> v(static_cast<std::size_t>(len));
-    for (int& t : v) {
-      x = x * 6364136223846793005ull + 1442695040888963407ull;
-      t = static_cast<int>((x >> 33) % static_cast<std::uint64_t>(vocab));
-    }
-    p.push_back(std::move(v));
-  }
+  for (int len : lens) p.push_back(random_token_ids(len, vocab, x));
   return p;
 }
 
@@ -221,8 +215,7 @@ TEST_CASE("runner soak: 10,000 mixed prefill/decode steps match eager token for 
   eng.add_mode(mode::piecewise, {}, {});
   std::uint64_t x = 2026;
   auto rnd = [&](int lo, int hi) {  // uniform in [lo, hi]
-    x = x * 6364136223846793005ull + 1442695040888963407ull;
-    return lo + static_cast<int>((x >> 33) % static_cast<std::uint64_t>(hi - lo + 1));
+    return lo + static_cast<int>(lcg_next(x) % static_cast<std::uint64_t>(hi - lo + 1));
   };
   // One warm workload per mode, then the baseline of device memory.
   (void)eng.run(mode::full, make_prompts({300}, cfg.vocab_size, 1), 2);

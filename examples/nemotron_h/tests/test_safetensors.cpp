@@ -8,6 +8,7 @@
 #include <fstream>
 
 #include "model/safetensors.hpp"
+#include "model/random_tokens.hpp"
 #include "model_test_util.hpp"
 
 using namespace nemotron_h;
@@ -206,10 +207,7 @@ TEST_CASE("safetensors: mutated files load or fail cleanly (mini fuzz)", "[safet
   }
   // Random byte mutations.
   std::uint64_t s = 12345;
-  auto next = [&] {
-    s = s * 6364136223846793005ull + 1442695040888963407ull;
-    return s >> 33;
-  };
+  auto next = [&] { return lcg_next(s); };
   int ok = 0, rejected = 0;
   for (int it = 0; it < 3000; ++it) {
     auto f = good;
