@@ -22,9 +22,7 @@
 #include "kernels/mamba_decode.cuh"
 #include "kernels/mamba_state.cuh"
 #include "kernels/ssd_scan.cuh"
-#ifdef NH_MAMBA_BENCH_HAVE_GEMM
 #include "kernels/gemm.cuh"
-#endif
 
 namespace {
 
@@ -132,7 +130,6 @@ void measure_copy_bandwidth() {
   g_copy_gbs = 2.0 * bytes / (best * 1e-3) / 1e9;
 }
 
-#ifdef NH_MAMBA_BENCH_HAVE_GEMM
 void BM_gemm_in_out_proj(benchmark::State& state) {
   const int M = 4096, din = k9B.in_proj_dim(), dinner = k9B.d_inner();
   dev<bf16> x(static_cast<std::size_t>(M) * kHidden), win(static_cast<std::size_t>(din) * kHidden),
@@ -161,7 +158,6 @@ void BM_gemm_in_out_proj(benchmark::State& state) {
   state.counters["best_ms"] = best;
 }
 BENCHMARK(BM_gemm_in_out_proj)->UseManualTime()->Unit(benchmark::kMicrosecond)->MinTime(0.3);
-#endif
 
 void BM_mamba_decode(benchmark::State& state) {
   const int batch = static_cast<int>(state.range(0));

@@ -10,9 +10,6 @@ add_library(nh_dense_kernels STATIC
   ${CMAKE_CURRENT_LIST_DIR}/attention_prefill.cu
   ${CMAKE_CURRENT_LIST_DIR}/attention_decode.cu)
 target_link_libraries(nh_dense_kernels PUBLIC nh_common)
-# fmt 9's headers (pulled in by piecewise/error.hpp) do not compile under nvcc -std=c++20
-# unless fmt is told constexpr works (it turns it off for __NVCC__). Belongs in nh_common.
-target_compile_definitions(nh_dense_kernels PUBLIC $<$<COMPILE_LANGUAGE:CUDA>:FMT_USE_CONSTEXPR=1>)
 set_target_properties(nh_dense_kernels PROPERTIES POSITION_INDEPENDENT_CODE ON
                                                   CUDA_SEPARABLE_COMPILATION OFF)
 

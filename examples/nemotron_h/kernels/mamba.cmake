@@ -26,10 +26,6 @@ endif()
 if(PIECEWISE_BUILD_BENCH)
   find_package(benchmark REQUIRED)
   add_executable(nh_mamba_bench ${_nh_mamba_dir}/bench/bench_mamba.cu)
-  target_link_libraries(nh_mamba_bench PRIVATE nh_mamba_kernels benchmark::benchmark)
-  # dense.cmake (gemm_engine) is included after this file: test for it by file.
-  if(EXISTS ${CMAKE_CURRENT_LIST_DIR}/dense.cmake AND EXISTS ${CMAKE_CURRENT_LIST_DIR}/gemm.cuh)
-    target_link_libraries(nh_mamba_bench PRIVATE nh_dense_kernels)
-    target_compile_definitions(nh_mamba_bench PRIVATE NH_MAMBA_BENCH_HAVE_GEMM=1)
-  endif()
+  # nh_dense_kernels (the GEMM the SSD scan is compared with) is defined in dense.cmake.
+  target_link_libraries(nh_mamba_bench PRIVATE nh_mamba_kernels nh_dense_kernels benchmark::benchmark)
 endif()
