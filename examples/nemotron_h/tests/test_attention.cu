@@ -278,7 +278,8 @@ TEST_CASE("prefill attention replays from a captured graph with new metadata",
 
 TEST_CASE("decode attention over contexts 1..5000 (GQA groups 5, 4 and 8)",
           "[dense][attention][decode]") {
-  for (auto [Hq, Hkv] : {std::pair{40, 8}, std::pair{32, 8}, std::pair{16, 2}}) {
+  for (const auto& heads : {std::pair{40, 8}, std::pair{32, 8}, std::pair{16, 2}}) {
+    const int Hq = heads.first, Hkv = heads.second;  // not a structured binding: captured below
     CAPTURE(Hq, Hkv);
     const std::vector<int> ctxs = {0, 1, 127, 128, 255, 1000, 4999};
     const std::vector<int> slots = {3, 0, 6, 1, 2, 5, 4};
