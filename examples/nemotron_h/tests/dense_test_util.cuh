@@ -14,6 +14,7 @@
 
 #include "kernels/batch.cuh"
 #include "kernels/common.cuh"
+#include "tests/batch_buffers.cuh"
 #include "tests/device_buffer.cuh"
 
 namespace nh_test {
@@ -85,43 +86,5 @@ inline cudaGraphExec_t capture(cudaStream_t s, const std::function<void(cudaStre
   return exec;
 }
 
-/// Packed-batch metadata in device buffers (fixed addresses; update() rewrites them).
-struct batch_buffers {
-  dbuf<int> num_seqs{1}, num_tokens{1}, cu, slots, ctx;
-  nemotron_h::batch_view view;
-  std::vector<int> h_cu;
-
-  batch_buffers(int max_seqs, int padded_tokens, int max_seqlen)
-      : cu(max_seqs + 1), slots(max_seqs), ctx(max_seqs) {
-    view.num_seqs = num_seqs.get();
-    view.num_tokens = num_tokens.get();
-    view.cu_seqlens = cu.get();
-    view.slots = slots.get();
-    view.context_lens = ctx.get();
-    view.padded_tokens = padded_tokens;
-    view.max_seqs = max_seqs;
-    view.max_seqlen = max_seqlen;
-  }
-  /// Writes new metadata (lengths of the new tokens, cached context, slots) into the same
-  /// buffers. Unused trailing entries are filled with garbage-but-safe values.
-  void update(const std::vector<int>& lens, const std::vector<int>& ctxs,
-              const std::vector<int>& slot_ids) {
-    const int n = static_cast<int>(lens.size());
-    const int max_seqs = view.max_seqs;
-    h_cu.assign(max_seqs + 1, 0);
-    for (int i = 0; i < n; ++i) h_cu[i + 1] = h_cu[i] + lens[i];
-    for (int i = n; i < max_seqs; ++i) h_cu[i + 1] = h_cu[n];
-    std::vector<int> sl(max_seqs, 0), cx(max_seqs, 0);
-    for (int i = 0; i < n; ++i) {
-      sl[i] = slot_ids[i];
-      cx[i] = ctxs[i];
-    }
-    num_seqs.upload({n});
-    num_tokens.upload({h_cu[n]});
-    cu.upload(h_cu);
-    slots.upload(sl);
-    ctx.upload(cx);
-  }
-};
 
 }  // namespace nh_test

@@ -27,7 +27,7 @@ struct ssm_fixture {
   float dt_min = 1e-3f, dt_max = std::numeric_limits<float>::infinity();
   dbuf<bf16> xbc, zx, y;
   dbuf<float> A_log, D, dt_bias, state;
-  dev_batch batch;
+  batch_buffers batch;
   std::vector<double> xbc_d, zx_d, A_log_d, D_d, dtb_d, state0_d;
   std::vector<int> lens, ctx, slots;
 
@@ -36,7 +36,7 @@ struct ssm_fixture {
         ldz(dims.in_proj_dim()), xbc(static_cast<std::size_t>(padded_) * dims.conv_dim()),
         zx(static_cast<std::size_t>(padded_) * dims.in_proj_dim()),
         y(static_cast<std::size_t>(padded_) * dims.d_inner()), A_log(dims.H), D(dims.H), dt_bias(dims.H),
-        state(static_cast<std::size_t>(num_slots_) * dims.H * dims.P * dims.N), batch(padded_, max_seqs_) {
+        state(static_cast<std::size_t>(num_slots_) * dims.H * dims.P * dims.N), batch(max_seqs_, padded_, padded_) {
     std::uniform_real_distribution<double> u(0, 1);
     std::vector<float> a(d.H), dd(d.H), b(d.H);
     for (int h = 0; h < d.H; ++h) {
@@ -69,7 +69,7 @@ struct ssm_fixture {
     for (auto& e : st) e = nd(rng);
     state.upload(st);
     state0_d = to_double(st);
-    batch.upload(lens, slots, ctx);
+    batch.update(lens, ctx, slots);
     y.poison();
   }
 

@@ -13,6 +13,7 @@
 
 #include "kernels/batch.cuh"
 #include "kernels/common.cuh"
+#include "tests/batch_buffers.cuh"
 #include "tests/device_buffer.cuh"
 #include "piecewise/error.hpp"
 
@@ -22,41 +23,7 @@ using nemotron_h::bf16;
 
 using nh_test::dbuf;
 
-/// Packed-batch metadata in device buffers sized for (padded_tokens, max_seqs).
-struct dev_batch {
-  int padded, max_seqs;
-  dbuf<int> num_seqs{1}, num_tokens{1}, cu, slots, ctx;
-  dev_batch(int padded_tokens, int max_seqs_)
-      : padded(padded_tokens), max_seqs(max_seqs_), cu(max_seqs_ + 1), slots(max_seqs_), ctx(max_seqs_) {}
-  /// Writes new metadata into the same buffers (fixed addresses).
-  void upload(const std::vector<int>& lens, const std::vector<int>& slot, const std::vector<int>& context) {
-    std::vector<int> c(max_seqs + 1, 0), sl(max_seqs, 0), cx(max_seqs, 0);
-    for (std::size_t i = 0; i < lens.size(); ++i) {
-      c[i + 1] = c[i] + lens[i];
-      sl[i] = slot[i];
-      cx[i] = context[i];
-    }
-    for (int i = static_cast<int>(lens.size()) + 1; i <= max_seqs; ++i) c[i] = c[i - 1];
-    if (c[lens.size()] > padded) throw std::runtime_error("test batch exceeds padded_tokens");
-    num_seqs.upload({static_cast<int>(lens.size())});
-    num_tokens.upload({c[lens.size()]});
-    cu.upload(c);
-    slots.upload(sl);
-    ctx.upload(cx);
-  }
-  nemotron_h::batch_view view() const {
-    nemotron_h::batch_view v;
-    v.num_seqs = num_seqs.get();
-    v.num_tokens = num_tokens.get();
-    v.cu_seqlens = cu.get();
-    v.slots = slots.get();
-    v.context_lens = ctx.get();
-    v.padded_tokens = padded;
-    v.max_seqs = max_seqs;
-    v.max_seqlen = padded;
-    return v;
-  }
-};
+using nh_test::batch_buffers;
 
 /// n random normal values rounded to bf16: device copy and exact double copy.
 inline void random_bf16(std::size_t n, std::mt19937& rng, double scale, std::vector<bf16>& h,

@@ -22,7 +22,7 @@ constexpr double kConvOutTol = 5e-3;
 struct conv_fixture {
   int C, ld, xoff, K = 4, num_slots, padded, max_seqs;
   dbuf<bf16> zx, w, bias, state, out;
-  dev_batch batch;
+  batch_buffers batch;
   std::vector<double> w_d, b_d, zx_d, state0_d;
   std::vector<int> lens, ctx, slots;
 
@@ -30,7 +30,7 @@ struct conv_fixture {
       : C(C_), ld(ld_), xoff(xoff_), num_slots(num_slots_), padded(padded_), max_seqs(max_seqs_),
         zx(static_cast<std::size_t>(padded_) * ld_), w(static_cast<std::size_t>(C_) * 4), bias(C_),
         state(static_cast<std::size_t>(num_slots_) * 3 * C_), out(static_cast<std::size_t>(padded_) * C_),
-        batch(padded_, max_seqs_) {
+        batch(max_seqs_, padded_, padded_) {
     std::vector<bf16> h;
     random_bf16(w.size(), rng, 0.5, h, w_d);
     w.upload(h);
@@ -48,7 +48,7 @@ struct conv_fixture {
     zx.upload(h);
     random_bf16(state.size(), rng, 1.0, h, state0_d);
     state.upload(h);
-    batch.upload(lens, slots, ctx);
+    batch.update(lens, ctx, slots);
     out.poison();
   }
 
@@ -86,11 +86,11 @@ struct conv_fixture {
 
 void prefill(conv_fixture& f, cudaStream_t s) {
   nemotron_h::conv1d_prefill(f.zx.get() + f.xoff, f.ld, f.w.get(), f.bias.get(), f.state.get(),
-                             f.out.get(), f.batch.view(), f.C, f.K, s);
+                             f.out.get(), f.batch.view, f.C, f.K, s);
 }
 void decode(conv_fixture& f, cudaStream_t s) {
   nemotron_h::conv1d_decode(f.zx.get() + f.xoff, f.ld, f.w.get(), f.bias.get(), f.state.get(),
-                            f.out.get(), f.batch.view(), f.C, f.K, s);
+                            f.out.get(), f.batch.view, f.C, f.K, s);
 }
 
 }  // namespace

@@ -17,7 +17,7 @@ constexpr double kTolState = 1e-4;
 
 void decode(ssm_fixture& f, cudaStream_t s) {
   nemotron_h::mamba_decode(f.xbc.get(), f.dt_ptr(), f.ldz, f.A_log.get(), f.D.get(), f.dt_bias.get(),
-                           f.state.get(), f.y.get(), f.batch.view(), f.d, f.dt_min, f.dt_max, s);
+                           f.state.get(), f.y.get(), f.batch.view, f.d, f.dt_min, f.dt_max, s);
 }
 
 }  // namespace

@@ -25,7 +25,7 @@ struct scan_runner {
       : f(fx), ws(nemotron_h::ssd_scan_workspace_bytes(fx.padded, fx.max_seqs, fx.d)) {}
   void operator()(cudaStream_t s) {
     nemotron_h::ssd_scan(f.xbc.get(), f.dt_ptr(), f.ldz, f.A_log.get(), f.D.get(), f.dt_bias.get(),
-                         f.state.get(), f.y.get(), ws.get(), ws.size(), f.batch.view(), f.d, f.dt_min,
+                         f.state.get(), f.y.get(), ws.get(), ws.size(), f.batch.view, f.d, f.dt_min,
                          f.dt_max, s);
   }
 };
@@ -106,7 +106,7 @@ TEST_CASE("ssd_scan equals the decode update token by token", "[mamba][ssd][deco
     const auto zx_all = f.zx.download();
     dbuf<bf16> xs(3 * static_cast<std::size_t>(conv_dim)), zs(3 * static_cast<std::size_t>(ldz)),
         ys(3 * static_cast<std::size_t>(d.d_inner()));
-    dev_batch step(3, 3);
+    batch_buffers step(3, 3, 3);
     std::vector<double> y_dec(y_scan.size());
     const int max_len = 130;
     std::vector<int> starts = {0, 1, 131};
@@ -126,10 +126,10 @@ TEST_CASE("ssd_scan equals the decode update token by token", "[mamba][ssd][deco
       }
       xs.upload(xh);
       zs.upload(zh);
-      step.upload(l, s, c);
+      step.update(l, c, s);
       ys.poison();
       nemotron_h::mamba_decode(xs.get(), zs.get() + d.dt_offset(), ldz, f.A_log.get(), f.D.get(),
-                               f.dt_bias.get(), f.state.get(), ys.get(), step.view(), d, f.dt_min, f.dt_max,
+                               f.dt_bias.get(), f.state.get(), ys.get(), step.view, d, f.dt_min, f.dt_max,
                                nullptr);
       const auto yh = to_double(ys.download());
       for (std::size_t j = 0; j < src.size(); ++j)
