@@ -46,22 +46,10 @@ T* dalloc(std::size_t n) {
 
 // Times fn() per iteration with events; sets manual time.
 void run_timed(benchmark::State& state, const std::function<void()>& fn) {
-  cudaEvent_t a, b;
-  PIECEWISE_CUDA_TRY(cudaEventCreate(&a));
-  PIECEWISE_CUDA_TRY(cudaEventCreate(&b));
+  nh::event_timer t;
   for (int i = 0; i < 3; ++i) fn();
   PIECEWISE_CUDA_TRY(cudaDeviceSynchronize());
-  for (auto _ : state) {
-    PIECEWISE_CUDA_TRY(cudaEventRecord(a));
-    fn();
-    PIECEWISE_CUDA_TRY(cudaEventRecord(b));
-    PIECEWISE_CUDA_TRY(cudaEventSynchronize(b));
-    float ms = 0;
-    PIECEWISE_CUDA_TRY(cudaEventElapsedTime(&ms, a, b));
-    state.SetIterationTime(ms * 1e-3);
-  }
-  cudaEventDestroy(a);
-  cudaEventDestroy(b);
+  for (auto _ : state) state.SetIterationTime(t.ms(fn) * 1e-3);
 }
 
 void set_bw(benchmark::State& state, double bytes) {

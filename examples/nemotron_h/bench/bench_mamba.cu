@@ -18,6 +18,7 @@
 #include <string>
 #include <vector>
 
+#include "bench/event_timer.cuh"
 #include "kernels/conv1d.cuh"
 #include "kernels/mamba_decode.cuh"
 #include "kernels/mamba_state.cuh"
@@ -67,28 +68,6 @@ void fill_random_bf16(bf16* p, std::size_t n, float scale, unsigned seed) {
   fill_random<bf16>(p, n, scale, seed);
 }
 
-struct timer {
-  cudaEvent_t a, b;
-  timer() {
-    cudaEventCreate(&a);
-    cudaEventCreate(&b);
-  }
-  ~timer() {
-    cudaEventDestroy(a);
-    cudaEventDestroy(b);
-  }
-  template <typename F>
-  double ms(F&& f) {
-    cudaEventRecord(a);
-    f();
-    cudaEventRecord(b);
-    cudaEventSynchronize(b);
-    float t = 0;
-    cudaEventElapsedTime(&t, a, b);
-    return t;
-  }
-};
-
 // Device batch metadata for `lens` (one slot per sequence, fresh or cached).
 struct meta {
   dev<int> num_seqs{1}, num_tokens{1}, cu, slots, ctx;
@@ -123,10 +102,10 @@ void measure_copy_bandwidth() {
   const std::size_t bytes = std::size_t{1} << 30;
   dev<char> a(bytes), b(bytes);
   cudaMemset(a.p, 1, bytes);
-  timer t;
+  nemotron_h::event_timer t;
   double best = 1e30;
   for (int i = 0; i < 10; ++i)
-    best = std::min(best, t.ms([&] { cudaMemcpy(b.p, a.p, bytes, cudaMemcpyDeviceToDevice); }));
+    best = std::min<double>(best, t.ms([&] { cudaMemcpy(b.p, a.p, bytes, cudaMemcpyDeviceToDevice); }));
   g_copy_gbs = 2.0 * bytes / (best * 1e-3) / 1e9;
 }
 
@@ -142,7 +121,7 @@ void BM_gemm_in_out_proj(benchmark::State& state) {
   nemotron_h::gemm_engine eng;
   eng.prepare(M, kHidden, din);
   eng.prepare(M, dinner, kHidden);
-  timer t;
+  nemotron_h::event_timer t;
   double best = 1e30;
   for (auto _ : state) {
     const double ms = t.ms([&] {
@@ -173,7 +152,7 @@ void BM_mamba_decode(benchmark::State& state) {
   fill_random_bf16(xbc.p, static_cast<std::size_t>(batch) * d.conv_dim(), 1.f, 9);
   fill_random_bf16(zx.p, static_cast<std::size_t>(batch) * d.in_proj_dim(), 1.f, 10);
   meta m(std::vector<int>(batch, 1), 5);
-  timer t;
+  nemotron_h::event_timer t;
   auto run = [&] {
     nemotron_h::mamba_decode(xbc.p, zx.p + d.dt_offset(), d.in_proj_dim(), A_log.p, D.p, dtb.p, st.p, y.p, m.v,
                              d, 1e-3f, INFINITY, nullptr);
@@ -205,7 +184,7 @@ void BM_conv_prefill(benchmark::State& state) {
   fill_random_bf16(w.p, static_cast<std::size_t>(d.conv_dim()) * 4, 0.5f, 12);
   fill_random_bf16(b.p, d.conv_dim(), 0.1f, 13);
   meta m({T}, 0);
-  timer t;
+  nemotron_h::event_timer t;
   auto run = [&] {
     nemotron_h::conv1d_prefill(zx.p + d.xbc_offset(), d.in_proj_dim(), w.p, b.p, cst.p, out.p, m.v, d.conv_dim(), 4,
                                nullptr);
@@ -240,7 +219,7 @@ void BM_ssd_scan(benchmark::State& state) {
   fill_random(dtb.p, d.H, 1.f, 16);
   fill_random_bf16(xbc.p, static_cast<std::size_t>(T) * d.conv_dim(), 1.f, 17);
   fill_random_bf16(zx.p, static_cast<std::size_t>(T) * d.in_proj_dim(), 1.f, 18);
-  timer t;
+  nemotron_h::event_timer t;
   auto run = [&] {
     nemotron_h::ssd_scan(xbc.p, zx.p + d.dt_offset(), d.in_proj_dim(), A_log.p, D.p, dtb.p, st.p, y.p, ws.p, wsb,
                          m.v, d, 1e-3f, INFINITY, nullptr);

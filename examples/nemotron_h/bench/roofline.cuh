@@ -9,6 +9,7 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "bench/event_timer.cuh"
 #include "kernels/common.cuh"
 #include "kernels/gemm.cuh"
 
@@ -32,20 +33,6 @@ __global__ void fill_random_bf16(bf16* p, std::size_t n, std::uint32_t seed, flo
   }
 }
 
-struct event_pair {
-  cudaEvent_t a = nullptr, b = nullptr;
-  event_pair() {
-    PIECEWISE_CUDA_TRY(cudaEventCreate(&a));
-    PIECEWISE_CUDA_TRY(cudaEventCreate(&b));
-  }
-  ~event_pair() {
-    cudaEventDestroy(a);
-    cudaEventDestroy(b);
-  }
-  event_pair(const event_pair&) = delete;
-  event_pair& operator=(const event_pair&) = delete;
-};
-
 }  // namespace roofline_detail
 
 /// Fills n bf16 values with deterministic pseudo-random data in [-scale, scale) on `stream`.
@@ -64,17 +51,8 @@ inline double measure_copy_bandwidth_gbs() {
   PIECEWISE_CUDA_TRY(cudaMalloc(&src, bytes));
   PIECEWISE_CUDA_TRY(cudaMalloc(&dst, bytes));
   PIECEWISE_CUDA_TRY(cudaMemset(src, 1, bytes));
-  roofline_detail::event_pair ev;
-  float best_ms = 1e30f;
-  for (int i = 0; i < 13; ++i) {
-    PIECEWISE_CUDA_TRY(cudaEventRecord(ev.a));
-    PIECEWISE_CUDA_TRY(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice));
-    PIECEWISE_CUDA_TRY(cudaEventRecord(ev.b));
-    PIECEWISE_CUDA_TRY(cudaEventSynchronize(ev.b));
-    float ms = 0.f;
-    PIECEWISE_CUDA_TRY(cudaEventElapsedTime(&ms, ev.a, ev.b));
-    if (i >= 3 && ms < best_ms) best_ms = ms;
-  }
+  const float best_ms = event_timer().best_ms(
+      [&] { PIECEWISE_CUDA_TRY(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice)); });
   cudaFree(src);
   cudaFree(dst);
   return 2.0 * static_cast<double>(bytes) / (best_ms * 1e-3) / 1e9;
@@ -92,17 +70,7 @@ inline double measure_bf16_gemm_tflops(gemm_engine& engine) {
   fill_random(a, elems, 1u);
   fill_random(b, elems, 2u, 0.05f);
   engine.prepare(n, n, n);
-  roofline_detail::event_pair ev;
-  float best_ms = 1e30f;
-  for (int i = 0; i < 13; ++i) {
-    PIECEWISE_CUDA_TRY(cudaEventRecord(ev.a));
-    engine.linear(a, b, c, n, n, n, nullptr);
-    PIECEWISE_CUDA_TRY(cudaEventRecord(ev.b));
-    PIECEWISE_CUDA_TRY(cudaEventSynchronize(ev.b));
-    float ms = 0.f;
-    PIECEWISE_CUDA_TRY(cudaEventElapsedTime(&ms, ev.a, ev.b));
-    if (i >= 3 && ms < best_ms) best_ms = ms;
-  }
+  const float best_ms = event_timer().best_ms([&] { engine.linear(a, b, c, n, n, n, nullptr); });
   cudaFree(a);
   cudaFree(b);
   cudaFree(c);
