@@ -1,6 +1,7 @@
-# cmake -DBUILD_DIR=<build> -DLABEL=<label> -DOUT=<file> [-DFILTER=<regex>] -P list_tests.cmake
+# cmake -DBUILD_DIR=<build> -DLABEL=<label> -DOUT=<file> [-DFILTER=<regex>] [-DEXCLUDE=<regex>]
+#       -P list_tests.cmake
 #
-# Writes one line per ctest entry carrying LABEL (and whose name matches FILTER):
+# Writes one line per ctest entry carrying LABEL (and whose name matches FILTER but not EXCLUDE):
 #   <working directory> TAB <executable> TAB <argument> TAB <test name>
 # tests/gpu_suite.sh uses it to run each Catch2 test case under compute-sanitizer.
 foreach(v BUILD_DIR LABEL OUT)
@@ -16,7 +17,7 @@ piecewise_ctest_json("${BUILD_DIR}" json last)
 set(lines "")
 foreach(i RANGE ${last})
   string(JSON name GET "${json}" tests ${i} name)
-  if(NOT name MATCHES "${FILTER}")
+  if(NOT name MATCHES "${FILTER}" OR (EXCLUDE AND name MATCHES "${EXCLUDE}"))
     continue()
   endif()
   string(JSON nprops ERROR_VARIABLE e LENGTH "${json}" tests ${i} properties)

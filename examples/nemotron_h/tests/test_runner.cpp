@@ -253,7 +253,8 @@ TEST_CASE("runner soak: 10,000 mixed prefill/decode steps match eager token for 
   if (std::getenv("PIECEWISE_UNDER_SANITIZER") == nullptr) {
     REQUIRE(free1 == free0);
   } else {
-    WARN("free-memory check left to compute-sanitizer --leak-check: " << free0 << " -> " << free1);
+    WARN("soak: " << workloads << " workloads, " << steps << " steps; free-memory check left to "
+                  "compute-sanitizer --leak-check: " << free0 << " -> " << free1);
   }
   REQUIRE(eng.runners(mode::full).prefill->stats().eager_fallbacks == 0);
 }
