@@ -12,10 +12,10 @@
 #include <limits>
 
 #include "kernels/mamba_state.cuh"
-#include "mamba_test_util.cuh"
+#include "kernel_test_util.cuh"
 #include "reference/reference.hpp"
 
-namespace mamba_test {
+namespace nh_test {
 
 struct ssm_errors {
   double y = 0, y_ssm = 0, state = 0;
@@ -59,11 +59,8 @@ struct ssm_fixture {
     lens = std::move(l);
     ctx = std::move(c);
     slots = std::move(s);
-    std::vector<bf16> h;
-    random_bf16(xbc.size(), rng, 1.0, h, xbc_d);
-    xbc.upload(h);
-    random_bf16(zx.size(), rng, 0.7, h, zx_d);
-    zx.upload(h);
+    xbc.upload(rand_bf16(xbc.size(), rng, 1.0, &xbc_d));
+    zx.upload(rand_bf16(zx.size(), rng, 0.7, &zx_d));
     std::normal_distribution<float> nd(0.f, 0.3f);
     std::vector<float> st(state.size());
     for (auto& e : st) e = nd(rng);
@@ -152,4 +149,4 @@ struct ssm_fixture {
   }
 };
 
-}  // namespace mamba_test
+}  // namespace nh_test

@@ -9,7 +9,7 @@
 #include <random>
 #include <vector>
 
-#include "dense_test_util.cuh"
+#include "kernel_test_util.cuh"
 #include "kernels/attention_decode.cuh"
 #include "kernels/attention_prefill.cuh"
 #include "kernels/kv_cache.cuh"
@@ -261,8 +261,8 @@ TEST_CASE("prefill attention replays from a captured graph with new metadata",
   batch_buffers bb(max_seqs, padded, padded);
   qkv_io io(true, Hq, Hkv, padded);
   stream st;
-  auto exec = capture(st.s, prefill_launch(env, bb, io));
-  auto replay = [&](cudaStream_t s) { PIECEWISE_CUDA_TRY(cudaGraphLaunch(exec, s)); };
+  const captured graph(st.s, prefill_launch(env, bb, io));
+  auto replay = [&](cudaStream_t s) { graph.launch(s); };
   const std::vector<std::vector<int>> lens = {{300, 1, 64, 147}, {65}, {12, 400}};
   const std::vector<std::vector<int>> ctxs = {{0, 10, 0, 200}, {500}, {3, 0}};
   const std::vector<std::vector<int>> slots = {{0, 1, 2, 3}, {5}, {4, 0}};
@@ -273,7 +273,6 @@ TEST_CASE("prefill attention replays from a captured graph with new metadata",
     CHECK(r.pad_untouched);
     CHECK(r.cache_ok);
   }
-  cudaGraphExecDestroy(exec);
 }
 
 TEST_CASE("decode attention over contexts 1..5000 (GQA groups 5, 4 and 8)",
@@ -320,11 +319,11 @@ TEST_CASE("decode attention replays from a captured graph with new metadata",
   const std::size_t ws_bytes = nh::attention_decode_workspace_bytes(max_seqs, Hq, kHD, max_context);
   dbuf<char> ws(ws_bytes);
   stream st;
-  auto exec = capture(st.s, [&](cudaStream_t s) {
+  const captured graph(st.s, [&](cudaStream_t s) {
     nh::attention_decode(io.q, io.ldq, io.k, io.v, io.ldkv, env.cache, bb.view, Hq, io.out.get(),
                          Hq * kHD, ws.get(), ws_bytes, max_context, s);
   });
-  auto replay = [&](cudaStream_t s) { PIECEWISE_CUDA_TRY(cudaGraphLaunch(exec, s)); };
+  auto replay = [&](cudaStream_t s) { graph.launch(s); };
   const std::vector<std::vector<int>> ctxs = {{2999, 0, 17, 700, 129, 128, 5, 2048}, {50, 1300}, {0}};
   const std::vector<std::vector<int>> slots = {{0, 1, 2, 3, 4, 5, 6, 7}, {9, 8}, {3}};
   for (std::size_t i = 0; i < ctxs.size(); ++i) {
@@ -335,7 +334,6 @@ TEST_CASE("decode attention replays from a captured graph with new metadata",
     CHECK(r.pad_untouched);
     CHECK(r.cache_ok);
   }
-  cudaGraphExecDestroy(exec);
 }
 
 TEST_CASE("attention entry points reject unsupported shapes", "[dense][attention]") {

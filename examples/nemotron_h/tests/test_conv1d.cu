@@ -8,10 +8,10 @@
 #include <cstdio>
 
 #include "kernels/conv1d.cuh"
-#include "mamba_test_util.cuh"
+#include "kernel_test_util.cuh"
 #include "reference/reference.hpp"
 
-using namespace mamba_test;
+using namespace nh_test;
 using nemotron_h::bf16;
 
 namespace {
@@ -31,11 +31,8 @@ struct conv_fixture {
         zx(static_cast<std::size_t>(padded_) * ld_), w(static_cast<std::size_t>(C_) * 4), bias(C_),
         state(static_cast<std::size_t>(num_slots_) * 3 * C_), out(static_cast<std::size_t>(padded_) * C_),
         batch(max_seqs_, padded_, padded_) {
-    std::vector<bf16> h;
-    random_bf16(w.size(), rng, 0.5, h, w_d);
-    w.upload(h);
-    random_bf16(bias.size(), rng, 0.2, h, b_d);
-    bias.upload(h);
+    w.upload(rand_bf16(w.size(), rng, 0.5, &w_d));
+    bias.upload(rand_bf16(bias.size(), rng, 0.2, &b_d));
   }
 
   // New inputs, states and metadata written into the same device buffers.
@@ -43,11 +40,8 @@ struct conv_fixture {
     lens = std::move(l);
     ctx = std::move(c);
     slots = std::move(s);
-    std::vector<bf16> h;
-    random_bf16(zx.size(), rng, 1.0, h, zx_d);
-    zx.upload(h);
-    random_bf16(state.size(), rng, 1.0, h, state0_d);
-    state.upload(h);
+    zx.upload(rand_bf16(zx.size(), rng, 1.0, &zx_d));
+    state.upload(rand_bf16(state.size(), rng, 1.0, &state0_d));
     batch.update(lens, ctx, slots);
     out.poison();
   }
@@ -141,7 +135,8 @@ TEST_CASE("conv1d: captured graphs replayed with new metadata", "[mamba][conv1d]
   std::mt19937 rng(104);
   conv_fixture f(512, 776, 256, 8, 300, 6, rng);
   f.make({10, 20}, {0, 1}, {0, 1}, rng);
-  captured g([&](cudaStream_t s) { prefill(f, s); });
+  stream st;
+  captured g(st.s, [&](cudaStream_t s) { prefill(f, s); });
   g.replay();
   f.check("graph prefill, capture-time batch");
   f.make({1, 140, 3, 129, 9}, {2, 0, 1, 5, 0}, {5, 2, 7, 0, 3}, rng);
@@ -150,7 +145,7 @@ TEST_CASE("conv1d: captured graphs replayed with new metadata", "[mamba][conv1d]
 
   conv_fixture d(512, 776, 256, 16, 8, 8, rng);
   d.make({1, 1}, {1, 1}, {0, 1}, rng);
-  captured gd([&](cudaStream_t s) { decode(d, s); });
+  captured gd(st.s, [&](cudaStream_t s) { decode(d, s); });
   d.make({1, 1, 1, 1, 1, 1, 1, 1}, {3, 1, 0, 2, 8, 1, 1, 4}, {15, 3, 8, 1, 0, 9, 10, 2}, rng);
   gd.replay();
   f.check("graph prefill (unchanged)");

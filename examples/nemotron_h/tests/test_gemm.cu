@@ -5,7 +5,7 @@
 #include <random>
 #include <vector>
 
-#include "dense_test_util.cuh"
+#include "kernel_test_util.cuh"
 #include "kernels/gemm.cuh"
 #include "reference/reference.hpp"
 
@@ -95,7 +95,7 @@ TEST_CASE("gemm_engine is capture-safe for prepared shapes and refuses unprepare
   eng.prepare(M, K, N);
   dbuf<bf16> dx(static_cast<std::size_t>(M) * K), dW(static_cast<std::size_t>(N) * K),
       dy(static_cast<std::size_t>(M) * N), dr(static_cast<std::size_t>(M) * N);
-  auto exec = capture(st.s, [&](cudaStream_t s) {
+  const captured graph(st.s, [&](cudaStream_t s) {
     eng.linear(dx.get(), dW.get(), dy.get(), M, K, N, s);
     eng.linear(dx.get(), dW.get(), dr.get(), M, K, N, s, true);
   });
@@ -106,22 +106,19 @@ TEST_CASE("gemm_engine is capture-safe for prepared shapes and refuses unprepare
     dW.upload(rand_bf16(static_cast<std::size_t>(N) * K, gen, 0.02, &W));
     dr.upload(rand_bf16(static_cast<std::size_t>(M) * N, gen, 1.0, &r0));
     dy.poison();
-    PIECEWISE_CUDA_TRY(cudaGraphLaunch(exec, st.s));
-    st.sync();
+    graph.replay();
     std::vector<double> want(static_cast<std::size_t>(M) * N);
     nh::ref::linear(x.data(), W.data(), want.data(), M, K, N);
     CHECK(rel_err(to_double(dy.download()), want) < kTol);
     for (std::size_t i = 0; i < want.size(); ++i) want[i] += r0[i];
     CHECK(rel_err(to_double(dr.download()), want) < kTol);
   }
-  cudaGraphExecDestroy(exec);
   // An unprepared shape inside a capture throws config_error naming the shape.
   bool threw = false;
   try {
-    auto e2 = capture(st.s, [&](cudaStream_t s) {
+    const captured e2(st.s, [&](cudaStream_t s) {
       eng.linear(dx.get(), dW.get(), dy.get(), 17, K, N, s);
     });
-    cudaGraphExecDestroy(e2);
   } catch (const piecewise::config_error& err) {
     threw = true;
     CHECK(std::string(err.what()).find("M=17") != std::string::npos);

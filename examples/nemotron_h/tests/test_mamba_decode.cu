@@ -6,7 +6,7 @@
 #include "kernels/mamba_decode.cuh"
 #include "mamba_ssm_fixture.cuh"
 
-using namespace mamba_test;
+using namespace nh_test;
 using nemotron_h::mamba_dims;
 
 namespace {
@@ -51,7 +51,8 @@ TEST_CASE("mamba_decode: captured graph replayed with new metadata", "[mamba][de
   std::mt19937 rng(303);
   ssm_fixture f(mamba_dims{128, 80, 128, 8, 4}, 8, 6, 6, rng);
   f.make({1, 1}, {1, 1}, {0, 1}, rng);
-  captured g([&](cudaStream_t s) { decode(f, s); });
+  stream st;
+  captured g(st.s, [&](cudaStream_t s) { decode(f, s); });
   g.replay();
   f.check("graph: capture-time batch", kTolY, kTolState);
   f.make({1, 1, 1, 1, 1, 1}, {2, 0, 7, 1, 1, 3}, {7, 2, 4, 6, 0, 5}, rng);

@@ -6,7 +6,7 @@
 #include <random>
 #include <vector>
 
-#include "dense_test_util.cuh"
+#include "kernel_test_util.cuh"
 #include "kernels/activations.cuh"
 #include "kernels/embedding.cuh"
 #include "kernels/norms.cuh"
@@ -66,7 +66,7 @@ TEST_CASE("rmsnorm honours the device row count and runs from a captured graph",
   dbuf<bf16> dx(rows * D), dw(D), dy(rows * D), dr(rows * D), dy2(rows * D);
   dbuf<int> nrows(1);
   stream st;
-  auto exec = capture(st.s, [&](cudaStream_t s) {
+  const captured graph(st.s, [&](cudaStream_t s) {
     nh::rmsnorm(dx.get(), dw.get(), dy.get(), rows, D, kEps, s, nrows.get());
     nh::add_rmsnorm(dx.get(), dr.get(), dw.get(), dy2.get(), rows, D, kEps, s, nrows.get());
   });
@@ -79,8 +79,7 @@ TEST_CASE("rmsnorm honours the device row count and runs from a captured graph",
     nrows.upload({real});
     dy.poison();
     dy2.poison();
-    PIECEWISE_CUDA_TRY(cudaGraphLaunch(exec, st.s));
-    st.sync();
+    graph.replay();
     auto y = dy.download();
     std::vector<double> want(real * D), got(real * D);
     nh::ref::rmsnorm(x.data(), w.data(), want.data(), real, D, kEps);
@@ -98,7 +97,6 @@ TEST_CASE("rmsnorm honours the device row count and runs from a captured graph",
     for (int i = 0; i < real * D; ++i) got[i] = __bfloat162float(y2[i]);
     CHECK(rel_err(got, want) < kTolBf16);
   }
-  cudaGraphExecDestroy(exec);
 }
 
 TEST_CASE("gated_rmsnorm (fp32 and bf16 y, strided z) matches the reference",
@@ -162,7 +160,7 @@ TEST_CASE("gated_rmsnorm replays from a captured graph with new inputs and row c
   dbuf<bf16> dz(static_cast<std::size_t>(rows) * ldz), dw(d), dout(rows * d);
   dbuf<int> nrows(1);
   stream st;
-  auto exec = capture(st.s, [&](cudaStream_t s) {
+  const captured graph(st.s, [&](cudaStream_t s) {
     nh::gated_rmsnorm(dy.get(), d, dz.get(), ldz, dw.get(), dout.get(), d, rows, d, G, kEps, s,
                       nrows.get());
   });
@@ -176,8 +174,7 @@ TEST_CASE("gated_rmsnorm replays from a captured graph with new inputs and row c
     dy.upload(hy);
     nrows.upload({real});
     dout.poison();
-    PIECEWISE_CUDA_TRY(cudaGraphLaunch(exec, st.s));
-    st.sync();
+    graph.replay();
     std::vector<double> y(hy.begin(), hy.begin() + real * d), z(real * d), want(real * d);
     for (int t = 0; t < real; ++t)
       for (int c = 0; c < d; ++c) z[t * d + c] = zfull[static_cast<std::size_t>(t) * ldz + c];
@@ -186,7 +183,6 @@ TEST_CASE("gated_rmsnorm replays from a captured graph with new inputs and row c
     out.resize(real * d);
     CHECK(rel_err(out, want) < kTolBf16);
   }
-  cudaGraphExecDestroy(exec);
 }
 
 TEST_CASE("embedding gathers rows exactly, eagerly and from a graph", "[dense][embedding]") {
@@ -223,17 +219,15 @@ TEST_CASE("embedding gathers rows exactly, eagerly and from a graph", "[dense][e
   nh::embedding(ids.get(), dt.get(), dout.get(), rows, D, vocab, st.s);
   st.sync();
   check(hid, rows);
-  auto exec = capture(st.s, [&](cudaStream_t s) {
+  const captured graph(st.s, [&](cudaStream_t s) {
     nh::embedding(ids.get(), dt.get(), dout.get(), rows, D, vocab, s, nrows.get());
   });
   for (auto& v : hid) v = ud(gen);
   ids.upload(hid);
   nrows.upload({11});
   dout.poison();
-  PIECEWISE_CUDA_TRY(cudaGraphLaunch(exec, st.s));
-  st.sync();
+  graph.replay();
   check(hid, 11);
-  cudaGraphExecDestroy(exec);
 }
 
 TEST_CASE("relu2_inplace is exact (vector, tail and unaligned paths) and graph-safe",
@@ -265,15 +259,13 @@ TEST_CASE("relu2_inplace is exact (vector, tail and unaligned paths) and graph-s
   const std::size_t n = 4096 * 8 + 3;
   dbuf<bf16> d(n);
   stream st;
-  auto exec = capture(st.s, [&](cudaStream_t s) { nh::relu2_inplace(d.get(), n, s); });
+  const captured graph(st.s, [&](cudaStream_t s) { nh::relu2_inplace(d.get(), n, s); });
   for (int rep = 0; rep < 2; ++rep) {
     std::vector<double> x;
     d.upload(rand_bf16(n, gen, 1.0, &x));
-    PIECEWISE_CUDA_TRY(cudaGraphLaunch(exec, st.s));
-    st.sync();
+    graph.replay();
     nh::ref::relu2(x.data(), n);
     for (auto& v : x) v = __bfloat162float(__float2bfloat16(static_cast<float>(v)));
     CHECK(rel_err(to_double(d.download()), x) == 0.0);  // exact: one rounding of an exact square
   }
-  cudaGraphExecDestroy(exec);
 }

@@ -8,7 +8,7 @@
 #include "kernels/ssd_scan.cuh"
 #include "mamba_ssm_fixture.cuh"
 
-using namespace mamba_test;
+using namespace nh_test;
 using nemotron_h::mamba_dims;
 
 namespace {
@@ -152,7 +152,8 @@ TEST_CASE("ssd_scan: captured graph replayed with new metadata", "[mamba][ssd][g
     ssm_fixture f(d, 6, 520, 5, rng);
     scan_runner run(f);
     f.make({40, 3}, {0, 2}, {0, 1}, rng);
-    captured g([&](cudaStream_t s) { run(s); });
+    stream st;
+    captured g(st.s, [&](cudaStream_t s) { run(s); });
     g.replay();
     f.check("graph: capture-time batch", kTolY, kTolState);
     f.make({133, 1, 129, 250}, {3, 0, 1, 0}, {5, 2, 3, 0}, rng);

@@ -1,5 +1,6 @@
-// Helpers shared by the dense-kernel GPU tests: device buffers, seeded random bf16 data,
-// NaN poisoning, relative-norm errors, packed-batch metadata and graph capture.
+// Helpers shared by the NemotronH kernel GPU tests (dense and Mamba2): device buffers, seeded
+// random bf16 data, NaN poisoning, relative-norm errors, packed-batch metadata, streams and
+// graph capture.
 #pragma once
 
 #include <cuda_runtime.h>
@@ -21,7 +22,6 @@ namespace nh_test {
 
 using nemotron_h::bf16;
 
-
 /// Random normal values rounded to bf16; `ref` gets the exact (rounded) values as double.
 inline std::vector<bf16> rand_bf16(std::size_t n, std::mt19937& gen, double sd,
                                    std::vector<double>* ref, double mean = 0.0) {
@@ -39,6 +39,10 @@ inline std::vector<double> to_double(const std::vector<bf16>& v) {
   std::vector<double> r(v.size());
   for (std::size_t i = 0; i < v.size(); ++i) r[i] = __bfloat162float(v[i]);
   return r;
+}
+
+inline std::vector<double> to_double(const std::vector<float>& v) {
+  return std::vector<double>(v.begin(), v.end());
 }
 
 /// ||a - b|| / ||b||; +inf when a holds a NaN/inf (unwritten, poisoned outputs fail).
@@ -68,23 +72,41 @@ struct stream {
   void sync() const { PIECEWISE_CUDA_TRY(cudaStreamSynchronize(s)); }
 };
 
-/// Captures `body(s)` (thread-local capture mode) into a graph executable.
-inline cudaGraphExec_t capture(cudaStream_t s, const std::function<void(cudaStream_t)>& body) {
-  cudaGraph_t g = nullptr;
-  PIECEWISE_CUDA_TRY(cudaStreamBeginCapture(s, cudaStreamCaptureModeThreadLocal));
-  try {
-    body(s);
-  } catch (...) {
-    cudaStreamEndCapture(s, &g);
-    if (g != nullptr) cudaGraphDestroy(g);
-    throw;
+/// Captures `body(s)` on stream `s` (thread-local capture mode) into a graph executable that
+/// it owns. If `body` or a CUDA call throws, the capture is ended and discarded first.
+class captured {
+ public:
+  captured(cudaStream_t s, const std::function<void(cudaStream_t)>& body) : s_(s) {
+    cudaGraph_t g = nullptr;
+    PIECEWISE_CUDA_TRY(cudaStreamBeginCapture(s, cudaStreamCaptureModeThreadLocal));
+    try {
+      body(s);
+    } catch (...) {
+      cudaStreamEndCapture(s, &g);
+      if (g != nullptr) cudaGraphDestroy(g);
+      throw;
+    }
+    PIECEWISE_CUDA_TRY(cudaStreamEndCapture(s, &g));
+    PIECEWISE_CUDA_TRY(cudaGraphInstantiate(&exec_, g, 0));
+    cudaGraphDestroy(g);
   }
-  PIECEWISE_CUDA_TRY(cudaStreamEndCapture(s, &g));
-  cudaGraphExec_t exec = nullptr;
-  PIECEWISE_CUDA_TRY(cudaGraphInstantiate(&exec, g, 0));
-  cudaGraphDestroy(g);
-  return exec;
-}
+  ~captured() {
+    if (exec_ != nullptr) cudaGraphExecDestroy(exec_);
+  }
+  captured(const captured&) = delete;
+  captured& operator=(const captured&) = delete;
 
+  /// Launches the graph on `s` without waiting.
+  void launch(cudaStream_t s) const { PIECEWISE_CUDA_TRY(cudaGraphLaunch(exec_, s)); }
+  /// Launches the graph on the capture stream and waits for it.
+  void replay() const {
+    launch(s_);
+    PIECEWISE_CUDA_TRY(cudaStreamSynchronize(s_));
+  }
+
+ private:
+  cudaStream_t s_;
+  cudaGraphExec_t exec_ = nullptr;
+};
 
 }  // namespace nh_test
