@@ -2,33 +2,15 @@
 // same time from two threads (thread-local capture mode).
 #include <catch2/catch.hpp>
 
-#include <cstring>
 #include <exception>
 #include <thread>
 
 #include "toy_model.hpp"
 
 using namespace piecewise;
-
-namespace {
-bool bit_equal(const std::vector<float>& a, const std::vector<float>& b) {
-  return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0;
-}
-runner_options opts(mode m, const char* name) {
-  runner_options o;
-  o.requested = m;
-  o.name = name;
-  return o;
-}
-double rel_err(const std::vector<float>& a, const std::vector<float>& ref) {
-  double num = 0, den = 0;
-  for (std::size_t i = 0; i < a.size(); ++i) {
-    num += (double(a[i]) - ref[i]) * (double(a[i]) - ref[i]);
-    den += double(ref[i]) * ref[i];
-  }
-  return std::sqrt(num / den);
-}
-}  // namespace
+using toy::bit_equal;
+using toy::opts;
+using toy::rel_err;
 
 TEST_CASE("segments that fork to a side stream and join it capture and replay correctly") {
   toy::options o;

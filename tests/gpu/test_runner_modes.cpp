@@ -4,7 +4,6 @@
 #include <catch2/catch.hpp>
 
 #include <cmath>
-#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <set>
@@ -13,22 +12,11 @@
 #include "toy_model.hpp"
 
 using namespace piecewise;
+using toy::bit_equal;
+using toy::opts;
+using toy::rel_err;
 
 namespace {
-
-bool bit_equal(const std::vector<float>& a, const std::vector<float>& b) {
-  return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0;
-}
-
-double rel_err(const std::vector<float>& a, const std::vector<float>& ref) {
-  double num = 0, den = 0;
-  for (std::size_t i = 0; i < a.size(); ++i) {
-    const double d = static_cast<double>(a[i]) - ref[i];
-    num += d * d;
-    den += static_cast<double>(ref[i]) * ref[i];
-  }
-  return std::sqrt(num / den);
-}
 
 std::vector<int> edge_counts(const capture_buckets& b) {
   std::set<int> ns;
@@ -36,13 +24,6 @@ std::vector<int> edge_counts(const capture_buckets& b) {
     for (int n : {s - 1, s, s + 1})
       if (n >= 1 && n <= b.largest()) ns.insert(n);
   return {ns.begin(), ns.end()};
-}
-
-runner_options opts(mode m, const char* name) {
-  runner_options o;
-  o.requested = m;
-  o.name = name;
-  return o;
 }
 
 }  // namespace

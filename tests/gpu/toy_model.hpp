@@ -13,6 +13,8 @@
 
 #include <cuda_runtime.h>
 
+#include <cmath>
+#include <cstring>
 #include <functional>
 #include <memory>
 #include <string>
@@ -78,5 +80,29 @@ class model {
   piecewise::stream side_stream_;
   piecewise::event fork_, join_;
 };
+
+/// True when a and b hold the same floats, bit for bit.
+inline bool bit_equal(const std::vector<float>& a, const std::vector<float>& b) {
+  return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0;
+}
+
+/// ||a - ref|| / ||ref||, summed in double.
+inline double rel_err(const std::vector<float>& a, const std::vector<float>& ref) {
+  double num = 0, den = 0;
+  for (std::size_t i = 0; i < a.size(); ++i) {
+    const double d = static_cast<double>(a[i]) - ref[i];
+    num += d * d;
+    den += static_cast<double>(ref[i]) * ref[i];
+  }
+  return std::sqrt(num / den);
+}
+
+/// Runner options with the requested mode and the runner's name.
+inline piecewise::runner_options opts(piecewise::mode m, const char* name) {
+  piecewise::runner_options o;
+  o.requested = m;
+  o.name = name;
+  return o;
+}
 
 }  // namespace toy
