@@ -9,8 +9,8 @@
 #       time, SANITIZER_TIMEOUT seconds each (default 1800); memcheck also checks for leaks.
 #       SANITIZER_EXCLUDE (a regex) leaves out the GPU test cases whose name matches it.
 #       Fails on any report or timeout; logs and summary.tsv go to $SANITIZE_DIR (default $BUILD_DIR/sanitize).
-#       The soak test runs PIECEWISE_SOAK_STEPS steps (default here: 100, racecheck 1, i.e. one
-#       workload of up to ~27 steps; 10,000 outside the sanitizer).
+#       The soak test runs PIECEWISE_SOAK_STEPS steps (default here: 100, racecheck 1, i.e. its
+#       first workload, 14 steps; 10,000 outside the sanitizer).
 #
 # Environment: BUILD_DIR (default build-gpu), SKIP_BUILD=1 (use that build as it is),
 # CUDA_ARCH (default 90), LOG (a copy of the ctest output), and a .gpu-deps prefix next to
