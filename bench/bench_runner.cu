@@ -32,7 +32,7 @@ void BM_pick(benchmark::State& state) {
   for (auto& n : ns) n = static_cast<int>(rng() % 8192) + 1;
   std::size_t i = 0;
   for (auto _ : state) {
-    benchmark::DoNotOptimize(b.pick(ns[i++ & 4095]));
+    benchmark::DoNotOptimize(b.pick(ns[i++ & 4095]).size);
   }
 }
 BENCHMARK(BM_pick);
@@ -71,7 +71,7 @@ void BM_replay_host(benchmark::State& state) {
   graph_runner r(m.table(), buckets, m.forward(), quiet(mode::piecewise));
   r.capture();
   stream s;
-  const int n = 100, bucket = buckets.pick(n);
+  const int n = 100, bucket = buckets.pick(n).size;
   const auto execs = r.segment_execs(bucket);
   const auto splits = m.table().split_layers();
   m.write_input(n, 1);
@@ -122,7 +122,7 @@ void BM_forward(benchmark::State& state) {
   }
   state.SetLabel(to_string(md));
   int kernels = 0;
-  if (md != mode::eager) kernels = r.stats_for(buckets.pick(n)).nodes.kernel;
+  if (md != mode::eager) kernels = r.stats_for(buckets.pick(n).size).nodes.kernel;
   state.counters["kernel_nodes"] = kernels;
 }
 // The toy's split kernels scan the real rows sequentially: keep n small so the forward stays

@@ -1,4 +1,4 @@
-#include "piecewise/error.hpp"
+#include "piecewise/cuda_error.hpp"
 
 namespace piecewise::detail {
 

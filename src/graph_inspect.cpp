@@ -4,7 +4,7 @@
 
 #include <fmt/format.h>
 
-#include "piecewise/error.hpp"
+#include "piecewise/cuda_error.hpp"
 
 namespace piecewise {
 

@@ -1,4 +1,5 @@
 // piecewise/arena.hpp — a static device arena: one cudaMalloc, fixed addresses.
+// Its memory is a device_buffer, so it is counted in live_handles().
 //
 // The library allocates no activation memory. A model sizes its buffers for the largest
 // bucket, takes them from one arena, and every bucket's graphs reuse the same addresses.
@@ -17,7 +18,8 @@
 #include <utility>
 #include <vector>
 
-#include "piecewise/error.hpp"
+#include "piecewise/cuda_error.hpp"
+#include "piecewise/handles.hpp"
 
 namespace piecewise {
 
@@ -33,19 +35,11 @@ class device_arena {
   /// capacity or an alignment that is not a power of two, cuda_error if cudaMalloc fails
   /// (the message names the size).
   explicit device_arena(std::size_t capacity, std::size_t alignment = 256)
-      : capacity_(capacity), alignment_(alignment) {
-    PIECEWISE_EXPECTS(capacity > 0, "device_arena: capacity must be positive");
-    PIECEWISE_EXPECTS(alignment > 0 && (alignment & (alignment - 1)) == 0,
-                      "device_arena: alignment {} is not a power of two", alignment);
-    PIECEWISE_CUDA_TRY_CTX(cudaMalloc(&base_, capacity),
-                           fmt::format("device_arena of {} bytes", capacity));
-  }
-  ~device_arena() {
-    if (base_ != nullptr) (void)cudaFree(base_);
-  }
+      : memory_(checked(capacity, alignment), "device_arena"), capacity_(capacity),
+        alignment_(alignment) {}
   device_arena(device_arena&& o) noexcept
-      : base_(std::exchange(o.base_, nullptr)), capacity_(o.capacity_), alignment_(o.alignment_),
-        used_(o.used_), allocations_(std::move(o.allocations_)) {}
+      : memory_(std::move(o.memory_)), capacity_(o.capacity_), alignment_(o.alignment_),
+        used_(std::exchange(o.used_, 0)), allocations_(std::move(o.allocations_)) {}
   device_arena& operator=(device_arena&&) = delete;
   device_arena(const device_arena&) = delete;
   device_arena& operator=(const device_arena&) = delete;
@@ -64,7 +58,7 @@ class device_arena {
                       bytes, offset <= capacity_ ? capacity_ - offset : 0, capacity_);
     used_ = offset + bytes;
     allocations_.push_back({std::string(name), offset, bytes});
-    return static_cast<std::byte*>(base_) + offset;
+    return static_cast<std::byte*>(memory_.data()) + offset;
   }
 
   /// Forgets every allocation (their pointers must no longer be used).
@@ -73,13 +67,20 @@ class device_arena {
     allocations_.clear();
   }
 
-  [[nodiscard]] void* data() const noexcept { return base_; }
+  [[nodiscard]] void* data() const noexcept { return memory_.data(); }
   [[nodiscard]] std::size_t used() const noexcept { return used_; }
   [[nodiscard]] std::size_t capacity() const noexcept { return capacity_; }
   [[nodiscard]] const std::vector<allocation>& allocations() const noexcept { return allocations_; }
 
  private:
-  void* base_ = nullptr;
+  static std::size_t checked(std::size_t capacity, std::size_t alignment) {
+    PIECEWISE_EXPECTS(capacity > 0, "device_arena: capacity must be positive");
+    PIECEWISE_EXPECTS(alignment > 0 && (alignment & (alignment - 1)) == 0,
+                      "device_arena: alignment {} is not a power of two", alignment);
+    return capacity;
+  }
+
+  device_buffer memory_;
   std::size_t capacity_;
   std::size_t alignment_;
   std::size_t used_ = 0;

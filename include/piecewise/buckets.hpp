@@ -4,7 +4,8 @@
 // batch sizes for decode). pick(n) returns the smallest size >= n in constant time (a
 // lookup table up to the largest size; binary search above 65536). What happens to an n
 // above the largest size is an explicit policy: run eagerly (the runner counts every such
-// fallback) or make the caller chunk (bucket_overflow is thrown).
+// fallback) or make the caller chunk (bucket_overflow is thrown); pick(n) reports "above the
+// largest" as a value and check_overflow() applies the policy.
 //
 // Generated lists (`geometric`, `default_prefill`, `default_decode`) have a documented
 // padding bound: for every 1 <= n <= largest,
@@ -28,7 +29,16 @@ namespace piecewise {
 /// What to do with a count above the largest bucket.
 enum class overflow_policy {
   eager,  ///< run the forward eagerly (unpadded) and count the fallback
-  chunk,  ///< the caller must split the work: pick() throws bucket_overflow
+  chunk,  ///< the caller must split the work: check_overflow() throws bucket_overflow
+};
+
+/// The result of capture_buckets::pick(n): bucket `index` of sizes() (size `size`), or
+/// above the largest bucket (index -1, size 0).
+struct bucket_pick {
+  long long count = 0;  ///< the n asked for
+  int index = -1;       ///< position in sizes(); -1 when n is above the largest size
+  int size = 0;         ///< the bucket size; 0 when n is above the largest size
+  [[nodiscard]] bool above_largest() const noexcept { return index < 0; }
 };
 
 class capture_buckets {
@@ -87,23 +97,31 @@ class capture_buckets {
     return geometric(largest, 1, 4, policy);
   }
 
-  /// The smallest size >= n. For n > largest(): returns 0 under overflow_policy::eager (the
-  /// caller runs eagerly) and throws bucket_overflow under overflow_policy::chunk.
-  /// Throws config_error for n <= 0. O(1) for largest() <= 65536, else O(log sizes).
-  [[nodiscard]] int pick(long long n) const {
+  /// The bucket of n: the smallest size >= n (its size and its index in sizes()), or, for
+  /// n > largest(), a pick that says so (above_largest()). What to do then is the overflow
+  /// policy's business, decided by whoever runs the work (graph_runner: eager fallback or
+  /// bucket_overflow); pick itself never throws for a large n. Throws config_error for
+  /// n <= 0. O(1) for largest() <= 65536, else O(log sizes).
+  [[nodiscard]] bucket_pick pick(long long n) const {
     if (n <= 0) throw config_error(fmt::format("capture_buckets::pick: count {} must be positive", n));
-    if (n > sizes_.back()) {
-      if (policy_ == overflow_policy::chunk) {
-        throw bucket_overflow(n, sizes_.back(),
-                              fmt::format("capture_buckets::pick: count {} exceeds the largest "
-                                          "capture size {} and the policy is 'chunk': split the "
-                                          "work into chunks of at most {}",
-                                          n, sizes_.back(), sizes_.back()));
-      }
-      return 0;
+    if (n > sizes_.back()) return bucket_pick{n, -1, 0};
+    const int idx = !table_.empty()
+                        ? static_cast<int>(table_[static_cast<std::size_t>(n)])
+                        : static_cast<int>(std::lower_bound(sizes_.begin(), sizes_.end(), static_cast<int>(n)) -
+                                           sizes_.begin());
+    return bucket_pick{n, idx, sizes_[static_cast<std::size_t>(idx)]};
+  }
+
+  /// Throws bucket_overflow when the policy is chunk (the one place the policy is enforced);
+  /// returns normally under overflow_policy::eager. Call only for n > largest().
+  void check_overflow(long long n) const {
+    if (policy_ == overflow_policy::chunk) {
+      throw bucket_overflow(n, sizes_.back(),
+                            fmt::format("capture_buckets: count {} exceeds the largest capture size {} "
+                                        "and the policy is 'chunk': split the work into chunks of at "
+                                        "most {}",
+                                        n, sizes_.back(), sizes_.back()));
     }
-    if (!table_.empty()) return sizes_[table_[static_cast<std::size_t>(n)]];
-    return *std::lower_bound(sizes_.begin(), sizes_.end(), static_cast<int>(n));
   }
 
   /// Index of `size` in sizes(), or -1.

@@ -1,12 +1,13 @@
-// piecewise/error.hpp — the library's exception types and checking macros.
+// piecewise/error.hpp — the library's exception types and the argument-check macro.
 //
 // Every error the library raises derives from piecewise::error (a std::runtime_error).
-// Messages are formatted with fmt and name what went wrong: the CUDA call and its
-// file:line, the bucket, the segment and the layer where they apply.
-// Nothing here launches GPU work; all of it may be used while a stream is being captured.
+// Messages are formatted with fmt and name what went wrong: the bucket, the segment and the
+// layer where they apply. This header is host-only (no CUDA headers), so host tools such as
+// checkpoint readers and fuzzers can use it; CUDA failures (cuda_error, PIECEWISE_CUDA_TRY)
+// live in piecewise/cuda_error.hpp. Nothing here launches GPU work; all of it may be used
+// while a stream is being captured.
 #pragma once
 
-#include <cuda_runtime.h>
 #include <fmt/format.h>
 
 #include <stdexcept>
@@ -19,17 +20,6 @@ namespace piecewise {
 class error : public std::runtime_error {
  public:
   explicit error(const std::string& what) : std::runtime_error(what) {}
-};
-
-/// A CUDA runtime call failed. `code()` is the CUDA error; the message names the call,
-/// file:line, and the error's name and description.
-class cuda_error : public error {
- public:
-  cuda_error(cudaError_t code, const std::string& what) : error(what), code_(code) {}
-  [[nodiscard]] cudaError_t code() const noexcept { return code_; }
-
- private:
-  cudaError_t code_;
 };
 
 /// Invalid argument or configuration (bad bucket list, out-of-range layer, bad buffer...).
@@ -72,36 +62,7 @@ class bucket_overflow : public error {
   int largest_;
 };
 
-namespace detail {
-/// Formats and throws a cuda_error for `code` returned by `call` at file:line, after
-/// clearing the sticky last-error state so the process stays usable.
-[[noreturn]] void throw_cuda_error(cudaError_t code, const char* call, const char* file, int line,
-                                   const std::string& context = {});
-}  // namespace detail
-
 }  // namespace piecewise
-
-/// Evaluates a CUDA runtime call; throws piecewise::cuda_error naming the call, file:line and
-/// error if it does not return cudaSuccess.
-#define PIECEWISE_CUDA_TRY(call)                                                      \
-  do {                                                                                \
-    cudaError_t piecewise_status_ = (call);                                           \
-    if (piecewise_status_ != cudaSuccess) {                                           \
-      ::piecewise::detail::throw_cuda_error(piecewise_status_, #call, __FILE__, __LINE__); \
-    }                                                                                 \
-  } while (0)
-
-/// Like PIECEWISE_CUDA_TRY, with extra context (for example "bucket 512, segment 3").
-#define PIECEWISE_CUDA_TRY_CTX(call, ctx)                                             \
-  do {                                                                                \
-    cudaError_t piecewise_status_ = (call);                                           \
-    if (piecewise_status_ != cudaSuccess) {                                           \
-      ::piecewise::detail::throw_cuda_error(piecewise_status_, #call, __FILE__, __LINE__, (ctx)); \
-    }                                                                                 \
-  } while (0)
-
-/// Checks the last kernel launch (cudaGetLastError) and throws like PIECEWISE_CUDA_TRY.
-#define PIECEWISE_CHECK_LAUNCH() PIECEWISE_CUDA_TRY(cudaGetLastError())
 
 /// Throws piecewise::config_error with an fmt-formatted message when `cond` is false.
 #define PIECEWISE_EXPECTS(cond, ...)                                     \

@@ -7,6 +7,7 @@
 
 #include <cuda_runtime.h>
 
+#include "piecewise/cuda_error.hpp"
 #include "piecewise/segment_table.hpp"
 
 namespace piecewise {

@@ -24,6 +24,7 @@
 
 #include <fmt/format.h>
 
+#include "piecewise/element_type.hpp"
 #include "piecewise/error.hpp"
 
 namespace piecewise {
@@ -42,9 +43,6 @@ struct split_args {
 
 /// A split-point callback. It must launch its work on args.stream and not synchronize.
 using split_fn = std::function<void(const split_args&)>;
-
-/// Element type of a buffer, for value-aware comparisons in validation.
-enum class element_type { bytes, f32, f16, bf16, i32 };
 
 /// A device buffer of `rows` rows (the capacity, i.e. the largest bucket) of `row_bytes`
 /// bytes, `pitch` bytes apart (0 = row_bytes). Rows [real, padded) are the padding.

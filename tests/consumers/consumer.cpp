@@ -8,5 +8,5 @@ int main() {
   table.set_split(2, {"split", [](const piecewise::split_args&) {}, true, {}});
   const auto buckets = piecewise::capture_buckets::default_decode(64);
   std::printf("%s%s\n", table.to_string().c_str(), buckets.to_string().c_str());
-  return buckets.pick(3) == 3 ? 0 : 1;
+  return buckets.pick(3).size == 3 ? 0 : 1;
 }

@@ -4,7 +4,7 @@
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
 
-#include "piecewise/error.hpp"
+#include "piecewise/cuda_error.hpp"
 
 namespace nemotron_h {
 

@@ -7,7 +7,7 @@
 #include <utility>
 #include <vector>
 
-#include "piecewise/error.hpp"
+#include "piecewise/cuda_error.hpp"
 
 namespace nh_test {
 

@@ -1,0 +1,483 @@
+// graph_runner: mode resolution, the one per-bucket build step of capture() and update(),
+// replay with the overflow policy decided in plan(), validation, DOT export and reports.
+#include "piecewise/runner.hpp"
+
+#include <algorithm>
+#include <cctype>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <exception>
+
+#include <fmt/format.h>
+
+#include "piecewise/cuda_error.hpp"
+#include "piecewise/element_type.hpp"
+#include "piecewise/padding.hpp"
+#include "split_call.hpp"
+
+namespace piecewise {
+
+namespace {
+using clock_type = std::chrono::steady_clock;
+double ms_since(clock_type::time_point t0) {
+  return std::chrono::duration<double, std::milli>(clock_type::now() - t0).count();
+}
+}  // namespace
+
+graph_runner::graph_runner(const segment_table& table, capture_buckets buckets, forward_fn forward,
+                           runner_options opts)
+    : table_(table), buckets_(std::move(buckets)), forward_(std::move(forward)), opts_(std::move(opts)) {
+  PIECEWISE_EXPECTS(static_cast<bool>(forward_), "graph_runner '{}': no forward function", opts_.name);
+  PIECEWISE_EXPECTS(opts_.warmup_runs >= 0, "graph_runner '{}': warmup_runs {} is negative", opts_.name,
+                    opts_.warmup_runs);
+  resolve_mode();
+  device_real_ = device_buffer(sizeof(int), "graph_runner device token count");
+  // A synchronous copy: a cudaMemset on the legacy stream would not be ordered before later
+  // work on the caller's non-blocking streams.
+  const int zero = 0;
+  PIECEWISE_CUDA_TRY(cudaMemcpy(device_real_.data(), &zero, sizeof(int), cudaMemcpyHostToDevice));
+}
+
+graph_runner::~graph_runner() = default;
+
+void graph_runner::log(log_level lvl, const std::string& msg) const {
+  if (opts_.log) opts_.log(lvl, msg);
+  else if (lvl == log_level::warning) std::fprintf(stderr, "[piecewise] %s\n", msg.c_str());
+}
+
+const graph_runner::bucket_graphs& graph_runner::find(int bucket) const {
+  const int idx = buckets_.index_of(bucket);
+  if (idx < 0 || graphs_.empty())
+    throw error(fmt::format("graph_runner '{}': bucket {} has not been captured", opts_.name, bucket));
+  return graphs_[static_cast<std::size_t>(idx)];
+}
+
+const bucket_stats& graph_runner::stats_for(int bucket) const { return find(bucket).stats; }
+
+std::vector<bucket_stats> graph_runner::all_bucket_stats() const {
+  std::vector<bucket_stats> v;
+  for (const auto& b : graphs_) v.push_back(b.stats);
+  return v;
+}
+
+std::vector<cudaGraphExec_t> graph_runner::segment_execs(int bucket) const {
+  std::vector<cudaGraphExec_t> v;
+  for (const auto& sg : find(bucket).segs) v.push_back(sg.exec.get());
+  return v;
+}
+
+void graph_runner::resolve_mode() {
+  const std::vector<int> unsafe = table_.unsafe_layers();
+  std::string unsafe_list;
+  for (int l : unsafe) {
+    if (!unsafe_list.empty()) unsafe_list += ", ";
+    unsafe_list += fmt::format("{} ('{}')", l, table_.at(l)->name);
+  }
+  switch (opts_.requested) {
+    case mode::eager:
+      mode_ = mode::eager;
+      reason_ = "eager: requested";
+      break;
+    case mode::piecewise:
+      mode_ = mode::piecewise;
+      reason_ = fmt::format("piecewise: requested ({} segments per bucket)", table_.num_segments());
+      break;
+    case mode::full:
+      PIECEWISE_EXPECTS(unsafe.empty(),
+                        "graph_runner '{}': full mode needs every split point to be capture-safe, "
+                        "but the split points at layers {} are not",
+                        opts_.name, unsafe_list);
+      mode_ = mode::full;
+      reason_ = "full: requested (every split point is capture-safe)";
+      break;
+    case mode::automatic:
+      if (unsafe.empty()) {
+        mode_ = mode::full;
+        reason_ = fmt::format("full (auto): all {} split points are capture-safe", table_.num_splits());
+      } else {
+        mode_ = mode::piecewise;
+        reason_ = fmt::format("piecewise (auto): split points at layers {} are not capture-safe", unsafe_list);
+      }
+      break;
+  }
+}
+
+// ---- one forward ----------------------------------------------------------------------
+
+graph_runner::route graph_runner::plan(int real_tokens, bool graphs) const {
+  PIECEWISE_EXPECTS(real_tokens > 0, "graph_runner '{}': token count {} must be positive", opts_.name,
+                    real_tokens);
+  const bucket_pick p = buckets_.pick(real_tokens);
+  route r;
+  if (p.above_largest()) {
+    buckets_.check_overflow(real_tokens);  // the overflow policy: throws under 'chunk'
+    r.fallback = graphs;
+    r.padded = real_tokens;
+    return r;
+  }
+  r.index = p.index;
+  r.replay = graphs;
+  r.padded = (graphs || opts_.pad_eager) ? p.size : real_tokens;
+  return r;
+}
+
+void graph_runner::count(const route& r, int real_tokens) {
+  ++run_stats_.forwards;
+  if (r.replay) ++run_stats_.graph_replays;
+  else ++run_stats_.eager_runs;
+  run_stats_.real_tokens += static_cast<std::uint64_t>(real_tokens);
+  run_stats_.padded_tokens += static_cast<std::uint64_t>(r.padded);
+  if (!r.fallback) return;
+  const std::uint64_t n = ++run_stats_.eager_fallbacks;
+  if ((n & (n - 1)) == 0)  // 1st, 2nd, 4th, 8th ... fallback: loud but not flooding
+    log(log_level::warning,
+        fmt::format("runner '{}': {} tokens exceed the largest capture size {}; running eagerly "
+                    "(eager fallback #{})",
+                    opts_.name, real_tokens, buckets_.largest(), n));
+}
+
+void graph_runner::set_real(int real, cudaStream_t s) {
+  if (real != last_real_ || s != last_stream_) {
+    set_device_int(device_real_.as<int>(), real, s);
+    last_real_ = real;
+    last_stream_ = s;
+  }
+}
+
+void graph_runner::eager_forward(int real, int padded, cudaStream_t s) {
+  set_real(real, s);
+  if (real < padded)
+    for (const auto& b : table_.inputs()) zero_padded_rows(b, device_real_.as<int>(), padded, s);
+  forward_context ctx(table_, opts_.name, forward_context::kind::eager, real, padded, s, opts_.user,
+                      device_real_.as<int>());
+  forward_(ctx);
+  ctx.finish();
+}
+
+void graph_runner::replay(bucket_graphs& bg, int real, cudaStream_t s) {
+  set_real(real, s);
+  if (mode_ == mode::full) {
+    bg.segs.front().exec.launch(s);
+  } else {
+    for (std::size_t k = 0; k < bg.segs.size(); ++k) {
+      if (bg.segs[k].exec) bg.segs[k].exec.launch(s);
+      if (k < captured_splits_.size()) {
+        const int layer = captured_splits_[k];
+        detail::invoke_split(opts_.name, *table_.at(layer),
+                             split_args{layer, real, bg.stats.size, s, opts_.user, device_real_.as<int>(), false},
+                             "a piecewise replay");
+      }
+    }
+  }
+  ++bg.stats.replays;
+}
+
+void graph_runner::run(int real_tokens, cudaStream_t s) {
+  const route r = plan(real_tokens, mode_ != mode::eager);
+  if (r.replay) {
+    check_replayable();
+    replay(graphs_[static_cast<std::size_t>(r.index)], real_tokens, s);
+  } else {
+    eager_forward(real_tokens, r.padded, s);
+  }
+  count(r, real_tokens);
+}
+
+void graph_runner::run_eager(int real_tokens, cudaStream_t s) {
+  const route r = plan(real_tokens, false);
+  eager_forward(real_tokens, r.padded, s);
+  count(r, real_tokens);
+}
+
+void graph_runner::check_replayable() const {
+  if (graphs_.empty())
+    throw error(fmt::format("graph_runner '{}': {} mode needs capture() before run()", opts_.name,
+                            to_string(mode_)));
+  if (table_.version() != captured_version_)
+    throw error(fmt::format("graph_runner '{}': the segment table changed after capture (a buffer "
+                            "was rebound or an entry set); call update() or capture() before replaying",
+                            opts_.name));
+  if (opts_.validate) {
+    const auto now = table_.addresses();
+    for (std::size_t i = 0; i < now.size() && i < captured_addresses_.size(); ++i)
+      if (now[i] != captured_addresses_[i])
+        throw error(fmt::format("graph_runner '{}': declared buffer '{}' moved from {} to {} after capture",
+                                opts_.name, now[i].first, captured_addresses_[i].second, now[i].second));
+  }
+}
+
+// ---- capture and update: one build step --------------------------------------------------
+
+std::vector<graph_runner::segment> graph_runner::capture_bucket(int size) {
+  const cudaStream_t cs = capture_stream_.get();
+  const bool full = mode_ == mode::full;
+  forward_context ctx(table_, opts_.name,
+                      full ? forward_context::kind::capture_full : forward_context::kind::capture_piecewise, size,
+                      size, cs, opts_.user, device_real_.as<int>());
+  auto abort_capture = [&]() noexcept {
+    cudaStreamCaptureStatus st = cudaStreamCaptureStatusNone;
+    if (cudaStreamIsCapturing(cs, &st) == cudaSuccess && st != cudaStreamCaptureStatusNone) {
+      cudaGraph_t g = nullptr;
+      (void)cudaStreamEndCapture(cs, &g);
+      if (g != nullptr) (void)cudaGraphDestroy(g);
+    }
+    (void)cudaGetLastError();
+  };
+  try {
+    PIECEWISE_CUDA_TRY(cudaStreamBeginCapture(cs, cudaStreamCaptureModeThreadLocal));
+    for (const auto& b : table_.inputs()) zero_padded_rows(b, device_real_.as<int>(), size, cs);
+    forward_(ctx);
+    ctx.finish();
+    cudaGraph_t g = nullptr;
+    PIECEWISE_CUDA_TRY_CTX(cudaStreamEndCapture(cs, &g), "ending the last segment");
+    ctx.segments_.push_back(graph::from_native_handle(g));
+  } catch (const std::exception& e) {
+    abort_capture();
+    throw capture_error(size, static_cast<int>(ctx.segments_.size()),
+                        fmt::format("runner '{}': capturing bucket {} failed in segment {} ({} mode): {}",
+                                    opts_.name, size, ctx.segments_.size(), to_string(mode_), e.what()));
+  } catch (...) {
+    abort_capture();
+    throw capture_error(size, static_cast<int>(ctx.segments_.size()),
+                        fmt::format("runner '{}': capturing bucket {} failed in segment {}: unknown exception",
+                                    opts_.name, size, ctx.segments_.size()));
+  }
+  std::vector<segment> segs;
+  for (auto& g : ctx.segments_) segs.push_back(segment{std::move(g), graph_exec{}});
+  return segs;
+}
+
+// Pass 1 captures every bucket (largest first), so a capture failure leaves `previous`
+// untouched; pass 2 instantiates each segment, or applies it to the matching executable of
+// `previous` with cudaGraphExecUpdate, and fills the statistics the same way for both.
+std::vector<graph_runner::bucket_graphs> graph_runner::build(int warmups, std::vector<bucket_graphs>* previous,
+                                                             update_report* rep, const progress_fn& progress) {
+  const auto t_start = clock_type::now();
+  const cudaStream_t cs = capture_stream_.get();
+  const auto& sizes = buckets_.sizes();
+  const int nb = static_cast<int>(sizes.size());
+  std::vector<bucket_graphs> out(sizes.size());
+  std::vector<std::string> diags;
+
+  for (int i = nb - 1; i >= 0; --i) {
+    const int size = sizes[static_cast<std::size_t>(i)];
+    for (int w = 0; w < warmups; ++w) {
+      try {
+        eager_forward(size, size, cs);
+        capture_stream_.synchronize();
+      } catch (const std::exception& e) {
+        (void)cudaGetLastError();
+        last_real_ = -1;
+        throw capture_error(size, -1, fmt::format("runner '{}': warm-up run {} of bucket {} failed: {}",
+                                                  opts_.name, w, size, e.what()));
+      }
+    }
+    last_real_ = -1;  // the capture stream wrote the device count
+    bucket_graphs& bg = out[static_cast<std::size_t>(i)];
+    bg.stats.size = size;
+    const auto t0 = clock_type::now();
+    bg.segs = capture_bucket(size);
+    bg.stats.capture_ms = ms_since(t0);
+    bg.stats.segments = static_cast<int>(bg.segs.size());
+    for (std::size_t k = 0; k < bg.segs.size(); ++k) {
+      const graph_node_counts c = inspect_graph(bg.segs[k].g.get());
+      bg.stats.nodes += c;
+      if (c.host > 0)
+        diags.push_back(fmt::format("bucket {} segment {}: {} host-callback nodes (CPU work inside a graph)",
+                                    size, k, c.host));
+      if (c.mem_alloc > 0)
+        diags.push_back(fmt::format("bucket {} segment {}: {} memory-allocation nodes (cudaMallocAsync "
+                                    "during capture; use fixed buffers)", size, k, c.mem_alloc));
+      if (c.total == 0) {
+        ++bg.stats.empty_segments;
+        diags.push_back(fmt::format("bucket {} segment {}: empty (two adjacent split points); not launched",
+                                    size, k));
+      }
+    }
+  }
+
+  for (int i = nb - 1, done = 0; i >= 0; --i, ++done) {
+    bucket_graphs& bg = out[static_cast<std::size_t>(i)];
+    const int size = bg.stats.size;
+    bucket_graphs* old = previous != nullptr ? &(*previous)[static_cast<std::size_t>(i)] : nullptr;
+    const bool same_count = old != nullptr && old->segs.size() == bg.segs.size();
+    if (old != nullptr) bg.stats.replays = old->stats.replays;
+    std::size_t free0 = 0, free1 = 0, total = 0;
+    PIECEWISE_CUDA_TRY(cudaMemGetInfo(&free0, &total));
+    const auto t1 = clock_type::now();
+    for (std::size_t k = 0; k < bg.segs.size(); ++k) {
+      segment& sg = bg.segs[k];
+      if (inspect_graph(sg.g.get()).total == 0) continue;
+      try {
+        cudaGraphExecUpdateResult why{};
+        if (same_count && old->segs[k].exec && old->segs[k].exec.update(sg.g, &why)) {
+          sg.exec = std::move(old->segs[k].exec);
+          PIECEWISE_CUDA_TRY(cudaGraphUpload(sg.exec.get(), cs));
+          ++bg.stats.updated_in_place;
+          if (rep != nullptr) ++rep->segments_updated;
+        } else {
+          sg.exec = graph_exec::instantiate(sg.g, cs);
+          if (rep != nullptr) {
+            ++rep->segments_reinstantiated;
+            rep->notes.push_back(fmt::format(
+                "bucket {} segment {}: re-instantiated ({})", size, k,
+                same_count ? fmt::format("update result {}", static_cast<int>(why))
+                           : std::string("segment count changed")));
+          }
+        }
+      } catch (const std::exception& e) {
+        throw capture_error(size, static_cast<int>(k),
+                            fmt::format("runner '{}': instantiating bucket {} segment {} failed: {}", opts_.name,
+                                        size, k, e.what()));
+      }
+    }
+    capture_stream_.synchronize();
+    PIECEWISE_CUDA_TRY(cudaMemGetInfo(&free1, &total));
+    bg.stats.instantiate_ms = ms_since(t1);
+    bg.stats.device_bytes = static_cast<long long>(free0) - static_cast<long long>(free1);
+    if (rep != nullptr) ++rep->buckets;
+    if (progress)
+      progress(capture_progress{size, done, nb, bg.stats.segments, bg.stats.nodes, free1, total, ms_since(t_start)});
+  }
+  diagnostics_ = std::move(diags);
+  for (const auto& d : diagnostics_) log(log_level::warning, fmt::format("runner '{}': {}", opts_.name, d));
+  return out;
+}
+
+void graph_runner::remember_capture() {
+  captured_version_ = table_.version();
+  captured_addresses_ = table_.addresses();
+  captured_splits_ = table_.split_layers();
+  last_real_ = -1;
+}
+
+void graph_runner::capture(const progress_fn& progress) {
+  resolve_mode();
+  if (mode_ == mode::eager) return;
+  const auto t0 = clock_type::now();
+  std::vector<bucket_graphs> fresh = build(opts_.warmup_runs, nullptr, nullptr, progress);
+  graphs_ = std::move(fresh);
+  remember_capture();
+  capture_ms_ = ms_since(t0);
+  log(log_level::info, fmt::format("runner '{}': captured {} buckets in {:.1f} ms ({})", opts_.name,
+                                   graphs_.size(), capture_ms_, reason_));
+}
+
+update_report graph_runner::update(const progress_fn& progress) {
+  update_report rep;
+  if (mode_ == mode::eager) return rep;
+  if (graphs_.empty())
+    throw error(fmt::format("graph_runner '{}': update() needs an earlier capture()", opts_.name));
+  const auto t0 = clock_type::now();
+  try {
+    graphs_ = build(0, &graphs_, &rep, progress);
+  } catch (const capture_error& e) {
+    // A capture failure happens before any executable is touched; an instantiation failure
+    // may have moved updated executables out of graphs_: then nothing is left to replay.
+    (void)e;
+    if (std::any_of(graphs_.begin(), graphs_.end(), [](const bucket_graphs& b) {
+          return std::any_of(b.segs.begin(), b.segs.end(), [](const segment& s) {
+            return !s.exec && inspect_graph(s.g.get()).total > 0;
+          });
+        }))
+      graphs_.clear();
+    throw;
+  }
+  remember_capture();
+  rep.ms = capture_ms_ = ms_since(t0);
+  log(log_level::info, fmt::format("runner '{}': {}", opts_.name, rep.to_string()));
+  return rep;
+}
+
+// ---- validation, export, report ---------------------------------------------------------
+
+validation_report graph_runner::validate_against_eager(int real_tokens, cudaStream_t s,
+                                                       const std::function<void(cudaStream_t)>& prepare) {
+  PIECEWISE_EXPECTS(!table_.outputs().empty(),
+                    "graph_runner '{}': validate_against_eager needs declared outputs (segment_table::declare_output)",
+                    opts_.name);
+  auto snapshot = [&]() {
+    std::vector<std::vector<unsigned char>> v;
+    for (const auto& b : table_.outputs()) {
+      const int rows = std::min(real_tokens, b.rows);
+      std::vector<unsigned char> host(static_cast<std::size_t>(rows) * b.row_bytes);
+      PIECEWISE_CUDA_TRY(cudaMemcpy2DAsync(host.data(), b.row_bytes, b.data, b.stride(), b.row_bytes,
+                                           static_cast<std::size_t>(rows), cudaMemcpyDeviceToHost, s));
+      PIECEWISE_CUDA_TRY(cudaStreamSynchronize(s));
+      v.push_back(std::move(host));
+    }
+    return v;
+  };
+  if (prepare) prepare(s);
+  run(real_tokens, s);
+  auto replayed = snapshot();
+  if (prepare) prepare(s);
+  run_eager(real_tokens, s);
+  auto eager = snapshot();
+  validation_report rep;
+  for (std::size_t i = 0; i < replayed.size(); ++i) {
+    const row_buffer& b = table_.outputs()[i];
+    const auto& a = replayed[i];
+    const auto& e = eager[i];
+    rep.bytes_compared += a.size();
+    for (std::size_t j = 0; j < a.size(); ++j) {
+      if (a[j] == e[j]) continue;
+      ++rep.mismatched_bytes;
+      if (rep.first_mismatch.empty())
+        rep.first_mismatch = fmt::format("output '{}' row {} byte {}", b.name, j / b.row_bytes, j % b.row_bytes);
+    }
+    if (b.type != element_type::bytes) {
+      const std::size_t es = element_size(b.type);
+      for (std::size_t j = 0; j + es <= a.size(); j += es)
+        rep.max_abs_diff = std::max(
+            rep.max_abs_diff, std::abs(element_to_double(&a[j], b.type) - element_to_double(&e[j], b.type)));
+    }
+  }
+  rep.bitwise_equal = rep.mismatched_bytes == 0;
+  return rep;
+}
+
+std::vector<std::string> graph_runner::export_dot(int bucket, const std::string& dir) const {
+  const bucket_graphs& bg = find(bucket);
+  std::string stem = opts_.name;  // the runner's name, made safe as a file name
+  for (char& c : stem)
+    if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_' || c == '.')) c = '_';
+  std::vector<std::string> paths;
+  for (std::size_t k = 0; k < bg.segs.size(); ++k) {
+    std::string path = fmt::format("{}/{}_bucket{}_segment{}.dot", dir, stem, bucket, k);
+    write_graph_dot(bg.segs[k].g.get(), path);
+    paths.push_back(std::move(path));
+  }
+  return paths;
+}
+
+std::string graph_runner::report() const {
+  std::string r = fmt::format("runner '{}': mode {} — {}\n", opts_.name, to_string(mode_), reason_);
+  r += fmt::format("  buckets: {}\n", buckets_.to_string());
+  if (!graphs_.empty()) {
+    graph_node_counts nodes;
+    double inst = 0;
+    long long bytes = 0;
+    int segs = 0;
+    for (const auto& b : graphs_) {
+      nodes += b.stats.nodes;
+      inst += b.stats.instantiate_ms;
+      bytes += b.stats.device_bytes;
+      segs += b.stats.segments;
+    }
+    r += fmt::format("  captured {} buckets, {} graphs ({}) in {:.1f} ms ({:.1f} ms instantiate+upload), "
+                     "device memory +{:.1f} MiB\n",
+                     graphs_.size(), segs, to_string(nodes), capture_ms_, inst, bytes / 1048576.0);
+  }
+  const auto& st = run_stats_;
+  r += fmt::format("  forwards {}: {} replays, {} eager ({} fallbacks above the largest bucket); "
+                   "tokens real {} padded {} ({:.1f}% padding)\n",
+                   st.forwards, st.graph_replays, st.eager_runs, st.eager_fallbacks, st.real_tokens,
+                   st.padded_tokens,
+                   st.padded_tokens ? 100.0 * (st.padded_tokens - st.real_tokens) / st.padded_tokens : 0.0);
+  for (const auto& d : diagnostics_) r += fmt::format("  warning: {}\n", d);
+  return r;
+}
+
+}  // namespace piecewise
