@@ -30,6 +30,36 @@ TEST_CASE("handles are move-only owners and are counted") {
   REQUIRE(live_handles().events == h0.events);
 }
 
+TEST_CASE("device_buffer owns and counts device memory; device_arena is one") {
+  const handle_counts h0 = live_handles();
+  {
+    device_buffer a(1000, "a");
+    REQUIRE(a.data() != nullptr);
+    REQUIRE(a.bytes() == 1000);
+    REQUIRE(live_handles().device_buffers == h0.device_buffers + 1);
+    REQUIRE(live_handles().device_bytes == h0.device_bytes + 1000);
+    device_buffer b = std::move(a);
+    REQUIRE(a.data() == nullptr);
+    REQUIRE(a.bytes() == 0);
+    REQUIRE(live_handles().device_bytes == h0.device_bytes + 1000);
+    device_arena arena(4096);
+    REQUIRE(live_handles().device_buffers == h0.device_buffers + 2);
+    REQUIRE(live_handles().device_bytes == h0.device_bytes + 1000 + 4096);
+    b.free();
+    REQUIRE(live_handles().device_bytes == h0.device_bytes + 4096);
+    device_buffer c(64);
+    void* raw = c.release();
+    REQUIRE(live_handles().device_bytes == h0.device_bytes + 4096);
+    REQUIRE(cudaFree(raw) == cudaSuccess);
+  }
+  REQUIRE(live_handles() == h0);
+  REQUIRE_THROWS_WITH(device_buffer(0, "empty"), Catch::Contains("empty: cannot allocate 0 bytes"));
+  REQUIRE_THROWS_WITH(device_buffer(std::size_t{1} << 60, "huge"),
+                      Catch::Contains("huge of 1152921504606846976 bytes") && Catch::Contains("cudaMalloc"));
+  REQUIRE(cudaGetLastError() == cudaSuccess);
+  REQUIRE(live_handles() == h0);
+}
+
 TEST_CASE("graph and graph_exec: capture a memset, instantiate, launch, update") {
   device_arena arena(1 << 20);
   int* buf = arena.allocate<int>(1024, "buf");

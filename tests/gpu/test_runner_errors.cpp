@@ -177,14 +177,76 @@ TEST_CASE("a moved buffer: replay is refused until update(), which updates in pl
     m.move_mix_out();
     m.write_input(40, 11);
     REQUIRE_THROWS_WITH(r.run(40, s), Catch::Contains("changed after capture") && Catch::Contains("update()"));
-    const update_report rep = r.update();
+    const std::vector<bucket_stats> before = r.all_bucket_stats();
+    int progress_calls = 0;
+    const update_report rep = r.update([&](const capture_progress& p) {
+      REQUIRE(p.index == progress_calls);
+      REQUIRE(p.count == 3);
+      if (progress_calls == 0) REQUIRE(p.bucket == 64);  // largest first, as capture()
+      ++progress_calls;
+    });
     INFO(rep.to_string());
+    REQUIRE(progress_calls == 3);
     REQUIRE(rep.buckets == 3);
     REQUIRE(rep.segments_updated > 0);
     REQUIRE(rep.segments_reinstantiated == 0);
+    REQUIRE(rep.ms > 0);
+    // update() gathers the same statistics as capture(): same graphs, every one updated in place.
+    const std::vector<bucket_stats> after = r.all_bucket_stats();
+    REQUIRE(after.size() == before.size());
+    int updated = 0;
+    for (std::size_t i = 0; i < after.size(); ++i) {
+      REQUIRE(after[i].size == before[i].size);
+      REQUIRE(after[i].segments == before[i].segments);
+      REQUIRE(after[i].nodes.total == before[i].nodes.total);
+      REQUIRE(after[i].nodes.kernel == before[i].nodes.kernel);
+      REQUIRE(after[i].capture_ms > 0);
+      REQUIRE(after[i].instantiate_ms > 0);
+      REQUIRE(after[i].updated_in_place == after[i].segments - after[i].empty_segments);
+      REQUIRE(before[i].updated_in_place == 0);
+      REQUIRE(after[i].replays == before[i].replays);
+      updated += after[i].updated_in_place;
+    }
+    REQUIRE(updated == rep.segments_updated);
     r.run(40, s);
     REQUIRE(bit_equal(m.read_output(40, s), eager_output(m, b, 40, s)));
+    REQUIRE(r.stats_for(64).replays == 1);
   }
+}
+
+TEST_CASE("update() reports the same diagnostics as capture(), and a failed update keeps the old graphs") {
+  toy::model m(toy::options{});
+  m.host_node_in_forward = true;
+  const capture_buckets b({16, 32});
+  stream s;
+  std::vector<std::string> logged;
+  runner_options ro = opts(mode::piecewise, "diag");
+  ro.log = [&](log_level l, const std::string& msg) {
+    if (l == log_level::warning) logged.push_back(msg);
+  };
+  graph_runner r(m.table(), b, m.forward(), ro);
+  r.capture();
+  const std::vector<std::string> captured_diags = r.diagnostics();
+  REQUIRE(captured_diags.size() == 2);  // one host node per bucket
+  logged.clear();
+  m.move_mix_out();
+  (void)r.update();
+  REQUIRE(r.diagnostics() == captured_diags);
+  REQUIRE(logged.size() == 2);
+  REQUIRE(r.stats_for(16).nodes.host == 1);
+
+  // A capture that fails during update(): the executables are untouched and still replay.
+  m.host_node_in_forward = false;
+  m.move_mix_out();
+  m.throw_in_forward_at_padded = 16;
+  REQUIRE_THROWS_AS(r.update(), capture_error);
+  m.throw_in_forward_at_padded = -1;
+  REQUIRE(r.captured());
+  REQUIRE_THROWS_WITH(r.run(20, s), Catch::Contains("update()"));  // the table still moved
+  (void)r.update();
+  m.write_input(20, 3);
+  r.run(20, s);
+  REQUIRE(bit_equal(m.read_output(20, s), eager_output(m, b, 20, s)));
 }
 
 TEST_CASE("a CUDA error inside a segment ends the capture cleanly and names the CUDA call") {

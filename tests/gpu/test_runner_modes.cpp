@@ -124,8 +124,18 @@ TEST_CASE("above the largest bucket: eager fallback is counted and correct, and 
   REQUIRE_THROWS_AS(chunked.run(33, s), bucket_overflow);
   REQUIRE_THROWS_AS(chunked.run(0, s), config_error);
   REQUIRE_THROWS_AS(chunked.run(-4, s), config_error);
+  REQUIRE_THROWS_AS(chunked.run_eager(33, s), bucket_overflow);  // the same policy for eager runs
   chunked.run(32, s);  // still usable
   REQUIRE(chunked.stats().graph_replays == 1);
+  REQUIRE(chunked.stats().forwards == 1);
+
+  // An eager-mode runner above the largest bucket runs unpadded and is not a fallback.
+  graph_runner eager(m.table(), capture_buckets({8, 16, 32}), m.forward(), opts(mode::eager, "eager"));
+  eager.run(40, s);
+  eager.run(20, s);
+  REQUIRE(eager.stats().eager_fallbacks == 0);
+  REQUIRE(eager.stats().eager_runs == 2);
+  REQUIRE(eager.stats().padded_tokens == 40u + 32u);  // 40 unpadded, 20 padded to its bucket
 }
 
 TEST_CASE("validation against eager, DOT export, statistics and the report") {
