@@ -13,6 +13,7 @@
 #       first workload, 14 steps; 10,000 outside the sanitizer).
 #
 # Environment: BUILD_DIR (default build-gpu), SKIP_BUILD=1 (use that build as it is),
+# CTEST_JOBS (parallel ctest processes, default nproc),
 # CUDA_ARCH (default 90), LOG (a copy of the ctest output), and a .gpu-deps prefix next to
 # this file's repo is used when present (see README: Building on a GPU machine without
 # Debian packages).
@@ -121,7 +122,9 @@ if [ -n "${SANITIZER:-}" ]; then
 fi
 log=${LOG:-$build/gpu_suite.log}
 set +e
-ctest --test-dir "$build" --output-on-failure "$@" 2>&1 | tee "$log"
+# In parallel: every check of a test is of its own process (no device-wide memory checks), so
+# the GPU tests share the card. CTEST_JOBS overrides the count; a -j in the arguments wins.
+ctest --test-dir "$build" --output-on-failure -j"${CTEST_JOBS:-$(nproc)}" "$@" 2>&1 | tee "$log"
 rc=${PIPESTATUS[0]}
 set -e
 if grep -qE "\(Skipped\)|Not Run" "$log"; then

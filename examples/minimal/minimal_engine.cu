@@ -15,6 +15,11 @@ __global__ void prefix_sum(float* h, int real) {  // needs the real count: a spl
 }
 
 int main() try {
+  int devices = 0;
+  if (cudaGetDeviceCount(&devices) != cudaSuccess || devices == 0) {
+    std::printf("minimal_engine needs a CUDA GPU\n");
+    return 2;
+  }
   constexpr int kLayers = 6, kMaxTokens = 256;
   piecewise::device_arena arena(kMaxTokens * sizeof(float));
   float* h = arena.allocate<float>(kMaxTokens, "hidden");
@@ -49,7 +54,7 @@ int main() try {
     runner.run(n, s);  // pick the bucket, replay segments, run the split in between
     s.synchronize();
     PIECEWISE_CUDA_TRY(cudaMemcpy(out.data(), h, n * sizeof(float), cudaMemcpyDeviceToHost));
-    std::printf("n=%3d -> bucket %3d, h[n-1] = %g\n", n, runner.buckets().pick(n), out[n - 1]);
+    std::printf("n=%3d -> bucket %3d, h[n-1] = %g\n", n, runner.buckets().pick(n).size, out[n - 1]);
   }
   std::printf("%s", runner.report().c_str());
   return 0;
