@@ -262,6 +262,7 @@ std::vector<graph_runner::bucket_graphs> graph_runner::build(int warmups, std::v
 
   for (int i = nb - 1; i >= 0; --i) {
     const int size = sizes[static_cast<std::size_t>(i)];
+    const auto tw = clock_type::now();
     for (int w = 0; w < warmups; ++w) {
       try {
         eager_forward(size, size, cs);
@@ -276,6 +277,7 @@ std::vector<graph_runner::bucket_graphs> graph_runner::build(int warmups, std::v
     last_real_ = -1;  // the capture stream wrote the device count
     bucket_graphs& bg = out[static_cast<std::size_t>(i)];
     bg.stats.size = size;
+    bg.stats.warmup_ms = warmups > 0 ? ms_since(tw) : 0.0;
     const auto t0 = clock_type::now();
     bg.segs = capture_bucket(size);
     bg.stats.capture_ms = ms_since(t0);
@@ -457,18 +459,20 @@ std::string graph_runner::report() const {
   r += fmt::format("  buckets: {}\n", buckets_.to_string());
   if (!graphs_.empty()) {
     graph_node_counts nodes;
-    double inst = 0;
+    double warm = 0, cap = 0, inst = 0;
     long long bytes = 0;
     int segs = 0;
     for (const auto& b : graphs_) {
       nodes += b.stats.nodes;
+      warm += b.stats.warmup_ms;
+      cap += b.stats.capture_ms;
       inst += b.stats.instantiate_ms;
       bytes += b.stats.device_bytes;
       segs += b.stats.segments;
     }
-    r += fmt::format("  captured {} buckets, {} graphs ({}) in {:.1f} ms ({:.1f} ms instantiate+upload), "
-                     "device memory +{:.1f} MiB\n",
-                     graphs_.size(), segs, to_string(nodes), capture_ms_, inst, bytes / 1048576.0);
+    r += fmt::format("  captured {} buckets, {} graphs ({}) in {:.1f} ms ({:.1f} ms warm-up, {:.1f} ms capture, "
+                     "{:.1f} ms instantiate+upload), device memory +{:.1f} MiB\n",
+                     graphs_.size(), segs, to_string(nodes), capture_ms_, warm, cap, inst, bytes / 1048576.0);
   }
   const auto& st = run_stats_;
   r += fmt::format("  forwards {}: {} replays, {} eager ({} fallbacks above the largest bucket); "

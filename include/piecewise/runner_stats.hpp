@@ -17,6 +17,7 @@ struct bucket_stats {
   int segments = 0;           ///< graphs (piecewise: splits + 1; full: 1)
   int empty_segments = 0;     ///< segments that captured nothing (not launched)
   graph_node_counts nodes;
+  double warmup_ms = 0;       ///< the eager warm-up runs before the capture (0 in update())
   double capture_ms = 0;      ///< stream capture of every segment (warm-ups excluded)
   double instantiate_ms = 0;  ///< instantiate (or cudaGraphExecUpdate) + upload
   long long device_bytes = 0; ///< device memory taken while instantiating (cudaMemGetInfo delta)

@@ -167,6 +167,9 @@ TEST_CASE("validation against eager, DOT export, statistics and the report") {
   REQUIRE(st.nodes.kernel > 56);
   REQUIRE(st.nodes.host == 0);
   REQUIRE(st.nodes.mem_alloc == 0);
+  REQUIRE(st.warmup_ms > 0);  // one warm-up run by default
+  REQUIRE(st.capture_ms > 0);
+  REQUIRE(st.instantiate_ms > 0);
   REQUIRE_THROWS_WITH(pw.stats_for(81), Catch::Contains("bucket 81 has not been captured"));
 
   const auto dir = std::filesystem::temp_directory_path() / "piecewise_dot_test";
@@ -178,7 +181,8 @@ TEST_CASE("validation against eager, DOT export, statistics and the report") {
   std::stringstream text;
   text << f.rdbuf();
   REQUIRE_THAT(text.str(), Catch::Contains("digraph"));
-  REQUIRE_THAT(pw.report(), Catch::Contains("mode piecewise") && Catch::Contains("captured 12 buckets"));
+  REQUIRE_THAT(pw.report(), Catch::Contains("mode piecewise") && Catch::Contains("captured 12 buckets") &&
+                                 Catch::Contains("ms warm-up"));
 }
 
 TEST_CASE("host nodes are reported as diagnostics") {
