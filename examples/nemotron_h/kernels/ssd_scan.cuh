@@ -49,8 +49,10 @@ inline constexpr int ssd_chunk = 128;
 /// ssd_scan_workspace_bytes(batch.padded_tokens, batch.max_seqs, dims) bytes, 256-byte
 /// aligned. dt_max may be +infinity.
 /// Capture-safe: counts, offsets, slots and context lengths are read from batch's device
-/// buffers; grids are sized from batch.padded_tokens / batch.max_seqs and blocks beyond
-/// the real chunk/sequence count exit early; no allocation, no host synchronisation.
+/// buffers; grids are sized from batch.padded_tokens / batch.max_seqs (and the device's
+/// multiprocessor count) and blocks loop over the real chunks / sequences, or exit early
+/// when there are none; no allocation, no host synchronisation. Results do not depend on
+/// the grid.
 /// Throws piecewise::config_error (unsupported shape, small workspace, null pointers) or
 /// piecewise::cuda_error (launch failure).
 void ssd_scan(const bf16* xbc, const bf16* dt_raw, int ld_dt, const float* A_log,
