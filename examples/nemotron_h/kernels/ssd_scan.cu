@@ -517,7 +517,7 @@ __device__ __forceinline__ unsigned scale_bf16x2(unsigned v, float s0, float s1)
 }
 
 // ---- 2'. chunk states + state passing (mma) ----------------------------------------------
-// grid (ceil(N/64), H, max_seqs), 8 warps; the block owns state columns [64 bx, 64 bx + 64)
+// grid (ceil(N/64), H, seq_blocks <= max_seqs: sequences z, z + seq_blocks, ...), 8 warps; the block owns state columns [64 bx, 64 bx + 64)
 // of head h for all P rows; warp w owns columns 16 (w & 3) + [0, 16) of the row tiles
 // [w >> 2 ? ceil(NP/2) : 0, w >> 2 ? NP : ceil(NP/2)) (2 mma tiles per row tile, fp32 registers).
 // Per chunk (two cp.async stages, the next chunk loads while this one computes):
@@ -708,7 +708,7 @@ __global__ void __launch_bounds__(kStThreads, 2)
 }
 
 // ---- 3'. chunk outputs (mma) -------------------------------------------------------------
-// grid (max_chunks, G * splits), 8 warps; the block owns one chunk and up to kOutHeads heads
+// grid (chunk_blocks, G * splits: chunks x, x + chunk_blocks, ...), 8 warps; the block owns one chunk at a time and up to kOutHeads heads
 // of one group. Warp w owns output rows [16rt, 16rt+16), rt = w for w < 4 else 11 - w, so the
 // two warps of each SM sub-partition (w, w+4) share 9 of the 36 causal 16x16 tiles.
 //   once:     CB = C B^T (fp32 registers, tiles s <= row tile) and the C fragments (bf16

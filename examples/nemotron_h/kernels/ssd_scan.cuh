@@ -11,8 +11,9 @@
 //      chunks in order with the running state in registers:
 //      H_{c+1} = exp(Acs_last) H_c + (x*dt*exp(Acs_last - Acs))^T B; stores each chunk's
 //      entering state H_c (bf16) in the workspace and the final state in the slot (fp32).
-//   3. output: one block per (chunk, group, up to 16 heads); C B^T is computed once per
-//      block and kept in registers: y = ((C B^T) o decay o dt) X + (exp(Acs) C) H_c^T + D x.
+//   3. output: one block per (chunk, group, 1..16 heads: fewer when chunks are few, so that
+//      short prompts still fill the chip); C B^T is computed once per block and chunk and
+//      kept in registers: y = ((C B^T) o decay o dt) X + (exp(Acs) C) H_c^T + D x.
 // The original wmma kernels remain selectable with NH_SSD_SCAN_LEGACY=1 (A/B timing).
 //
 // Data types: xbc is the conv output, bf16 [tokens, conv_dim] contiguous (x | B | C);
