@@ -20,4 +20,7 @@ endif()
 if(PIECEWISE_BUILD_BENCH)
   add_executable(nh_model_bench ${CMAKE_CURRENT_LIST_DIR}/../bench/bench_model.cu)
   target_link_libraries(nh_model_bench PRIVATE nh_runner)
+  # Each small kernel of a decode step / short prefill alone (bench/bench_step_kernels.cu).
+  add_executable(nh_step_kernels_bench ${CMAKE_CURRENT_LIST_DIR}/../bench/bench_step_kernels.cu)
+  target_link_libraries(nh_step_kernels_bench PRIVATE nh_runner)
 endif()
