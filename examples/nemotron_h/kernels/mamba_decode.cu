@@ -1,4 +1,5 @@
 // Mamba2 recurrent SSM update (see mamba_decode.cuh).
+#include <algorithm>
 #include <string>
 
 #include "kernels/mamba_decode.cuh"
@@ -6,8 +7,11 @@
 namespace nemotron_h {
 namespace {
 
-constexpr int kWarps = 8;
-constexpr int kRowsPerIter = 2;  // state rows a warp keeps in flight
+constexpr int kWarps = 4;
+constexpr int kRowsPerIter = 4;  // state rows a warp keeps in flight
+// Blocks per multiprocessor the split heuristic aims for (enough loads in flight to cover
+// the memory latency when the batch is small).
+constexpr int kTargetBlocksPerSM = 4;
 
 __device__ __forceinline__ float softplus(float v) { return v > 20.f ? v : log1pf(__expf(v)); }
 
@@ -48,34 +52,43 @@ __device__ __forceinline__ void load_bf(const bf16* p, float (&r)[NPL]) {
   }
 }
 
-// grid (H, max_seqs), kWarps warps; N = 32 * NPL; lane owns state columns [lane*NPL, +NPL).
+// grid (H * splits, max_seqs), kWarps warps; N = 32 * NPL; lane owns state columns
+// [lane*NPL, +NPL). Split `sp` of head h owns state rows [sp * rows_per_split, +rows_per_split)
+// (rows_per_split a multiple of kWarps * kRowsPerIter); warp w takes kRowsPerIter rows at a
+// time, all their loads in flight together. The arithmetic per state element and per output
+// row does not depend on the split, so every split count gives the same bits.
 template <int NPL>
 __global__ void __launch_bounds__(kWarps * 32)
     mamba_decode_kernel(const bf16* __restrict__ xbc, const bf16* __restrict__ dt_raw, int ld_dt,
                         const float* __restrict__ A_log, const float* __restrict__ Dv,
                         const float* __restrict__ dt_bias, float* __restrict__ ssm_state,
-                        bf16* __restrict__ y, batch_view b, int H, int P, int G, float dt_min,
-                        float dt_max) {
+                        bf16* __restrict__ y, batch_view b, int H, int P, int G, int splits,
+                        int rows_per_split, float dt_min, float dt_max) {
   constexpr int N = 32 * NPL;
-  const int h = blockIdx.x;
+  const int h = blockIdx.x / splits;
+  const int sp = blockIdx.x - h * splits;
   const int s = blockIdx.y;
-  if (s >= *b.num_seqs) return;
+  const int p_begin = sp * rows_per_split;
+  const int p_end = min(P, p_begin + rows_per_split);
+  if (s >= *b.num_seqs || p_begin >= P) return;
+  // Independent loads (one round trip); entries past num_seqs may be unwritten, never read.
   const int start = b.cu_seqlens[s];
   const int end = b.cu_seqlens[s + 1];
-  if (end == start) return;
+  const int slot = b.slots[s];
   const bool has_state = b.context_lens[s] > 0;
+  if (end == start) return;
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
   const int conv_dim = H * P + 2 * G * N;
   const int g = h / (H / G);
   const float A = -__expf(A_log[h]);
   const float Dh = Dv[h], bias = dt_bias[h];
-  float* S_head = ssm_state + (static_cast<long long>(b.slots[s]) * H + h) * P * N;
+  float* S_head = ssm_state + (static_cast<long long>(slot) * H + h) * P * N;
 
-  for (int p0 = warp * kRowsPerIter; p0 < P; p0 += kWarps * kRowsPerIter) {
+  for (int p0 = p_begin + warp * kRowsPerIter; p0 < p_end; p0 += kWarps * kRowsPerIter) {
     float st[kRowsPerIter][NPL];
 #pragma unroll
     for (int r = 0; r < kRowsPerIter; ++r) {
-      if (p0 + r < P && has_state) {
+      if (p0 + r < p_end && has_state) {
         load_f<NPL>(S_head + static_cast<long long>(p0 + r) * N + lane * NPL, st[r]);
       } else {
 #pragma unroll
@@ -87,14 +100,17 @@ __global__ void __launch_bounds__(kWarps * 32)
       float Bv[NPL], Cv[NPL];
       load_bf<NPL>(row + H * P + g * N + lane * NPL, Bv);
       load_bf<NPL>(row + H * P + G * N + g * N + lane * NPL, Cv);
+      float xr[kRowsPerIter];
+#pragma unroll
+      for (int r = 0; r < kRowsPerIter; ++r) xr[r] = p0 + r < p_end ? to_float(row[h * P + p0 + r]) : 0.f;
       float dt = softplus(to_float(dt_raw[static_cast<long long>(t) * ld_dt + h]) + bias);
       dt = fminf(fmaxf(dt, dt_min), dt_max);
       const float dA = __expf(dt * A);
 #pragma unroll
       for (int r = 0; r < kRowsPerIter; ++r) {
         const int p = p0 + r;
-        if (p >= P) break;
-        const float xv = to_float(row[h * P + p]);
+        if (p >= p_end) break;
+        const float xv = xr[r];
         const float dx = dt * xv;
         float acc = 0.f;
 #pragma unroll
@@ -109,8 +125,18 @@ __global__ void __launch_bounds__(kWarps * 32)
     }
 #pragma unroll
     for (int r = 0; r < kRowsPerIter; ++r)
-      if (p0 + r < P) store_f<NPL>(S_head + static_cast<long long>(p0 + r) * N + lane * NPL, st[r]);
+      if (p0 + r < p_end) store_f<NPL>(S_head + static_cast<long long>(p0 + r) * N + lane * NPL, st[r]);
   }
+}
+
+int multiprocessors() {
+  int dev = 0, sms = 0;
+  if (cudaGetDevice(&dev) != cudaSuccess ||
+      cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess) {
+    cudaGetLastError();
+    return 132;
+  }
+  return sms;
 }
 
 }  // namespace
@@ -126,19 +152,31 @@ void mamba_decode(const bf16* xbc, const bf16* dt_raw, int ld_dt, const float* A
   PIECEWISE_EXPECTS(batch.num_seqs && batch.cu_seqlens && batch.slots && batch.context_lens,
                     "mamba_decode: batch_view has null device pointers");
   if (batch.max_seqs == 0) return;
-  const dim3 grid(d.H, batch.max_seqs);
+  // Split each head's P state rows over several blocks when the batch is small: at batch 1,
+  // H blocks of one head each would leave most of the chip idle and few loads in flight.
+  constexpr int kRowsPerBlockIter = kWarps * kRowsPerIter;
+  const int max_splits = ceil_div(d.P, kRowsPerBlockIter);
+  const long long want = static_cast<long long>(kTargetBlocksPerSM) * multiprocessors();
+  const long long heads = static_cast<long long>(d.H) * batch.max_seqs;
+  int splits = static_cast<int>(std::min<long long>(max_splits, std::max<long long>(1, ceil_div(want, heads))));
+  const int rows_per_split = ceil_div(ceil_div(d.P, splits), kRowsPerBlockIter) * kRowsPerBlockIter;
+  splits = ceil_div(d.P, rows_per_split);
+  const dim3 grid(d.H * splits, batch.max_seqs);
   switch (d.N) {
     case 64:
       mamba_decode_kernel<2><<<grid, kWarps * 32, 0, stream>>>(
-          xbc, dt_raw, ld_dt, A_log, D, dt_bias, ssm_state, y, batch, d.H, d.P, d.G, dt_min, dt_max);
+          xbc, dt_raw, ld_dt, A_log, D, dt_bias, ssm_state, y, batch, d.H, d.P, d.G, splits,
+          rows_per_split, dt_min, dt_max);
       break;
     case 128:
       mamba_decode_kernel<4><<<grid, kWarps * 32, 0, stream>>>(
-          xbc, dt_raw, ld_dt, A_log, D, dt_bias, ssm_state, y, batch, d.H, d.P, d.G, dt_min, dt_max);
+          xbc, dt_raw, ld_dt, A_log, D, dt_bias, ssm_state, y, batch, d.H, d.P, d.G, splits,
+          rows_per_split, dt_min, dt_max);
       break;
     default:
       mamba_decode_kernel<8><<<grid, kWarps * 32, 0, stream>>>(
-          xbc, dt_raw, ld_dt, A_log, D, dt_bias, ssm_state, y, batch, d.H, d.P, d.G, dt_min, dt_max);
+          xbc, dt_raw, ld_dt, A_log, D, dt_bias, ssm_state, y, batch, d.H, d.P, d.G, splits,
+          rows_per_split, dt_min, dt_max);
       break;
   }
   NH_CHECK_LAUNCH("mamba_decode_kernel H=" + std::to_string(d.H) + " P=" + std::to_string(d.P) +

@@ -24,7 +24,9 @@ namespace nemotron_h {
 /// Sequences with context_lens[s] == 0 start from a zero state. A sequence with several
 /// tokens is processed token by token (exact recurrence; meant for decode / tests).
 /// Requirements: N in {64, 128, 256}; P >= 1; H % G == 0 (config_error otherwise).
-/// Capture-safe: metadata from batch's device buffers; grid (H, batch.max_seqs).
+/// Capture-safe: metadata from batch's device buffers; grid (H * splits, batch.max_seqs), where
+/// splits (blocks per head, each owning a range of the P state rows) grows as the batch
+/// shrinks, so that a batch of one still fills the chip. Results do not depend on splits.
 /// Throws piecewise::config_error / piecewise::cuda_error.
 void mamba_decode(const bf16* xbc, const bf16* dt_raw, int ld_dt, const float* A_log,
                   const float* D, const float* dt_bias, float* ssm_state, bf16* y,

@@ -9,6 +9,7 @@ namespace nemotron_h {
 namespace {
 
 constexpr int kNormThreads = 256;
+constexpr int kRegThreads = 512;  // most threads per row of the register-resident kernels
 
 __device__ inline float block_sum(float v, float* red) {
 #pragma unroll
@@ -74,6 +75,64 @@ __global__ void rmsnorm_kernel(const bf16* x, bf16* residual,
   }
 }
 
+// Register-resident variant: one block per row, each thread owns VPT 16-byte pieces of the
+// row (pieces tid, tid + blockDim, ...), loaded together with the weights before the
+// reduction, so a row costs one round trip to memory instead of two passes; many threads per
+// row when rows are few.
+template <int VPT>
+__global__ void rmsnorm_reg_kernel(const bf16* x, bf16* residual, const bf16* __restrict__ w,
+                                   bf16* y, int rows, int D, float eps, const int* num_rows,
+                                   bool fused) {
+  __shared__ float red[32];
+  const int r = blockIdx.x;
+  if (r >= rows || (num_rows != nullptr && r >= *num_rows)) return;
+  const int nv = D / 8;
+  const std::size_t base = static_cast<std::size_t>(r) * D;
+  const uint4* xr = x != nullptr ? reinterpret_cast<const uint4*>(x + base) : nullptr;
+  uint4* rr = fused ? reinterpret_cast<uint4*>(residual + base) : nullptr;
+  const uint4* wr = reinterpret_cast<const uint4*>(w);
+  const bool add = fused && xr != nullptr;
+  pack8 a[VPT], b[VPT], wv[VPT];
+#pragma unroll
+  for (int k = 0; k < VPT; ++k) {
+    const int i = threadIdx.x + k * blockDim.x;
+    if (i < nv) {
+      a[k].u = fused ? rr[i] : xr[i];
+      if (add) b[k].u = xr[i];
+      wv[k].u = wr[i];
+    }
+  }
+  float ss = 0.f;
+#pragma unroll
+  for (int k = 0; k < VPT; ++k) {
+    const int i = threadIdx.x + k * blockDim.x;
+    if (i < nv) {
+      if (add) {
+#pragma unroll
+        for (int j = 0; j < 8; ++j) a[k].h[j] = to_bf16(to_float(a[k].h[j]) + to_float(b[k].h[j]));
+        rr[i] = a[k].u;
+      }
+#pragma unroll
+      for (int j = 0; j < 8; ++j) {
+        const float f = to_float(a[k].h[j]);
+        ss += f * f;
+      }
+    }
+  }
+  const float inv = rsqrtf(block_sum(ss, red) / static_cast<float>(D) + eps);
+  uint4* yr = reinterpret_cast<uint4*>(y + base);
+#pragma unroll
+  for (int k = 0; k < VPT; ++k) {
+    const int i = threadIdx.x + k * blockDim.x;
+    if (i < nv) {
+      pack8 o;
+#pragma unroll
+      for (int j = 0; j < 8; ++j) o.h[j] = to_bf16(to_float(wv[k].h[j]) * (to_float(a[k].h[j]) * inv));
+      yr[i] = o.u;
+    }
+  }
+}
+
 __device__ inline void load4(const float* p, float* v) {
   const float4 f = *reinterpret_cast<const float4*>(p);
   v[0] = f.x;
@@ -130,6 +189,56 @@ __global__ void gated_rmsnorm_kernel(const Y* __restrict__ y, int ldy, const bf1
   }
 }
 
+// Register-resident variant: one block per (row, group); thread t owns the 4-channel pieces
+// t, t + blockDim, ... of the group (VPT of them), whose y, z and w are all loaded before the
+// reduction (one round trip to memory; g never goes to shared memory).
+template <typename Y, int VPT>
+__global__ void gated_rmsnorm_reg_kernel(const Y* __restrict__ y, int ldy, const bf16* __restrict__ z,
+                                         int ldz, const bf16* __restrict__ w, bf16* __restrict__ out,
+                                         int ldo, int rows, int gs, float eps, const int* num_rows) {
+  __shared__ float red[32];
+  const int r = blockIdx.x, grp = blockIdx.y;
+  if (r >= rows || (num_rows != nullptr && r >= *num_rows)) return;
+  const int c0 = grp * gs;
+  const Y* yr = y + static_cast<std::size_t>(r) * ldy + c0;
+  const bf16* zr = z + static_cast<std::size_t>(r) * ldz + c0;
+  float g[VPT][4], wv[VPT][4];
+#pragma unroll
+  for (int k = 0; k < VPT; ++k) {
+    const int i = (threadIdx.x + k * blockDim.x) * 4;
+    if (i < gs) {
+      float zv[4];
+      load4(yr + i, g[k]);
+      load4(zr + i, zv);
+      load4(w + c0 + i, wv[k]);
+#pragma unroll
+      for (int j = 0; j < 4; ++j) g[k][j] = g[k][j] * (zv[j] / (1.f + __expf(-zv[j])));
+    }
+  }
+  float ss = 0.f;
+#pragma unroll
+  for (int k = 0; k < VPT; ++k)
+    if ((threadIdx.x + k * blockDim.x) * 4 < gs) {
+#pragma unroll
+      for (int j = 0; j < 4; ++j) ss += g[k][j] * g[k][j];
+    }
+  const float inv = rsqrtf(block_sum(ss, red) / static_cast<float>(gs) + eps);
+  bf16* orow = out + static_cast<std::size_t>(r) * ldo + c0;
+#pragma unroll
+  for (int k = 0; k < VPT; ++k) {
+    const int i = (threadIdx.x + k * blockDim.x) * 4;
+    if (i < gs) {
+      union {
+        uint2 u;
+        bf16 h[4];
+      } o;
+#pragma unroll
+      for (int j = 0; j < 4; ++j) o.h[j] = to_bf16(wv[k][j] * (g[k][j] * inv));
+      *reinterpret_cast<uint2*>(orow + i) = o.u;
+    }
+  }
+}
+
 bool aligned(const void* p, int bytes) {
   return (reinterpret_cast<std::uintptr_t>(p) % static_cast<std::uintptr_t>(bytes)) == 0;
 }
@@ -147,9 +256,22 @@ void launch_rmsnorm(const bf16* x, bf16* residual, const bf16* w, bf16* y, int r
   require(aligned(x, 16) && aligned(residual, 16) && aligned(w, 16) && aligned(y, 16),
           shape + ": pointers must be 16-byte aligned");
   if (rows == 0) return;
-  int threads = kNormThreads;
-  while (threads > 32 && threads / 2 >= D / 8) threads /= 2;
-  rmsnorm_kernel<<<rows, threads, 0, stream>>>(x, residual, w, y, rows, D, eps, num_rows, fused);
+  // Register-resident kernel: at most kRegVecs 16-byte pieces per thread, up to kRegThreads
+  // threads a row; longer rows take the two-pass kernel.
+  const int nv = D / 8;
+  const int vpt = nv <= kRegThreads ? 1 : nv <= 2 * kRegThreads ? 2 : nv <= 4 * kRegThreads ? 4 : 0;
+  if (vpt > 0) {
+    const int threads = ceil_div(ceil_div(nv, vpt), 32) * 32;
+    switch (vpt) {
+      case 1: rmsnorm_reg_kernel<1><<<rows, threads, 0, stream>>>(x, residual, w, y, rows, D, eps, num_rows, fused); break;
+      case 2: rmsnorm_reg_kernel<2><<<rows, threads, 0, stream>>>(x, residual, w, y, rows, D, eps, num_rows, fused); break;
+      default: rmsnorm_reg_kernel<4><<<rows, threads, 0, stream>>>(x, residual, w, y, rows, D, eps, num_rows, fused); break;
+    }
+  } else {
+    int threads = kNormThreads;
+    while (threads > 32 && threads / 2 >= D / 8) threads /= 2;
+    rmsnorm_kernel<<<rows, threads, 0, stream>>>(x, residual, w, y, rows, D, eps, num_rows, fused);
+  }
   NH_CHECK_LAUNCH(shape);
 }
 
@@ -168,6 +290,25 @@ void launch_gated(const Y* y, int ldy, const bf16* z, int ldz, const bf16* w, bf
           shape + ": misaligned pointer");
   if (rows == 0) return;
   const int gs = d_inner / G;
+  const int nv = gs / 4;
+  const int vpt = nv <= kRegThreads ? 1 : nv <= 2 * kRegThreads ? 2 : nv <= 4 * kRegThreads ? 4 : 0;
+  if (vpt > 0) {
+    const int threads = ceil_div(ceil_div(nv, vpt), 32) * 32;
+    const dim3 grid(rows, G);
+    switch (vpt) {
+      case 1:
+        gated_rmsnorm_reg_kernel<Y, 1><<<grid, threads, 0, stream>>>(y, ldy, z, ldz, w, out, ldo, rows, gs, eps, num_rows);
+        break;
+      case 2:
+        gated_rmsnorm_reg_kernel<Y, 2><<<grid, threads, 0, stream>>>(y, ldy, z, ldz, w, out, ldo, rows, gs, eps, num_rows);
+        break;
+      default:
+        gated_rmsnorm_reg_kernel<Y, 4><<<grid, threads, 0, stream>>>(y, ldy, z, ldz, w, out, ldo, rows, gs, eps, num_rows);
+        break;
+    }
+    NH_CHECK_LAUNCH(shape);
+    return;
+  }
   const std::size_t smem = static_cast<std::size_t>(gs) * sizeof(float);
   require(smem <= 48 * 1024, shape + ": group too large for shared memory");
   int threads = 256;

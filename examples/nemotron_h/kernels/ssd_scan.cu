@@ -5,6 +5,7 @@
 // kept as an A/B baseline, selected by NH_SSD_SCAN_LEGACY=1. docs/kernels_mamba.md has numbers.
 #include <mma.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <cstdlib>
 #include <string>
@@ -516,7 +517,7 @@ __device__ __forceinline__ unsigned scale_bf16x2(unsigned v, float s0, float s1)
 }
 
 // ---- 2'. chunk states + state passing (mma) ----------------------------------------------
-// grid (ceil(N/64), H, max_seqs), 8 warps; the block owns state columns [64 bx, 64 bx + 64)
+// grid (ceil(N/64), H, seq_blocks <= max_seqs: sequences z, z + seq_blocks, ...), 8 warps; the block owns state columns [64 bx, 64 bx + 64)
 // of head h for all P rows; warp w owns columns 16 (w & 3) + [0, 16) of the row tiles
 // [w >> 2 ? ceil(NP/2) : 0, w >> 2 ? NP : ceil(NP/2)) (2 mma tiles per row tile, fp32 registers).
 // Per chunk (two cp.async stages, the next chunk loads while this one computes):
@@ -550,13 +551,17 @@ __global__ void __launch_bounds__(kStThreads, 2)
   extern __shared__ __align__(128) unsigned char smem[];
   __shared__ int sh_base;
   const st_layout lay = st_smem_layout(P);
-  const int nb0 = blockIdx.x * kStCols, h = blockIdx.y, s = blockIdx.z;
+  const int nb0 = blockIdx.x * kStCols, h = blockIdx.y;
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
   const int g8 = lane >> 2, t4 = lane & 3;
-  if (s >= *b.num_seqs) return;
+  // Sequences blockIdx.z, blockIdx.z + gridDim.z, ...: the grid is sized to one wave, so a
+  // bucket's unused sequence slots cost no blocks.
+  const int ns = *b.num_seqs;
+  for (int s = blockIdx.z; s < ns; s += gridDim.z) {
+  __syncthreads();  // the previous sequence is done with shared memory and sh_base
   const int start = b.cu_seqlens[s];
   const int T = b.cu_seqlens[s + 1] - start;
-  if (T <= 0) return;
+  if (T <= 0) continue;
   if (warp == 0) {
     const int base = first_chunk_of(b.cu_seqlens, s, lane);
     if (lane == 0) sh_base = base;
@@ -699,10 +704,11 @@ __global__ void __launch_bounds__(kStThreads, 2)
         *reinterpret_cast<float2*>(dst + 8 * N) = make_float2(acc[mt][nt][2], acc[mt][nt][3]);
       }
   }
+  }  // sequences
 }
 
 // ---- 3'. chunk outputs (mma) -------------------------------------------------------------
-// grid (max_chunks, G * splits), 8 warps; the block owns one chunk and up to kOutHeads heads
+// grid (chunk_blocks, G * splits: chunks x, x + chunk_blocks, ...), 8 warps; the block owns one chunk at a time and up to kOutHeads heads
 // of one group. Warp w owns output rows [16rt, 16rt+16), rt = w for w < 4 else 11 - w, so the
 // two warps of each SM sub-partition (w, w+4) share 9 of the 36 causal 16x16 tiles.
 //   once:     CB = C B^T (fp32 registers, tiles s <= row tile) and the C fragments (bf16
@@ -742,7 +748,6 @@ __global__ void __launch_bounds__(kOutThreads, 1)
   extern __shared__ __align__(128) unsigned char smem[];
   __shared__ int sh_loc[3];
   const o_layout lay = o_smem_layout(P, N);
-  const int g = blockIdx.x;
   const int hpg = H / G;
   const int grp = blockIdx.y / splits, sp = blockIdx.y - grp * splits;
   const int hb = (hpg + splits - 1) / splits;
@@ -751,8 +756,13 @@ __global__ void __launch_bounds__(kOutThreads, 1)
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
   const int rt = warp < 4 ? warp : 11 - warp;  // row tile of this warp
   const int g8 = lane >> 2, t4 = lane & 3;
+  if (nh <= 0) return;
+  // Chunks blockIdx.x, blockIdx.x + gridDim.x, ... until the batch's last chunk: the grid is
+  // sized for a full bucket, so a short batch leaves no idle blocks holding shared memory.
+  for (int g = blockIdx.x;; g += gridDim.x) {
+  __syncthreads();  // the previous chunk is done with shared memory and sh_loc
   locate_chunk_block(b, g, warp, lane, sh_loc);
-  if (!sh_loc[0] || nh <= 0) return;
+  if (!sh_loc[0]) break;
   const int t0 = sh_loc[1], len = sh_loc[2];
   const int conv_dim = H * P + 2 * G * N;
   const int ldx = lay.ldx, ldh = lay.ldh;
@@ -802,6 +812,9 @@ __global__ void __launch_bounds__(kOutThreads, 1)
   }
   cp_async_wait<1>();
   __syncthreads();
+  // A warp whose 16 rows all lie past the chunk's end computes nothing (its rows would be
+  // zero and are never written); it still takes part in the copies and barriers.
+  const bool live = 16 * rt < len;
 
   // C B^T for this warp's 16 rows (column tiles j <= rt), C fragments kept in registers.
   float cb[16][4];
@@ -810,7 +823,7 @@ __global__ void __launch_bounds__(kOutThreads, 1)
   for (int j = 0; j < 16; ++j)
 #pragma unroll
     for (int e = 0; e < 4; ++e) cb[j][e] = 0.f;
-  {
+  if (live) {
     const bf16* Cs = reinterpret_cast<const bf16*>(smem + lay.c_off);
     const bf16* Bs = reinterpret_cast<const bf16*>(smem + lay.b_off);
 #pragma unroll
@@ -850,6 +863,7 @@ __global__ void __launch_bounds__(kOutThreads, 1)
     const float* dts = reinterpret_cast<const float*>(sb + lay.dt_off);
     const float* acs = reinterpret_cast<const float*>(sb + lay.acs_off);
 
+    if (live) {
     float acc[2 * NP][4];
 #pragma unroll
     for (int j = 0; j < 2 * NP; ++j)
@@ -924,11 +938,61 @@ __global__ void __launch_bounds__(kOutThreads, 1)
         *reinterpret_cast<unsigned*>(y1 + 8 * j) = detail::pack_bf16x2(acc[j][2] + Dh * xf.x, acc[j][3] + Dh * xf.y);
       }
     }
+    }  // live
     __syncthreads();  // stage st is free
     if (hh + kOutStages < nh) issue_head(hh + kOutStages, st);
     cp_async_commit();
   }
   cp_async_wait<0>();
+  }  // chunks
+}
+
+// Blocks of `kernel` that fit on the whole device at once (all multiprocessors); 0 when the
+// runtime cannot say.
+template <typename Kernel>
+int resident_blocks(Kernel kernel, int threads, int smem_bytes) {
+  int dev = 0, sms = 0, per_sm = 0;
+  if (cudaGetDevice(&dev) != cudaSuccess ||
+      cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess ||
+      cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, threads, smem_bytes) != cudaSuccess) {
+    cudaGetLastError();
+    return 0;
+  }
+  return sms * per_sm;
+}
+
+// Grid of the output kernel. Each (chunk, group) block computes C B^T once and then streams
+// its heads, so few head splits amortise C B^T best, but when chunks are few (short prompts)
+// a block per (chunk, group) leaves most multiprocessors idle. The split count is the one
+// with the fewest "head times" on the critical path: waves of blocks times (heads per block
+// + about one head's worth for C B^T and the loads), for the chunk count of a full bucket
+// (est). Blocks loop over chunks (stride chunk_blocks), so the grid holds est chunks, or
+// more when one wave has room, not the bucket's worst case: surplus blocks would each hold
+// a multiprocessor's shared memory only to find no chunk. Results do not depend on either.
+struct out_grid {
+  int splits, chunk_blocks;
+};
+template <typename Kernel>
+out_grid output_grid(Kernel kernel, int smem_bytes, const batch_view& b, int chunks, const mamba_dims& d) {
+  const int hpg = d.H / d.G;
+  const int min_splits = ceil_div(hpg, kOutHeads);
+  const int slots = resident_blocks(kernel, kOutThreads, smem_bytes);
+  if (slots <= 0) return {min_splits, chunks};
+  const int est = std::max(1, std::min(chunks, ceil_div(b.padded_tokens, L)));
+  int best = min_splits;
+  long long best_cost = -1;
+  for (int sp = min_splits; sp <= hpg; ++sp) {
+    const int hb = ceil_div(hpg, sp);
+    if (sp > min_splits && ceil_div(hpg, sp - 1) == hb) continue;  // same heads per block, more blocks
+    const long long blocks = static_cast<long long>(est) * d.G * sp;
+    const long long cost = (blocks + slots - 1) / slots * (hb + 1);
+    if (best_cost < 0 || cost < best_cost) {
+      best_cost = cost;
+      best = sp;
+    }
+  }
+  const int per_chunk = d.G * best;
+  return {best, std::min(chunks, std::max(est, slots / per_chunk))};
 }
 
 template <int NP>
@@ -938,16 +1002,18 @@ void launch_mma_path(const bf16* xbc, const float* D, const ws_layout& ws, float
   const st_layout sl = st_smem_layout(16 * NP);
   PIECEWISE_CUDA_TRY(cudaFuncSetAttribute(ssd_state_mma<NP>, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                           static_cast<int>(sl.bytes)));
-  ssd_state_mma<NP><<<dim3(ceil_div(d.N, kStCols), d.H, b.max_seqs), kStThreads, sl.bytes, stream>>>(
+  const int per_seq = ceil_div(d.N, kStCols) * d.H;
+  const int seq_blocks = std::max(1, std::min(b.max_seqs, resident_blocks(ssd_state_mma<NP>, kStThreads, static_cast<int>(sl.bytes)) / per_seq));
+  ssd_state_mma<NP><<<dim3(ceil_div(d.N, kStCols), d.H, seq_blocks), kStThreads, sl.bytes, stream>>>(
       xbc, ws, ssm_state, b, d.H, d.N, d.G);
   NH_CHECK_LAUNCH("ssd_state_mma " + shape);
 
   const o_layout ol = o_smem_layout(16 * NP, d.N);
   PIECEWISE_CUDA_TRY(cudaFuncSetAttribute(ssd_output_mma<NP>, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                           static_cast<int>(ol.bytes)));
-  const int hpg = d.H / d.G;
-  const int splits = ceil_div(hpg, kOutHeads);
-  ssd_output_mma<NP><<<dim3(chunks, d.G * splits), kOutThreads, ol.bytes, stream>>>(
+  const out_grid og = output_grid(ssd_output_mma<NP>, static_cast<int>(ol.bytes), b, chunks, d);
+  const int splits = og.splits;
+  ssd_output_mma<NP><<<dim3(og.chunk_blocks, d.G * splits), kOutThreads, ol.bytes, stream>>>(
       xbc, D, ws, y, b, d.H, d.N, d.G, splits);
   NH_CHECK_LAUNCH("ssd_output_mma " + shape);
 }

@@ -11,8 +11,9 @@
 //      chunks in order with the running state in registers:
 //      H_{c+1} = exp(Acs_last) H_c + (x*dt*exp(Acs_last - Acs))^T B; stores each chunk's
 //      entering state H_c (bf16) in the workspace and the final state in the slot (fp32).
-//   3. output: one block per (chunk, group, up to 16 heads); C B^T is computed once per
-//      block and kept in registers: y = ((C B^T) o decay o dt) X + (exp(Acs) C) H_c^T + D x.
+//   3. output: one block per (chunk, group, 1..16 heads: fewer when chunks are few, so that
+//      short prompts still fill the chip); C B^T is computed once per block and chunk and
+//      kept in registers: y = ((C B^T) o decay o dt) X + (exp(Acs) C) H_c^T + D x.
 // The original wmma kernels remain selectable with NH_SSD_SCAN_LEGACY=1 (A/B timing).
 //
 // Data types: xbc is the conv output, bf16 [tokens, conv_dim] contiguous (x | B | C);
@@ -49,8 +50,10 @@ inline constexpr int ssd_chunk = 128;
 /// ssd_scan_workspace_bytes(batch.padded_tokens, batch.max_seqs, dims) bytes, 256-byte
 /// aligned. dt_max may be +infinity.
 /// Capture-safe: counts, offsets, slots and context lengths are read from batch's device
-/// buffers; grids are sized from batch.padded_tokens / batch.max_seqs and blocks beyond
-/// the real chunk/sequence count exit early; no allocation, no host synchronisation.
+/// buffers; grids are sized from batch.padded_tokens / batch.max_seqs (and the device's
+/// multiprocessor count) and blocks loop over the real chunks / sequences, or exit early
+/// when there are none; no allocation, no host synchronisation. Results do not depend on
+/// the grid.
 /// Throws piecewise::config_error (unsupported shape, small workspace, null pointers) or
 /// piecewise::cuda_error (launch failure).
 void ssd_scan(const bf16* xbc, const bf16* dt_raw, int ld_dt, const float* A_log,

@@ -12,9 +12,15 @@ target_link_libraries(nemotron_h_run PRIVATE nh_runner CLI11::CLI11)
 if(PIECEWISE_BUILD_TESTS)
   piecewise_add_gpu_test(nh_runner_gpu_tests ${CMAKE_CURRENT_LIST_DIR}/../tests/test_runner.cpp LIBS nh_runner)
   target_compile_definitions(nh_runner_gpu_tests PRIVATE NH_TEST_DATA_DIR="${CMAKE_CURRENT_LIST_DIR}/../tests/data")
+  # The runner's small kernels (argmax, gather, bookkeeping) against host references.
+  piecewise_add_gpu_test(nh_runner_kernels_gpu_tests ${CMAKE_CURRENT_LIST_DIR}/../tests/test_model_kernels.cu
+                         LIBS nh_runner)
 endif()
 
 if(PIECEWISE_BUILD_BENCH)
   add_executable(nh_model_bench ${CMAKE_CURRENT_LIST_DIR}/../bench/bench_model.cu)
   target_link_libraries(nh_model_bench PRIVATE nh_runner)
+  # Each small kernel of a decode step / short prefill alone (bench/bench_step_kernels.cu).
+  add_executable(nh_step_kernels_bench ${CMAKE_CURRENT_LIST_DIR}/../bench/bench_step_kernels.cu)
+  target_link_libraries(nh_step_kernels_bench PRIVATE nh_runner)
 endif()

@@ -151,3 +151,71 @@ TEST_CASE("conv1d: captured graphs replayed with new metadata", "[mamba][conv1d]
   f.check("graph prefill (unchanged)");
   d.check("graph decode, new batch replay");
 }
+
+TEST_CASE("conv1d: short prompts and batch-1 decode at 9B shapes", "[mamba][conv1d][9b][short]") {
+  std::mt19937 rng(105);
+  // 16-token prompt, fresh and with a cached state: the short-batch tiling (4 tokens a
+  // thread, narrow blocks); sequences starting on tile edges read their state rows there.
+  conv_fixture f(12288, 22656, 10240, 6, 48, 4, rng);
+  f.make({16}, {0}, {2}, rng);
+  prefill(f, nullptr);
+  PIECEWISE_CUDA_TRY(cudaDeviceSynchronize());
+  f.check("9B prefill 16 tokens, fresh");
+  f.make({16}, {5}, {2}, rng);
+  prefill(f, nullptr);
+  PIECEWISE_CUDA_TRY(cudaDeviceSynchronize());
+  f.check("9B prefill 16 tokens, cached");
+  f.make({4, 8, 2, 3}, {3, 1, 2, 0}, {5, 1, 0, 4}, rng);
+  prefill(f, nullptr);
+  PIECEWISE_CUDA_TRY(cudaDeviceSynchronize());
+  f.check("9B prefill pack 4/8/2/3 with states");
+  conv_fixture d(12288, 22656, 10240, 4, 1, 1, rng);
+  for (int ctx : {0, 3}) {
+    d.make({1}, {ctx}, {3}, rng);
+    decode(d, nullptr);
+    PIECEWISE_CUDA_TRY(cudaDeviceSynchronize());
+    d.check(ctx == 0 ? "9B decode batch 1, fresh" : "9B decode batch 1, cached");
+  }
+}
+
+TEST_CASE("conv1d: output bits do not depend on the tiling, unaligned weights", "[mamba][conv1d][tiling]") {
+  std::mt19937 rng(106);
+  // The same 40-token pack through the short tiling (padded_tokens 40) and the long one
+  // (padded_tokens 2048 makes the grid large enough): identical bits.
+  conv_fixture f(12288, 22656, 10240, 4, 2048, 3, rng);
+  f.make({17, 3, 20}, {2, 0, 9}, {1, 3, 0}, rng);
+  const auto state0 = f.state.download();
+  std::vector<std::vector<bf16>> outs, states;
+  for (int padded : {40, 2048}) {
+    nemotron_h::batch_view v = f.batch.view;
+    v.padded_tokens = padded;
+    f.state.upload(state0);
+    f.out.poison();
+    nemotron_h::conv1d_prefill(f.zx.get() + f.xoff, f.ld, f.w.get(), f.bias.get(), f.state.get(), f.out.get(), v,
+                               f.C, f.K, nullptr);
+    PIECEWISE_CUDA_TRY(cudaDeviceSynchronize());
+    auto o = f.out.download();
+    o.resize(static_cast<std::size_t>(40) * f.C);
+    outs.push_back(o);
+    states.push_back(f.state.download());
+  }
+  f.check("9B pack 17/3/20, long tiling");
+  CHECK(std::memcmp(outs[0].data(), outs[1].data(), outs[0].size() * sizeof(bf16)) == 0);
+  CHECK(std::memcmp(states[0].data(), states[1].data(), states[0].size() * sizeof(bf16)) == 0);
+
+  // Weights and bias 2 bytes off 16-byte alignment: the element-wise weight loads.
+  conv_fixture g(512, 776, 256, 8, 64, 4, rng);
+  dbuf<bf16> w1(g.w.size() + 1), b1(g.bias.size() + 1);
+  PIECEWISE_CUDA_TRY(cudaMemcpy(w1.get() + 1, g.w.get(), g.w.size() * sizeof(bf16), cudaMemcpyDeviceToDevice));
+  PIECEWISE_CUDA_TRY(cudaMemcpy(b1.get() + 1, g.bias.get(), g.bias.size() * sizeof(bf16), cudaMemcpyDeviceToDevice));
+  g.make({9, 1, 30}, {1, 0, 4}, {2, 5, 7}, rng);
+  nemotron_h::conv1d_prefill(g.zx.get() + g.xoff, g.ld, w1.get() + 1, b1.get() + 1, g.state.get(), g.out.get(),
+                             g.batch.view, g.C, g.K, nullptr);
+  PIECEWISE_CUDA_TRY(cudaDeviceSynchronize());
+  g.check("prefill, unaligned weights");
+  g.make({1, 1, 1}, {1, 0, 4}, {2, 5, 7}, rng);
+  nemotron_h::conv1d_decode(g.zx.get() + g.xoff, g.ld, w1.get() + 1, b1.get() + 1, g.state.get(), g.out.get(),
+                            g.batch.view, g.C, g.K, nullptr);
+  PIECEWISE_CUDA_TRY(cudaDeviceSynchronize());
+  g.check("decode, unaligned weights");
+}

@@ -59,3 +59,55 @@ TEST_CASE("mamba_decode: captured graph replayed with new metadata", "[mamba][de
   g.replay();
   f.check("graph: replay with new batch of 6", kTolY, kTolState);
 }
+
+TEST_CASE("mamba_decode: batch of one (split heads), fresh and cached, odd P", "[mamba][decode][split]") {
+  std::mt19937 rng(304);
+  // 9B at batch 1: each head's 80 state rows are split over several blocks.
+  ssm_fixture f(mamba_dims{128, 80, 128, 8, 4}, 3, 1, 1, rng);
+  for (int ctx : {0, 6}) {
+    f.make({1}, {ctx}, {2}, rng);
+    decode(f, nullptr);
+    PIECEWISE_CUDA_TRY(cudaDeviceSynchronize());
+    f.check(ctx == 0 ? "9B decode batch 1, fresh" : "9B decode batch 1, cached", kTolY, kTolState);
+  }
+  // P = 24 (not a multiple of the 16 rows a block takes at a time), N = 64, batch 2.
+  ssm_fixture g(mamba_dims{6, 24, 64, 3, 4}, 4, 2, 2, rng);
+  g.make({1, 1}, {3, 0}, {3, 1}, rng);
+  decode(g, nullptr);
+  PIECEWISE_CUDA_TRY(cudaDeviceSynchronize());
+  g.check("decode batch 2, P=24 N=64", kTolY, kTolState);
+  // Two tokens of one sequence through the split kernel (token-by-token recurrence).
+  ssm_fixture m(mamba_dims{16, 80, 128, 2, 4}, 2, 2, 1, rng);
+  m.make({2}, {1}, {1}, rng);
+  decode(m, nullptr);
+  PIECEWISE_CUDA_TRY(cudaDeviceSynchronize());
+  m.check("decode 2 tokens of one sequence, P=80", kTolY, kTolState);
+}
+
+TEST_CASE("mamba_decode: results do not depend on the head split (bit for bit)", "[mamba][decode][split]") {
+  // The same sequences launched with max_seqs 1 (many blocks per head) and 64 (one block per
+  // head): y and the state must be identical bits.
+  std::mt19937 rng(305);
+  ssm_fixture f(mamba_dims{128, 80, 128, 8, 4}, 2, 64, 64, rng);
+  f.make({1}, {4}, {1}, rng);
+  const auto state0 = f.state.download();
+  nemotron_h::batch_view one = f.batch.view;
+  one.max_seqs = 1;
+  one.padded_tokens = 1;
+  std::vector<std::vector<bf16>> ys;
+  std::vector<std::vector<float>> states;
+  for (const nemotron_h::batch_view* v : {&one, &f.batch.view}) {
+    f.state.upload(state0);
+    f.y.poison();
+    nemotron_h::mamba_decode(f.xbc.get(), f.dt_ptr(), f.ldz, f.A_log.get(), f.D.get(), f.dt_bias.get(),
+                             f.state.get(), f.y.get(), *v, f.d, f.dt_min, f.dt_max, nullptr);
+    PIECEWISE_CUDA_TRY(cudaDeviceSynchronize());
+    auto y = f.y.download();
+    y.resize(static_cast<std::size_t>(f.d.d_inner()));
+    ys.push_back(y);
+    states.push_back(f.state.download());
+  }
+  f.check("9B batch 1 launched with max_seqs 64", kTolY, kTolState);
+  CHECK(std::memcmp(ys[0].data(), ys[1].data(), ys[0].size() * sizeof(bf16)) == 0);
+  CHECK(std::memcmp(states[0].data(), states[1].data(), states[0].size() * sizeof(float)) == 0);
+}

@@ -23,7 +23,10 @@ std::vector<double> download_d(const dbuf<bf16>& b) { return to_double(b.downloa
 }  // namespace
 
 TEST_CASE("rmsnorm and add_rmsnorm match the reference", "[dense][norms]") {
-  for (auto [rows, D] : {std::pair{5, 64}, std::pair{37, 4480}, std::pair{3, 4096}}) {
+  // Shapes cover every kernel: up to 512 16-byte pieces per thread-row (D <= 4096), 2 and 4
+  // pieces per thread (4480, 16384) and the two-pass kernel beyond (36864); one row (decode).
+  for (auto [rows, D] : {std::pair{5, 64}, std::pair{37, 4480}, std::pair{3, 4096}, std::pair{1, 4480},
+                         std::pair{1, 4096}, std::pair{2, 16384}, std::pair{1, 36864}, std::pair{3, 8200}}) {
     CAPTURE(rows, D);
     std::mt19937 gen(100 + D + rows);
     std::vector<double> x, w, r;
@@ -105,7 +108,10 @@ TEST_CASE("gated_rmsnorm (fp32 and bf16 y, strided z) matches the reference",
     int rows, d_inner, G, ldz;
   };
   // 9B: in_proj width = 2*10240 + 2*8*128 + 128 = 22656; z is its first d_inner columns.
-  for (auto sh : {shape{4, 64, 4, 96}, shape{33, 10240, 8, 22656}, shape{5, 8192, 8, 8192}}) {
+  // Group sizes: 16, 1280 and 1024 (one 4-channel piece per thread), 8192 (four) and
+  // 10240 (the shared-memory kernel); one row (decode).
+  for (auto sh : {shape{4, 64, 4, 96}, shape{33, 10240, 8, 22656}, shape{5, 8192, 8, 8192}, shape{1, 10240, 8, 22656},
+                  shape{2, 16384, 2, 16384}, shape{1, 40960, 4, 40960}}) {
     CAPTURE(sh.rows, sh.d_inner, sh.G);
     std::mt19937 gen(200 + sh.d_inner);
     const int rows = sh.rows, d = sh.d_inner;
