@@ -30,7 +30,7 @@ TEST_CASE("handles are move-only owners and are counted") {
   REQUIRE(live_handles().events == h0.events);
 }
 
-TEST_CASE("device_buffer owns and counts device memory; device_arena is one") {
+TEST_CASE("device_buffer owns and counts device memory, and device_arena holds one") {
   const handle_counts h0 = live_handles();
   {
     device_buffer a(1000, "a");

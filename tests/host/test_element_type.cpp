@@ -47,7 +47,7 @@ TEST_CASE("bf16 and f16 decode exactly and round-trip every bit pattern") {
   }
 }
 
-TEST_CASE("float to bf16 / f16 rounds to nearest even; overflow, NaN and subnormals") {
+TEST_CASE("float to bf16 and f16 rounds to nearest even, with overflow, NaN and subnormals") {
   // Halfway between two bf16 values: ties go to the even mantissa.
   REQUIRE(float_to_bf16_bits(bf16_bits_to_float(0x3f80) + std::ldexp(1.0f, -8)) == 0x3f80);  // 1 + 2^-8 -> 1
   REQUIRE(float_to_bf16_bits(bf16_bits_to_float(0x3f81) + std::ldexp(1.0f, -8)) == 0x3f82);  // odd -> up
