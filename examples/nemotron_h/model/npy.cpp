@@ -63,10 +63,14 @@ std::vector<std::uint8_t> header_bytes(const std::vector<std::int64_t>& shape) {
   std::string d = fmt::format("{{'descr': '<f4', 'fortran_order': False, 'shape': ({}), }}", sh);
   const std::size_t unpadded = 10 + d.size() + 1;
   d += std::string((64 - unpadded % 64) % 64, ' ') + "\n";
-  std::vector<std::uint8_t> out = {0x93, 'N', 'U', 'M', 'P', 'Y', 1, 0,
-                                   static_cast<std::uint8_t>(d.size() & 0xff), static_cast<std::uint8_t>(d.size() >> 8)};
-  out.insert(out.end(), d.begin(), d.end());
-  return out;
+  // Magic, version 1.0, little-endian header length, then the dict: built as one string
+  // and copied once.
+  std::string h = "\x93NUMPY\x01";
+  h += '\0';
+  h += static_cast<char>(d.size() & 0xff);
+  h += static_cast<char>(d.size() >> 8);
+  h += d;
+  return std::vector<std::uint8_t>(h.begin(), h.end());
 }
 
 }  // namespace
