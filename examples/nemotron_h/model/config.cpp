@@ -10,6 +10,7 @@
 #include <sstream>
 
 #include "model/json_depth.hpp"
+#include "model/messages.hpp"
 #include "piecewise/error.hpp"
 
 namespace nemotron_h {
@@ -23,10 +24,7 @@ constexpr int kMaxVocab = 1 << 22;
 constexpr int kMaxLayers = 4096;
 constexpr std::size_t kMaxConfigBytes = 16u << 20;
 constexpr int kMaxJsonDepth = 64;
-
-[[noreturn]] void fail(std::string_view origin, const std::string& msg) {
-  throw piecewise::config_error(fmt::format("{}: {}", origin, msg));
-}
+constexpr std::size_t kQuoted = 64;  // characters of a config value quoted in a message
 
 const char* type_name(const json& v) {
   switch (v.type()) {
@@ -160,16 +158,6 @@ char block_type_char(const std::string& s) {
   return 0;
 }
 
-std::string printable(std::string_view s) {
-  std::string out;
-  for (unsigned char c : s.substr(0, 64)) {
-    if (c >= 32 && c < 127) out += static_cast<char>(c);
-    else out += fmt::format("\\x{:02x}", c);
-  }
-  if (s.size() > 64) out += "...";
-  return out;
-}
-
 std::vector<layer_kind> pattern_to_layers(std::string_view pattern, std::string_view origin, const char* field) {
   std::vector<layer_kind> layers;
   layers.reserve(pattern.size());
@@ -180,10 +168,10 @@ std::vector<layer_kind> pattern_to_layers(std::string_view pattern, std::string_
       case '-': layers.push_back(layer_kind::mlp); break;
       case 'E':
         fail(origin, fmt::format("MoE layers (layer {}) are not supported yet (field '{}' = \"{}\")", i, field,
-                                 printable(pattern)));
+                                 printable(pattern, kQuoted)));
       default:
         fail(origin, fmt::format("field '{}': unknown block type '{}' at layer {} (expected M, *, - or E)", field,
-                                 printable(pattern.substr(i, 1)), i));
+                                 printable(pattern.substr(i, 1), kQuoted), i));
     }
   }
   return layers;
@@ -229,13 +217,13 @@ model_config parse_json_object(const json& j, std::string_view origin) {
       if (ch == 0) {
         fail(origin, fmt::format("field 'layers_block_type'[{}]: unknown block type \"{}\" (expected mamba, "
                                  "linear_attention, attention, full_attention, mlp or moe)",
-                                 i, printable(e.get<std::string>())));
+                                 i, printable(e.get<std::string>(), kQuoted)));
       }
       p2 += ch;
     }
     if (hop && p2 != pattern) {
       fail(origin, fmt::format("fields 'hybrid_override_pattern' (\"{}\") and 'layers_block_type' (\"{}\") disagree",
-                               printable(pattern), printable(p2)));
+                               printable(pattern, kQuoted), printable(p2, kQuoted)));
     }
     pattern = std::move(p2);
   }
@@ -293,12 +281,12 @@ model_config parse_json_object(const json& j, std::string_view origin) {
   }
   const std::string mlp_act = r.get_string("mlp_hidden_act", "relu2");
   if (mlp_act != "relu2") {
-    fail(origin, fmt::format("field 'mlp_hidden_act' = \"{}\" is not supported (only \"relu2\")", printable(mlp_act)));
+    fail(origin, fmt::format("field 'mlp_hidden_act' = \"{}\" is not supported (only \"relu2\")", printable(mlp_act, kQuoted)));
   }
   const std::string mamba_act = r.get_string("mamba_hidden_act", "silu");
   if (mamba_act != "silu" && mamba_act != "swish") {
     fail(origin,
-         fmt::format("field 'mamba_hidden_act' = \"{}\" is not supported (only \"silu\")", printable(mamba_act)));
+         fmt::format("field 'mamba_hidden_act' = \"{}\" is not supported (only \"silu\")", printable(mamba_act, kQuoted)));
   }
   if (r.find({"num_nextn_predict_layers"})) {
     const int mtp = r.get_int({"num_nextn_predict_layers"}, 0, kMaxLayers);
@@ -517,7 +505,7 @@ model_config preset(std::string_view name) {
   std::string known;
   for (const auto& n : list_presets()) known += (known.empty() ? "" : ", ") + n;
   throw piecewise::config_error(fmt::format("unknown model preset \"{}\" (known: {}; or give a path to a config.json)",
-                                            printable(name), known));
+                                            printable(name, kQuoted), known));
 }
 
 std::vector<std::string> list_presets() { return {"small", "tiny", "nano-9b-v2", "nemotron-h-8b", "nemotron-h-4b"}; }
@@ -539,7 +527,7 @@ model_config resolve_model(std::string_view arg) {
   std::string known;
   for (const auto& n : list_presets()) known += (known.empty() ? "" : ", ") + n;
   throw piecewise::config_error(fmt::format(
-      "--model \"{}\" is neither a preset ({}) nor an existing config.json or directory", printable(arg), known));
+      "--model \"{}\" is neither a preset ({}) nor an existing config.json or directory", printable(arg, kQuoted), known));
 }
 
 }  // namespace nemotron_h

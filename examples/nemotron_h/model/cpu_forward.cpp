@@ -8,6 +8,7 @@
 #include <limits>
 
 #include "model/safetensors.hpp"
+#include "piecewise/element_type.hpp"
 #include "piecewise/error.hpp"
 #include "reference/reference.hpp"
 
@@ -17,7 +18,7 @@ namespace {
 
 std::vector<double> to_f64(const std::vector<bf16_bits>& v) {
   std::vector<double> out(v.size());
-  for (std::size_t i = 0; i < v.size(); ++i) out[i] = bf16_to_float(v[i]);
+  for (std::size_t i = 0; i < v.size(); ++i) out[i] = piecewise::bf16_bits_to_float(v[i]);
   return out;
 }
 

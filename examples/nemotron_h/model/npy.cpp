@@ -8,32 +8,18 @@
 #include <fstream>
 #include <string>
 
+#include "model/messages.hpp"
 #include "piecewise/error.hpp"
 
 namespace nemotron_h {
 
 namespace {
 
-[[noreturn]] void fail(std::string_view name, const std::string& msg) {
-  throw piecewise::config_error(fmt::format("{}: {}", name, msg));
-}
-
 std::string trim(std::string_view s) {
   std::size_t a = 0, b = s.size();
   while (a < b && (s[a] == ' ' || s[a] == '\n')) ++a;
   while (b > a && (s[b - 1] == ' ' || s[b - 1] == '\n')) --b;
   return std::string(s.substr(a, b - a));
-}
-
-/// At most 96 characters of `s` with non-printable bytes escaped (for messages).
-std::string printable(std::string_view s) {
-  std::string out;
-  for (unsigned char c : s.substr(0, 96)) {
-    if (c >= 32 && c < 127) out += static_cast<char>(c);
-    else out += fmt::format("\\x{:02x}", c);
-  }
-  if (s.size() > 96) out += "...";
-  return out;
 }
 
 /// The value text of key `key` in a Python dict literal (e.g. "'<f4'", "False", "(3, 4)").

@@ -123,17 +123,6 @@ class checkpoint {
   std::map<std::string, std::pair<const safetensors_file*, const st_tensor_info*>, std::less<>> index_;
 };
 
-// ---- conversions ------------------------------------------------------------------------
-
-/// bf16 bits -> float (exact).
-float bf16_to_float(std::uint16_t b) noexcept;
-/// float -> bf16 bits, round to nearest even; NaN stays NaN.
-std::uint16_t float_to_bf16(float f) noexcept;
-/// IEEE half bits -> float (exact, subnormals included).
-float half_to_float(std::uint16_t h) noexcept;
-/// float -> IEEE half bits, round to nearest even (overflow -> inf).
-std::uint16_t float_to_half(float f) noexcept;
-
 // ---- writing ------------------------------------------------------------------------------
 
 /// A tensor to write: raw little-endian bytes in `dtype` (size must match the shape).

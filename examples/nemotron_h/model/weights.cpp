@@ -8,14 +8,14 @@
 #include <map>
 #include <thread>
 
+#include "model/messages.hpp"
 #include "model/safetensors.hpp"
+#include "piecewise/element_type.hpp"
 #include "piecewise/error.hpp"
 
 namespace nemotron_h {
 
 namespace {
-
-std::string shape_str(const std::vector<std::int64_t>& s) { return fmt::format("[{}]", fmt::join(s, ", ")); }
 
 std::string layer_prefix(int i) { return fmt::format("backbone.layers.{}.", i); }
 
@@ -73,10 +73,10 @@ std::vector<bf16_bits> fill_bf16(std::uint64_t seed, const std::string& name, st
           const double u1 = uniform01(s), u2 = uniform01(s);
           const double r = std::sqrt(-2.0 * std::log(u1));
           const double t = 6.283185307179586 * u2;
-          out[i++] = float_to_bf16(static_cast<float>(scale * r * std::cos(t)));
-          if (i < hi) out[i++] = float_to_bf16(static_cast<float>(scale * r * std::sin(t)));
+          out[i++] = piecewise::float_to_bf16_bits(static_cast<float>(scale * r * std::cos(t)));
+          if (i < hi) out[i++] = piecewise::float_to_bf16_bits(static_cast<float>(scale * r * std::sin(t)));
         } else {
-          out[i++] = float_to_bf16(static_cast<float>(scale * (2.0 * uniform01(s) - 1.0)));
+          out[i++] = piecewise::float_to_bf16_bits(static_cast<float>(scale * (2.0 * uniform01(s) - 1.0)));
         }
       }
     }
@@ -106,11 +106,11 @@ std::vector<float> fill_f32_normal(std::uint64_t seed, const std::string& name, 
   return out;
 }
 
-std::vector<bf16_bits> constant_bf16(std::size_t n, float v) { return std::vector<bf16_bits>(n, float_to_bf16(v)); }
+std::vector<bf16_bits> constant_bf16(std::size_t n, float v) { return std::vector<bf16_bits>(n, piecewise::float_to_bf16_bits(v)); }
 
 std::vector<bf16_bits> to_bf16(const std::vector<float>& v) {
   std::vector<bf16_bits> out(v.size());
-  for (std::size_t i = 0; i < v.size(); ++i) out[i] = float_to_bf16(v[i]);
+  for (std::size_t i = 0; i < v.size(); ++i) out[i] = piecewise::float_to_bf16_bits(v[i]);
   return out;
 }
 
@@ -382,7 +382,7 @@ model_weights synthetic_weights(const model_config& c, std::uint64_t seed, const
         if (rv) mw.D = fill_f32_normal(seed, m + "D", H, 1.0, 0.5);
         // A_log, D, dt_bias are stored fp32 but are what a bf16 checkpoint would hold.
         for (auto* v : {&mw.A_log, &mw.D, &mw.dt_bias}) {
-          for (float& x : *v) x = bf16_to_float(float_to_bf16(x));
+          for (float& x : *v) x = piecewise::bf16_bits_to_float(piecewise::float_to_bf16_bits(x));
         }
         mw.norm = norm_weight(m + "norm.weight", static_cast<std::size_t>(c.d_inner()));
         const double out_bound =

@@ -389,10 +389,7 @@ std::vector<float> gpu_model::read_logits(int n, cudaStream_t s) const {
   PIECEWISE_CUDA_TRY(cudaMemcpyAsync(raw.data(), logits_, raw.size() * sizeof(bf16), cudaMemcpyDeviceToHost, s));
   PIECEWISE_CUDA_TRY(cudaStreamSynchronize(s));
   std::vector<float> out(raw.size());
-  for (std::size_t i = 0; i < raw.size(); ++i) {
-    const std::uint32_t bits = static_cast<std::uint32_t>(raw[i]) << 16;
-    std::memcpy(&out[i], &bits, 4);
-  }
+  for (std::size_t i = 0; i < raw.size(); ++i) out[i] = piecewise::bf16_bits_to_float(raw[i]);
   return out;
 }
 

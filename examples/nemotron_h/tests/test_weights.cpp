@@ -6,6 +6,7 @@
 #include <fstream>
 
 #include "model/safetensors.hpp"
+#include "piecewise/element_type.hpp"
 #include "model/weights.hpp"
 #include "model_test_util.hpp"
 
@@ -71,8 +72,8 @@ TEST_CASE("weights: synthetic weights are deterministic and initialised like tra
   auto stats = [](const std::vector<bf16_bits>& v) {
     double s = 0, s2 = 0;
     for (auto x : v) {
-      s += bf16_to_float(x);
-      s2 += double(bf16_to_float(x)) * bf16_to_float(x);
+      s += piecewise::bf16_bits_to_float(x);
+      s2 += double(piecewise::bf16_bits_to_float(x)) * piecewise::bf16_bits_to_float(x);
     }
     const double m = s / double(v.size());
     return std::pair{m, std::sqrt(s2 / double(v.size()) - m * m)};
@@ -98,15 +99,15 @@ TEST_CASE("weights: synthetic weights are deterministic and initialised like tra
   }
   const double conv_bound = 1.0 / std::sqrt(double(big.conv_kernel));
   float cmax = 0;
-  for (auto x : m.conv_w) cmax = std::max(cmax, std::abs(bf16_to_float(x)));
+  for (auto x : m.conv_w) cmax = std::max(cmax, std::abs(piecewise::bf16_bits_to_float(x)));
   CHECK(cmax <= conv_bound * 1.01);
   CHECK(cmax > conv_bound * 0.9);
   const double out_bound = 1.0 / std::sqrt(double(big.d_inner())) / std::sqrt(double(big.num_layers()));
   float omax = 0;
-  for (auto x : m.out_proj) omax = std::max(omax, std::abs(bf16_to_float(x)));
+  for (auto x : m.out_proj) omax = std::max(omax, std::abs(piecewise::bf16_bits_to_float(x)));
   CHECK(omax <= out_bound * 1.01);
   CHECK(omax > out_bound * 0.9);
-  for (auto x : w.layers[1].norm) CHECK(x == float_to_bf16(1.0f));
+  for (auto x : w.layers[1].norm) CHECK(x == piecewise::float_to_bf16_bits(1.0f));
 
   const model_weights r = synthetic_weights(c, 7, {.randomize_vectors = true});
   CHECK(r.layers[0].norm != a.layers[0].norm);
@@ -175,10 +176,10 @@ TEST_CASE("weights: embedding alias, tied lm_head, F32/F16 sources", "[weights]"
   CHECK_THAT(load_err(td.path, c), Contains("missing tensor") && Contains("'lm_head.weight' [96, 32]"));
   c.tie_word_embeddings = true;
   const model_weights w = load_weights(td.path, c);
-  for (std::size_t i = 0; i < emb.size(); ++i) REQUIRE(w.embeddings[i] == float_to_bf16(emb[i]));
+  for (std::size_t i = 0; i < emb.size(); ++i) REQUIRE(w.embeddings[i] == piecewise::float_to_bf16_bits(emb[i]));
   CHECK(w.lm_head == w.embeddings);
   for (std::size_t i = 0; i < up.size(); ++i) {
-    REQUIRE(w.layers[2].mlp.up_proj[i] == float_to_bf16(half_to_float(float_to_half(up[i]))));
+    REQUIRE(w.layers[2].mlp.up_proj[i] == piecewise::float_to_bf16_bits(piecewise::half_bits_to_float(piecewise::float_to_half_bits(up[i]))));
   }
 }
 
