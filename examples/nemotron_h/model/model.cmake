@@ -4,6 +4,8 @@ find_package(nlohmann_json REQUIRED)
 
 add_library(nh_model STATIC
   ${CMAKE_CURRENT_LIST_DIR}/config.cpp
+  ${CMAKE_CURRENT_LIST_DIR}/layer_kinds.cpp
+  ${CMAKE_CURRENT_LIST_DIR}/tensor.cpp
   ${CMAKE_CURRENT_LIST_DIR}/safetensors.cpp
   ${CMAKE_CURRENT_LIST_DIR}/weights.cpp
   ${CMAKE_CURRENT_LIST_DIR}/cpu_forward.cpp

@@ -301,9 +301,14 @@ std::vector<std::uint8_t> safetensors_file::read_raw(const st_tensor_info& t) co
 }
 
 std::vector<std::uint16_t> safetensors_file::read_bf16(const st_tensor_info& t) const {
+  std::vector<std::uint16_t> out(static_cast<std::size_t>(t.numel()));
+  read_bf16(t, out.data());
+  return out;
+}
+
+void safetensors_file::read_bf16(const st_tensor_info& t, std::uint16_t* out) const {
   const std::vector<std::uint8_t> raw = read_raw(t);
   const std::size_t n = static_cast<std::size_t>(t.numel());
-  std::vector<std::uint16_t> out(n);
   const std::uint8_t* r = raw.data();
   for (std::size_t i = 0; i < n; ++i) {
     switch (t.dtype) {
@@ -331,13 +336,17 @@ std::vector<std::uint16_t> safetensors_file::read_bf16(const st_tensor_info& t) 
       }
     }
   }
-  return out;
 }
 
 std::vector<float> safetensors_file::read_f32(const st_tensor_info& t) const {
+  std::vector<float> out(static_cast<std::size_t>(t.numel()));
+  read_f32(t, out.data());
+  return out;
+}
+
+void safetensors_file::read_f32(const st_tensor_info& t, float* out) const {
   const std::vector<std::uint8_t> raw = read_raw(t);
   const std::size_t n = static_cast<std::size_t>(t.numel());
-  std::vector<float> out(n);
   const std::uint8_t* r = raw.data();
   for (std::size_t i = 0; i < n; ++i) {
     switch (t.dtype) {
@@ -357,7 +366,6 @@ std::vector<float> safetensors_file::read_f32(const st_tensor_info& t) const {
       }
     }
   }
-  return out;
 }
 
 // ---- checkpoints --------------------------------------------------------------------------

@@ -88,8 +88,12 @@ class safetensors_file {
   [[nodiscard]] std::vector<std::uint8_t> read_raw(const st_tensor_info& t) const;
   /// The tensor converted to bf16 (as uint16 bit patterns; F32/F64 rounded to nearest even).
   [[nodiscard]] std::vector<std::uint16_t> read_bf16(const st_tensor_info& t) const;
+  /// The same into `out` (t.numel() values).
+  void read_bf16(const st_tensor_info& t, std::uint16_t* out) const;
   /// The tensor converted to fp32 (exact for BF16/F16/F32; F64 rounded).
   [[nodiscard]] std::vector<float> read_f32(const st_tensor_info& t) const;
+  /// The same into `out` (t.numel() values).
+  void read_f32(const st_tensor_info& t, float* out) const;
 
  private:
   std::filesystem::path path_;

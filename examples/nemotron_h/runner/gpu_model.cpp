@@ -24,18 +24,23 @@ namespace {
 constexpr std::size_t kAlign = 256;
 std::size_t aligned(std::size_t b) { return (b + kAlign - 1) / kAlign * kAlign; }
 
+/// Uploads the tensors `parts` back to back (rows stacked) into one allocation.
 template <typename T>
-T* upload(piecewise::device_arena& arena, const std::vector<T>& host, const std::string& name) {
-  T* p = arena.allocate<T>(host.size(), name);
-  PIECEWISE_CUDA_TRY_CTX(cudaMemcpy(p, host.data(), host.size() * sizeof(T), cudaMemcpyHostToDevice),
-                         fmt::format("uploading {}", name));
-  return p;
+T* upload(piecewise::device_arena& arena, std::initializer_list<const host_tensor*> parts, const std::string& name) {
+  std::size_t bytes = 0;
+  for (const host_tensor* t : parts) bytes += t->data_bytes();
+  auto* p = static_cast<std::uint8_t*>(arena.allocate_bytes(bytes, name));
+  std::size_t off = 0;
+  for (const host_tensor* t : parts) {
+    PIECEWISE_CUDA_TRY_CTX(cudaMemcpy(p + off, t->data(), t->data_bytes(), cudaMemcpyHostToDevice),
+                           fmt::format("uploading {}", t->name()));
+    off += t->data_bytes();
+  }
+  return reinterpret_cast<T*>(p);
 }
-bf16* upload_bf16(piecewise::device_arena& arena, const std::vector<bf16_bits>& host, const std::string& name) {
-  bf16* p = arena.allocate<bf16>(host.size(), name);
-  PIECEWISE_CUDA_TRY_CTX(cudaMemcpy(p, host.data(), host.size() * sizeof(bf16), cudaMemcpyHostToDevice),
-                         fmt::format("uploading {}", name));
-  return p;
+template <typename T>
+T* upload(piecewise::device_arena& arena, const host_tensor& t, const std::string& name) {
+  return upload<T>(arena, {&t}, name);
 }
 
 }  // namespace
@@ -140,40 +145,35 @@ gpu_model::gpu_model(const model_config& config, const model_weights& weights, c
 
 void gpu_model::upload_weights(const model_weights& w) {
   auto& a = *weights_arena_;
-  embeddings_ = upload_bf16(a, w.embeddings, "embeddings");
-  norm_f_ = upload_bf16(a, w.norm_f, "norm_f");
-  lm_head_ = upload_bf16(a, w.lm_head, "lm_head");
+  embeddings_ = upload<bf16>(a, w.embeddings(), "embeddings");
+  norm_f_ = upload<bf16>(a, w.norm_f(), "norm_f");
+  lm_head_ = upload<bf16>(a, w.lm_head(), "lm_head");
   layers_.resize(static_cast<std::size_t>(cfg_.num_layers()));
   for (int l = 0; l < cfg_.num_layers(); ++l) {
     const layer_weights& src = w.layers[static_cast<std::size_t>(l)];
     layer_dev& L = layers_[static_cast<std::size_t>(l)];
     const std::string p = fmt::format("layers.{}.", l);
     L.kind = cfg_.layers[static_cast<std::size_t>(l)];
-    L.norm = upload_bf16(a, src.norm, p + "norm");
+    L.norm = upload<bf16>(a, src.get("norm.weight"), p + "norm");
     switch (L.kind) {
       case layer_kind::mamba:
-        L.in_proj = upload_bf16(a, src.mamba.in_proj, p + "in_proj");
-        L.conv_w = upload_bf16(a, src.mamba.conv_w, p + "conv1d.weight");
-        L.conv_b = upload_bf16(a, src.mamba.conv_b, p + "conv1d.bias");
-        L.A_log = upload(a, src.mamba.A_log, p + "A_log");
-        L.D = upload(a, src.mamba.D, p + "D");
-        L.dt_bias = upload(a, src.mamba.dt_bias, p + "dt_bias");
-        L.gnorm = upload_bf16(a, src.mamba.norm, p + "mixer.norm");
-        L.out_proj = upload_bf16(a, src.mamba.out_proj, p + "out_proj");
+        L.in_proj = upload<bf16>(a, src.get("mixer.in_proj.weight"), p + "in_proj");
+        L.conv_w = upload<bf16>(a, src.get("mixer.conv1d.weight"), p + "conv1d.weight");
+        L.conv_b = upload<bf16>(a, src.get("mixer.conv1d.bias"), p + "conv1d.bias");
+        L.A_log = upload<float>(a, src.get("mixer.A_log"), p + "A_log");
+        L.D = upload<float>(a, src.get("mixer.D"), p + "D");
+        L.dt_bias = upload<float>(a, src.get("mixer.dt_bias"), p + "dt_bias");
+        L.gnorm = upload<bf16>(a, src.get("mixer.norm.weight"), p + "mixer.norm");
+        L.out_proj = upload<bf16>(a, src.get("mixer.out_proj.weight"), p + "out_proj");
         break;
-      case layer_kind::attention: {
-        std::vector<bf16_bits> qkv;
-        qkv.reserve(src.attn.q_proj.size() + 2 * src.attn.k_proj.size());
-        qkv.insert(qkv.end(), src.attn.q_proj.begin(), src.attn.q_proj.end());
-        qkv.insert(qkv.end(), src.attn.k_proj.begin(), src.attn.k_proj.end());
-        qkv.insert(qkv.end(), src.attn.v_proj.begin(), src.attn.v_proj.end());
-        L.qkv = upload_bf16(a, qkv, p + "qkv_proj");
-        L.o_proj = upload_bf16(a, src.attn.o_proj, p + "o_proj");
+      case layer_kind::attention:
+        L.qkv = upload<bf16>(a, {&src.get("mixer.q_proj.weight"), &src.get("mixer.k_proj.weight"),
+                                 &src.get("mixer.v_proj.weight")}, p + "qkv_proj");
+        L.o_proj = upload<bf16>(a, src.get("mixer.o_proj.weight"), p + "o_proj");
         break;
-      }
       case layer_kind::mlp:
-        L.up = upload_bf16(a, src.mlp.up_proj, p + "up_proj");
-        L.down = upload_bf16(a, src.mlp.down_proj, p + "down_proj");
+        L.up = upload<bf16>(a, src.get("mixer.up_proj.weight"), p + "up_proj");
+        L.down = upload<bf16>(a, src.get("mixer.down_proj.weight"), p + "down_proj");
         break;
     }
   }
