@@ -20,6 +20,7 @@
 
 #include "bench/roofline.cuh"
 #include "model/config.hpp"
+#include "model/layer_kinds.hpp"
 #include "model/random_tokens.hpp"
 #include "model/weights.hpp"
 #include "runner/engine.hpp"
@@ -50,24 +51,18 @@ std::vector<std::vector<int>> prompts(int count, int len, int vocab, std::uint64
   return out;
 }
 
-// Matmul FLOPs of a prefill of T tokens (one sequence), plus causal attention.
+// Matmul FLOPs of a prefill of T tokens (one sequence): every linear weight of the layers
+// (the layer-kind table's), plus causal attention, plus lm_head for the last row.
 double prefill_flops(const model_config& c, double T) {
-  double per_token = 0, attn = 0;
-  for (layer_kind k : c.layers) {
-    switch (k) {
-      case layer_kind::mamba:
-        per_token += 2.0 * c.hidden_size * c.in_proj_dim() + 2.0 * c.d_inner() * c.hidden_size;
-        break;
-      case layer_kind::attention:
-        per_token += 2.0 * c.hidden_size * (c.q_dim() + 2 * c.kv_dim()) + 2.0 * c.q_dim() * c.hidden_size;
-        attn += 2.0 * 2.0 * c.q_dim() * T * (T + 1) / 2;  // QK^T and PV, causal
-        break;
-      case layer_kind::mlp:
-        per_token += 2.0 * 2.0 * c.hidden_size * c.intermediate_size;
-        break;
-    }
+  double per_token = 0;
+  for (const tensor_entry& e : model_tensors(c)) {
+    if (e.layer < 0 || !e.spec->linear) continue;
+    double n = 1;
+    for (std::int64_t d : e.shape) n *= static_cast<double>(d);
+    per_token += 2.0 * n;
   }
-  return per_token * T + attn + 2.0 * c.hidden_size * c.vocab_size;  // lm_head: last row only
+  const double attn = c.count(layer_kind::attention) * 2.0 * 2.0 * c.q_dim() * T * (T + 1) / 2;  // QK^T, PV
+  return per_token * T + attn + 2.0 * c.hidden_size * c.vocab_size;
 }
 
 double median(std::vector<double> v) {

@@ -30,7 +30,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   NH_FUZZ_CHECK(c.num_parameters() > 0);
   NH_FUZZ_CHECK(!c.summary().empty());
   int per_kind = 0;
-  for (layer_kind k : {layer_kind::mamba, layer_kind::attention, layer_kind::mlp}) per_kind += c.count(k);
+  for (const layer_kind_info& k : layer_kinds()) per_kind += c.count(k.kind);
   NH_FUZZ_CHECK(per_kind == c.num_layers());
   NH_FUZZ_CHECK(c.index_in_kind(c.num_layers() - 1) >= 0);
   std::int64_t params = 0;
@@ -43,5 +43,6 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     params += n;
   }
   NH_FUZZ_CHECK(params > 0);
+  NH_FUZZ_CHECK(params >= c.num_parameters());  // a tied lm_head is listed but counted once
   return 0;
 }

@@ -10,6 +10,7 @@
 
 #include "fuzz_check.hpp"
 #include "model/safetensors.hpp"
+#include "piecewise/element_type.hpp"
 #include "piecewise/error.hpp"
 
 using namespace nemotron_h;
@@ -41,8 +42,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     for (std::size_t i = 0; i < n; i = (i < 64 || i + 64 >= n) ? i + 1 : n - 64) {
       const std::uint8_t* e = p + i * esz;
       switch (t.dtype) {
-        case st_dtype::bf16: sum += bf16_to_float(static_cast<std::uint16_t>(e[0] | (e[1] << 8))); break;
-        case st_dtype::f16: sum += half_to_float(static_cast<std::uint16_t>(e[0] | (e[1] << 8))); break;
+        case st_dtype::bf16: sum += piecewise::bf16_bits_to_float(static_cast<std::uint16_t>(e[0] | (e[1] << 8))); break;
+        case st_dtype::f16: sum += piecewise::half_bits_to_float(static_cast<std::uint16_t>(e[0] | (e[1] << 8))); break;
         case st_dtype::f32: {
           float f;
           std::memcpy(&f, e, 4);

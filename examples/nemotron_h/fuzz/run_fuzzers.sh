@@ -45,10 +45,12 @@ start=$(date +%s)
 echo "== building fuzz targets into $build (${cxx})"
 objs=()
 pids=()
-for src in config safetensors npy weights; do
+for src in config layer_kinds tensor safetensors npy weights; do
   obj="$build/obj/$src.o"
   objs+=("$obj")
-  if [[ ! -f "$obj" || "$nh/model/$src.cpp" -nt "$obj" || "$nh/model/$src.hpp" -nt "$obj" ]]; then
+  newer_header=0
+  for h in "$nh"/model/*.hpp; do [[ "$h" -nt "$obj" ]] && newer_header=1; done
+  if [[ ! -f "$obj" || "$nh/model/$src.cpp" -nt "$obj" || $newer_header -eq 1 ]]; then
     "$cxx" "${common[@]}" "${san_lib[@]}" -c "$nh/model/$src.cpp" -o "$obj" &
     pids+=($!)
   fi
@@ -67,7 +69,7 @@ echo "   built in $(( $(date +%s) - start )) s"
 if [[ $regen -eq 1 ]]; then
   # The generator needs no sanitizers; build it plainly and rewrite the committed corpus.
   "$cxx" -std=c++20 -O1 -pthread -I"$nh" -I"$root/include" "$here/gen_corpus.cpp" \
-    "$nh/model/config.cpp" "$nh/model/safetensors.cpp" "$nh/model/npy.cpp" -lfmt -o "$build/gen_corpus"
+    "$nh/model/config.cpp" "$nh/model/layer_kinds.cpp" "$nh/model/safetensors.cpp" "$nh/model/npy.cpp" -lfmt -o "$build/gen_corpus"
   rm -rf "$here/corpus"
   "$build/gen_corpus" "$here/corpus" "$nh/tests/data/tiny"
   du -sh "$here/corpus"/*

@@ -1,4 +1,4 @@
-// cuBLASLt bf16 GEMM engine (see gemm.cuh).
+// cuBLASLt GEMM engine (see gemm.cuh): bf16 weights today.
 #include "kernels/gemm.cuh"
 
 #include <cstdint>
@@ -45,20 +45,18 @@ struct gemm_engine::plan {
 };
 
 gemm_engine::gemm_engine(std::size_t workspace_bytes) : workspace_bytes_(workspace_bytes) {
+  if (workspace_bytes_ > 0) workspace_ = piecewise::device_buffer(workspace_bytes_, "gemm_engine workspace");
   lt_check(cublasLtCreate(&handle_), "cublasLtCreate", 0, 0, 0);
-  if (workspace_bytes_ > 0) {
-    cudaError_t err = cudaMalloc(&workspace_, workspace_bytes_);
-    if (err != cudaSuccess) {
-      cublasLtDestroy(handle_);
-      PIECEWISE_CUDA_TRY_CTX(err, "gemm_engine workspace");
-    }
-  }
 }
 
 gemm_engine::~gemm_engine() {
   for (auto& [k, p] : plans_) delete p;
-  if (workspace_ != nullptr) cudaFree(workspace_);
   if (handle_ != nullptr) cublasLtDestroy(handle_);
+}
+
+void gemm_engine::require_supported(const weight& W) {
+  expects(supports(W.type), strf("gemm_engine: weight '%s' has dtype %s: not supported yet (only bf16)", W.name,
+                                 dtype_name(W.type)));
 }
 
 const gemm_engine::plan& gemm_engine::make_plan(int M, int K, int N, int ldx, int ldy) {
@@ -131,21 +129,23 @@ const gemm_engine::plan& gemm_engine::get_plan(int M, int K, int N, int ldx, int
   return make_plan(M, K, N, ldx, ldy);
 }
 
-void gemm_engine::linear(const bf16* x, const bf16* W, bf16* y, int M, int K, int N,
-                         cudaStream_t s, bool accumulate) {
-  linear_strided(x, K, W, y, N, M, K, N, s, accumulate);
+void gemm_engine::linear(const bf16* x, const weight& W, bf16* y, int M, cudaStream_t s, bool accumulate) {
+  linear_strided(x, W.cols, W, y, W.rows, M, s, accumulate);
 }
 
-void gemm_engine::linear_strided(const bf16* x, int ldx, const bf16* W, bf16* y, int ldy, int M,
-                                 int K, int N, cudaStream_t s, bool accumulate) {
+void gemm_engine::linear_strided(const bf16* x, int ldx, const weight& Wv, bf16* y, int ldy, int M, cudaStream_t s,
+                                 bool accumulate) {
+  require_supported(Wv);
   if (M == 0) return;
+  const int K = Wv.cols, N = Wv.rows;
+  const auto* W = static_cast<const bf16*>(Wv.data);
   auto misaligned = [](const void* p) { return (reinterpret_cast<std::uintptr_t>(p) & 15) != 0; };
   expects(!misaligned(x) && !misaligned(W) && !misaligned(y), strf("gemm_engine: pointers must be 16-byte aligned (M=%d K=%d N=%d)", M, K, N));
   const plan& p = get_plan(M, K, N, ldx, ldy, s);
   const float alpha = 1.0f;
   const float beta = accumulate ? 1.0f : 0.0f;
   cublasStatus_t st = cublasLtMatmul(handle_, p.op, &alpha, W, p.a, x, p.b, &beta, y, p.c, y, p.c,
-                                     &p.algo, workspace_, workspace_bytes_, s);
+                                     &p.algo, workspace_.data(), workspace_bytes_, s);
   lt_check(st, "cublasLtMatmul", M, K, N);
 }
 

@@ -1,8 +1,10 @@
-// bf16 GEMM through cuBLASLt for the NemotronH linear layers.
+// GEMM through cuBLASLt for the NemotronH linear layers.
 //
 // y[M, N] = x[M, K] * W[N, K]^T (PyTorch nn.Linear layout, row-major, no bias), bf16 in,
 // fp32 accumulate, bf16 out; optionally y += x * W^T (beta = 1) so out_proj / down_proj /
-// o_proj can add straight into the residual stream.
+// o_proj can add straight into the residual stream. W is a `weight`: a device matrix with its
+// dtype and, for the quantized formats, its scales. Only bf16 weights run today; FP8 and NVFP4
+// weights are refused with a config_error naming the tensor ("not supported yet").
 //
 // The handle, the workspace and the per-shape algorithm choice are made outside any
 // capture (constructor, prepare()); afterwards linear() launches one cublasLtMatmul and is
@@ -17,10 +19,38 @@
 #include <tuple>
 
 #include "kernels/common.cuh"
+#include "model/dtype.hpp"
+#include "piecewise/handles.hpp"
 
 namespace nemotron_h {
 
-/// Owns a cuBLASLt handle, a device workspace and a cache of heuristic algorithm choices
+/// A weight matrix in device memory, as the GEMM reads it (non-owning view): W [rows, cols]
+/// row-major, rows = N (output features), cols = K (input features).
+struct weight {
+  const void* data = nullptr;
+  dtype type = dtype::bf16;
+  int rows = 0;
+  int cols = 0;
+  /// fp8_e4m3: the per-tensor scale; nvfp4: the global scale (one fp32 in device memory).
+  const float* scale = nullptr;
+  /// nvfp4: the e4m3 block scales [rows, cols / 16] in device memory.
+  const void* block_scales = nullptr;
+  /// The tensor's name, for messages (the owner of the view keeps the string alive).
+  const char* name = "weight";
+
+  /// A plain bf16 matrix [rows, cols].
+  static weight bf16_matrix(const bf16* p, int rows, int cols, const char* name = "weight") {
+    weight w;
+    w.data = p;
+    w.rows = rows;
+    w.cols = cols;
+    w.name = name;
+    return w;
+  }
+};
+
+/// Owns a cuBLASLt handle, a device workspace (a piecewise::device_buffer, so it shows in
+/// piecewise::live_handles()) and a cache of heuristic algorithm choices
 /// keyed by (M, K, N). Move-only in spirit: not copyable, not movable (hold it by value in
 /// one owner or by unique_ptr). Not thread-safe; one workspace, so do not run two linear()
 /// calls of the same engine concurrently on different streams.
@@ -29,7 +59,7 @@ class gemm_engine {
   /// Default workspace: 32 MiB (cuBLASLt on Hopper recommends at least 32 MiB).
   static constexpr std::size_t default_workspace_bytes = std::size_t{32} << 20;
 
-  /// Creates the cuBLASLt handle and allocates the workspace (cudaMalloc).
+  /// Allocates the workspace and creates the cuBLASLt handle.
   /// Throws piecewise::cuda_error / piecewise::error on failure. NOT capture-safe.
   explicit gemm_engine(std::size_t workspace_bytes = default_workspace_bytes);
   ~gemm_engine();
@@ -48,19 +78,36 @@ class gemm_engine {
   /// True when (M, K, N) has a cached algorithm.
   [[nodiscard]] bool prepared(int M, int K, int N) const;
 
-  /// y = x W^T (accumulate = false) or y += x W^T (accumulate = true) on stream s.
-  /// x: [M, K], W: [N, K], y: [M, N], all row-major bf16 with contiguous rows.
+  /// True for the weight dtypes linear() runs: bf16 only (FP8 and NVFP4 are issue 13).
+  static constexpr bool supports(dtype t) noexcept { return t == dtype::bf16; }
+  /// Throws piecewise::config_error naming the tensor and its dtype ("not supported yet")
+  /// unless supports(W.type). Host only; capture-safe.
+  static void require_supported(const weight& W);
+
+  /// y = x W^T (accumulate = false) or y += x W^T (accumulate = true) on stream s, with
+  /// K = W.cols and N = W.rows. x: [M, K], y: [M, N], row-major bf16 with contiguous rows.
   /// Capture-safe once (M, K, N) is prepared. An unprepared shape is prepared lazily when
   /// s is not capturing; while s is capturing it throws piecewise::config_error naming the
-  /// shape. Throws piecewise::config_error for misaligned pointers, piecewise::error when
-  /// cublasLtMatmul fails. M == 0 is a no-op.
-  void linear(const bf16* x, const bf16* W, bf16* y, int M, int K, int N, cudaStream_t s,
-              bool accumulate = false);
+  /// shape. Throws piecewise::config_error for a weight dtype other than bf16 (naming the
+  /// tensor), for misaligned pointers, piecewise::error when cublasLtMatmul fails. M == 0 is
+  /// a no-op.
+  void linear(const bf16* x, const weight& W, bf16* y, int M, cudaStream_t s, bool accumulate = false);
 
   /// Same as linear(), with explicit row strides (elements) for x and y (ldx >= K,
   /// ldy >= N, multiples of 8); W is contiguous. Strided shapes are cached separately.
+  void linear_strided(const bf16* x, int ldx, const weight& W, bf16* y, int ldy, int M, cudaStream_t s,
+                      bool accumulate = false);
+
+  /// linear() for a plain bf16 matrix W [N, K].
+  void linear(const bf16* x, const bf16* W, bf16* y, int M, int K, int N, cudaStream_t s,
+              bool accumulate = false) {
+    linear(x, weight::bf16_matrix(W, N, K), y, M, s, accumulate);
+  }
+  /// linear_strided() for a plain bf16 matrix W [N, K].
   void linear_strided(const bf16* x, int ldx, const bf16* W, bf16* y, int ldy, int M, int K,
-                      int N, cudaStream_t s, bool accumulate = false);
+                      int N, cudaStream_t s, bool accumulate = false) {
+    linear_strided(x, ldx, weight::bf16_matrix(W, N, K), y, ldy, M, s, accumulate);
+  }
 
   [[nodiscard]] cublasLtHandle_t handle() const noexcept { return handle_; }
   [[nodiscard]] std::size_t workspace_bytes() const noexcept { return workspace_bytes_; }
@@ -71,9 +118,9 @@ class gemm_engine {
   const plan& get_plan(int M, int K, int N, int ldx, int ldy, cudaStream_t s);
   const plan& make_plan(int M, int K, int N, int ldx, int ldy);
 
-  cublasLtHandle_t handle_ = nullptr;
-  void* workspace_ = nullptr;
   std::size_t workspace_bytes_ = 0;
+  piecewise::device_buffer workspace_;  // before handle_: freed after it
+  cublasLtHandle_t handle_ = nullptr;
   std::map<key, plan*> plans_;
 };
 

@@ -10,6 +10,8 @@
 #include <sstream>
 
 #include "model/json_depth.hpp"
+#include "model/layer_kinds.hpp"
+#include "model/messages.hpp"
 #include "piecewise/error.hpp"
 
 namespace nemotron_h {
@@ -23,10 +25,7 @@ constexpr int kMaxVocab = 1 << 22;
 constexpr int kMaxLayers = 4096;
 constexpr std::size_t kMaxConfigBytes = 16u << 20;
 constexpr int kMaxJsonDepth = 64;
-
-[[noreturn]] void fail(std::string_view origin, const std::string& msg) {
-  throw piecewise::config_error(fmt::format("{}: {}", origin, msg));
-}
+constexpr std::size_t kQuoted = 64;  // characters of a config value quoted in a message
 
 const char* type_name(const json& v) {
   switch (v.type()) {
@@ -151,40 +150,50 @@ class reader {
   std::string_view origin_;
 };
 
-/// Maps one layers_block_type entry to a pattern char ('E' for MoE), or 0 when unknown.
+/// "a, b or c".
+std::string one_of(const std::vector<std::string>& v) {
+  std::string s;
+  for (std::size_t i = 0; i < v.size(); ++i) s += (i == 0 ? "" : i + 1 == v.size() ? " or " : ", ") + v[i];
+  return s;
+}
+
+/// Maps one layers_block_type entry to a pattern char (also of the kinds not supported yet),
+/// or 0 when unknown.
 char block_type_char(const std::string& s) {
-  if (s == "mamba" || s == "linear_attention" || s == "M") return 'M';
-  if (s == "attention" || s == "full_attention" || s == "*") return '*';
-  if (s == "mlp" || s == "-") return '-';
-  if (s == "moe" || s == "E") return 'E';
+  if (const layer_kind_info* k = find_block_type(s)) return k->code;
+  for (const unsupported_kind& u : unsupported_kinds()) {
+    if (s == u.block_type || (s.size() == 1 && s[0] == u.code)) return u.code;
+  }
   return 0;
 }
 
-std::string printable(std::string_view s) {
-  std::string out;
-  for (unsigned char c : s.substr(0, 64)) {
-    if (c >= 32 && c < 127) out += static_cast<char>(c);
-    else out += fmt::format("\\x{:02x}", c);
-  }
-  if (s.size() > 64) out += "...";
-  return out;
+/// The block type names of the error message: every kind's, supported or not.
+std::string known_block_types() {
+  std::vector<std::string> names;
+  for (const auto& k : layer_kinds()) names.insert(names.end(), k.block_types.begin(), k.block_types.end());
+  for (const auto& u : unsupported_kinds()) names.emplace_back(u.block_type);
+  return one_of(names);
 }
 
 std::vector<layer_kind> pattern_to_layers(std::string_view pattern, std::string_view origin, const char* field) {
   std::vector<layer_kind> layers;
   layers.reserve(pattern.size());
   for (std::size_t i = 0; i < pattern.size(); ++i) {
-    switch (pattern[i]) {
-      case 'M': layers.push_back(layer_kind::mamba); break;
-      case '*': layers.push_back(layer_kind::attention); break;
-      case '-': layers.push_back(layer_kind::mlp); break;
-      case 'E':
-        fail(origin, fmt::format("MoE layers (layer {}) are not supported yet (field '{}' = \"{}\")", i, field,
-                                 printable(pattern)));
-      default:
-        fail(origin, fmt::format("field '{}': unknown block type '{}' at layer {} (expected M, *, - or E)", field,
-                                 printable(pattern.substr(i, 1)), i));
+    if (const layer_kind_info* k = find_kind(pattern[i])) {
+      layers.push_back(k->kind);
+      continue;
     }
+    for (const unsupported_kind& u : unsupported_kinds()) {
+      if (pattern[i] == u.code) {
+        fail(origin, fmt::format("{} (layer {}) are not supported yet (field '{}' = \"{}\")", u.what, i, field,
+                                 printable(pattern, kQuoted)));
+      }
+    }
+    std::vector<std::string> codes;
+    for (const auto& k : layer_kinds()) codes.emplace_back(1, k.code);
+    for (const auto& u : unsupported_kinds()) codes.emplace_back(1, u.code);
+    fail(origin, fmt::format("field '{}': unknown block type '{}' at layer {} (expected {})", field,
+                             printable(pattern.substr(i, 1), kQuoted), i, one_of(codes)));
   }
   return layers;
 }
@@ -227,15 +236,14 @@ model_config parse_json_object(const json& j, std::string_view origin) {
       }
       char ch = block_type_char(e.get<std::string>());
       if (ch == 0) {
-        fail(origin, fmt::format("field 'layers_block_type'[{}]: unknown block type \"{}\" (expected mamba, "
-                                 "linear_attention, attention, full_attention, mlp or moe)",
-                                 i, printable(e.get<std::string>())));
+        fail(origin, fmt::format("field 'layers_block_type'[{}]: unknown block type \"{}\" (expected {})", i,
+                                 printable(e.get<std::string>(), kQuoted), known_block_types()));
       }
       p2 += ch;
     }
     if (hop && p2 != pattern) {
       fail(origin, fmt::format("fields 'hybrid_override_pattern' (\"{}\") and 'layers_block_type' (\"{}\") disagree",
-                               printable(pattern), printable(p2)));
+                               printable(pattern, kQuoted), printable(p2, kQuoted)));
     }
     pattern = std::move(p2);
   }
@@ -293,12 +301,12 @@ model_config parse_json_object(const json& j, std::string_view origin) {
   }
   const std::string mlp_act = r.get_string("mlp_hidden_act", "relu2");
   if (mlp_act != "relu2") {
-    fail(origin, fmt::format("field 'mlp_hidden_act' = \"{}\" is not supported (only \"relu2\")", printable(mlp_act)));
+    fail(origin, fmt::format("field 'mlp_hidden_act' = \"{}\" is not supported (only \"relu2\")", printable(mlp_act, kQuoted)));
   }
   const std::string mamba_act = r.get_string("mamba_hidden_act", "silu");
   if (mamba_act != "silu" && mamba_act != "swish") {
     fail(origin,
-         fmt::format("field 'mamba_hidden_act' = \"{}\" is not supported (only \"silu\")", printable(mamba_act)));
+         fmt::format("field 'mamba_hidden_act' = \"{}\" is not supported (only \"silu\")", printable(mamba_act, kQuoted)));
   }
   if (r.find({"num_nextn_predict_layers"})) {
     const int mtp = r.get_int({"num_nextn_predict_layers"}, 0, kMaxLayers);
@@ -326,24 +334,6 @@ std::string read_text_file(const std::filesystem::path& path) {
 
 }  // namespace
 
-char layer_char(layer_kind kind) noexcept {
-  switch (kind) {
-    case layer_kind::mamba: return 'M';
-    case layer_kind::attention: return '*';
-    case layer_kind::mlp: return '-';
-  }
-  return '?';
-}
-
-const char* layer_kind_name(layer_kind kind) noexcept {
-  switch (kind) {
-    case layer_kind::mamba: return "mamba";
-    case layer_kind::attention: return "attention";
-    case layer_kind::mlp: return "mlp";
-  }
-  return "?";
-}
-
 int model_config::count(layer_kind kind) const noexcept {
   return static_cast<int>(std::count(layers.begin(), layers.end(), kind));
 }
@@ -356,20 +346,13 @@ int model_config::index_in_kind(int layer) const {
   return k;
 }
 
-std::int64_t model_config::num_parameters() const noexcept {
-  using i64 = std::int64_t;
-  const i64 D = hidden_size, V = vocab_size;
-  i64 n = V * D * (tie_word_embeddings ? 1 : 2) + D;
-  for (layer_kind k : layers) {
-    n += D;
-    switch (k) {
-      case layer_kind::mamba:
-        n += i64(in_proj_dim()) * D + i64(conv_dim()) * (conv_kernel + (use_conv_bias ? 1 : 0)) +
-             3 * i64(mamba_num_heads) + d_inner() + i64(D) * d_inner();
-        break;
-      case layer_kind::attention: n += 2 * i64(q_dim()) * D + 2 * i64(kv_dim()) * D; break;
-      case layer_kind::mlp: n += 2 * i64(intermediate_size) * D; break;
-    }
+std::int64_t model_config::num_parameters() const {
+  std::int64_t n = 0;
+  for (const tensor_entry& e : model_tensors(*this)) {
+    if (!e.in_checkpoint || (e.spec->tied_to_embeddings && tie_word_embeddings)) continue;
+    std::int64_t k = 1;
+    for (std::int64_t d : e.shape) k *= d;
+    n += k;
   }
   return n;
 }
@@ -382,7 +365,7 @@ void model_config::validate() const {
   if (num_layers() > kMaxLayers) fail(name, fmt::format("{} layers (at most {})", num_layers(), kMaxLayers));
   if (pattern.size() != layers.size()) fail(name, "pattern string and layer list disagree");
   for (std::size_t i = 0; i < layers.size(); ++i) {
-    if (pattern[i] != layer_char(layers[i])) fail(name, fmt::format("pattern string and layer list disagree at layer {}", i));
+    if (pattern[i] != kind_info(layers[i]).code) fail(name, fmt::format("pattern string and layer list disagree at layer {}", i));
   }
   positive(vocab_size, "vocab_size", kMaxVocab);
   positive(hidden_size, "hidden_size", kMaxDim);
@@ -432,12 +415,17 @@ void model_config::validate() const {
   }
 }
 
+std::string model_config::kind_counts() const {
+  std::string s;
+  for (const auto& k : layer_kinds()) s += fmt::format("{}{} {}", s.empty() ? "" : ", ", count(k.kind), k.code);
+  return s;
+}
+
 std::string model_config::summary() const {
   return fmt::format(
-      "{}: {} layers \"{}\" ({} M, {} *, {} -), V {}, D {}, F {}, attention {}/{} x {}, Mamba {} x {}, N {}, "
+      "{}: {} layers \"{}\" ({}), V {}, D {}, F {}, attention {}/{} x {}, Mamba {} x {}, N {}, "
       "G {}, K {}, chunk {}, {} parameters",
-      name, num_layers(), pattern, count(layer_kind::mamba), count(layer_kind::attention), count(layer_kind::mlp),
-      vocab_size, hidden_size, intermediate_size, num_attention_heads, num_key_value_heads, head_dim,
+      name, num_layers(), pattern, kind_counts(), vocab_size, hidden_size, intermediate_size, num_attention_heads, num_key_value_heads, head_dim,
       mamba_num_heads, mamba_head_dim, ssm_state_size, n_groups, conv_kernel, chunk_size,
       num_parameters() >= 1'000'000'000 ? fmt::format("{:.2f}B", static_cast<double>(num_parameters()) / 1e9)
                                         : fmt::format("{:.2f}M", static_cast<double>(num_parameters()) / 1e6));
@@ -517,7 +505,7 @@ model_config preset(std::string_view name) {
   std::string known;
   for (const auto& n : list_presets()) known += (known.empty() ? "" : ", ") + n;
   throw piecewise::config_error(fmt::format("unknown model preset \"{}\" (known: {}; or give a path to a config.json)",
-                                            printable(name), known));
+                                            printable(name, kQuoted), known));
 }
 
 std::vector<std::string> list_presets() { return {"small", "tiny", "nano-9b-v2", "nemotron-h-8b", "nemotron-h-4b"}; }
@@ -539,7 +527,7 @@ model_config resolve_model(std::string_view arg) {
   std::string known;
   for (const auto& n : list_presets()) known += (known.empty() ? "" : ", ") + n;
   throw piecewise::config_error(fmt::format(
-      "--model \"{}\" is neither a preset ({}) nor an existing config.json or directory", printable(arg), known));
+      "--model \"{}\" is neither a preset ({}) nor an existing config.json or directory", printable(arg, kQuoted), known));
 }
 
 }  // namespace nemotron_h

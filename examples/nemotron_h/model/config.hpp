@@ -14,13 +14,10 @@
 
 namespace nemotron_h {
 
-/// The mixer of one layer. MoE layers ('E') are rejected when a config is parsed.
+/// The mixer of one layer: one value per entry of the layer-kind table (model/layer_kinds.hpp,
+/// which also holds each kind's pattern character and name). MoE layers ('E') are rejected
+/// when a config is parsed.
 enum class layer_kind : std::uint8_t { mamba, attention, mlp };
-
-/// The pattern character of a kind: 'M', '*' or '-'.
-char layer_char(layer_kind kind) noexcept;
-/// "mamba", "attention" or "mlp".
-const char* layer_kind_name(layer_kind kind) noexcept;
 
 /// All the shapes and constants of a NemotronH model (see shared/reference/nemotron_h.md).
 struct model_config {
@@ -67,8 +64,11 @@ struct model_config {
   [[nodiscard]] int count(layer_kind kind) const noexcept;
   /// Index of a layer among the layers of its own kind (e.g. the 3rd Mamba layer -> 2).
   [[nodiscard]] int index_in_kind(int layer) const;
-  /// Total number of parameters (lm_head counted once even if tied).
-  [[nodiscard]] std::int64_t num_parameters() const noexcept;
+  /// Total number of parameters of the checkpoint tensors (lm_head counted once even if
+  /// tied), from the layer-kind table. The config must be valid.
+  [[nodiscard]] std::int64_t num_parameters() const;
+  /// "24 M, 4 *, 24 -": the number of layers of each kind.
+  [[nodiscard]] std::string kind_counts() const;
 
   /// Checks every field (positivity, caps, Hq % Hkv, H % G, non-empty pattern, ...).
   /// Throws piecewise::config_error naming `name` and the field.

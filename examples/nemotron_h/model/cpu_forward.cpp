@@ -7,60 +7,30 @@
 #include <cmath>
 #include <limits>
 
-#include "model/safetensors.hpp"
+#include "model/layer_kinds.hpp"
 #include "piecewise/error.hpp"
 #include "reference/reference.hpp"
 
 namespace nemotron_h {
 
-namespace {
-
-std::vector<double> to_f64(const std::vector<bf16_bits>& v) {
-  std::vector<double> out(v.size());
-  for (std::size_t i = 0; i < v.size(); ++i) out[i] = bf16_to_float(v[i]);
-  return out;
-}
-
-std::vector<double> to_f64(const std::vector<float>& v) { return {v.begin(), v.end()}; }
-
-}  // namespace
-
 cpu_model::cpu_model(model_config config, const model_weights& w) : config_(std::move(config)) {
   config_.validate();
   w.check_shapes(config_);
-  embeddings = to_f64(w.embeddings);
-  norm_f = to_f64(w.norm_f);
-  lm_head = to_f64(w.lm_head);
+  embeddings = w.embeddings().to_f64();
+  norm_f = w.norm_f().to_f64();
+  lm_head = w.lm_head().to_f64();
   layers.resize(w.layers.size());
   for (std::size_t i = 0; i < w.layers.size(); ++i) {
-    const layer_weights& s = w.layers[i];
-    layer& d = layers[i];
-    d.kind = s.kind;
-    d.norm = to_f64(s.norm);
-    switch (s.kind) {
-      case layer_kind::mamba:
-        d.mamba.in_proj = to_f64(s.mamba.in_proj);
-        d.mamba.conv_w = to_f64(s.mamba.conv_w);
-        d.mamba.conv_b = to_f64(s.mamba.conv_b);
-        d.mamba.A.resize(s.mamba.A_log.size());
-        for (std::size_t h = 0; h < s.mamba.A_log.size(); ++h) d.mamba.A[h] = -std::exp(double(s.mamba.A_log[h]));
-        d.mamba.D = to_f64(s.mamba.D);
-        d.mamba.dt_bias = to_f64(s.mamba.dt_bias);
-        d.mamba.norm = to_f64(s.mamba.norm);
-        d.mamba.out_proj = to_f64(s.mamba.out_proj);
-        break;
-      case layer_kind::attention:
-        d.attn.q = to_f64(s.attn.q_proj);
-        d.attn.k = to_f64(s.attn.k_proj);
-        d.attn.v = to_f64(s.attn.v_proj);
-        d.attn.o = to_f64(s.attn.o_proj);
-        break;
-      case layer_kind::mlp:
-        d.mlp.up = to_f64(s.mlp.up_proj);
-        d.mlp.down = to_f64(s.mlp.down_proj);
-        break;
-    }
+    layers[i].kind = w.layers[i].kind;
+    for (const host_tensor& t : w.layers[i].tensors) layers[i].tensors.push_back(t.to_f64());
   }
+}
+
+const std::vector<double>& cpu_model::layer::get(std::string_view suffix) const {
+  const int i = layer_tensor_index(kind, suffix);
+  PIECEWISE_EXPECTS(i >= 0 && static_cast<std::size_t>(i) < tensors.size(), "cpu_model: a {} layer has no tensor '{}'",
+                    kind_info(kind).name, suffix);
+  return tensors[static_cast<std::size_t>(i)];
 }
 
 cpu_session::cpu_session(const cpu_model& model) : model_(&model) { reset(); }
@@ -106,12 +76,21 @@ std::vector<double> cpu_session::prefill(std::span<const std::int32_t> tokens, s
 
   for (int li = 0; li < c.num_layers(); ++li) {
     const cpu_model::layer& L = m.layers[li];
-    ref::rmsnorm(h.data(), L.norm.data(), x.data(), T, D, c.eps);
+    ref::rmsnorm(h.data(), L.get("norm.weight").data(), x.data(), T, D, c.eps);
     switch (L.kind) {
       case layer_kind::mamba: {
-        const auto& w = L.mamba;
+        const auto& in_proj = L.get("mixer.in_proj.weight");
+        const auto& conv_w = L.get("mixer.conv1d.weight");
+        const auto& conv_b = L.get("mixer.conv1d.bias");
+        const auto& A_log = L.get("mixer.A_log");
+        const auto& Dskip = L.get("mixer.D");
+        const auto& dt_bias = L.get("mixer.dt_bias");
+        const auto& gnorm = L.get("mixer.norm.weight");
+        const auto& out_proj = L.get("mixer.out_proj.weight");
+        std::vector<double> A(A_log.size());  // A = -exp(A_log)
+        for (std::size_t i = 0; i < A.size(); ++i) A[i] = -std::exp(A_log[i]);
         std::vector<double> zxbcdt(static_cast<std::size_t>(T) * inproj);
-        ref::linear(x.data(), w.in_proj.data(), zxbcdt.data(), T, D, inproj);
+        ref::linear(x.data(), in_proj.data(), zxbcdt.data(), T, D, inproj);
         std::vector<double> z(static_cast<std::size_t>(T) * dinner), xbc(static_cast<std::size_t>(T) * conv),
             dt_raw(static_cast<std::size_t>(T) * H);
         for (int t = 0; t < T; ++t) {
@@ -122,7 +101,7 @@ std::vector<double> cpu_session::prefill(std::span<const std::int32_t> tokens, s
         }
         std::vector<double> xbc_act(xbc.size());
         std::vector<double>& cs = state_.conv[li];
-        ref::conv1d_silu(xbc.data(), w.conv_w.data(), w.conv_b.data(), cs.data(), xbc_act.data(), cs.data(), T, conv, K);
+        ref::conv1d_silu(xbc.data(), conv_w.data(), conv_b.data(), cs.data(), xbc_act.data(), cs.data(), T, conv, K);
         std::vector<double> xs(static_cast<std::size_t>(T) * dinner), B(static_cast<std::size_t>(T) * G * N),
             C(static_cast<std::size_t>(T) * G * N);
         for (int t = 0; t < T; ++t) {
@@ -132,24 +111,27 @@ std::vector<double> cpu_session::prefill(std::span<const std::int32_t> tokens, s
           std::copy_n(row + dinner + G * N, G * N, C.begin() + std::ptrdiff_t(t) * G * N);
         }
         std::vector<double> dt(static_cast<std::size_t>(T) * H);
-        ref::dt_softplus(dt_raw.data(), w.dt_bias.data(), dt.data(), T, H, dt_min, dt_max);
+        ref::dt_softplus(dt_raw.data(), dt_bias.data(), dt.data(), T, H, dt_min, dt_max);
         std::vector<double> y(static_cast<std::size_t>(T) * dinner);
-        ref::ssm_scan(xs.data(), dt.data(), w.A.data(), B.data(), C.data(), w.D.data(), state_.ssm[li].data(), y.data(),
+        ref::ssm_scan(xs.data(), dt.data(), A.data(), B.data(), C.data(), Dskip.data(), state_.ssm[li].data(), y.data(),
                       T, H, P, G, N);
         std::vector<double> g(y.size());
-        ref::gated_rmsnorm(y.data(), z.data(), w.norm.data(), g.data(), T, dinner, G, c.eps);
-        ref::linear(g.data(), w.out_proj.data(), out.data(), T, dinner, D);
+        ref::gated_rmsnorm(y.data(), z.data(), gnorm.data(), g.data(), T, dinner, G, c.eps);
+        ref::linear(g.data(), out_proj.data(), out.data(), T, dinner, D);
         break;
       }
       case layer_kind::attention: {
-        const auto& w = L.attn;
+        const auto& wq = L.get("mixer.q_proj.weight");
+        const auto& wk = L.get("mixer.k_proj.weight");
+        const auto& wv = L.get("mixer.v_proj.weight");
+        const auto& wo = L.get("mixer.o_proj.weight");
         const int Hq = c.num_attention_heads, Hkv = c.num_key_value_heads, hd = c.head_dim;
         const int qd = c.q_dim(), kvd = c.kv_dim();
         std::vector<double> q(static_cast<std::size_t>(T) * qd), k(static_cast<std::size_t>(T) * kvd),
             v(static_cast<std::size_t>(T) * kvd);
-        ref::linear(x.data(), w.q.data(), q.data(), T, D, qd);
-        ref::linear(x.data(), w.k.data(), k.data(), T, D, kvd);
-        ref::linear(x.data(), w.v.data(), v.data(), T, D, kvd);
+        ref::linear(x.data(), wq.data(), q.data(), T, D, qd);
+        ref::linear(x.data(), wk.data(), k.data(), T, D, kvd);
+        ref::linear(x.data(), wv.data(), v.data(), T, D, kvd);
         auto& kc = state_.k[li];
         auto& vc = state_.v[li];
         kc.insert(kc.end(), k.begin(), k.end());
@@ -157,16 +139,15 @@ std::vector<double> cpu_session::prefill(std::span<const std::int32_t> tokens, s
         const int Tk = static_cast<int>(kc.size() / static_cast<std::size_t>(kvd));
         std::vector<double> a(static_cast<std::size_t>(T) * qd);
         ref::attention(q.data(), kc.data(), vc.data(), a.data(), T, Tk, Hq, Hkv, hd);
-        ref::linear(a.data(), w.o.data(), out.data(), T, qd, D);
+        ref::linear(a.data(), wo.data(), out.data(), T, qd, D);
         break;
       }
       case layer_kind::mlp: {
-        const auto& w = L.mlp;
         const int F = c.intermediate_size;
         std::vector<double> u(static_cast<std::size_t>(T) * F);
-        ref::linear(x.data(), w.up.data(), u.data(), T, D, F);
+        ref::linear(x.data(), L.get("mixer.up_proj.weight").data(), u.data(), T, D, F);
         ref::relu2(u.data(), u.size());
-        ref::linear(u.data(), w.down.data(), out.data(), T, F, D);
+        ref::linear(u.data(), L.get("mixer.down_proj.weight").data(), out.data(), T, F, D);
         break;
       }
     }

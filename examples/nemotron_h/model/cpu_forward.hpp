@@ -1,6 +1,7 @@
 // The whole-model NemotronH forward on the CPU in float64: the reference the GPU runner and
 // the transformers fixture are compared with. Built from the nemotron_h::ref:: building
-// blocks (reference/reference.hpp); weights are the bf16 host weights converted exactly.
+// blocks (reference/reference.hpp); the host weights are converted exactly, tensor by tensor
+// as the layer-kind table (model/layer_kinds.hpp) lists them.
 //
 // dt follows transformers' pure-PyTorch path: softplus(dt + dt_bias) clamped to
 // [time_step_min, time_step_limit_hi] (hi is +inf in real configs). Single-threaded; meant
@@ -9,6 +10,7 @@
 
 #include <cstdint>
 #include <span>
+#include <string_view>
 #include <vector>
 
 #include "model/config.hpp"
@@ -25,21 +27,13 @@ class cpu_model {
 
   [[nodiscard]] const model_config& config() const noexcept { return config_; }
 
-  struct mamba_w {
-    std::vector<double> in_proj, conv_w, conv_b, A, D, dt_bias, norm, out_proj;  // A = -exp(A_log)
-  };
-  struct attn_w {
-    std::vector<double> q, k, v, o;
-  };
-  struct mlp_w {
-    std::vector<double> up, down;
-  };
+  /// One layer in float64: its tensors in layer_tensor_specs(kind) order.
   struct layer {
     layer_kind kind;
-    std::vector<double> norm;
-    mamba_w mamba;
-    attn_w attn;
-    mlp_w mlp;
+    std::vector<std::vector<double>> tensors;
+    /// The tensor with table suffix `suffix`. Throws piecewise::config_error when the kind
+    /// has none.
+    [[nodiscard]] const std::vector<double>& get(std::string_view suffix) const;
   };
   std::vector<double> embeddings, norm_f, lm_head;
   std::vector<layer> layers;

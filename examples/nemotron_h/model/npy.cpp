@@ -8,32 +8,18 @@
 #include <fstream>
 #include <string>
 
+#include "model/messages.hpp"
 #include "piecewise/error.hpp"
 
 namespace nemotron_h {
 
 namespace {
 
-[[noreturn]] void fail(std::string_view name, const std::string& msg) {
-  throw piecewise::config_error(fmt::format("{}: {}", name, msg));
-}
-
 std::string trim(std::string_view s) {
   std::size_t a = 0, b = s.size();
   while (a < b && (s[a] == ' ' || s[a] == '\n')) ++a;
   while (b > a && (s[b - 1] == ' ' || s[b - 1] == '\n')) --b;
   return std::string(s.substr(a, b - a));
-}
-
-/// At most 96 characters of `s` with non-printable bytes escaped (for messages).
-std::string printable(std::string_view s) {
-  std::string out;
-  for (unsigned char c : s.substr(0, 96)) {
-    if (c >= 32 && c < 127) out += static_cast<char>(c);
-    else out += fmt::format("\\x{:02x}", c);
-  }
-  if (s.size() > 96) out += "...";
-  return out;
 }
 
 /// The value text of key `key` in a Python dict literal (e.g. "'<f4'", "False", "(3, 4)").
@@ -63,10 +49,14 @@ std::vector<std::uint8_t> header_bytes(const std::vector<std::int64_t>& shape) {
   std::string d = fmt::format("{{'descr': '<f4', 'fortran_order': False, 'shape': ({}), }}", sh);
   const std::size_t unpadded = 10 + d.size() + 1;
   d += std::string((64 - unpadded % 64) % 64, ' ') + "\n";
-  std::vector<std::uint8_t> out = {0x93, 'N', 'U', 'M', 'P', 'Y', 1, 0,
-                                   static_cast<std::uint8_t>(d.size() & 0xff), static_cast<std::uint8_t>(d.size() >> 8)};
-  out.insert(out.end(), d.begin(), d.end());
-  return out;
+  // Magic, version 1.0, little-endian header length, then the dict: built as one string
+  // and copied once.
+  std::string h = "\x93NUMPY\x01";
+  h += '\0';
+  h += static_cast<char>(d.size() & 0xff);
+  h += static_cast<char>(d.size() >> 8);
+  h += d;
+  return std::vector<std::uint8_t>(h.begin(), h.end());
 }
 
 }  // namespace

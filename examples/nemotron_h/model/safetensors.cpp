@@ -13,6 +13,8 @@
 #include <set>
 
 #include "model/json_depth.hpp"
+#include "model/messages.hpp"
+#include "piecewise/element_type.hpp"
 #include "piecewise/error.hpp"
 
 namespace nemotron_h {
@@ -25,22 +27,8 @@ constexpr int kMaxRank = 8;
 constexpr std::int64_t kMaxDimExtent = std::int64_t(1) << 40;
 constexpr int kMaxJsonDepth = 16;
 
-[[noreturn]] void fail(std::string_view file, const std::string& msg) {
-  throw piecewise::config_error(fmt::format("{}: {}", file, msg));
-}
-
 [[noreturn]] void fail_tensor(std::string_view file, std::string_view tensor, const std::string& msg) {
   throw piecewise::config_error(fmt::format("{}: tensor '{}': {}", file, tensor, msg));
-}
-
-std::string printable(std::string_view s, std::size_t max = 96) {
-  std::string out;
-  for (unsigned char c : s.substr(0, max)) {
-    if (c >= 32 && c < 127) out += static_cast<char>(c);
-    else out += fmt::format("\\x{:02x}", c);
-  }
-  if (s.size() > max) out += "...";
-  return out;
 }
 
 json parse_json_checked(std::string_view text, std::string_view file, const char* what) {
@@ -86,12 +74,15 @@ std::uint64_t get_u64(const json& v, bool& ok) {
   return 0;
 }
 
-std::string shape_str(const std::vector<std::int64_t>& s) {
-  return fmt::format("[{}]", fmt::join(s, ", "));
-}
-
 std::uint32_t f2u(float f) { return std::bit_cast<std::uint32_t>(f); }
 float u2f(std::uint32_t u) { return std::bit_cast<float>(u); }
+/// The little-endian 16-bit word at p.
+std::uint16_t le16(const std::uint8_t* p) { return static_cast<std::uint16_t>(p[0] | (p[1] << 8)); }
+
+using piecewise::bf16_bits_to_float;
+using piecewise::float_to_bf16_bits;
+using piecewise::float_to_half_bits;
+using piecewise::half_bits_to_float;
 
 }  // namespace
 
@@ -127,45 +118,6 @@ const st_tensor_info* st_header::find(std::string_view name) const noexcept {
   auto it = std::lower_bound(tensors.begin(), tensors.end(), name,
                              [](const st_tensor_info& t, std::string_view n) { return t.name < n; });
   return (it != tensors.end() && it->name == name) ? &*it : nullptr;
-}
-
-float bf16_to_float(std::uint16_t b) noexcept { return u2f(std::uint32_t(b) << 16); }
-
-std::uint16_t float_to_bf16(float f) noexcept {
-  std::uint32_t u = f2u(f);
-  if ((u & 0x7fffffffu) > 0x7f800000u) return static_cast<std::uint16_t>((u >> 16) | 0x40u);  // quiet NaN
-  u += 0x7fffu + ((u >> 16) & 1u);
-  return static_cast<std::uint16_t>(u >> 16);
-}
-
-float half_to_float(std::uint16_t h) noexcept {
-  const std::uint32_t sign = std::uint32_t(h & 0x8000u) << 16;
-  const std::uint32_t exp = (h >> 10) & 0x1fu;
-  const std::uint32_t mant = h & 0x3ffu;
-  if (exp == 0) {
-    const float v = static_cast<float>(mant) * 5.9604644775390625e-8f;  // 2^-24, exact
-    return sign ? -v : v;
-  }
-  if (exp == 31) return u2f(sign | 0x7f800000u | (mant << 13));
-  return u2f(sign | ((exp - 15 + 127) << 23) | (mant << 13));
-}
-
-std::uint16_t float_to_half(float f) noexcept {
-  const std::uint32_t x = f2u(f);
-  const std::uint32_t sign = (x >> 16) & 0x8000u;
-  const std::uint32_t ax = x & 0x7fffffffu;
-  if (ax > 0x7f800000u) return static_cast<std::uint16_t>(sign | 0x7e00u);  // NaN
-  if (ax >= 0x477ff000u) return static_cast<std::uint16_t>(sign | 0x7c00u);  // >= 65520 -> inf
-  if (ax < 0x38800000u) {                                                   // below 2^-14: subnormal
-    const float scaled = u2f(ax) * 16777216.0f;                             // / 2^-24, exact
-    return static_cast<std::uint16_t>(sign | static_cast<std::uint32_t>(std::nearbyint(scaled)));
-  }
-  const std::uint32_t mant = ax & 0x7fffffu;
-  const std::uint32_t exp = (ax >> 23) - 127 + 15;
-  std::uint32_t h = (exp << 10) | (mant >> 13);
-  const std::uint32_t rem = mant & 0x1fffu;
-  if (rem > 0x1000u || (rem == 0x1000u && (h & 1u))) ++h;
-  return static_cast<std::uint16_t>(sign | h);
 }
 
 // ---- header parsing -----------------------------------------------------------------------
@@ -349,20 +301,23 @@ std::vector<std::uint8_t> safetensors_file::read_raw(const st_tensor_info& t) co
 }
 
 std::vector<std::uint16_t> safetensors_file::read_bf16(const st_tensor_info& t) const {
+  std::vector<std::uint16_t> out(static_cast<std::size_t>(t.numel()));
+  read_bf16(t, out.data());
+  return out;
+}
+
+void safetensors_file::read_bf16(const st_tensor_info& t, std::uint16_t* out) const {
   const std::vector<std::uint8_t> raw = read_raw(t);
   const std::size_t n = static_cast<std::size_t>(t.numel());
-  std::vector<std::uint16_t> out(n);
   const std::uint8_t* r = raw.data();
   for (std::size_t i = 0; i < n; ++i) {
     switch (t.dtype) {
-      case st_dtype::bf16: out[i] = static_cast<std::uint16_t>(r[2 * i] | (r[2 * i + 1] << 8)); break;
-      case st_dtype::f16:
-        out[i] = float_to_bf16(half_to_float(static_cast<std::uint16_t>(r[2 * i] | (r[2 * i + 1] << 8))));
-        break;
+      case st_dtype::bf16: out[i] = le16(r + 2 * i); break;
+      case st_dtype::f16: out[i] = float_to_bf16_bits(half_bits_to_float(le16(r + 2 * i))); break;
       case st_dtype::f32: {
         std::uint32_t u = 0;
         for (int b = 3; b >= 0; --b) u = (u << 8) | r[4 * i + b];
-        out[i] = float_to_bf16(u2f(u));
+        out[i] = float_to_bf16_bits(u2f(u));
         break;
       }
       case st_dtype::f64: {
@@ -376,23 +331,27 @@ std::vector<std::uint16_t> safetensors_file::read_bf16(const st_tensor_info& t) 
           if (std::fabs(static_cast<double>(f)) > std::fabs(d)) f = std::nextafter(f, 0.0f);
           f = u2f(f2u(f) | 1u);
         }
-        out[i] = float_to_bf16(f);
+        out[i] = float_to_bf16_bits(f);
         break;
       }
     }
   }
-  return out;
 }
 
 std::vector<float> safetensors_file::read_f32(const st_tensor_info& t) const {
+  std::vector<float> out(static_cast<std::size_t>(t.numel()));
+  read_f32(t, out.data());
+  return out;
+}
+
+void safetensors_file::read_f32(const st_tensor_info& t, float* out) const {
   const std::vector<std::uint8_t> raw = read_raw(t);
   const std::size_t n = static_cast<std::size_t>(t.numel());
-  std::vector<float> out(n);
   const std::uint8_t* r = raw.data();
   for (std::size_t i = 0; i < n; ++i) {
     switch (t.dtype) {
-      case st_dtype::bf16: out[i] = bf16_to_float(static_cast<std::uint16_t>(r[2 * i] | (r[2 * i + 1] << 8))); break;
-      case st_dtype::f16: out[i] = half_to_float(static_cast<std::uint16_t>(r[2 * i] | (r[2 * i + 1] << 8))); break;
+      case st_dtype::bf16: out[i] = bf16_bits_to_float(le16(r + 2 * i)); break;
+      case st_dtype::f16: out[i] = half_bits_to_float(le16(r + 2 * i)); break;
       case st_dtype::f32: {
         std::uint32_t u = 0;
         for (int b = 3; b >= 0; --b) u = (u << 8) | r[4 * i + b];
@@ -407,7 +366,6 @@ std::vector<float> safetensors_file::read_f32(const st_tensor_info& t) const {
       }
     }
   }
-  return out;
 }
 
 // ---- checkpoints --------------------------------------------------------------------------
@@ -563,7 +521,7 @@ st_write_tensor make_tensor_from_floats(std::string name, std::vector<std::int64
     switch (dtype) {
       case st_dtype::bf16:
       case st_dtype::f16: {
-        const std::uint16_t b = dtype == st_dtype::bf16 ? float_to_bf16(values[i]) : float_to_half(values[i]);
+        const std::uint16_t b = dtype == st_dtype::bf16 ? float_to_bf16_bits(values[i]) : float_to_half_bits(values[i]);
         o[2 * i] = static_cast<std::uint8_t>(b);
         o[2 * i + 1] = static_cast<std::uint8_t>(b >> 8);
         break;

@@ -88,8 +88,12 @@ class safetensors_file {
   [[nodiscard]] std::vector<std::uint8_t> read_raw(const st_tensor_info& t) const;
   /// The tensor converted to bf16 (as uint16 bit patterns; F32/F64 rounded to nearest even).
   [[nodiscard]] std::vector<std::uint16_t> read_bf16(const st_tensor_info& t) const;
+  /// The same into `out` (t.numel() values).
+  void read_bf16(const st_tensor_info& t, std::uint16_t* out) const;
   /// The tensor converted to fp32 (exact for BF16/F16/F32; F64 rounded).
   [[nodiscard]] std::vector<float> read_f32(const st_tensor_info& t) const;
+  /// The same into `out` (t.numel() values).
+  void read_f32(const st_tensor_info& t, float* out) const;
 
  private:
   std::filesystem::path path_;
@@ -122,17 +126,6 @@ class checkpoint {
   std::vector<std::unique_ptr<safetensors_file>> files_;
   std::map<std::string, std::pair<const safetensors_file*, const st_tensor_info*>, std::less<>> index_;
 };
-
-// ---- conversions ------------------------------------------------------------------------
-
-/// bf16 bits -> float (exact).
-float bf16_to_float(std::uint16_t b) noexcept;
-/// float -> bf16 bits, round to nearest even; NaN stays NaN.
-std::uint16_t float_to_bf16(float f) noexcept;
-/// IEEE half bits -> float (exact, subnormals included).
-float half_to_float(std::uint16_t h) noexcept;
-/// float -> IEEE half bits, round to nearest even (overflow -> inf).
-std::uint16_t float_to_half(float f) noexcept;
 
 // ---- writing ------------------------------------------------------------------------------
 

@@ -66,47 +66,27 @@ workload_result engine::run(piecewise::mode m, const std::vector<std::vector<int
   const cudaStream_t s = stream_.get();
   piecewise::event e0(cudaEventDefault), e1(cudaEventDefault);
 
-  // ---- prefill: pack prompts into chunks of at most chunk_cap tokens ----
-  std::vector<int> done(static_cast<std::size_t>(n), 0);
+  // ---- prefill: prompts packed into chunks of at most chunk_cap tokens ----
   std::vector<int> first(static_cast<std::size_t>(n), 0);
-  int next = 0;  // first prompt not finished
-  while (next < n) {
-    std::vector<int> tokens, lens, slots, context;
-    int room = chunk_cap;
-    for (int i = next; i < n && room > 0 && static_cast<int>(lens.size()) < lim.max_decode_batch; ++i) {
-      const auto& p = prompts[static_cast<std::size_t>(i)];
-      const int left = static_cast<int>(p.size()) - done[static_cast<std::size_t>(i)];
-      if (left == 0) continue;
-      const int take = std::min(left, room);
-      tokens.insert(tokens.end(), p.begin() + done[static_cast<std::size_t>(i)],
-                    p.begin() + done[static_cast<std::size_t>(i)] + take);
-      lens.push_back(take);
-      slots.push_back(i);
-      context.push_back(done[static_cast<std::size_t>(i)]);
-      done[static_cast<std::size_t>(i)] += take;
-      room -= take;
-    }
-    model_->set_prefill_batch(tokens, lens, slots, context, s);
+  const auto V = static_cast<std::size_t>(model_->config().vocab_size);
+  for (const prefill_chunk& c : pack_prefill_chunks(prompts, chunk_cap, lim.max_decode_batch)) {
+    model_->set_prefill_batch(c.tokens, c.lens, c.slots, c.context, s);
     e0.record(s);
-    r.prefill->run(static_cast<int>(tokens.size()), s);
+    r.prefill->run(static_cast<int>(c.tokens.size()), s);
     e1.record(s);
     e1.synchronize();
     res.prefill_ms += e1.elapsed_ms_since(e0);
     ++res.prefill_chunks;
-    const int k = static_cast<int>(lens.size());
+    const int k = static_cast<int>(c.lens.size());
     const std::vector<float> logits = model_->read_logits(k, s);
     const std::vector<int> ids = model_->read_next_ids(k, s);
-    const auto V = static_cast<std::size_t>(model_->config().vocab_size);
     for (int j = 0; j < k; ++j) {
-      const int i = slots[static_cast<std::size_t>(j)];
-      if (done[static_cast<std::size_t>(i)] == static_cast<int>(prompts[static_cast<std::size_t>(i)].size())) {
-        res.last_logits[static_cast<std::size_t>(i)].assign(logits.begin() + static_cast<std::ptrdiff_t>(j * V),
-                                                            logits.begin() + static_cast<std::ptrdiff_t>((j + 1) * V));
-        first[static_cast<std::size_t>(i)] = ids[static_cast<std::size_t>(j)];
-      }
+      if (!c.last[static_cast<std::size_t>(j)]) continue;
+      const auto i = static_cast<std::size_t>(c.slots[static_cast<std::size_t>(j)]);
+      res.last_logits[i].assign(logits.begin() + static_cast<std::ptrdiff_t>(j * V),
+                                logits.begin() + static_cast<std::ptrdiff_t>((j + 1) * V));
+      first[i] = ids[static_cast<std::size_t>(j)];
     }
-    while (next < n && done[static_cast<std::size_t>(next)] == static_cast<int>(prompts[static_cast<std::size_t>(next)].size()))
-      ++next;
   }
   for (int i = 0; i < n; ++i) res.tokens[static_cast<std::size_t>(i)].push_back(first[static_cast<std::size_t>(i)]);
 

@@ -1,6 +1,8 @@
-// The NemotronH model on the GPU: device weights, fixed-address activation buffers, state
-// slots (KV cache, conv and SSM state), batch metadata, and the forward written once for
-// every piecewise mode.
+// The NemotronH model on the GPU: the forward written once for every piecewise mode, over
+//  - device_weights (runner/device_weights.hpp): the weights, one arena;
+//  - one buffer plan (runner/buffer_plan.hpp) for the activations, the state slots (KV cache,
+//    conv and SSM state), the workspaces and the batch metadata: every size is stated once;
+//  - batch_metadata (runner/batch_metadata.hpp): what the host writes before a forward.
 //
 // Each layer's pre-norm, projections and MLP are ordinary launches captured into segments;
 // the sequence-dependent core of Mamba layers (conv + SSD scan, or the recurrent decode
@@ -11,9 +13,8 @@
 
 #include <cuda_runtime.h>
 
-#include <cstdint>
+#include <cstddef>
 #include <memory>
-#include <string>
 #include <vector>
 
 #include "kernels/batch.cuh"
@@ -23,27 +24,21 @@
 #include "kernels/mamba_state.cuh"
 #include "model/config.hpp"
 #include "model/weights.hpp"
-#include "piecewise/piecewise.hpp"
+#include "piecewise/arena.hpp"
+#include "piecewise/forward_context.hpp"
+#include "piecewise/segment_table.hpp"
+#include "runner/batch_metadata.hpp"
+#include "runner/batching.hpp"
+#include "runner/device_weights.hpp"
 
 namespace nemotron_h {
-
-/// Sizes fixed at construction: every buffer is allocated once for these bounds.
-struct gpu_model_limits {
-  int max_prefill_tokens = 2048;  ///< largest prefill bucket (tokens of one packed chunk)
-  int max_decode_batch = 64;      ///< largest decode bucket (sequences of one step)
-  int num_slots = 8;              ///< sequences with state (KV cache, conv/SSM state)
-  int max_context = 4096;         ///< positions per slot (prompt + generated tokens)
-  int max_decode_steps = 1024;    ///< rows of the on-device token history
-};
-
-/// The two forwards the engine runs, each with its own segment table.
-enum class phase { prefill, decode };
 
 class gpu_model {
  public:
   /// Uploads `weights` (checked against `config`) and allocates every buffer.
-  /// Throws piecewise::config_error for unsupported shapes (naming the field) and
-  /// piecewise::cuda_error when device memory runs out (naming the size).
+  /// Throws piecewise::config_error for unsupported shapes or weight dtypes (naming the field
+  /// or the tensor, before any device memory is taken) and piecewise::cuda_error when device
+  /// memory runs out (naming the size).
   gpu_model(const model_config& config, const model_weights& weights, const gpu_model_limits& limits);
   gpu_model(const gpu_model&) = delete;
   gpu_model& operator=(const gpu_model&) = delete;
@@ -58,20 +53,23 @@ class gpu_model {
   /// The forward of a phase, for a graph_runner over table(p).
   [[nodiscard]] piecewise::forward_fn forward(phase p);
 
-  // ---- batch set-up (host, stream-ordered, no sync) ----
+  // ---- batch set-up (host, stream-ordered, no sync; see batch_metadata) ----
 
   /// One prefill chunk: sequence i has `lens[i]` new tokens `tokens` (packed), lives in slot
   /// `slots[i]` and has `context[i]` tokens cached already. Writes ids and metadata.
   /// Throws piecewise::config_error naming the sequence for bad lengths, slots or contexts.
   void set_prefill_batch(const std::vector<int>& tokens, const std::vector<int>& lens,
-                         const std::vector<int>& slots, const std::vector<int>& context,
-                         cudaStream_t s);
+                         const std::vector<int>& slots, const std::vector<int>& context, cudaStream_t s) {
+    batch_->set_prefill(tokens, lens, slots, context, s);
+  }
   /// Decode set-up: sequence i (slot slots[i]) continues from `context[i]` cached tokens with
   /// next token `first_ids[i]`. Later steps advance on the device (argmax, context += 1).
   void set_decode_batch(const std::vector<int>& first_ids, const std::vector<int>& slots,
-                        const std::vector<int>& context, cudaStream_t s);
+                        const std::vector<int>& context, cudaStream_t s) {
+    batch_->set_decode(first_ids, slots, context, s);
+  }
   /// Zeroes the metadata (no sequences): used before capture so warm-ups touch no state.
-  void clear_batch(cudaStream_t s);
+  void clear_batch(cudaStream_t s) { batch_->clear(s); }
 
   // ---- results (synchronize `s`) ----
 
@@ -82,57 +80,65 @@ class gpu_model {
   /// Token history of the decode steps run since set_decode_batch: [steps][n].
   std::vector<int> read_history(int steps, int n, cudaStream_t s) const;
 
-  [[nodiscard]] std::size_t weight_bytes() const noexcept { return weight_bytes_; }
-  [[nodiscard]] std::size_t buffer_bytes() const noexcept;
+  /// Device bytes of the weights.
+  [[nodiscard]] std::size_t weight_bytes() const noexcept { return weights_->bytes(); }
+  /// Device bytes of the activations, state, workspaces and metadata.
+  [[nodiscard]] std::size_t buffer_bytes() const noexcept { return buffers_->used(); }
   [[nodiscard]] gemm_engine& gemm() noexcept { return *gemm_; }
   [[nodiscard]] const bf16* logits_buffer() const noexcept { return logits_; }
 
  private:
+  /// A layer's split point (null name: the layer is captured whole).
+  struct split_decl {
+    const char* name[2] = {nullptr, nullptr};  ///< prefill, decode
+    void (gpu_model::*run)(int, const piecewise::split_args&, phase) = nullptr;
+    const char* output = nullptr;               ///< the buffer whose padded rows are zeroed
+    bf16* const* buffer = nullptr;              ///< its address, read once the plan is allocated
+    std::size_t row_bytes = 0;
+  };
+  /// What the forward of one layer reads: weights, kernels' vectors, state, split point.
   struct layer_dev {
     layer_kind kind;
-    bf16* norm = nullptr;
+    const bf16* norm = nullptr;
     // mamba
-    bf16 *in_proj = nullptr, *conv_w = nullptr, *conv_b = nullptr, *gnorm = nullptr, *out_proj = nullptr;
-    float *A_log = nullptr, *D = nullptr, *dt_bias = nullptr;
+    weight in_proj, out_proj;
+    const bf16 *conv_w = nullptr, *conv_b = nullptr, *gnorm = nullptr;
+    const float *A_log = nullptr, *D = nullptr, *dt_bias = nullptr;
     mamba_layer_state state;
     // attention (q|k|v fused along the output dimension)
-    bf16 *qkv = nullptr, *o_proj = nullptr;
+    weight qkv, o_proj;
     kv_cache_view cache;
     // mlp
-    bf16 *up = nullptr, *down = nullptr;
+    weight up, down;
+    split_decl split;
   };
 
-  batch_view batch_for(int padded, phase p) const;
+  void bind_layer(int l, buffer_plan& plan);
   void build_tables();
   void mamba_split(int layer, const piecewise::split_args& a, phase p);
   void attention_split(int layer, const piecewise::split_args& a, phase p);
-  void upload_weights(const model_weights& w);
 
   model_config cfg_;
   gpu_model_limits lim_;
   mamba_dims md_;
   int proj_width_ = 0;
+  std::size_t y_cols_ = 0, attn_cols_ = 0;
   int max_rows_ = 0;  // token rows of every activation buffer
   int max_seqs_ = 0;  // rows of the per-sequence buffers
-  std::unique_ptr<piecewise::device_arena> weights_arena_, buffers_arena_;
-  std::size_t weight_bytes_ = 0;
   std::unique_ptr<gemm_engine> gemm_;
+  std::unique_ptr<device_weights> weights_;
+  std::unique_ptr<batch_metadata> batch_;
+  std::unique_ptr<piecewise::device_arena> buffers_;
   std::vector<layer_dev> layers_;
-  bf16 *embeddings_ = nullptr, *norm_f_ = nullptr, *lm_head_ = nullptr;
-  // activations
-  int* ids_ = nullptr;
+  // activations and workspaces (addresses from the buffer plan)
   bf16 *h_ = nullptr, *xn_ = nullptr, *proj_ = nullptr, *conv_out_ = nullptr, *y_ = nullptr, *g_ = nullptr,
        *attn_out_ = nullptr, *last_h_ = nullptr, *last_n_ = nullptr, *logits_ = nullptr;
   int* next_ids_ = nullptr;
   int* history_ = nullptr;
-  int* step_ = nullptr;
   void* ssd_ws_ = nullptr;
   std::size_t ssd_ws_bytes_ = 0;
   void* dec_ws_ = nullptr;
   std::size_t dec_ws_bytes_ = 0;
-  // metadata
-  int *num_seqs_ = nullptr, *num_tokens_ = nullptr, *cu_seqlens_ = nullptr, *slots_ = nullptr,
-      *context_lens_ = nullptr;
   std::unique_ptr<piecewise::segment_table> prefill_table_, decode_table_;
 };
 

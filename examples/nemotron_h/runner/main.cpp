@@ -23,6 +23,7 @@
 #include "model/config.hpp"
 #include "model/cpu_forward.hpp"
 #include "model/npy.hpp"
+#include "model/random_tokens.hpp"
 #include "model/weights.hpp"
 #include "runner/engine.hpp"
 
@@ -98,17 +99,8 @@ int run(const run_args& a) {
   } else {
     PIECEWISE_EXPECTS(a.batch >= 1 && a.prompt_len >= 1, "--batch ({}) and --prompt-len ({}) must be positive", a.batch,
                       a.prompt_len);
-    std::uint64_t x = a.seed * 0x9E3779B97F4A7C15ull + 12345;
-    for (int i = 0; i < a.batch; ++i) {
-      std::vector<int> p(static_cast<std::size_t>(a.prompt_len));
-      for (int& t : p) {
-        x ^= x >> 33;
-        x *= 0xff51afd7ed558ccdull;
-        x ^= x >> 33;
-        t = static_cast<int>(x % static_cast<std::uint64_t>(cfg.vocab_size));
-      }
-      prompts.push_back(std::move(p));
-    }
+    std::uint64_t x = a.seed;
+    for (int i = 0; i < a.batch; ++i) prompts.push_back(random_token_ids(a.prompt_len, cfg.vocab_size, x));
   }
   PIECEWISE_EXPECTS(!prompts.empty(), "no prompts");
   std::size_t longest = 0;

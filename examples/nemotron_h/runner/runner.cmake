@@ -1,15 +1,27 @@
 # The NemotronH model on the GPU through piecewise, the engine loop and nemotron_h_run.
 find_package(CLI11 REQUIRED)
+
+# Host-side batch planning (limits, batch checks, prefill chunk packing): no CUDA, so the
+# runner's host tests run without a GPU.
+add_library(nh_batching STATIC ${CMAKE_CURRENT_LIST_DIR}/batching.cpp)
+target_include_directories(nh_batching PUBLIC ${CMAKE_CURRENT_SOURCE_DIR})
+target_link_libraries(nh_batching PUBLIC piecewise::host)
+target_compile_features(nh_batching PUBLIC cxx_std_20)
+
 add_library(nh_runner STATIC
+  ${CMAKE_CURRENT_LIST_DIR}/device_weights.cpp
+  ${CMAKE_CURRENT_LIST_DIR}/batch_metadata.cpp
   ${CMAKE_CURRENT_LIST_DIR}/gpu_model.cpp
   ${CMAKE_CURRENT_LIST_DIR}/engine.cpp
   ${CMAKE_CURRENT_LIST_DIR}/model_kernels.cu)
-target_link_libraries(nh_runner PUBLIC nh_model nh_dense_kernels nh_mamba_kernels nh_common)
+target_link_libraries(nh_runner PUBLIC nh_model nh_batching nh_dense_kernels nh_mamba_kernels nh_common)
 
 add_executable(nemotron_h_run ${CMAKE_CURRENT_LIST_DIR}/main.cpp)
 target_link_libraries(nemotron_h_run PRIVATE nh_runner CLI11::CLI11)
 
 if(PIECEWISE_BUILD_TESTS)
+  piecewise_add_host_test(nh_batching_tests ${CMAKE_CURRENT_LIST_DIR}/../tests/test_batching.cpp LIBS nh_batching)
+  target_compile_definitions(nh_batching_tests PRIVATE NH_TEST_DATA_DIR="${CMAKE_CURRENT_LIST_DIR}/../tests/data")
   piecewise_add_gpu_test(nh_runner_gpu_tests ${CMAKE_CURRENT_LIST_DIR}/../tests/test_runner.cpp LIBS nh_runner)
   target_compile_definitions(nh_runner_gpu_tests PRIVATE NH_TEST_DATA_DIR="${CMAKE_CURRENT_LIST_DIR}/../tests/data")
   # The runner's small kernels (argmax, gather, bookkeeping) against host references.

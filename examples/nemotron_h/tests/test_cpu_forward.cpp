@@ -81,26 +81,31 @@ TEST_CASE("cpu_forward: reproduces transformers' logits on the tiny fixture", "[
   const std::vector<std::pair<const char*, void (*)(model_weights&)>> bugs = {
       {"Mamba gated-norm groups swapped (layer 2)",
        [](model_weights& x) {
-         auto& n = x.layers[2].mamba.norm;
-         std::rotate(n.begin(), n.begin() + static_cast<std::ptrdiff_t>(n.size() / 2), n.end());
+         host_tensor& t = x.layers[2].get("mixer.norm.weight");
+         std::uint16_t* n = t.bf16();
+         std::rotate(n, n + t.numel() / 2, n + t.numel());
        }},
-      {"Mamba D of one head dropped (layer 0)", [](model_weights& x) { x.layers[0].mamba.D[5] = 0.0f; }},
+      {"Mamba D of one head dropped (layer 0)", [](model_weights& x) { x.layers[0].get("mixer.D").f32()[5] = 0.0f; }},
       {"Mamba dt_bias read one head off (layer 4)",
        [](model_weights& x) {
-         auto& d = x.layers[4].mamba.dt_bias;
-         std::rotate(d.begin(), d.begin() + 1, d.end());
+         host_tensor& t = x.layers[4].get("mixer.dt_bias");
+         std::rotate(t.f32(), t.f32() + 1, t.f32() + t.numel());
        }},
       {"conv bias dropped (layer 0)",
-       [](model_weights& x) { std::fill(x.layers[0].mamba.conv_b.begin(), x.layers[0].mamba.conv_b.end(), 0); }},
+       [](model_weights& x) {
+         host_tensor& t = x.layers[0].get("mixer.conv1d.bias");
+         std::fill(t.bf16(), t.bf16() + t.numel(), std::uint16_t{0});
+       }},
       {"attention KV heads swapped (layer 1)",
        [](model_weights& x) {
-         auto& k = x.layers[1].attn.k_proj;
-         std::rotate(k.begin(), k.begin() + static_cast<std::ptrdiff_t>(k.size() / 2), k.end());
+         host_tensor& t = x.layers[1].get("mixer.k_proj.weight");
+         std::uint16_t* k = t.bf16();
+         std::rotate(k, k + t.numel() / 2, k + t.numel());
        }},
       {"MLP down_proj row swap (layer 3)",
        [](model_weights& x) {
-         auto& d = x.layers[3].mlp.down_proj;
-         std::swap_ranges(d.begin(), d.begin() + 256, d.begin() + 256);
+         std::uint16_t* d = x.layers[3].get("mixer.down_proj.weight").bf16();
+         std::swap_ranges(d, d + 256, d + 256);
        }},
   };
   for (const auto& [what, bug] : bugs) {

@@ -127,3 +127,32 @@ TEST_CASE("gemm_engine is capture-safe for prepared shapes and refuses unprepare
   CHECK_FALSE(eng.prepared(17, K, N));
   CHECK_THROWS_AS(eng.prepare(4, 30, 16), piecewise::config_error);  // K not a multiple of 8
 }
+
+TEST_CASE("gemm_engine takes a weight view: bf16 runs as the plain matrix, other dtypes are refused by name",
+          "[dense][gemm]") {
+  nh::gemm_engine eng;
+  stream st;
+  const int M = 4, K = 64, N = 32;
+  dbuf<bf16> dx(static_cast<std::size_t>(M) * K), dW(static_cast<std::size_t>(N) * K),
+      dy(static_cast<std::size_t>(M) * N), dz(static_cast<std::size_t>(M) * N);
+  std::mt19937 gen(9);
+  dx.upload(rand_bf16(static_cast<std::size_t>(M) * K, gen, 1.0, nullptr));
+  dW.upload(rand_bf16(static_cast<std::size_t>(N) * K, gen, 0.02, nullptr));
+  eng.linear(dx.get(), dW.get(), dy.get(), M, K, N, st.s);
+  eng.linear(dx.get(), nh::weight::bf16_matrix(dW.get(), N, K, "test.weight"), dz.get(), M, st.s);
+  CHECK(to_double(dy.download()) == to_double(dz.download()));
+  for (nh::dtype t : {nh::dtype::f32, nh::dtype::fp8_e4m3, nh::dtype::nvfp4}) {
+    nh::weight w = nh::weight::bf16_matrix(dW.get(), N, K, "layers.3.mixer.up_proj.weight");
+    w.type = t;
+    CHECK_FALSE(nh::gemm_engine::supports(t));
+    try {
+      eng.linear(dx.get(), w, dz.get(), M, st.s);
+      FAIL("no exception for dtype " << nh::dtype_name(t));
+    } catch (const piecewise::config_error& e) {
+      const std::string what = e.what();
+      CHECK(what.find("layers.3.mixer.up_proj.weight") != std::string::npos);
+      CHECK(what.find(nh::dtype_name(t)) != std::string::npos);
+      CHECK(what.find("not supported yet") != std::string::npos);
+    }
+  }
+}

@@ -11,6 +11,7 @@
 #include <filesystem>
 #include <fstream>
 
+#include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
 #include "model/config.hpp"
@@ -217,11 +218,23 @@ TEST_CASE("runner soak: 10,000 mixed prefill/decode steps match eager token for 
   auto rnd = [&](int lo, int hi) {  // uniform in [lo, hi]
     return lo + static_cast<int>(lcg_next(x) % static_cast<std::uint64_t>(hi - lo + 1));
   };
-  // One warm workload per mode, then the baseline of device memory.
+  // One warm workload per mode, then the baseline of what this process holds: the handles
+  // and device memory of piecewise's owners (the model's arenas, the GEMM workspace, the
+  // runners' graphs, streams and events) and the memory of graph allocation nodes. Unlike
+  // device-wide free memory, no other process (a parallel ctest, compute-sanitizer) moves it.
   (void)eng.run(mode::full, make_prompts({300}, cfg.vocab_size, 1), 2);
   (void)eng.run(mode::piecewise, make_prompts({300}, cfg.vocab_size, 1), 2);
-  std::size_t free0 = 0, total = 0;
-  REQUIRE(cudaMemGetInfo(&free0, &total) == cudaSuccess);
+  int dev = 0;
+  REQUIRE(cudaGetDevice(&dev) == cudaSuccess);
+  auto graph_memory = [dev] {
+    std::uint64_t used = 0;
+    REQUIRE(cudaDeviceGetGraphMemAttribute(dev, cudaGraphMemAttrUsedMemCurrent, &used) == cudaSuccess);
+    return used;
+  };
+  const piecewise::handle_counts held0 = piecewise::live_handles();
+  const std::uint64_t graph_mem0 = graph_memory();
+  REQUIRE(held0.device_buffers >= 3);  // weights, buffers, GEMM workspace
+  REQUIRE(held0.graph_execs > 0);
   // PIECEWISE_SOAK_STEPS shortens the run (tests/gpu_suite.sh sets it under compute-sanitizer,
   // where every kernel launch is instrumented); the default is the full 10,000 steps.
   long target = 10000;
@@ -245,16 +258,15 @@ TEST_CASE("runner soak: 10,000 mixed prefill/decode steps match eager token for 
     steps += got.prefill_chunks + got.decode_steps;
     ++workloads;
   }
-  std::size_t free1 = 0;
-  REQUIRE(cudaMemGetInfo(&free1, &total) == cudaSuccess);
-  INFO(workloads << " workloads, " << steps << " steps; free memory " << free0 << " -> " << free1);
-  // compute-sanitizer allocates and frees device memory of its own, so free memory says
-  // nothing under it; there memcheck's --leak-check does this job (tests/gpu_suite.sh).
-  if (std::getenv("PIECEWISE_UNDER_SANITIZER") == nullptr) {
-    REQUIRE(free1 == free0);
-  } else {
-    WARN("soak: " << workloads << " workloads, " << steps << " steps; free-memory check left to "
-                  "compute-sanitizer --leak-check: " << free0 << " -> " << free1);
-  }
+  const piecewise::handle_counts held1 = piecewise::live_handles();
+  const std::uint64_t graph_mem1 = graph_memory();
+  auto show = [](const piecewise::handle_counts& h) {
+    return fmt::format("{} streams, {} events, {} graphs, {} graph execs, {} device buffers of {} bytes", h.streams,
+                       h.events, h.graphs, h.graph_execs, h.device_buffers, h.device_bytes);
+  };
+  INFO(workloads << " workloads, " << steps << " steps; held " << show(held0) << " -> " << show(held1)
+                 << "; graph allocation memory " << graph_mem0 << " -> " << graph_mem1);
+  REQUIRE(held1 == held0);
+  REQUIRE(graph_mem1 == graph_mem0);
   REQUIRE(eng.runners(mode::full).prefill->stats().eager_fallbacks == 0);
 }

@@ -8,6 +8,7 @@
 #include <fstream>
 
 #include "model/safetensors.hpp"
+#include "piecewise/element_type.hpp"
 #include "model/random_tokens.hpp"
 #include "model_test_util.hpp"
 
@@ -53,34 +54,34 @@ void write_bytes(const std::filesystem::path& p, const std::vector<std::uint8_t>
 TEST_CASE("safetensors: bf16 and half conversions", "[safetensors]") {
   // Every bf16 pattern survives float and back.
   for (std::uint32_t b = 0; b < 65536; ++b) {
-    const float f = bf16_to_float(static_cast<std::uint16_t>(b));
+    const float f = piecewise::bf16_bits_to_float(static_cast<std::uint16_t>(b));
     if (std::isnan(f)) {
-      CHECK(std::isnan(bf16_to_float(float_to_bf16(f))));
+      CHECK(std::isnan(piecewise::bf16_bits_to_float(piecewise::float_to_bf16_bits(f))));
       continue;
     }
-    REQUIRE(float_to_bf16(f) == b);
+    REQUIRE(piecewise::float_to_bf16_bits(f) == b);
   }
   // Round to nearest even.
-  CHECK(float_to_bf16(1.0f) == 0x3f80);
-  CHECK(float_to_bf16(std::bit_cast<float>(0x3f808000u)) == 0x3f80);  // tie -> even
-  CHECK(float_to_bf16(std::bit_cast<float>(0x3f818000u)) == 0x3f82);  // tie -> even (up)
-  CHECK(float_to_bf16(std::bit_cast<float>(0x3f808001u)) == 0x3f81);
-  CHECK(float_to_bf16(std::bit_cast<float>(0x7f7fffffu)) == 0x7f80);  // max float -> inf
+  CHECK(piecewise::float_to_bf16_bits(1.0f) == 0x3f80);
+  CHECK(piecewise::float_to_bf16_bits(std::bit_cast<float>(0x3f808000u)) == 0x3f80);  // tie -> even
+  CHECK(piecewise::float_to_bf16_bits(std::bit_cast<float>(0x3f818000u)) == 0x3f82);  // tie -> even (up)
+  CHECK(piecewise::float_to_bf16_bits(std::bit_cast<float>(0x3f808001u)) == 0x3f81);
+  CHECK(piecewise::float_to_bf16_bits(std::bit_cast<float>(0x7f7fffffu)) == 0x7f80);  // max float -> inf
   // Every half pattern survives float and back, with subnormals.
   for (std::uint32_t h = 0; h < 65536; ++h) {
-    const float f = half_to_float(static_cast<std::uint16_t>(h));
+    const float f = piecewise::half_bits_to_float(static_cast<std::uint16_t>(h));
     if (std::isnan(f)) continue;
-    REQUIRE(float_to_half(f) == h);
+    REQUIRE(piecewise::float_to_half_bits(f) == h);
   }
-  CHECK(half_to_float(0x3c00) == 1.0f);
-  CHECK(half_to_float(0x0001) == std::ldexp(1.0f, -24));
-  CHECK(half_to_float(0x7bff) == 65504.0f);
-  CHECK(float_to_half(65519.0f) == 0x7bff);
-  CHECK(float_to_half(65520.0f) == 0x7c00);
-  CHECK(float_to_half(std::ldexp(1.0f, -25)) == 0x0000);                  // tie -> even (0)
-  CHECK(float_to_half(std::ldexp(1.5f, -24)) == 0x0002);                  // tie -> even (2)
-  CHECK(float_to_half(1.0f + std::ldexp(1.0f, -11)) == 0x3c00);           // tie -> even
-  CHECK(float_to_half(1.0f + std::ldexp(3.0f, -11)) == 0x3c02);
+  CHECK(piecewise::half_bits_to_float(0x3c00) == 1.0f);
+  CHECK(piecewise::half_bits_to_float(0x0001) == std::ldexp(1.0f, -24));
+  CHECK(piecewise::half_bits_to_float(0x7bff) == 65504.0f);
+  CHECK(piecewise::float_to_half_bits(65519.0f) == 0x7bff);
+  CHECK(piecewise::float_to_half_bits(65520.0f) == 0x7c00);
+  CHECK(piecewise::float_to_half_bits(std::ldexp(1.0f, -25)) == 0x0000);                  // tie -> even (0)
+  CHECK(piecewise::float_to_half_bits(std::ldexp(1.5f, -24)) == 0x0002);                  // tie -> even (2)
+  CHECK(piecewise::float_to_half_bits(1.0f + std::ldexp(1.0f, -11)) == 0x3c00);           // tie -> even
+  CHECK(piecewise::float_to_half_bits(1.0f + std::ldexp(3.0f, -11)) == 0x3c02);
 }
 
 TEST_CASE("safetensors: writer and parser round trip", "[safetensors]") {
@@ -113,13 +114,13 @@ TEST_CASE("safetensors: writer and parser round trip", "[safetensors]") {
   const auto b = f.read_f32(*f.find("w.f32"));
   CHECK(b == std::vector<float>{1.0f / 3, 1.0f / 4, 1.0f / 5, 1.0f / 6});
   const auto bb = f.read_bf16(*f.find("w.f32"));
-  for (int i = 0; i < 4; ++i) CHECK(bb[i] == float_to_bf16(1.0f / static_cast<float>(i + 3)));
+  for (int i = 0; i < 4; ++i) CHECK(bb[i] == piecewise::float_to_bf16_bits(1.0f / static_cast<float>(i + 3)));
   const auto c = f.read_bf16(*f.find("w.f64"));
-  for (int i = 0; i < 3; ++i) CHECK(c[i] == float_to_bf16(-3.0f + static_cast<float>(i) * 0.001f));
+  for (int i = 0; i < 3; ++i) CHECK(c[i] == piecewise::float_to_bf16_bits(-3.0f + static_cast<float>(i) * 0.001f));
   const auto d = f.read_f32(*f.find("w.f16"));
   CHECK(d == std::vector<float>{65504.0f, -6.103515625e-05f});
   const auto a16 = f.read_bf16(*f.find("w.bf16"));
-  CHECK(bf16_to_float(a16[5]) == 1.25f);
+  CHECK(piecewise::bf16_bits_to_float(a16[5]) == 1.25f);
 }
 
 TEST_CASE("safetensors: F64 -> bf16 is correctly rounded (no double rounding)", "[safetensors]") {

@@ -6,6 +6,7 @@
 #include <fstream>
 
 #include "model/safetensors.hpp"
+#include "piecewise/element_type.hpp"
 #include "model/weights.hpp"
 #include "model_test_util.hpp"
 
@@ -58,64 +59,77 @@ TEST_CASE("weights: synthetic weights are deterministic and initialised like tra
   const model_weights b = synthetic_weights(c, 7, {.randomize_vectors = false, .threads = 4});
   const model_weights d = synthetic_weights(c, 8);
   CHECK_NOTHROW(a.check_shapes(c));
-  CHECK(a.embeddings == b.embeddings);
-  CHECK(a.layers[0].mamba.in_proj == b.layers[0].mamba.in_proj);
-  CHECK(a.layers[0].mamba.dt_bias == b.layers[0].mamba.dt_bias);
-  CHECK(a.embeddings != d.embeddings);
-  CHECK(a.lm_head != a.embeddings);  // untied
+  CHECK(a.embeddings() == b.embeddings());
+  CHECK(a.layers[0].get("mixer.in_proj.weight") == b.layers[0].get("mixer.in_proj.weight"));
+  CHECK(a.layers[0].get("mixer.dt_bias") == b.layers[0].get("mixer.dt_bias"));
+  CHECK(a.embeddings() != d.embeddings());
+  CHECK(a.lm_head() != a.embeddings());  // untied
 
   // A fixed value: guards against accidental changes of the generator (cross-platform).
   const model_weights a2 = synthetic_weights(c, 7);
-  CHECK(a2.embeddings == a.embeddings);
+  CHECK(a2.embeddings() == a.embeddings());
+  CHECK(a2.embeddings().bf16()[0] == 0x3c92);
+  CHECK(a2.layers[0].get("mixer.dt_bias").f32()[1] == -3.046875f);
 
-  auto stats = [](const std::vector<bf16_bits>& v) {
+  auto stats = [](const host_tensor& t) {
     double s = 0, s2 = 0;
-    for (auto x : v) {
-      s += bf16_to_float(x);
-      s2 += double(bf16_to_float(x)) * bf16_to_float(x);
+    for (double x : t.to_f64()) {
+      s += x;
+      s2 += x * x;
     }
-    const double m = s / double(v.size());
-    return std::pair{m, std::sqrt(s2 / double(v.size()) - m * m)};
+    const double m = s / double(t.numel());
+    return std::pair{m, std::sqrt(s2 / double(t.numel()) - m * m)};
   };
   // Large enough samples for the std to be within a few percent.
   model_config big = c;
   big.vocab_size = 4096;
   big.hidden_size = 64;
   const model_weights w = synthetic_weights(big, 1);
-  auto [em, es] = stats(w.embeddings);
+  auto [em, es] = stats(w.embeddings());
   CHECK(std::abs(em) < 0.002);
   CHECK(es == Approx(0.02).epsilon(0.03));
-  auto [im, is] = stats(w.layers[0].mamba.in_proj);
+  auto [im, is] = stats(w.layers[0].get("mixer.in_proj.weight"));
   CHECK(is == Approx(0.02).epsilon(0.05));
   (void)im;
-  const auto& m = w.layers[0].mamba;
+  const layer_weights& m = w.layers[0];
   for (int h = 0; h < big.mamba_num_heads; ++h) {
-    CHECK(m.A_log[h] == Approx(std::log(h + 1.0)).epsilon(0.01));
-    CHECK(m.D[h] == 1.0f);
-    const double dt = std::log1p(std::exp(double(m.dt_bias[h])));
+    CHECK(m.get("mixer.A_log").f32()[h] == Approx(std::log(h + 1.0)).epsilon(0.01));
+    CHECK(m.get("mixer.D").f32()[h] == 1.0f);
+    const double dt = std::log1p(std::exp(double(m.get("mixer.dt_bias").f32()[h])));
     CHECK(dt >= big.time_step_min * 0.99);
     CHECK(dt <= big.time_step_max * 1.01);
   }
   const double conv_bound = 1.0 / std::sqrt(double(big.conv_kernel));
   float cmax = 0;
-  for (auto x : m.conv_w) cmax = std::max(cmax, std::abs(bf16_to_float(x)));
+  for (double x : m.get("mixer.conv1d.weight").to_f64()) cmax = std::max(cmax, static_cast<float>(std::abs(x)));
   CHECK(cmax <= conv_bound * 1.01);
   CHECK(cmax > conv_bound * 0.9);
   const double out_bound = 1.0 / std::sqrt(double(big.d_inner())) / std::sqrt(double(big.num_layers()));
   float omax = 0;
-  for (auto x : m.out_proj) omax = std::max(omax, std::abs(bf16_to_float(x)));
+  for (double x : m.get("mixer.out_proj.weight").to_f64()) omax = std::max(omax, static_cast<float>(std::abs(x)));
   CHECK(omax <= out_bound * 1.01);
   CHECK(omax > out_bound * 0.9);
-  for (auto x : w.layers[1].norm) CHECK(x == float_to_bf16(1.0f));
+  for (double x : w.layers[1].get("norm.weight").to_f64()) CHECK(x == 1.0);
 
   const model_weights r = synthetic_weights(c, 7, {.randomize_vectors = true});
-  CHECK(r.layers[0].norm != a.layers[0].norm);
-  CHECK(r.layers[0].mamba.D != a.layers[0].mamba.D);
+  CHECK(r.layers[0].get("norm.weight") != a.layers[0].get("norm.weight"));
+  CHECK(r.layers[0].get("mixer.D") != a.layers[0].get("mixer.D"));
+  CHECK(r.layers[0].get("mixer.A_log") != a.layers[0].get("mixer.A_log"));
+  CHECK(r.layers[0].get("mixer.in_proj.weight") == a.layers[0].get("mixer.in_proj.weight"));
 
   model_config tied = c;
   tied.tie_word_embeddings = true;
   const model_weights t = synthetic_weights(tied, 7);
-  CHECK(t.lm_head == t.embeddings);
+  CHECK(t.lm_head() == t.embeddings());
+  CHECK(t.lm_head().name() == "lm_head.weight");
+
+  // Without use_conv_bias the bias is zeros, and not a checkpoint tensor.
+  model_config nobias = c;
+  nobias.use_conv_bias = false;
+  const model_weights nb = synthetic_weights(nobias, 7);
+  for (double x : nb.layers[0].get("mixer.conv1d.bias").to_f64()) REQUIRE(x == 0.0);
+  for (const auto& e : expected_tensors(nobias)) CHECK(e.name.find("conv1d.bias") == std::string::npos);
+  CHECK(nobias.num_parameters() == c.num_parameters() - 2 * c.conv_dim());
 }
 
 TEST_CASE("weights: save / load round trip with both prefixes", "[weights]") {
@@ -128,28 +142,18 @@ TEST_CASE("weights: save / load round trip with both prefixes", "[weights]") {
     CHECK(f.find(prefix + "embeddings.weight") != nullptr);
     CHECK(f.find(prefix + "layers.0.mixer.A_log")->dtype == st_dtype::f32);
     const model_weights l = load_weights(td.path, c);
-    CHECK(l.embeddings == w.embeddings);
-    CHECK(l.lm_head == w.lm_head);
-    CHECK(l.norm_f == w.norm_f);
+    for (std::size_t j = 0; j < w.globals.size(); ++j) CHECK(l.globals[j] == w.globals[j]);
     for (int i = 0; i < c.num_layers(); ++i) {
       CAPTURE(i);
       CHECK(l.layers[i].kind == w.layers[i].kind);
-      CHECK(l.layers[i].norm == w.layers[i].norm);
-      CHECK(l.layers[i].mamba.in_proj == w.layers[i].mamba.in_proj);
-      CHECK(l.layers[i].mamba.conv_w == w.layers[i].mamba.conv_w);
-      CHECK(l.layers[i].mamba.conv_b == w.layers[i].mamba.conv_b);
-      CHECK(l.layers[i].mamba.A_log == w.layers[i].mamba.A_log);
-      CHECK(l.layers[i].mamba.D == w.layers[i].mamba.D);
-      CHECK(l.layers[i].mamba.dt_bias == w.layers[i].mamba.dt_bias);
-      CHECK(l.layers[i].mamba.norm == w.layers[i].mamba.norm);
-      CHECK(l.layers[i].mamba.out_proj == w.layers[i].mamba.out_proj);
-      CHECK(l.layers[i].attn.q_proj == w.layers[i].attn.q_proj);
-      CHECK(l.layers[i].attn.k_proj == w.layers[i].attn.k_proj);
-      CHECK(l.layers[i].attn.v_proj == w.layers[i].attn.v_proj);
-      CHECK(l.layers[i].attn.o_proj == w.layers[i].attn.o_proj);
-      CHECK(l.layers[i].mlp.up_proj == w.layers[i].mlp.up_proj);
-      CHECK(l.layers[i].mlp.down_proj == w.layers[i].mlp.down_proj);
+      REQUIRE(l.layers[i].tensors.size() == w.layers[i].tensors.size());
+      for (std::size_t j = 0; j < w.layers[i].tensors.size(); ++j) {
+        CAPTURE(w.layers[i].tensors[j].name());
+        CHECK(l.layers[i].tensors[j].name() == w.layers[i].tensors[j].name());
+        CHECK(l.layers[i].tensors[j] == w.layers[i].tensors[j]);
+      }
     }
+    CHECK(l.bytes() == w.bytes());
   }
 }
 
@@ -175,10 +179,11 @@ TEST_CASE("weights: embedding alias, tied lm_head, F32/F16 sources", "[weights]"
   CHECK_THAT(load_err(td.path, c), Contains("missing tensor") && Contains("'lm_head.weight' [96, 32]"));
   c.tie_word_embeddings = true;
   const model_weights w = load_weights(td.path, c);
-  for (std::size_t i = 0; i < emb.size(); ++i) REQUIRE(w.embeddings[i] == float_to_bf16(emb[i]));
-  CHECK(w.lm_head == w.embeddings);
+  for (std::size_t i = 0; i < emb.size(); ++i) REQUIRE(w.embeddings().bf16()[i] == piecewise::float_to_bf16_bits(emb[i]));
+  CHECK(w.lm_head() == w.embeddings());
+  const std::uint16_t* up_bits = w.layers[2].get("mixer.up_proj.weight").bf16();
   for (std::size_t i = 0; i < up.size(); ++i) {
-    REQUIRE(w.layers[2].mlp.up_proj[i] == float_to_bf16(half_to_float(float_to_half(up[i]))));
+    REQUIRE(up_bits[i] == piecewise::float_to_bf16_bits(piecewise::half_bits_to_float(piecewise::float_to_half_bits(up[i]))));
   }
 }
 
@@ -256,9 +261,9 @@ TEST_CASE("weights: the transformers fixture checkpoint loads", "[weights]") {
   const model_config c = parse_config_json(dir / "config.json");
   const model_weights w = load_weights(dir, c);
   CHECK_NOTHROW(w.check_shapes(c));
-  CHECK(w.lm_head != w.embeddings);
+  CHECK(w.lm_head() != w.embeddings());
   // transformers' init: A_log perturbed by the fixture script, D near 1 +- 0.5 n.
-  CHECK(w.layers[0].mamba.A_log.size() == 8);
+  CHECK(w.layers[0].get("mixer.A_log").numel() == 8);
 }
 
 TEST_CASE("weights: presets build synthetic weights of the right size", "[weights]") {
@@ -269,4 +274,98 @@ TEST_CASE("weights: presets build synthetic weights of the right size", "[weight
   const model_weights w = synthetic_weights(t, 1);
   CHECK_NOTHROW(w.check_shapes(t));
   CHECK(w.bytes() > 2 * static_cast<std::size_t>(t.num_parameters()) - 1000);
+}
+
+TEST_CASE("layer kinds: the table is consistent and drives the tensor list", "[weights][layer_kinds]") {
+  for (const layer_kind_info& k : layer_kinds()) {
+    CAPTURE(k.name);
+    CHECK(&kind_info(k.kind) == &k);
+    CHECK(find_kind(k.code) == &k);
+    CHECK(find_block_type(std::string(1, k.code)) == &k);
+    for (const char* b : k.block_types) CHECK(find_block_type(b) == &k);
+    const auto& specs = layer_tensor_specs(k.kind);
+    REQUIRE(specs.size() == k.tensors.size() + 1);
+    CHECK(std::string(specs[0]->suffix) == "norm.weight");
+    for (std::size_t j = 0; j < specs.size(); ++j) CHECK(layer_tensor_index(k.kind, specs[j]->suffix) == int(j));
+    // Fused tensors are consecutive and stack rows of the same width and dtype.
+    for (std::size_t j = 1; j < specs.size(); ++j) {
+      const tensor_spec& a = *specs[j - 1];
+      const tensor_spec& b = *specs[j];
+      if (a.fused_as == nullptr || b.fused_as == nullptr || std::string(a.fused_as) != b.fused_as) continue;
+      const model_config c = preset("small");
+      CHECK(a.shape(c).back() == b.shape(c).back());
+      CHECK(a.type == b.type);
+    }
+  }
+  CHECK(find_kind('E') == nullptr);
+  CHECK(find_block_type("moe") == nullptr);
+  CHECK(layer_tensor_index(layer_kind::mlp, "mixer.in_proj.weight") == -1);
+
+  const model_config c = test_config();
+  const std::vector<tensor_entry> all = model_tensors(c);
+  REQUIRE(all.size() == 1 + (1 + 8) + (1 + 4) + (1 + 2) + (1 + 8) + 2);
+  CHECK(all.front().name == "backbone.embeddings.weight");
+  CHECK(all[1].name == "backbone.layers.0.norm.weight");
+  CHECK(all[2].name == "backbone.layers.0.mixer.in_proj.weight");
+  CHECK(all[2].shape == std::vector<std::int64_t>{c.in_proj_dim(), c.hidden_size});
+  CHECK(all[all.size() - 2].name == "backbone.norm_f.weight");
+  CHECK(all.back().name == "lm_head.weight");
+  CHECK(all.back().spec->tied_to_embeddings);
+  std::int64_t params = 0;
+  for (const auto& e : all) {
+    std::int64_t n = 1;
+    for (auto d : e.shape) n *= d;
+    params += n;
+  }
+  CHECK(params == c.num_parameters());  // untied, every tensor in the checkpoint
+  CHECK(expected_tensors(c).size() == all.size());
+}
+
+TEST_CASE("weights: host tensors and check_shapes name the tensor, the shape and the dtype", "[weights]") {
+  const model_config c = test_config();
+  const model_weights w = synthetic_weights(c, 1);
+  host_tensor t("x.weight", dtype::f32, {2, 3});
+  CHECK(t.rows() == 2);
+  CHECK(t.cols() == 3);
+  CHECK(t.data_bytes() == 24);
+  CHECK_THAT(error_of([&] { (void)t.bf16(); }), Contains("tensor 'x.weight' has dtype f32, read as bf16"));
+  CHECK_THAT(error_of([&] { (void)host_tensor("q", dtype::bf16, {2, -1}); }), Contains("'q'") && Contains("[2, -1]"));
+  const host_tensor q("fp8.weight", dtype::fp8_e4m3, {4, 8});
+  CHECK(q.data_bytes() == 32);
+  CHECK(host_tensor("fp4.weight", dtype::nvfp4, {4, 8}).data_bytes() == 16);
+  CHECK_THAT(error_of([&] { (void)q.to_f64(); }), Contains("fp8.weight") && Contains("not supported yet"));
+  CHECK_THAT(error_of([&] { (void)w.layers[2].get("mixer.in_proj.weight"); }),
+             Contains("mlp layer has no tensor 'mixer.in_proj.weight'"));
+
+  auto check_err = [&](const model_weights& x) { return error_of([&] { x.check_shapes(c); }); };
+  model_weights bad = w;
+  host_tensor& up = bad.layers[2].get("mixer.up_proj.weight");
+  up = host_tensor(up.name(), dtype::bf16, {c.intermediate_size, c.hidden_size + 1});
+  CHECK_THAT(check_err(bad), Contains("tensor 'backbone.layers.2.mixer.up_proj.weight' has shape [48, 33], the "
+                                      "config needs [48, 32]"));
+  bad = w;
+  host_tensor& norm = bad.layers[1].get("norm.weight");
+  norm = host_tensor(norm.name(), dtype::f32, norm.shape());
+  CHECK_THAT(check_err(bad), Contains("'backbone.layers.1.norm.weight' has dtype f32, the model needs bf16"));
+  // A linear weight may be quantized, with its scales; a norm may not.
+  bad = w;
+  host_tensor& down = bad.layers[2].get("mixer.down_proj.weight");
+  down = host_tensor(down.name(), dtype::fp8_e4m3, down.shape());
+  CHECK_THAT(check_err(bad), Contains("is fp8_e4m3 but has no scales"));
+  down.scales = tensor_scales{0.5f, {}, {}};
+  CHECK(check_err(bad) == "<no exception>");
+  CHECK(bad.bytes() == w.bytes() - down.data_bytes() + 4);
+  norm = host_tensor(norm.name(), dtype::fp8_e4m3, norm.shape());
+  norm.scales = tensor_scales{};
+  CHECK_THAT(check_err(bad), Contains("'backbone.layers.1.norm.weight' has dtype fp8_e4m3, the model needs bf16"));
+  nh_test::temp_dir td("quant");
+  CHECK_THAT(error_of([&] {
+               model_weights q8 = w;
+               q8.layers[2].get("mixer.down_proj.weight") = down;
+               save_weights(td.path, c, q8);
+             }),
+             Contains("down_proj.weight") && Contains("not supported yet"));
+  bad = w;
+  bad.layers.pop_back();
+  CHECK_THAT(check_err(bad), Contains("weights have 3 layers, the config has 4"));
 }
