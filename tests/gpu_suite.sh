@@ -42,7 +42,6 @@ if [ -n "${SANITIZER:-}" ]; then
         -P tests/support/list_tests.cmake
   jobs=${SANITIZER_JOBS:-$(nproc)}
   limit=${SANITIZER_TIMEOUT:-1800}              # seconds per test case and tool
-  export PIECEWISE_UNDER_SANITIZER=1   # the soak test leaves free-memory flatness to --leak-check
   run_one() {  # tool index workdir exe spec name
     local tool=$1 idx=$2 wd=$3 exe=$4 spec=$5 name=$6 log="$dir/$1.$2.log" extra=() t0 rc
     # The soak's length: racecheck is ~5x slower than the other tools (one workload ~330 s on
