@@ -120,7 +120,8 @@ int main(int argc, char** argv) try {
   std::string json = fmt::format("{{\n  \"device\": \"{}\",\n  \"model\": \"{}\",\n  \"copy_gbs\": {:.1f},\n  \"gemm_tflops\": {:.1f},\n",
                                  prop.name, cfg.name, bw, tflops);
   // ---- capture ----
-  fmt::print("\n{:<10} {:>10} {:>10} {:>12} {:>14}\n", "mode", "buckets", "capture_s", "graphs", "graph_mem_MiB");
+  fmt::print("\n{:<10} {:>10} {:>10} {:>12} {:>14} {:>10} {:>10} {:>10}\n", "mode", "buckets", "capture_s", "graphs",
+             "graph_mem_MiB", "warmup_s", "stream_s", "instant_s");
   json += "  \"capture\": [\n";
   for (mode m : {mode::full, mode::piecewise, mode::eager}) {
     std::size_t f0 = 0, f1 = 0;
@@ -131,15 +132,24 @@ int main(int argc, char** argv) try {
     PIECEWISE_CUDA_TRY(cudaMemGetInfo(&f1, &total));
     int graphs = 0;
     std::size_t buckets = 0;
+    double warm_ms = 0, cap_ms = 0, inst_ms = 0;  // where the capture time goes (bucket_stats)
     if (m != mode::eager) {
-      for (const auto& st : r.prefill->all_bucket_stats()) graphs += st.segments;
-      for (const auto& st : r.decode->all_bucket_stats()) graphs += st.segments;
+      for (const auto* rn : {r.prefill.get(), r.decode.get()})
+        for (const auto& st : rn->all_bucket_stats()) {
+          graphs += st.segments;
+          warm_ms += st.warmup_ms;
+          cap_ms += st.capture_ms;
+          inst_ms += st.instantiate_ms;
+        }
       buckets = r.prefill->buckets().count() + r.decode->buckets().count();
     }
     const double mib = (static_cast<double>(f0) - static_cast<double>(f1)) / 1048576.0;
-    fmt::print("{:<10} {:>10} {:>10.2f} {:>12} {:>14.1f}\n", piecewise::to_string(m), buckets, s, graphs, mib);
-    json += fmt::format("    {{\"mode\": \"{}\", \"buckets\": {}, \"capture_s\": {:.3f}, \"graphs\": {}, \"graph_mem_mib\": {:.1f}}}{}\n",
-                        piecewise::to_string(m), buckets, s, graphs, mib, m == mode::eager ? "" : ",");
+    fmt::print("{:<10} {:>10} {:>10.2f} {:>12} {:>14.1f} {:>10.3f} {:>10.3f} {:>10.3f}\n", piecewise::to_string(m), buckets,
+               s, graphs, mib, warm_ms / 1e3, cap_ms / 1e3, inst_ms / 1e3);
+    json += fmt::format("    {{\"mode\": \"{}\", \"buckets\": {}, \"capture_s\": {:.3f}, \"graphs\": {}, \"graph_mem_mib\": {:.1f}, "
+                        "\"warmup_s\": {:.3f}, \"stream_capture_s\": {:.3f}, \"instantiate_s\": {:.3f}}}{}\n",
+                        piecewise::to_string(m), buckets, s, graphs, mib, warm_ms / 1e3, cap_ms / 1e3, inst_ms / 1e3,
+                        m == mode::eager ? "" : ",");
   }
   json += "  ],\n";
 
