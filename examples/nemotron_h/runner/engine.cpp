@@ -15,6 +15,11 @@ mode_runners& engine::add_mode(piecewise::mode m, const std::vector<int>& prefil
   mode_runners r;
   piecewise::runner_options po;
   po.requested = m;
+  // No eager warm-up before each bucket's capture: what a first run would set up is done
+  // here instead (the GEMM algorithm choices, prepare() below); kernels load lazily during
+  // capture, which the driver supports (CUDA 12.3+). The warm-ups were 83% of the capture
+  // time at Nano-9B-v2 shapes (H200, docs/benchmarks.md).
+  po.warmup_runs = 0;
   po.name = fmt::format("prefill/{}", piecewise::to_string(m));
   piecewise::runner_options dopt = po;
   dopt.name = fmt::format("decode/{}", piecewise::to_string(m));
@@ -27,7 +32,11 @@ mode_runners& engine::add_mode(piecewise::mode m, const std::vector<int>& prefil
   r.decode = std::make_unique<piecewise::graph_runner>(
       model_->table(phase::decode), piecewise::capture_buckets::default_decode(lim.max_decode_batch),
       model_->forward(phase::decode), dopt);
-  // Warm-ups and capture must not touch live sequences: no sequences in the metadata.
+  if (m != piecewise::mode::eager) {
+    for (int size : r.prefill->buckets().sizes()) model_->prepare(phase::prefill, size);
+    for (int size : r.decode->buckets().sizes()) model_->prepare(phase::decode, size);
+  }
+  // Capture must not touch live sequences: no sequences in the metadata.
   model_->clear_batch(stream_);
   stream_.synchronize();
   r.prefill->capture(progress);

@@ -177,6 +177,15 @@ void gpu_model::attention_split(int l, const piecewise::split_args& a, phase p) 
   }
 }
 
+void gpu_model::prepare(phase p, int padded) {
+  // Every linear weight of a layer is applied to all `padded` rows; lm_head to one row a sequence.
+  for (const layer_dev& L : layers_)
+    for (const weight* w : {&L.in_proj, &L.out_proj, &L.qkv, &L.o_proj, &L.up, &L.down})
+      if (w->data != nullptr) gemm_->prepare(padded, w->cols, w->rows);
+  const weight& lm = weights_->lm_head();
+  gemm_->prepare(batch_->view(padded, p).max_seqs, lm.cols, lm.rows);
+}
+
 piecewise::forward_fn gpu_model::forward(phase p) {
   return [this, p](piecewise::forward_context& ctx) {
     const int T = ctx.padded_tokens();

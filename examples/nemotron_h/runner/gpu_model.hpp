@@ -52,6 +52,11 @@ class gpu_model {
   }
   /// The forward of a phase, for a graph_runner over table(p).
   [[nodiscard]] piecewise::forward_fn forward(phase p);
+  /// Chooses the cuBLASLt algorithm of every GEMM the forward of phase `p` runs with `padded`
+  /// rows (host heuristics only, no GPU work), so the forward can be captured with no eager
+  /// warm-up run. Not capture-safe. Throws piecewise::config_error when a shape has no
+  /// algorithm.
+  void prepare(phase p, int padded);
 
   // ---- batch set-up (host, stream-ordered, no sync; see batch_metadata) ----
 
