@@ -18,6 +18,7 @@
 #include <string>
 #include <vector>
 
+#include "bench/hash_fill.cuh"
 #include "bench/event_timer.cuh"
 #include "kernels/conv1d.cuh"
 #include "kernels/mamba_decode.cuh"
@@ -43,21 +44,11 @@ struct dev {
   dev& operator=(const dev&) = delete;
 };
 
-// Cheap device-side pseudo-random fill (hash of the index): uniform in [-scale, scale].
-__device__ inline float hash_uniform(std::size_t i, unsigned seed) {
-  unsigned x = static_cast<unsigned>(i) * 2654435761u ^ (static_cast<unsigned>(i >> 32) + seed * 97u);
-  x ^= x >> 16;
-  x *= 0x7feb352du;
-  x ^= x >> 15;
-  x *= 0x846ca68bu;
-  x ^= x >> 16;
-  return (x >> 8) * (1.0f / 8388608.0f) - 1.0f;
-}
 template <typename T>
 __global__ void fill_kernel(T* p, std::size_t n, float scale, unsigned seed) {
   for (std::size_t i = blockIdx.x * static_cast<std::size_t>(blockDim.x) + threadIdx.x; i < n;
        i += static_cast<std::size_t>(gridDim.x) * blockDim.x)
-    p[i] = static_cast<T>(scale * hash_uniform(i, seed));
+    p[i] = static_cast<T>(scale * nemotron_h::hash_uniform(i, seed));
 }
 template <typename T>
 void fill_random(T* p, std::size_t n, float scale, unsigned seed) {

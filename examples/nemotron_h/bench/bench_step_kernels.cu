@@ -19,6 +19,7 @@
 #include <string>
 #include <vector>
 
+#include "bench/hash_fill.cuh"
 #include "kernels/attention_decode.cuh"
 #include "kernels/conv1d.cuh"
 #include "kernels/kv_cache.cuh"
@@ -45,20 +46,11 @@ T* dalloc(std::size_t n) {
   return static_cast<T*>(p);
 }
 
-__device__ inline float hash_uniform(std::size_t i, unsigned seed) {
-  unsigned x = static_cast<unsigned>(i) * 2654435761u ^ (static_cast<unsigned>(i >> 32) + seed * 97u);
-  x ^= x >> 16;
-  x *= 0x7feb352du;
-  x ^= x >> 15;
-  x *= 0x846ca68bu;
-  x ^= x >> 16;
-  return (x >> 8) * (1.0f / 8388608.0f) - 1.0f;
-}
 template <typename T>
 __global__ void fill_kernel(T* p, std::size_t n, float scale, float offset, unsigned seed) {
   for (std::size_t i = blockIdx.x * static_cast<std::size_t>(blockDim.x) + threadIdx.x; i < n;
        i += static_cast<std::size_t>(gridDim.x) * blockDim.x)
-    p[i] = static_cast<T>(offset + scale * hash_uniform(i, seed));
+    p[i] = static_cast<T>(offset + scale * nemotron_h::hash_uniform(i, seed));
 }
 unsigned g_seed = 1;
 template <typename T>

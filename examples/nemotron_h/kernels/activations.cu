@@ -45,11 +45,7 @@ __global__ void relu2_scalar_kernel(bf16* __restrict__ x, std::size_t n) {
 void relu2_inplace(bf16* x, std::size_t n, cudaStream_t stream) {
   if (n == 0) return;
   const int threads = 256;
-  int sms = 132;
-  int dev = 0;
-  if (cudaGetDevice(&dev) == cudaSuccess) {
-    cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev);
-  }
+  const int sms = multiprocessors();
   const bool vec = reinterpret_cast<std::uintptr_t>(x) % 16 == 0;
   const std::size_t work = vec ? (n + 7) / 8 : n;
   const int blocks = static_cast<int>(std::min<std::size_t>((work + threads - 1) / threads,

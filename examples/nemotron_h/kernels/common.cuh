@@ -1,4 +1,4 @@
-// Shared helpers for the NemotronH kernels: bf16 conversions, launch checks.
+// Shared helpers for the NemotronH kernels: bf16 conversions, launch checks, the SM count.
 #pragma once
 
 #include <cuda_bf16.h>
@@ -15,6 +15,18 @@ __host__ __device__ inline bf16 to_bf16(float v) { return __float2bfloat16(v); }
 
 __host__ __device__ constexpr int ceil_div(long long a, long long b) {
   return static_cast<int>((a + b - 1) / b);
+}
+
+/// Multiprocessors of the current device, for sizing grids from host bounds (132 when the
+/// query fails, the H100/H200 count; the failure is cleared). Host only, capture-safe.
+inline int multiprocessors() {
+  int dev = 0, sms = 0;
+  if (cudaGetDevice(&dev) != cudaSuccess ||
+      cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess) {
+    (void)cudaGetLastError();
+    return 132;
+  }
+  return sms;
 }
 
 }  // namespace nemotron_h

@@ -249,16 +249,6 @@ __global__ void __launch_bounds__(kThreads)
   for (int k = 0; k < K - 1; ++k) store8(st + static_cast<long long>(k) * C + c0, window[k]);
 }
 
-int multiprocessors() {
-  int dev = 0, sms = 0;
-  if (cudaGetDevice(&dev) != cudaSuccess ||
-      cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess) {
-    cudaGetLastError();
-    return 132;
-  }
-  return sms;
-}
-
 // Threads per block along channels (128, 64 or 32): the widest that still gives `target`
 // blocks for `vecs` 8-channel vectors times `rows` grid rows.
 int block_threads(int vecs, long long rows, int target) {

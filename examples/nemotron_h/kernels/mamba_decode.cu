@@ -129,16 +129,6 @@ __global__ void __launch_bounds__(kWarps * 32)
   }
 }
 
-int multiprocessors() {
-  int dev = 0, sms = 0;
-  if (cudaGetDevice(&dev) != cudaSuccess ||
-      cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess) {
-    cudaGetLastError();
-    return 132;
-  }
-  return sms;
-}
-
 }  // namespace
 
 void mamba_decode(const bf16* xbc, const bf16* dt_raw, int ld_dt, const float* A_log,
