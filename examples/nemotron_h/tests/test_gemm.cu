@@ -140,6 +140,7 @@ TEST_CASE("gemm_engine takes a weight view: bf16 runs as the plain matrix, other
   dW.upload(rand_bf16(static_cast<std::size_t>(N) * K, gen, 0.02, nullptr));
   eng.linear(dx.get(), dW.get(), dy.get(), M, K, N, st.s);
   eng.linear(dx.get(), nh::weight::bf16_matrix(dW.get(), N, K, "test.weight"), dz.get(), M, st.s);
+  st.sync();  // the downloads run on the legacy stream, which does not wait for `st`
   CHECK(to_double(dy.download()) == to_double(dz.download()));
   for (nh::dtype t : {nh::dtype::f32, nh::dtype::fp8_e4m3, nh::dtype::nvfp4}) {
     nh::weight w = nh::weight::bf16_matrix(dW.get(), N, K, "layers.3.mixer.up_proj.weight");
