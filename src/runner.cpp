@@ -374,10 +374,9 @@ update_report graph_runner::update(const progress_fn& progress) {
   const auto t0 = clock_type::now();
   try {
     graphs_ = build(0, &graphs_, &rep, progress);
-  } catch (const capture_error& e) {
+  } catch (const capture_error&) {
     // A capture failure happens before any executable is touched; an instantiation failure
     // may have moved updated executables out of graphs_: then nothing is left to replay.
-    (void)e;
     if (std::any_of(graphs_.begin(), graphs_.end(), [](const bucket_graphs& b) {
           return std::any_of(b.segs.begin(), b.segs.end(), [](const segment& s) {
             return !s.exec && inspect_graph(s.g.get()).total > 0;
