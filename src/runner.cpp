@@ -33,10 +33,11 @@ graph_runner::graph_runner(const segment_table& table, capture_buckets buckets, 
                     opts_.warmup_runs);
   resolve_mode();
   device_real_ = device_buffer(sizeof(int), "graph_runner device token count");
-  // A synchronous copy: a cudaMemset on the legacy stream would not be ordered before later
-  // work on the caller's non-blocking streams.
+  // Written before any work on the caller's (non-blocking) streams can read it: a pageable
+  // cudaMemcpy returns once the value is staged, possibly before its DMA lands, so wait for it.
   const int zero = 0;
   PIECEWISE_CUDA_TRY(cudaMemcpy(device_real_.data(), &zero, sizeof(int), cudaMemcpyHostToDevice));
+  PIECEWISE_CUDA_TRY(cudaDeviceSynchronize());
 }
 
 graph_runner::~graph_runner() = default;

@@ -91,6 +91,8 @@ int main() try {
   std::printf("checks:\n");
   const std::vector<float> ones(kMaxTokens, 1.f), zeros(kMaxBatch, 0.f);
   PIECEWISE_CUDA_TRY(cudaMemcpy(x, ones.data(), kMaxTokens * sizeof(float), cudaMemcpyHostToDevice));
+  // A pageable cudaMemcpy may return before its DMA lands; `s` is a non-blocking stream.
+  PIECEWISE_CUDA_TRY(cudaDeviceSynchronize());
   pre.run(100, s);  // bucket 112: rows 100..111 of x are zeroed first, the scan reads 100 rows
   s.synchronize();
   const auto p = read(out, 100);
@@ -99,6 +101,7 @@ int main() try {
   check(v.bitwise_equal, "replay == eager for 77 tokens, bit for bit");
 
   PIECEWISE_CUDA_TRY(cudaMemcpy(state, zeros.data(), kMaxBatch * sizeof(float), cudaMemcpyHostToDevice));
+  PIECEWISE_CUDA_TRY(cudaDeviceSynchronize());
   for (int step = 0; step < 3; ++step) dec.run(5, s);
   s.synchronize();
   check(read(out, 5)[4] == 3.f, "three decode steps of batch 5: state = 3");

@@ -51,6 +51,8 @@ int main() try {
   for (int n : {5, 100, 256}) {
     std::vector<float> ones(n, 1.f), out(n);
     PIECEWISE_CUDA_TRY(cudaMemcpy(h, ones.data(), n * sizeof(float), cudaMemcpyHostToDevice));
+    // A pageable cudaMemcpy may return before its DMA lands; `s` is a non-blocking stream.
+    PIECEWISE_CUDA_TRY(cudaDeviceSynchronize());
     runner.run(n, s);  // pick the bucket, replay segments, run the split in between
     s.synchronize();
     PIECEWISE_CUDA_TRY(cudaMemcpy(out.data(), h, n * sizeof(float), cudaMemcpyDeviceToHost));

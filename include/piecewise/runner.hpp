@@ -53,7 +53,8 @@ class graph_runner {
   /// config_error when the forward is empty, warmup_runs is negative, or full mode is
   /// requested but a split point is not capture-safe (the message names the layers);
   /// cuda_error if the runner's stream or device int can't be made. The table must outlive
-  /// the runner.
+  /// the runner. Synchronizes the device once (the device int's first value): not
+  /// capture-safe.
   graph_runner(const segment_table& table, capture_buckets buckets, forward_fn forward,
                runner_options opts = {});
   ~graph_runner();

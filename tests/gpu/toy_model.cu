@@ -108,6 +108,7 @@ model::model(const options& o)
   host_w_.resize(static_cast<std::size_t>(layers_) * 2 * o.hidden);
   for (auto& v : host_w_) v = u(rng);
   PIECEWISE_CUDA_TRY(cudaMemcpy(weights_, host_w_.data(), host_w_.size() * sizeof(float), cudaMemcpyHostToDevice));
+  PIECEWISE_CUDA_TRY(cudaDeviceSynchronize());  // see write_input()
   host_in_.assign(rows, 0.f);
 
   const std::size_t row_bytes = static_cast<std::size_t>(o.hidden) * sizeof(float);
@@ -223,6 +224,9 @@ void model::write_input(int n, unsigned seed) {
   const std::size_t cnt = static_cast<std::size_t>(n) * opts_.hidden;
   for (std::size_t i = 0; i < cnt; ++i) host_in_[i] = g(rng);
   PIECEWISE_CUDA_TRY(cudaMemcpy(x_in_, host_in_.data(), cnt * sizeof(float), cudaMemcpyHostToDevice));
+  // A pageable cudaMemcpy to the device may return before its DMA lands; kernels on
+  // non-blocking streams do not wait for it.
+  PIECEWISE_CUDA_TRY(cudaDeviceSynchronize());
 }
 
 std::vector<float> model::read_output(int n, cudaStream_t s) {

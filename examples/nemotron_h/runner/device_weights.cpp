@@ -115,6 +115,9 @@ device_weights::device_weights(const model_config& c, const model_weights& w) {
       dst += p->data_bytes();
     }
   }
+  // A pageable cudaMemcpy may return before its DMA lands, and the model runs on
+  // non-blocking streams, which do not wait for it.
+  PIECEWISE_CUDA_TRY_CTX(cudaDeviceSynchronize(), "uploading the weights");
 }
 
 }  // namespace nemotron_h

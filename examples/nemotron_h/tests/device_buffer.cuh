@@ -32,6 +32,9 @@ class dbuf {
   std::size_t size() const { return n_; }
   void upload(const std::vector<T>& h) {
     PIECEWISE_CUDA_TRY(cudaMemcpy(p_, h.data(), h.size() * sizeof(T), cudaMemcpyHostToDevice));
+    // A pageable cudaMemcpy to the device may return before its DMA lands, and the tests'
+    // kernels run on non-blocking streams, which do not wait for it.
+    PIECEWISE_CUDA_TRY(cudaDeviceSynchronize());
   }
   std::vector<T> download() const {
     std::vector<T> h(n_);

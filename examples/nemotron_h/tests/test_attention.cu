@@ -48,6 +48,7 @@ struct kv_env {
                                   hk_.size() * sizeof(bf16), cudaMemcpyHostToDevice));
     PIECEWISE_CUDA_TRY(cudaMemcpy(cache.v + cache.offset(slot, 0, 0), hv_.data(),
                                   hv_.size() * sizeof(bf16), cudaMemcpyHostToDevice));
+    PIECEWISE_CUDA_TRY(cudaDeviceSynchronize());  // the DMAs may still be in flight (see dbuf::upload)
     std::copy(k.begin(), k.end(), hk[slot].begin());
     std::copy(v.begin(), v.end(), hv[slot].begin());
   }

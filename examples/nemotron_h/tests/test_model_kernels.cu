@@ -79,6 +79,7 @@ void check_argmax(const argmax_case& c, bool cluster) {
   const auto l = make_logits(c.rows, c.V, gen);
   dbuf<bf16> dl(l.size() + c.offset);
   PIECEWISE_CUDA_TRY(cudaMemcpy(dl.get() + c.offset, l.data(), l.size() * sizeof(bf16), cudaMemcpyHostToDevice));
+  PIECEWISE_CUDA_TRY(cudaDeviceSynchronize());  // the DMA may still be in flight (see dbuf::upload)
   const int ld = c.rows + 3, steps = 4;
   dbuf<int> ids(c.rows), nrows(1), hist(static_cast<std::size_t>(ld) * steps), step(1);
   stream st;

@@ -248,6 +248,7 @@ TEST_CASE("relu2_inplace is exact (vector, tail and unaligned paths) and graph-s
       d.poison();
       PIECEWISE_CUDA_TRY(
           cudaMemcpy(d.get() + offset, hx.data(), n * sizeof(bf16), cudaMemcpyHostToDevice));
+      PIECEWISE_CUDA_TRY(cudaDeviceSynchronize());  // the DMA may still be in flight (see dbuf::upload)
       stream st;
       nh::relu2_inplace(d.get() + offset, n, st.s);
       st.sync();
