@@ -57,7 +57,7 @@ __device__ inline void st_shared_zero16(std::uint32_t addr) {
   asm volatile("st.shared.v4.u32 [%0], {%1, %1, %1, %1};\n" ::"r"(addr), "r"(0) : "memory");
 }
 
-template <int STAGES>
+template <int STAGES, bool PINGPONG>
 __global__ void __launch_bounds__(kThreads, 1)
     prefill_sm90_kernel(const __grid_constant__ CUtensorMap tm_q,
                         const __grid_constant__ CUtensorMap tm_k,
@@ -227,14 +227,26 @@ __global__ void __launch_bounds__(kThreads, 1)
   fence_operands(sc);
   softmax(0, a0, a1, r0, r1);
   rescale_and_pack(a0, a1, r0, r1);
+  // Ping-pong (PINGPONG): the two consumer warpgroups take turns issuing their MMAs (named
+  // barriers 3 and 4, 256 threads: one warpgroup syncs, the other arrives), so one
+  // warpgroup's softmax runs while the other's MMAs occupy the tensor cores. Consumer 1 opens
+  // the first turn for consumer 0 and skips the arrival of its last iteration, so every
+  // barrier phase gets exactly 128 syncing and 128 arriving threads.
+  if constexpr (PINGPONG) {
+    if (c == 1 && n_tiles > 1) named_barrier_arrive(3, 256);
+  }
   for (int j = 1; j < n_tiles; ++j) {
     const int st = j % STAGES, prev = (j - 1) % STAGES;
     mbar_wait(full0 + 8 * st, (j / STAGES) & 1);
+    if constexpr (PINGPONG) named_barrier_sync(3 + c, 256);
     wgmma_fence();
     issue_qk(st);
     wgmma_commit();
     issue_pv(prev);
     wgmma_commit();
+    if constexpr (PINGPONG) {
+      if (c == 0 || j + 1 < n_tiles) named_barrier_arrive(4 - c, 256);
+    }
     wgmma_wait<1>();  // S of tile j
     fence_operands(sc);
     softmax(j * kBN, a0, a1, r0, r1);
@@ -326,20 +338,49 @@ CUtensorMap make_map(const void* base, std::uint64_t cols, std::uint64_t rows,
   return m;
 }
 
-template <int STAGES>
+// make_map with a small per-thread cache (the model calls prefill with the same few buffers
+// every step; encoding costs host time inside the launch sequence).
+CUtensorMap cached_map(const void* base, std::uint64_t cols, std::uint64_t rows,
+                       std::uint64_t row_stride_bytes, std::uint32_t box_rows,
+                       const std::string& what) {
+  struct entry {
+    const void* base = nullptr;
+    std::uint64_t cols = 0, rows = 0, stride = 0;
+    std::uint32_t box = 0;
+    CUtensorMap map{};
+  };
+  constexpr int kEntries = 16;
+  thread_local entry cache[kEntries];
+  thread_local int next = 0;
+  for (const entry& e : cache)
+    if (e.base == base && e.base != nullptr && e.cols == cols && e.rows == rows &&
+        e.stride == row_stride_bytes && e.box == box_rows)
+      return e.map;
+  entry& e = cache[next];
+  e.map = make_map(base, cols, rows, row_stride_bytes, box_rows, what);
+  e.base = base;
+  e.cols = cols;
+  e.rows = rows;
+  e.stride = row_stride_bytes;
+  e.box = box_rows;
+  next = (next + 1) % kEntries;
+  return e.map;
+}
+
+template <int STAGES, bool PINGPONG>
 void launch(const CUtensorMap& tq, const CUtensorMap& tk, const CUtensorMap& tv,
             const sm90_params& p, const prefill_sm90_args& a, cudaStream_t stream,
             const std::string& shape) {
   using L = sm90_layout<STAGES>;
   static std::once_flag attr;  // one-time, not a stream operation (fine during capture)
   std::call_once(attr, [&] {
-    PIECEWISE_CUDA_TRY_CTX(cudaFuncSetAttribute(prefill_sm90_kernel<STAGES>,
+    PIECEWISE_CUDA_TRY_CTX(cudaFuncSetAttribute(prefill_sm90_kernel<STAGES, PINGPONG>,
                                                 cudaFuncAttributeMaxDynamicSharedMemorySize,
                                                 L::kBytes),
                            shape);
   });
   const dim3 grid(a.num_q_heads, ceil_div(a.batch.max_seqlen, kBM), a.batch.max_seqs);
-  prefill_sm90_kernel<STAGES><<<grid, kThreads, L::kBytes, stream>>>(tq, tk, tv, p);
+  prefill_sm90_kernel<STAGES, PINGPONG><<<grid, kThreads, L::kBytes, stream>>>(tq, tk, tv, p);
   NH_CHECK_LAUNCH(shape);
 }
 
@@ -362,8 +403,8 @@ bool prefill_sm90_supported() {
   return cached[dev] == 1;
 }
 
-void attention_prefill_sm90(const prefill_sm90_args& a, int stages, cudaStream_t stream,
-                            const std::string& shape) {
+void attention_prefill_sm90(const prefill_sm90_args& a, int stages, bool pingpong,
+                            cudaStream_t stream, const std::string& shape) {
   if (stages < kPrefillSm90MinStages || stages > kPrefillSm90MaxStages)
     throw piecewise::config_error(shape + ": sm90 prefill stages must be 2 or 3, got " +
                                   std::to_string(stages));
@@ -371,11 +412,11 @@ void attention_prefill_sm90(const prefill_sm90_args& a, int stages, cudaStream_t
   const kv_cache_view& kc = a.cache;
   const std::uint64_t kv_rows = static_cast<std::uint64_t>(kc.num_slots) * kc.max_context;
   const std::uint64_t kv_cols = kc.row_elems();
-  const CUtensorMap tq = make_map(a.q, static_cast<std::uint64_t>(a.num_q_heads) * kHD,
+  const CUtensorMap tq = cached_map(a.q, static_cast<std::uint64_t>(a.num_q_heads) * kHD,
                                   a.batch.padded_tokens, static_cast<std::uint64_t>(a.ldq) * 2,
                                   kBM, shape);
-  const CUtensorMap tk = make_map(kc.k, kv_cols, kv_rows, kv_cols * 2, kBN, shape);
-  const CUtensorMap tv = make_map(kc.v, kv_cols, kv_rows, kv_cols * 2, kBN, shape);
+  const CUtensorMap tk = cached_map(kc.k, kv_cols, kv_rows, kv_cols * 2, kBN, shape);
+  const CUtensorMap tv = cached_map(kc.v, kv_cols, kv_rows, kv_cols * 2, kBN, shape);
   sm90_params p{};
   p.batch = a.batch;
   p.max_context = kc.max_context;
@@ -384,9 +425,11 @@ void attention_prefill_sm90(const prefill_sm90_args& a, int stages, cudaStream_t
   p.ldo = a.ldo;
   p.scale_log2 = 1.4426950408889634f / sqrtf(static_cast<float>(kHD));
   if (stages == 2)
-    launch<2>(tq, tk, tv, p, a, stream, shape);
+    pingpong ? launch<2, true>(tq, tk, tv, p, a, stream, shape)
+             : launch<2, false>(tq, tk, tv, p, a, stream, shape);
   else
-    launch<3>(tq, tk, tv, p, a, stream, shape);
+    pingpong ? launch<3, true>(tq, tk, tv, p, a, stream, shape)
+             : launch<3, false>(tq, tk, tv, p, a, stream, shape);
 }
 
 }  // namespace nemotron_h::detail

@@ -29,15 +29,18 @@ struct prefill_sm90_args {
 bool prefill_sm90_supported();
 
 /// Supported K/V ring depths (shared-memory stages of one 128-key K and V tile each).
-constexpr int kPrefillSm90MinStages = 2, kPrefillSm90MaxStages = 3, kPrefillSm90DefaultStages = 2;
+constexpr int kPrefillSm90MinStages = 2, kPrefillSm90MaxStages = 3, kPrefillSm90DefaultStages = 3;
+/// Whether the two consumer warpgroups alternate their MMAs by default (FA3 ping-pong).
+constexpr bool kPrefillSm90DefaultPingpong = false;
 
 /// Launches the attention part (not the KV append) of prefill on the sm_90a kernel: 128 query
 /// rows per block (two consumer warpgroups of 64 rows), 128-key tiles, K/V through a
-/// `stages`-deep TMA ring. head_dim must be 128; the caller validated shapes and alignment.
+/// `stages`-deep TMA ring; `pingpong` makes the two consumer warpgroups take turns issuing
+/// their MMAs. head_dim must be 128; the caller validated shapes and alignment.
 /// Throws piecewise::config_error when a tensor map cannot be encoded (e.g. the driver lacks
 /// cuTensorMapEncodeTiled) or stages is out of range. Capture-safe (tensor maps are kernel
 /// parameters, all per-step metadata is read on the device).
-void attention_prefill_sm90(const prefill_sm90_args& a, int stages, cudaStream_t stream,
-                            const std::string& shape);
+void attention_prefill_sm90(const prefill_sm90_args& a, int stages, bool pingpong,
+                            cudaStream_t stream, const std::string& shape);
 
 }  // namespace nemotron_h::detail

@@ -178,20 +178,22 @@ std::function<void(cudaStream_t)> prefill_launch(kv_env& env, batch_buffers& bb,
 }
 
 // The prefill kernels this device runs: the portable mma.sync kernel everywhere, plus the
-// sm_90a wgmma kernel (both ring depths) on compute capability 9.0.
+// sm_90a wgmma kernel (both ring depths, with and without ping-pong) on compute capability 9.0.
 struct prefill_variant {
   const char* name;
   nh::prefill_options opt;
 };
 std::vector<prefill_variant> prefill_variants() {
-  std::vector<prefill_variant> v = {{"mma_sync", {nh::prefill_kernel::mma_sync, 0}}};
+  std::vector<prefill_variant> v = {{"mma_sync", {nh::prefill_kernel::mma_sync, 0, -1}}};
   int dev = 0, major = 0, minor = 0;
   PIECEWISE_CUDA_TRY(cudaGetDevice(&dev));
   PIECEWISE_CUDA_TRY(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev));
   PIECEWISE_CUDA_TRY(cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, dev));
   if (major == 9 && minor == 0) {
-    v.push_back({"wgmma/2 stages", {nh::prefill_kernel::wgmma, 2}});
-    v.push_back({"wgmma/3 stages", {nh::prefill_kernel::wgmma, 3}});
+    for (int pingpong = 0; pingpong <= 1; ++pingpong) {
+      v.push_back({pingpong ? "wgmma/2 stages/ping-pong" : "wgmma/2 stages", {nh::prefill_kernel::wgmma, 2, pingpong}});
+      v.push_back({pingpong ? "wgmma/3 stages/ping-pong" : "wgmma/3 stages", {nh::prefill_kernel::wgmma, 3, pingpong}});
+    }
   } else {
     WARN("not a compute capability 9.0 device: the wgmma prefill kernel is not tested here");
   }
