@@ -7,6 +7,7 @@
 #include <cstdio>
 #include <functional>
 #include <memory>
+#include <string>
 #include <vector>
 
 #include "bench/roofline.cuh"
@@ -122,9 +123,10 @@ BENCHMARK(BM_attention_decode)->Args({64, 4096})->Args({1, 4096})->Args({64, 102
     ->UseManualTime()->Unit(benchmark::kMicrosecond);
 
 // Prefill attention: S sequences of T tokens each (packed), no prefix, 9B heads. range(2)
-// picks the kernel: 0 the portable mma.sync kernel, 2 or 3 the sm_90a wgmma kernel with that
-// K/V ring depth, 12 or 13 the same with ping-pong (wgmma ones skipped on other devices), -1
-// what attention_prefill() picks by default.
+// picks the kernel: 0 the portable mma.sync kernel; stages + 10 * pingpong + 20 * persistent
+// (22 .. 33) the sm_90a wgmma kernel with a K/V ring of 2 or 3 stages, with or without
+// ping-pong and a persistent grid (skipped on other devices); -1 what attention_prefill()
+// picks by default.
 void BM_attention_prefill(benchmark::State& state) {
   const int S = static_cast<int>(state.range(0)), T = static_cast<int>(state.range(1));
   const int variant = static_cast<int>(state.range(2));
@@ -141,11 +143,13 @@ void BM_attention_prefill(benchmark::State& state) {
     }
     opt.kernel = nh::prefill_kernel::wgmma;
     opt.stages = variant % 10;
-    opt.pingpong = variant >= 10 ? 1 : 0;
+    opt.pingpong = (variant / 10) % 2;
+    opt.persistent = variant / 20;
   }
-  const char* labels[] = {"wgmma/2", "wgmma/3", "wgmma/2/pp", "wgmma/3/pp"};
-  state.SetLabel(variant == 0 ? "mma_sync" : variant < 0 ? "default"
-                                           : labels[(variant % 10 - 2) + (variant >= 10 ? 2 : 0)]);
+  std::string label = variant == 0 ? "mma_sync" : variant < 0 ? "default" : "wgmma/" + std::to_string(opt.stages);
+  if (variant > 0 && opt.pingpong == 1) label += "/pp";
+  if (variant > 0 && opt.persistent == 1) label += "/pers";
+  state.SetLabel(label);
   const int tokens = S * T;
   const std::size_t cache_elems = static_cast<std::size_t>(S) * T * kHkv * kHD;
   bf16* kv = dalloc<bf16>(2 * cache_elems);
@@ -189,8 +193,8 @@ void BM_attention_prefill(benchmark::State& state) {
 }
 BENCHMARK(BM_attention_prefill)
     ->ArgNames({"S", "T", "kernel"})
-    ->ArgsProduct({{1}, {4096, 1024}, {-1, 0, 2, 3, 12, 13}})
-    ->ArgsProduct({{4}, {1024}, {-1, 0, 2, 3, 12, 13}})
+    ->ArgsProduct({{1}, {4096, 1024}, {-1, 0, 2, 3, 12, 13, 22, 23, 32, 33}})
+    ->ArgsProduct({{4}, {1024}, {-1, 0, 2, 3, 12, 13, 22, 23, 32, 33}})
     ->UseManualTime()->Unit(benchmark::kMicrosecond);
 
 // GEMMs of the 9B layers: y[M,N] = x[M,K] W[N,K]^T.

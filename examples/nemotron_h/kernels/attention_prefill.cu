@@ -371,7 +371,8 @@ void attention_prefill(const bf16* q, int ldq, const bf16* k, const bf16* v, int
   require(opt.stages == 0 || (opt.stages >= detail::kPrefillSm90MinStages &&
                                opt.stages <= detail::kPrefillSm90MaxStages),
           shape + ": stages must be 0 (default), 2 or 3");
-  require(opt.pingpong >= -1 && opt.pingpong <= 1, shape + ": pingpong must be -1 (default), 0 or 1");
+  require(opt.pingpong >= -1 && opt.pingpong <= 1 && opt.persistent >= -1 && opt.persistent <= 1,
+          shape + ": pingpong and persistent must be -1 (default), 0 or 1");
   const bool sm90 = opt.kernel != prefill_kernel::mma_sync && detail::prefill_sm90_supported();
   require(sm90 || opt.kernel != prefill_kernel::wgmma,
           shape + ": the wgmma kernel needs a compute capability 9.0 device");
@@ -388,7 +389,9 @@ void attention_prefill(const bf16* q, int ldq, const bf16* k, const bf16* v, int
     a.ldo = ldo;
     detail::attention_prefill_sm90(
         a, opt.stages == 0 ? detail::kPrefillSm90DefaultStages : opt.stages,
-        opt.pingpong < 0 ? detail::kPrefillSm90DefaultPingpong : opt.pingpong == 1, stream, shape);
+        opt.pingpong < 0 ? detail::kPrefillSm90DefaultPingpong : opt.pingpong == 1,
+        opt.persistent < 0 ? detail::kPrefillSm90DefaultPersistent : opt.persistent == 1, stream,
+        shape);
     return;
   }
   prefill_params p{};

@@ -21,6 +21,8 @@ struct prefill_options {
   int stages = 0;     ///< wgmma K/V ring depth, 2 or 3; 0 = the default (3)
   int pingpong = -1;  ///< wgmma: 1 = the two consumer warpgroups take turns issuing their MMAs
                       ///< (FA3 ping-pong), 0 = they do not, -1 = the default (0)
+  int persistent = -1;  ///< wgmma: 1 = one block per SM walking the query tiles, 0 = one block
+                        ///< per query tile, -1 = the default (0)
 };
 
 /// Prefill attention for a packed batch. For every sequence s (tokens cu_seqlens[s] ..
@@ -41,7 +43,7 @@ struct prefill_options {
 /// Requirements (piecewise::config_error otherwise): head_dim == 128 (all NemotronH models),
 /// Hq % Hkv == 0, strides multiples of 8, 16-byte aligned pointers, context_lens[s] + new
 /// tokens <= cache.max_context; prefill_kernel::wgmma only on a compute capability 9.0
-/// device, stages 0, 2 or 3, pingpong -1, 0 or 1.
+/// device, stages 0, 2 or 3, pingpong and persistent -1, 0 or 1.
 /// Capture-safe: all per-step metadata is read from batch's device buffers; the grid is sized
 /// from batch.max_seqlen (query tiles) and batch.max_seqs, surplus blocks exit early; no
 /// allocation, no host sync (the one-time cudaFuncSetAttribute and device query are not

@@ -32,15 +32,18 @@ bool prefill_sm90_supported();
 constexpr int kPrefillSm90MinStages = 2, kPrefillSm90MaxStages = 3, kPrefillSm90DefaultStages = 3;
 /// Whether the two consumer warpgroups alternate their MMAs by default (FA3 ping-pong).
 constexpr bool kPrefillSm90DefaultPingpong = false;
+/// Whether the grid is persistent (one block per SM walking work items) by default.
+constexpr bool kPrefillSm90DefaultPersistent = false;
 
 /// Launches the attention part (not the KV append) of prefill on the sm_90a kernel: 128 query
 /// rows per block (two consumer warpgroups of 64 rows), 128-key tiles, K/V through a
 /// `stages`-deep TMA ring; `pingpong` makes the two consumer warpgroups take turns issuing
-/// their MMAs. head_dim must be 128; the caller validated shapes and alignment.
+/// their MMAs; `persistent` launches one block per SM that walks the work items (otherwise one
+/// block per item). head_dim must be 128; the caller validated shapes and alignment.
 /// Throws piecewise::config_error when a tensor map cannot be encoded (e.g. the driver lacks
 /// cuTensorMapEncodeTiled) or stages is out of range. Capture-safe (tensor maps are kernel
 /// parameters, all per-step metadata is read on the device).
 void attention_prefill_sm90(const prefill_sm90_args& a, int stages, bool pingpong,
-                            cudaStream_t stream, const std::string& shape);
+                            bool persistent, cudaStream_t stream, const std::string& shape);
 
 }  // namespace nemotron_h::detail

@@ -4,6 +4,7 @@
 #include <catch2/catch.hpp>
 
 #include <algorithm>
+#include <cstdlib>
 #include <cstring>
 #include <functional>
 #include <random>
@@ -178,24 +179,35 @@ std::function<void(cudaStream_t)> prefill_launch(kv_env& env, batch_buffers& bb,
 }
 
 // The prefill kernels this device runs: the portable mma.sync kernel everywhere, plus the
-// sm_90a wgmma kernel (both ring depths, with and without ping-pong) on compute capability 9.0.
+// sm_90a wgmma kernel (ring depths, ping-pong, persistent grid) on compute capability 9.0.
 struct prefill_variant {
   const char* name;
   nh::prefill_options opt;
 };
 std::vector<prefill_variant> prefill_variants() {
-  std::vector<prefill_variant> v = {{"mma_sync", {nh::prefill_kernel::mma_sync, 0, -1}}};
+  std::vector<prefill_variant> v = {{"mma_sync", {nh::prefill_kernel::mma_sync, 0, -1, -1}}};
   int dev = 0, major = 0, minor = 0;
   PIECEWISE_CUDA_TRY(cudaGetDevice(&dev));
   PIECEWISE_CUDA_TRY(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev));
   PIECEWISE_CUDA_TRY(cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, dev));
   if (major == 9 && minor == 0) {
-    for (int pingpong = 0; pingpong <= 1; ++pingpong) {
-      v.push_back({pingpong ? "wgmma/2 stages/ping-pong" : "wgmma/2 stages", {nh::prefill_kernel::wgmma, 2, pingpong}});
-      v.push_back({pingpong ? "wgmma/3 stages/ping-pong" : "wgmma/3 stages", {nh::prefill_kernel::wgmma, 3, pingpong}});
-    }
+    const auto wg = nh::prefill_kernel::wgmma;
+    v.push_back({"wgmma/2 stages", {wg, 2, 0, 0}});
+    v.push_back({"wgmma/3 stages", {wg, 3, 0, 0}});
+    v.push_back({"wgmma/3 stages/ping-pong", {wg, 3, 1, 0}});
+    v.push_back({"wgmma/2 stages/persistent", {wg, 2, 0, 1}});
+    v.push_back({"wgmma/3 stages/persistent", {wg, 3, 0, 1}});
+    v.push_back({"wgmma/3 stages/ping-pong/persistent", {wg, 3, 1, 1}});
   } else {
     WARN("not a compute capability 9.0 device: the wgmma prefill kernel is not tested here");
+  }
+  // NH_TEST_PREFILL_VARIANT=<substring> keeps only the matching variants (e.g. to run one
+  // under compute-sanitizer).
+  if (const char* only = std::getenv("NH_TEST_PREFILL_VARIANT"); only != nullptr && *only != 0) {
+    v.erase(std::remove_if(v.begin(), v.end(),
+                           [&](const prefill_variant& x) { return std::strstr(x.name, only) == nullptr; }),
+            v.end());
+    WARN("prefill variants restricted to those matching '" << only << "': " << v.size());
   }
   return v;
 }
