@@ -20,9 +20,9 @@ struct prefill_options {
   prefill_kernel kernel = prefill_kernel::automatic;
   int stages = 0;     ///< wgmma K/V ring depth, 2 or 3; 0 = the default (3)
   int pingpong = -1;  ///< wgmma: 1 = the two consumer warpgroups take turns issuing their MMAs
-                      ///< (FA3 ping-pong), 0 = they do not, -1 = the default (0)
+                      ///< (FA3 ping-pong), 0 = they do not, -1 = the default (1)
   int persistent = -1;  ///< wgmma: 1 = one block per SM walking the query tiles, 0 = one block
-                        ///< per query tile, -1 = the default (0)
+                        ///< per query tile, -1 = the default (1)
 };
 
 /// Prefill attention for a packed batch. For every sequence s (tokens cu_seqlens[s] ..

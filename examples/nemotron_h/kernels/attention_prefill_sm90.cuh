@@ -30,10 +30,12 @@ bool prefill_sm90_supported();
 
 /// Supported K/V ring depths (shared-memory stages of one 128-key K and V tile each).
 constexpr int kPrefillSm90MinStages = 2, kPrefillSm90MaxStages = 3, kPrefillSm90DefaultStages = 3;
-/// Whether the two consumer warpgroups alternate their MMAs by default (FA3 ping-pong).
-constexpr bool kPrefillSm90DefaultPingpong = false;
-/// Whether the grid is persistent (one block per SM walking work items) by default.
-constexpr bool kPrefillSm90DefaultPersistent = false;
+/// Whether the two consumer warpgroups alternate their MMAs by default (FA3 ping-pong), and
+/// whether the grid is persistent (one block per SM walking work items). 3 stages + ping-pong
+/// + persistent was the fastest variant at 1 x 4096 and 4 x 1024 tokens on the H200 and within
+/// 1% of the fastest at 1 x 1024 (docs/bench/h200/attention_prefill_ac8ddae.log).
+constexpr bool kPrefillSm90DefaultPingpong = true;
+constexpr bool kPrefillSm90DefaultPersistent = true;
 
 /// Launches the attention part (not the KV append) of prefill on the sm_90a kernel: 128 query
 /// rows per block (two consumer warpgroups of 64 rows), 128-key tiles, K/V through a
