@@ -184,13 +184,16 @@ struct prefill_variant {
   const char* name;
   nh::prefill_options opt;
 };
-std::vector<prefill_variant> prefill_variants() {
-  std::vector<prefill_variant> v = {{"mma_sync", {nh::prefill_kernel::mma_sync, 0, -1, -1}}};
+bool device_is_cc90() {
   int dev = 0, major = 0, minor = 0;
   PIECEWISE_CUDA_TRY(cudaGetDevice(&dev));
   PIECEWISE_CUDA_TRY(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev));
   PIECEWISE_CUDA_TRY(cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, dev));
-  if (major == 9 && minor == 0) {
+  return major == 9 && minor == 0;
+}
+std::vector<prefill_variant> prefill_variants() {
+  std::vector<prefill_variant> v = {{"mma_sync", {nh::prefill_kernel::mma_sync, 0, -1, -1}}};
+  if (device_is_cc90()) {
     const auto wg = nh::prefill_kernel::wgmma;
     v.push_back({"wgmma/2 stages", {wg, 2, 0, 0}});
     v.push_back({"wgmma/3 stages", {wg, 3, 0, 0}});
@@ -359,6 +362,23 @@ TEST_CASE("prefill attention is deterministic: repeated and replayed runs are bi
       CHECK(std::memcmp(outs[i].data(), outs[0].data(), outs[0].size() * sizeof(bf16)) == 0);
     }
   }
+}
+
+TEST_CASE("prefill attention rejects bad options", "[dense][attention][prefill]") {
+  kv_env env(4, 2, 1, 16);
+  batch_buffers bb(1, 4, 4);
+  dbuf<bf16> q(4 * 4 * kHD), out(4 * 4 * kHD);
+  auto call = [&](nh::prefill_options o) {
+    nh::attention_prefill(q.get(), 4 * kHD, q.get(), q.get(), 4 * kHD, env.cache, bb.view, 4,
+                          out.get(), 4 * kHD, nullptr, o);
+  };
+  const auto any = nh::prefill_kernel::automatic;
+  CHECK_THROWS_AS(call({any, 5, -1, -1}), piecewise::config_error);  // stages
+  CHECK_THROWS_AS(call({any, 1, -1, -1}), piecewise::config_error);
+  CHECK_THROWS_AS(call({any, 0, 2, -1}), piecewise::config_error);   // pingpong
+  CHECK_THROWS_AS(call({any, 0, -1, -2}), piecewise::config_error);  // persistent
+  if (!device_is_cc90())
+    CHECK_THROWS_AS(call({nh::prefill_kernel::wgmma, 0, -1, -1}), piecewise::config_error);
 }
 
 TEST_CASE("decode attention over contexts 1..5000 (GQA groups 5, 4 and 8)",
