@@ -7,6 +7,7 @@
 #include <cstdio>
 #include <functional>
 #include <memory>
+#include <string>
 #include <vector>
 
 #include "bench/roofline.cuh"
@@ -121,9 +122,34 @@ void BM_attention_decode(benchmark::State& state) {
 BENCHMARK(BM_attention_decode)->Args({64, 4096})->Args({1, 4096})->Args({64, 1024})
     ->UseManualTime()->Unit(benchmark::kMicrosecond);
 
-// Prefill attention: S sequences of T tokens each, no prefix, 9B heads.
+// Prefill attention: S sequences of T tokens each (packed), no prefix, 9B heads. range(2)
+// picks the kernel: 0 the portable mma.sync kernel; stages + 10 * pingpong + 20 * persistent
+// (22 .. 33) the sm_90a wgmma kernel with a K/V ring of 2 or 3 stages, with or without
+// ping-pong and a persistent grid (skipped on other devices); -1 what attention_prefill()
+// picks by default.
 void BM_attention_prefill(benchmark::State& state) {
   const int S = static_cast<int>(state.range(0)), T = static_cast<int>(state.range(1));
+  const int variant = static_cast<int>(state.range(2));
+  nh::prefill_options opt;
+  if (variant == 0) opt.kernel = nh::prefill_kernel::mma_sync;
+  if (variant >= 2) {
+    int dev = 0, major = 0, minor = 0;
+    PIECEWISE_CUDA_TRY(cudaGetDevice(&dev));
+    PIECEWISE_CUDA_TRY(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev));
+    PIECEWISE_CUDA_TRY(cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, dev));
+    if (major != 9 || minor != 0) {
+      state.SkipWithError("the wgmma prefill kernel needs a compute capability 9.0 device");
+      return;
+    }
+    opt.kernel = nh::prefill_kernel::wgmma;
+    opt.stages = variant % 10;
+    opt.pingpong = (variant / 10) % 2;
+    opt.persistent = variant / 20;
+  }
+  std::string label = variant == 0 ? "mma_sync" : variant < 0 ? "default" : "wgmma/" + std::to_string(opt.stages);
+  if (variant > 0 && opt.pingpong == 1) label += "/pp";
+  if (variant > 0 && opt.persistent == 1) label += "/pers";
+  state.SetLabel(label);
   const int tokens = S * T;
   const std::size_t cache_elems = static_cast<std::size_t>(S) * T * kHkv * kHD;
   bf16* kv = dalloc<bf16>(2 * cache_elems);
@@ -150,7 +176,7 @@ void BM_attention_prefill(benchmark::State& state) {
   bv.max_seqlen = T;
   run_timed(state, [&] {
     nh::attention_prefill(qkv, ld, qkv + kHq * kHD, qkv + (kHq + kHkv) * kHD, ld, cache, bv, kHq,
-                          out, kHq * kHD, nullptr);
+                          out, kHq * kHD, nullptr, opt);
   });
   // Causal FLOPs: QK^T and PV, 2*hd each per visible (query, key) pair.
   const double flops = 4.0 * kHD * kHq * S * (static_cast<double>(T) * (T + 1) / 2);
@@ -165,7 +191,10 @@ void BM_attention_prefill(benchmark::State& state) {
   cudaFree(out);
   cudaFree(d);
 }
-BENCHMARK(BM_attention_prefill)->Args({1, 4096})->Args({4, 1024})->Args({1, 1024})
+BENCHMARK(BM_attention_prefill)
+    ->ArgNames({"S", "T", "kernel"})
+    ->ArgsProduct({{1}, {4096, 1024}, {-1, 0, 2, 3, 12, 13, 22, 23, 32, 33}})
+    ->ArgsProduct({{4}, {1024}, {-1, 0, 2, 3, 12, 13, 22, 23, 32, 33}})
     ->UseManualTime()->Unit(benchmark::kMicrosecond);
 
 // GEMMs of the 9B layers: y[M,N] = x[M,K] W[N,K]^T.

@@ -1,10 +1,12 @@
 // Causal GQA prefill attention with cached prefixes, and the KV-cache append (see
-// attention_prefill.cuh, kv_cache.cuh).
+// attention_prefill.cuh, kv_cache.cuh). The portable mma.sync kernel lives here; on Hopper
+// attention_prefill() dispatches to the sm_90a kernel in attention_prefill_sm90.cu.
 #include "kernels/attention_prefill.cuh"
 
 #include <cstdint>
 #include <string>
 
+#include "kernels/attention_prefill_sm90.cuh"
 #include "kernels/tensor_core.cuh"
 
 namespace nemotron_h {
@@ -354,7 +356,7 @@ void kv_cache_append(const kv_cache_view& cache, const bf16* k, const bf16* v, i
 
 void attention_prefill(const bf16* q, int ldq, const bf16* k, const bf16* v, int ldkv,
                        const kv_cache_view& cache, const batch_view& batch, int num_q_heads,
-                       bf16* out, int ldo, cudaStream_t stream) {
+                       bf16* out, int ldo, cudaStream_t stream, const prefill_options& opt) {
   const std::string shape =
       "attention_prefill (padded_tokens=" + std::to_string(batch.padded_tokens) +
       ", max_seqs=" + std::to_string(batch.max_seqs) + ", max_seqlen=" + std::to_string(batch.max_seqlen) +
@@ -366,8 +368,32 @@ void attention_prefill(const bf16* q, int ldq, const bf16* k, const bf16* v, int
   require(ldq % 8 == 0 && ldo % 8 == 0 && ldq >= num_q_heads * kHD && ldo >= num_q_heads * kHD,
           shape + ": ldq/ldo must be multiples of 8 and >= Hq*head_dim");
   require(aligned16(q) && aligned16(out), shape + ": q and out must be 16-byte aligned");
+  require(opt.stages == 0 || (opt.stages >= detail::kPrefillSm90MinStages &&
+                               opt.stages <= detail::kPrefillSm90MaxStages),
+          shape + ": stages must be 0 (default), 2 or 3");
+  require(opt.pingpong >= -1 && opt.pingpong <= 1 && opt.persistent >= -1 && opt.persistent <= 1,
+          shape + ": pingpong and persistent must be -1 (default), 0 or 1");
+  const bool sm90 = opt.kernel != prefill_kernel::mma_sync && detail::prefill_sm90_supported();
+  require(sm90 || opt.kernel != prefill_kernel::wgmma,
+          shape + ": the wgmma kernel needs a compute capability 9.0 device");
   kv_cache_append(cache, k, v, ldkv, batch, stream);
   if (batch.max_seqs <= 0 || batch.max_seqlen <= 0) return;
+  if (sm90) {
+    detail::prefill_sm90_args a;
+    a.q = q;
+    a.ldq = ldq;
+    a.cache = cache;
+    a.batch = batch;
+    a.num_q_heads = num_q_heads;
+    a.out = out;
+    a.ldo = ldo;
+    detail::attention_prefill_sm90(
+        a, opt.stages == 0 ? detail::kPrefillSm90DefaultStages : opt.stages,
+        opt.pingpong < 0 ? detail::kPrefillSm90DefaultPingpong : opt.pingpong == 1,
+        opt.persistent < 0 ? detail::kPrefillSm90DefaultPersistent : opt.persistent == 1, stream,
+        shape);
+    return;
+  }
   prefill_params p{};
   p.q = q;
   p.ldq = ldq;

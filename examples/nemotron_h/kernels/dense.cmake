@@ -9,7 +9,16 @@ add_library(nh_dense_kernels STATIC
   ${CMAKE_CURRENT_LIST_DIR}/gemm.cu
   ${CMAKE_CURRENT_LIST_DIR}/attention_prefill.cu
   ${CMAKE_CURRENT_LIST_DIR}/attention_decode.cu)
-target_link_libraries(nh_dense_kernels PUBLIC nh_common)
+# The Hopper prefill-attention kernel uses wgmma/setmaxnreg, which exist only on the sm_90a
+# target: its file is built for sm_90a alone, whatever CMAKE_CUDA_ARCHITECTURES says (the host
+# side picks it at run time on compute capability 9.0 devices only).
+add_library(nh_attention_sm90 STATIC ${CMAKE_CURRENT_LIST_DIR}/attention_prefill_sm90.cu)
+target_link_libraries(nh_attention_sm90 PUBLIC nh_common)
+set_target_properties(nh_attention_sm90 PROPERTIES CUDA_ARCHITECTURES OFF
+                                                   POSITION_INDEPENDENT_CODE ON)
+target_compile_options(nh_attention_sm90 PRIVATE
+  $<$<COMPILE_LANGUAGE:CUDA>:-gencode=arch=compute_90a,code=sm_90a>)
+target_link_libraries(nh_dense_kernels PUBLIC nh_common PRIVATE nh_attention_sm90)
 set_target_properties(nh_dense_kernels PROPERTIES POSITION_INDEPENDENT_CODE ON
                                                   CUDA_SEPARABLE_COMPILATION OFF)
 

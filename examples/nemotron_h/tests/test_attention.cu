@@ -4,6 +4,7 @@
 #include <catch2/catch.hpp>
 
 #include <algorithm>
+#include <cstdlib>
 #include <cstring>
 #include <functional>
 #include <random>
@@ -170,11 +171,49 @@ step_result run_step(kv_env& env, batch_buffers& bb, qkv_io& io, const std::vect
   return r;
 }
 
-std::function<void(cudaStream_t)> prefill_launch(kv_env& env, batch_buffers& bb, qkv_io& io) {
-  return [&](cudaStream_t s) {
+std::function<void(cudaStream_t)> prefill_launch(kv_env& env, batch_buffers& bb, qkv_io& io,
+                                                 nh::prefill_options opt = {}) {
+  return [&env, &bb, &io, opt](cudaStream_t s) {
     nh::attention_prefill(io.q, io.ldq, io.k, io.v, io.ldkv, env.cache, bb.view, env.Hq,
-                          io.out.get(), env.Hq * kHD, s);
+                          io.out.get(), env.Hq * kHD, s, opt);
   };
+}
+
+// The prefill kernels this device runs: the portable mma.sync kernel everywhere, plus the
+// sm_90a wgmma kernel (ring depths, ping-pong, persistent grid) on compute capability 9.0.
+struct prefill_variant {
+  const char* name;
+  nh::prefill_options opt;
+};
+bool device_is_cc90() {
+  int dev = 0, major = 0, minor = 0;
+  PIECEWISE_CUDA_TRY(cudaGetDevice(&dev));
+  PIECEWISE_CUDA_TRY(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev));
+  PIECEWISE_CUDA_TRY(cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, dev));
+  return major == 9 && minor == 0;
+}
+std::vector<prefill_variant> prefill_variants() {
+  std::vector<prefill_variant> v = {{"mma_sync", {nh::prefill_kernel::mma_sync, 0, -1, -1}}};
+  if (device_is_cc90()) {
+    const auto wg = nh::prefill_kernel::wgmma;
+    v.push_back({"wgmma/2 stages", {wg, 2, 0, 0}});
+    v.push_back({"wgmma/3 stages", {wg, 3, 0, 0}});
+    v.push_back({"wgmma/3 stages/ping-pong", {wg, 3, 1, 0}});
+    v.push_back({"wgmma/2 stages/persistent", {wg, 2, 0, 1}});
+    v.push_back({"wgmma/3 stages/persistent", {wg, 3, 0, 1}});
+    v.push_back({"wgmma/3 stages/ping-pong/persistent", {wg, 3, 1, 1}});
+  } else {
+    WARN("not a compute capability 9.0 device: the wgmma prefill kernel is not tested here");
+  }
+  // NH_TEST_PREFILL_VARIANT=<substring> keeps only the matching variants (e.g. to run one
+  // under compute-sanitizer).
+  if (const char* only = std::getenv("NH_TEST_PREFILL_VARIANT"); only != nullptr && *only != 0) {
+    v.erase(std::remove_if(v.begin(), v.end(),
+                           [&](const prefill_variant& x) { return std::strstr(x.name, only) == nullptr; }),
+            v.end());
+    WARN("prefill variants restricted to those matching '" << only << "': " << v.size());
+  }
+  return v;
 }
 
 }  // namespace
@@ -190,7 +229,11 @@ TEST_CASE("prefill attention: packed sequences with and without cached prefixes"
       {4, 2, {1, 63, 64, 65, 300}, {5, 0, 64, 100, 1}, {4, 2, 0, 1, 3}},
       {8, 8, {130, 7}, {0, 200}, {1, 0}},
       {40, 8, {1, 65, 200}, {0, 37, 128}, {2, 0, 1}},  // Nemotron-H-Nano-9B-v2 heads
+      // Several 128-key tiles (the wgmma K/V ring wraps), tile-edge lengths and prefixes.
+      {8, 2, {1000, 129, 128, 127}, {0, 300, 0, 1}, {3, 0, 1, 2}},
+      {16, 4, {513, 256}, {255, 640}, {1, 4}},
   };
+  for (const auto& var : prefill_variants())
   for (const auto& c : cases) {
     int T = 0, maxlen = 0, maxtot = 0;
     for (std::size_t i = 0; i < c.lens.size(); ++i) {
@@ -198,23 +241,26 @@ TEST_CASE("prefill attention: packed sequences with and without cached prefixes"
       maxlen = std::max(maxlen, c.lens[i]);
       maxtot = std::max(maxtot, c.lens[i] + c.ctxs[i]);
     }
-    CAPTURE(c.Hq, c.Hkv, c.lens, c.ctxs);
+    CAPTURE(var.name, c.Hq, c.Hkv, c.lens, c.ctxs);
     std::mt19937 gen(1000 + T + c.Hq);
     kv_env env(c.Hq, c.Hkv, 5, maxtot + 3);
     batch_buffers bb(static_cast<int>(c.lens.size()) + 1, T + 5, maxlen);  // spare seq + padding
     qkv_io io(true, c.Hq, c.Hkv, T + 5);
     stream st;
     auto r = run_step(env, bb, io, c.lens, c.ctxs, c.slots, false, true, gen,
-                      prefill_launch(env, bb, io), st);
+                      prefill_launch(env, bb, io, var.opt), st);
     CHECK(r.err < kTol);
     CHECK(r.pad_untouched);
     CHECK(r.cache_ok);
-    WARN("prefill Hq=" << c.Hq << " Hkv=" << c.Hkv << " rel err " << r.err);
+    WARN("prefill " << var.name << " Hq=" << c.Hq << " Hkv=" << c.Hkv << " rel err " << r.err);
   }
 }
 
 TEST_CASE("prefill over a cached prefix plus new tokens equals attention over the whole sequence",
           "[dense][attention][prefill]") {
+  for (const auto& var : prefill_variants()) {
+  CAPTURE(var.name);
+  const nh::prefill_options opt = var.opt;
   const int Hq = 40, Hkv = 8, T = 300;
   std::mt19937 gen(77);
   kv_env env(Hq, Hkv, 2, T);
@@ -227,7 +273,7 @@ TEST_CASE("prefill over a cached prefix plus new tokens equals attention over th
   bb.update({T}, {0}, {0});
   whole.out.poison();
   nh::attention_prefill(whole.q, whole.ldq, whole.k, whole.v, whole.ldkv, env.cache, bb.view, Hq,
-                        whole.out.get(), Hq * kHD, st.s);
+                        whole.out.get(), Hq * kHD, st.s, opt);
   st.sync();
   const auto one_shot = to_double(whole.out.download());
   std::vector<double> want(one_shot.size());
@@ -242,7 +288,7 @@ TEST_CASE("prefill over a cached prefix plus new tokens equals attention over th
     dbuf<bf16> out(len * qw);
     out.poison();
     nh::attention_prefill(whole.q + start * qw, whole.ldq, whole.k + start * Hkv * kHD, whole.v + start * Hkv * kHD,
-                          whole.ldkv, env.cache, b2.view, Hq, out.get(), Hq * kHD, st.s);
+                          whole.ldkv, env.cache, b2.view, Hq, out.get(), Hq * kHD, st.s, opt);
     st.sync();
     auto o = to_double(out.download());
     chunked.insert(chunked.end(), o.begin(), o.end());
@@ -251,18 +297,22 @@ TEST_CASE("prefill over a cached prefix plus new tokens equals attention over th
   const double vs_ref = rel_err(chunked, want);
   CHECK(vs_one_shot < kTol);
   CHECK(vs_ref < kTol);
-  WARN("chunked prefill vs one-shot " << vs_one_shot << ", vs reference " << vs_ref);
+  WARN("chunked prefill (" << var.name << ") vs one-shot " << vs_one_shot << ", vs reference "
+                            << vs_ref);
+  }
 }
 
 TEST_CASE("prefill attention replays from a captured graph with new metadata",
           "[dense][attention][prefill][graph]") {
+  for (const auto& var : prefill_variants()) {
+  CAPTURE(var.name);
   const int Hq = 40, Hkv = 8, padded = 512, max_seqs = 4;
   std::mt19937 gen(91);
   kv_env env(Hq, Hkv, 6, 1024);
   batch_buffers bb(max_seqs, padded, padded);
   qkv_io io(true, Hq, Hkv, padded);
   stream st;
-  const captured graph(st.s, prefill_launch(env, bb, io));
+  const captured graph(st.s, prefill_launch(env, bb, io, var.opt));
   auto replay = [&](cudaStream_t s) { graph.launch(s); };
   const std::vector<std::vector<int>> lens = {{300, 1, 64, 147}, {65}, {12, 400}};
   const std::vector<std::vector<int>> ctxs = {{0, 10, 0, 200}, {500}, {3, 0}};
@@ -274,6 +324,62 @@ TEST_CASE("prefill attention replays from a captured graph with new metadata",
     CHECK(r.pad_untouched);
     CHECK(r.cache_ok);
   }
+  }
+}
+
+TEST_CASE("prefill attention is deterministic: repeated and replayed runs are bit-identical",
+          "[dense][attention][prefill][graph]") {
+  for (const auto& var : prefill_variants()) {
+    CAPTURE(var.name);
+    const int Hq = 40, Hkv = 8;
+    const std::vector<int> lens = {700, 1, 333}, ctxs = {0, 90, 129}, slots = {2, 0, 1};
+    const int T = 1034, padded = T + 6;
+    std::mt19937 gen(4242);
+    kv_env env(Hq, Hkv, 3, 1024);
+    batch_buffers bb(4, padded, 700);
+    qkv_io io(true, Hq, Hkv, padded);
+    stream st;
+    bb.update(lens, ctxs, slots);
+    for (std::size_t s = 0; s < lens.size(); ++s) env.fill_prefix(slots[s], ctxs[s], gen);
+    std::vector<double> hq, hk, hv;
+    io.randomize(gen, hq, hk, hv);
+    const auto launch = prefill_launch(env, bb, io, var.opt);
+    std::vector<std::vector<bf16>> outs;
+    for (int rep = 0; rep < 3; ++rep) {  // the append rewrites the same rows: inputs unchanged
+      io.out.poison();
+      launch(st.s);
+      st.sync();
+      outs.push_back(io.out.download());
+    }
+    const captured graph(st.s, launch);
+    io.out.poison();
+    graph.launch(st.s);
+    st.sync();
+    outs.push_back(io.out.download());
+    CHECK(!is_poison(outs[0][0]));
+    CHECK(!is_poison(outs[0][static_cast<std::size_t>(T - 1) * Hq * kHD]));
+    for (std::size_t i = 1; i < outs.size(); ++i) {
+      CAPTURE(i);
+      CHECK(std::memcmp(outs[i].data(), outs[0].data(), outs[0].size() * sizeof(bf16)) == 0);
+    }
+  }
+}
+
+TEST_CASE("prefill attention rejects bad options", "[dense][attention][prefill]") {
+  kv_env env(4, 2, 1, 16);
+  batch_buffers bb(1, 4, 4);
+  dbuf<bf16> q(4 * 4 * kHD), out(4 * 4 * kHD);
+  auto call = [&](nh::prefill_options o) {
+    nh::attention_prefill(q.get(), 4 * kHD, q.get(), q.get(), 4 * kHD, env.cache, bb.view, 4,
+                          out.get(), 4 * kHD, nullptr, o);
+  };
+  const auto any = nh::prefill_kernel::automatic;
+  CHECK_THROWS_AS(call({any, 5, -1, -1}), piecewise::config_error);  // stages
+  CHECK_THROWS_AS(call({any, 1, -1, -1}), piecewise::config_error);
+  CHECK_THROWS_AS(call({any, 0, 2, -1}), piecewise::config_error);   // pingpong
+  CHECK_THROWS_AS(call({any, 0, -1, -2}), piecewise::config_error);  // persistent
+  if (!device_is_cc90())
+    CHECK_THROWS_AS(call({nh::prefill_kernel::wgmma, 0, -1, -1}), piecewise::config_error);
 }
 
 TEST_CASE("decode attention over contexts 1..5000 (GQA groups 5, 4 and 8)",
