@@ -1,6 +1,8 @@
 // The GPU synthetic fill (see synthetic_fill.cuh).
 #include "kernels/synthetic_fill.cuh"
 
+#include <fmt/format.h>
+
 #include <algorithm>
 
 #include "kernels/common.cuh"
@@ -56,7 +58,7 @@ void synthetic_fill(void* out, dtype type, std::size_t n, std::uint64_t base, bo
                     dtype_name(type));
   const std::size_t align = type == dtype::f32 ? 4 : 2;
   PIECEWISE_EXPECTS(reinterpret_cast<std::uintptr_t>(out) % align == 0,
-                    "synthetic_fill: output {} is not {}-byte aligned", out, align);
+                    "synthetic_fill: output {} is not {}-byte aligned", fmt::ptr(out), align);
   if (n == 0) return;
   const std::uint64_t pairs = (n + 1) / 2;
   const int grid = static_cast<int>(std::min<std::uint64_t>((pairs + 255) / 256, std::uint64_t(multiprocessors()) * 16));

@@ -369,6 +369,11 @@ model_weights synthetic_weights(const model_config& c, std::uint64_t seed, const
   return w;
 }
 
+host_tensor synthetic_tensor(const model_config& c, const tensor_entry& e, std::uint64_t seed,
+                             const synthetic_options& opt) {
+  return draw(c, e, seed, opt);
+}
+
 // ---- saving -----------------------------------------------------------------------------------
 
 void save_checkpoint(const std::filesystem::path& dir, const model_config& c, const tensor_bytes_fn& fetch,

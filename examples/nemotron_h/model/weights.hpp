@@ -104,8 +104,16 @@ struct synthetic_options {
 /// PyTorch's Conv1d default (uniform(+-1/sqrt(K)) for weight and bias), which keeps x, B, C
 /// of the SSM at a realistic magnitude. fp32 tensors hold bf16-representable values (what a
 /// bf16 checkpoint would hold). Results are identical across platforms for a (config, seed)
-/// pair: splitmix64 streams per tensor, Box-Muller, no <random> distributions.
+/// pair: splitmix64 streams per tensor, Box-Muller, no <random> distributions. The matrices
+/// (normal / uniform rules) are drawn element by element by model/synthetic_draw.hpp, which
+/// the GPU fill (kernels/synthetic_fill.cuh) shares: a model drawn on the GPU is the same.
 model_weights synthetic_weights(const model_config& config, std::uint64_t seed, const synthetic_options& opt = {});
+
+/// One tensor of synthetic_weights(config, seed, opt) as its own entry draws it (zeros when not
+/// in the checkpoint; a tied lm_head is not special-cased: callers copy the embeddings). The
+/// GPU draw uses it for the small constant / special vectors (norm weights, A_log, D, dt_bias).
+host_tensor synthetic_tensor(const model_config& config, const tensor_entry& e, std::uint64_t seed,
+                             const synthetic_options& opt = {});
 
 /// The canonical checkpoint names, shapes and dtypes the config expects ("backbone." prefix),
 /// in file order: the entries of model_tensors() that are in the checkpoint. Used by tests

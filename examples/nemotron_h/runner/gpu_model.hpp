@@ -40,6 +40,9 @@ class gpu_model {
   /// or the tensor, before any device memory is taken) and piecewise::cuda_error when device
   /// memory runs out (naming the size).
   gpu_model(const model_config& config, const model_weights& weights, const gpu_model_limits& limits);
+  /// The same with the weights from `source` (runner/device_weights.hpp): drawn on the GPU or
+  /// streamed from a checkpoint, with no host copy of the model.
+  gpu_model(const model_config& config, const weight_source& source, const gpu_model_limits& limits);
   gpu_model(const gpu_model&) = delete;
   gpu_model& operator=(const gpu_model&) = delete;
 
