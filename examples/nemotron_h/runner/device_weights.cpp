@@ -6,6 +6,7 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <climits>
 #include <cstdint>
@@ -279,10 +280,14 @@ device_weights::device_weights(const model_config& c, const weight_source& src) 
                         static_cast<std::uint64_t>(data(i) - arena_base),
                         fmt::format("{}: tensor '{}'", file->path().string(), info->name)});
       }
-      const staged_read_options& o = src.staging;
+      staged_read_options o = src.staging;
       PIECEWISE_EXPECTS(o.threads >= 1 && o.slots_per_thread >= 1 && o.chunk_bytes > 0,
                         "checkpoint upload: threads {}, slots per thread {} and chunk bytes {} must be positive",
                         o.threads, o.slots_per_thread, o.chunk_bytes);
+      // No slot larger than the largest tensor (a small model takes a small ring).
+      std::uint64_t largest = 1;
+      for (const read_job& j : jobs) largest = std::max(largest, j.bytes);
+      o.chunk_bytes = std::min(o.chunk_bytes, largest);
       const std::size_t nslots = static_cast<std::size_t>(o.threads) * static_cast<std::size_t>(o.slots_per_thread);
       const pinned_buffer ring(nslots * o.chunk_bytes);
       std::vector<void*> slots;

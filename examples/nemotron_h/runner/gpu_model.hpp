@@ -90,6 +90,8 @@ class gpu_model {
 
   /// Device bytes of the weights.
   [[nodiscard]] std::size_t weight_bytes() const noexcept { return weights_->bytes(); }
+  /// The weights on the device.
+  [[nodiscard]] const device_weights& weights() const noexcept { return *weights_; }
   /// Device bytes of the activations, state, workspaces and metadata.
   [[nodiscard]] std::size_t buffer_bytes() const noexcept { return buffers_->used(); }
   [[nodiscard]] gemm_engine& gemm() noexcept { return *gemm_; }
