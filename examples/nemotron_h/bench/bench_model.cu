@@ -4,15 +4,24 @@
 //  - prefill latency for 16..8192 tokens in eager, piecewise and full modes, with the
 //    achieved fraction of the GEMM rate over the model's FLOPs;
 //  - full-graph decode step time for several batch sizes against the weight-streaming floor.
+//  - start-up: synthetic weights drawn on the GPU and the model built, until ready to capture;
+//  - with --checkpoint DIR: the synthetic weights written there as a safetensors checkpoint
+//    (tensor by tensor from the GPU), then loaded back to the GPU from the page cache through
+//    the pinned staging ring for each --load-sweep setting (threads:MiB per slot), with GB/s
+//    and a bit-for-bit comparison against the drawn weights; the file is removed afterwards.
 // Usage: nh_model_bench [--model nano-9b-v2] [--json FILE] [--prefill 16,64,...]
-//                       [--decode 1,8,32,128] [--reps 5]
+//                       [--decode 1,8,32,128] [--reps 5] [--startup-only 1]
+//                       [--checkpoint DIR] [--load-sweep 4:64,8:64,...]
 #include <cuda_runtime.h>
 
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
+#include <map>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -65,6 +74,80 @@ double prefill_flops(const model_config& c, double T) {
   return per_token * T + attn + 2.0 * c.hidden_size * c.vocab_size;
 }
 
+double seconds_since(std::chrono::steady_clock::time_point t0) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+
+/// Adds the number of 16-bit words where a and b differ to *out (integer atomics: exact).
+__global__ void count_diff(const std::uint16_t* a, const std::uint16_t* b, std::size_t n, unsigned long long* out) {
+  unsigned long long c = 0;
+  for (std::size_t i = blockIdx.x * std::size_t(blockDim.x) + threadIdx.x; i < n; i += std::size_t(gridDim.x) * blockDim.x)
+    c += a[i] != b[i];
+  if (c) atomicAdd(out, c);
+}
+
+/// 16-bit words that differ between two device weights of the same config.
+unsigned long long differing_words(const model_config& cfg, const device_weights& a, const device_weights& b) {
+  unsigned long long* d = nullptr;
+  PIECEWISE_CUDA_TRY(cudaMalloc(&d, sizeof(unsigned long long)));
+  PIECEWISE_CUDA_TRY(cudaMemset(d, 0, sizeof(unsigned long long)));
+  const std::size_t n = model_tensors(cfg).size();
+  for (std::size_t i = 0; i < n; ++i) {
+    const auto x = a.tensor(i), y = b.tensor(i);
+    if (x.bytes != y.bytes) throw piecewise::config_error("differing_words: tensor sizes differ");
+    count_diff<<<1024, 256>>>(static_cast<const std::uint16_t*>(x.data), static_cast<const std::uint16_t*>(y.data),
+                              x.bytes / 2, d);
+  }
+  unsigned long long h = 0;
+  PIECEWISE_CUDA_TRY(cudaMemcpy(&h, d, sizeof h, cudaMemcpyDeviceToHost));
+  PIECEWISE_CUDA_TRY(cudaFree(d));
+  return h;
+}
+
+/// Writes the device weights as a checkpoint in `dir`, then loads it back for each setting.
+std::string checkpoint_bench(const model_config& cfg, const device_weights& drawn, const std::filesystem::path& dir,
+                             const std::string& sweep) {
+  std::map<std::string, std::size_t> index;
+  const std::vector<tensor_entry> entries = model_tensors(cfg);
+  for (std::size_t i = 0; i < entries.size(); ++i) index[entries[i].name] = i;
+  auto t0 = std::chrono::steady_clock::now();
+  save_checkpoint(dir, cfg, [&](const tensor_entry& e, std::uint8_t* out, std::size_t bytes) {
+    const auto s = drawn.tensor(index.at(e.name));
+    if (s.bytes != bytes) throw piecewise::config_error("checkpoint_bench: size mismatch at " + e.name);
+    PIECEWISE_CUDA_TRY(cudaMemcpy(out, s.data, bytes, cudaMemcpyDeviceToHost));
+  });
+  const double file_gb = static_cast<double>(std::filesystem::file_size(dir / "model.safetensors")) / 1e9;
+  const double write_s = seconds_since(t0);
+  fmt::print("\ncheckpoint written: {} ({:.2f} GB) in {:.1f} s ({:.2f} GB/s, from the GPU, tensor by tensor)\n",
+             (dir / "model.safetensors").string(), file_gb, write_s, file_gb / write_s);
+  std::string json = fmt::format("  \"checkpoint\": {{\"gb\": {:.3f}, \"write_s\": {:.2f}, \"loads\": [", file_gb, write_s);
+  fmt::print("{:>8} {:>10} {:>6} {:>10} {:>10} {:>12}\n", "threads", "slot_MiB", "slots", "load_s", "GB/s", "identical");
+  std::stringstream ss(sweep);
+  std::string one;
+  bool first = true;
+  while (std::getline(ss, one, ',')) {
+    const auto colon = one.find(':');
+    if (colon == std::string::npos) throw piecewise::config_error("--load-sweep: use threads:MiB,...");
+    staged_read_options o;
+    o.threads = std::stoi(one.substr(0, colon));
+    o.chunk_bytes = static_cast<std::uint64_t>(std::stoi(one.substr(colon + 1))) << 20;
+    o.slots_per_thread = 2;
+    t0 = std::chrono::steady_clock::now();
+    const device_weights loaded(cfg, weight_source::from_checkpoint(dir, o));
+    const double s = seconds_since(t0);
+    const unsigned long long diff = differing_words(cfg, loaded, drawn);
+    fmt::print("{:>8} {:>10} {:>6} {:>10.3f} {:>10.2f} {:>12}\n", o.threads, o.chunk_bytes >> 20,
+               o.threads * o.slots_per_thread, s, file_gb / s, diff == 0 ? "yes" : fmt::format("NO ({} words)", diff));
+    json += fmt::format("{}{{\"threads\": {}, \"slot_mib\": {}, \"load_s\": {:.3f}, \"gbs\": {:.2f}, \"identical\": {}}}",
+                        first ? "" : ", ", o.threads, o.chunk_bytes >> 20, s, file_gb / s, diff == 0);
+    first = false;
+    if (diff != 0) throw piecewise::config_error("the loaded checkpoint differs from the drawn weights");
+  }
+  std::error_code ec;
+  std::filesystem::remove_all(dir, ec);
+  return json + "]},\n";
+}
+
 double median(std::vector<double> v) {
   std::sort(v.begin(), v.end());
   return v[v.size() / 2];
@@ -77,6 +160,8 @@ int main(int argc, char** argv) try {
   std::vector<int> prefill = {16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192};
   std::vector<int> decode = {1, 8, 32, 128};
   int reps = 5;
+  bool startup_only = false;
+  std::string checkpoint_dir, load_sweep = "4:64,8:64,8:16,16:32";
   for (int i = 1; i + 1 < argc; i += 2) {
     const std::string k = argv[i];
     if (k == "--model") model = argv[i + 1];
@@ -84,6 +169,9 @@ int main(int argc, char** argv) try {
     else if (k == "--prefill") prefill = ints(argv[i + 1]);
     else if (k == "--decode") decode = ints(argv[i + 1]);
     else if (k == "--reps") reps = std::stoi(argv[i + 1]);
+    else if (k == "--startup-only") startup_only = std::stoi(argv[i + 1]) != 0;
+    else if (k == "--checkpoint") checkpoint_dir = argv[i + 1];
+    else if (k == "--load-sweep") load_sweep = argv[i + 1];
     else throw piecewise::config_error("unknown option " + k);
   }
   cudaDeviceProp prop{};
@@ -92,17 +180,13 @@ int main(int argc, char** argv) try {
   fmt::print("device {}\nmodel  {}\n", prop.name, cfg.summary());
 
   double bw = 0, tflops = 0;
-  {
+  if (!startup_only) {
     gemm_engine g;
     bw = measure_copy_bandwidth_gbs();
     tflops = measure_bf16_gemm_tflops(g);
   }
   fmt::print("roofline: copy {:.0f} GB/s (read+write), bf16 GEMM {:.0f} TFLOP/s\n", bw, tflops);
 
-  auto t0 = std::chrono::steady_clock::now();
-  const model_weights w = synthetic_weights(cfg, 0);
-  fmt::print("synthetic weights {:.2f} GB in {:.1f} s\n", w.bytes() / 1e9,
-             std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
   const int max_prefill = *std::max_element(prefill.begin(), prefill.end());
   const int max_batch = *std::max_element(decode.begin(), decode.end());
   gpu_model_limits lim;
@@ -113,12 +197,25 @@ int main(int argc, char** argv) try {
   lim.max_decode_steps = 64;
   std::size_t free0 = 0, total = 0;
   PIECEWISE_CUDA_TRY(cudaMemGetInfo(&free0, &total));
-  engine eng(cfg, w, lim);
+  // Start-up: synthetic weights drawn on the GPU straight into the weight arena (no host copy),
+  // every buffer allocated: ready to capture.
+  auto t0 = std::chrono::steady_clock::now();
+  engine eng(cfg, weight_source::drawn(0), lim);
+  PIECEWISE_CUDA_TRY(cudaDeviceSynchronize());
+  const double startup_s = seconds_since(t0);
   const double weight_gb = eng.model().weight_bytes() / 1e9;
+  fmt::print("start-up: synthetic weights ({:.2f} GB) drawn on the GPU and the model built in {:.3f} s\n", weight_gb,
+             startup_s);
   fmt::print("on device: weights {:.2f} GB, buffers + state {:.2f} GB\n", weight_gb, eng.model().buffer_bytes() / 1e9);
 
   std::string json = fmt::format("{{\n  \"device\": \"{}\",\n  \"model\": \"{}\",\n  \"copy_gbs\": {:.1f},\n  \"gemm_tflops\": {:.1f},\n",
                                  prop.name, cfg.name, bw, tflops);
+  json += fmt::format("  \"startup_s\": {:.3f},\n", startup_s);
+  if (!checkpoint_dir.empty()) json += checkpoint_bench(cfg, eng.model().weights(), checkpoint_dir, load_sweep);
+  if (startup_only) {
+    if (!json_path.empty()) std::ofstream(json_path) << json << "  \"startup_only\": true\n}\n";
+    return 0;
+  }
   // ---- capture ----
   fmt::print("\n{:<10} {:>10} {:>10} {:>12} {:>14} {:>10} {:>10} {:>10}\n", "mode", "buckets", "capture_s", "graphs",
              "graph_mem_MiB", "warmup_s", "stream_s", "instant_s");

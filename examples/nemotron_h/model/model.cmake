@@ -7,6 +7,7 @@ add_library(nh_model STATIC
   ${CMAKE_CURRENT_LIST_DIR}/layer_kinds.cpp
   ${CMAKE_CURRENT_LIST_DIR}/tensor.cpp
   ${CMAKE_CURRENT_LIST_DIR}/safetensors.cpp
+  ${CMAKE_CURRENT_LIST_DIR}/staged_read.cpp
   ${CMAKE_CURRENT_LIST_DIR}/weights.cpp
   ${CMAKE_CURRENT_LIST_DIR}/cpu_forward.cpp
   ${CMAKE_CURRENT_LIST_DIR}/npy.cpp)
@@ -15,6 +16,11 @@ add_library(nh_model STATIC
 target_include_directories(nh_model PUBLIC ${CMAKE_CURRENT_SOURCE_DIR})
 target_link_libraries(nh_model PUBLIC piecewise::host nh_reference nlohmann_json::nlohmann_json)
 target_compile_features(nh_model PUBLIC cxx_std_20)
+# The synthetic draw (model/synthetic_draw.hpp) must round exactly as the GPU fill does: no
+# contraction of a * b + c into an FMA even where the target has one.
+if(CMAKE_CXX_COMPILER_ID MATCHES "GNU|Clang")
+  set_source_files_properties(${CMAKE_CURRENT_LIST_DIR}/weights.cpp PROPERTIES COMPILE_OPTIONS -ffp-contract=off)
+endif()
 
 if(PIECEWISE_BUILD_TESTS)
   set(_nh_model_test_dir ${CMAKE_CURRENT_LIST_DIR}/../tests)

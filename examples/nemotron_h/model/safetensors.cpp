@@ -469,8 +469,8 @@ std::pair<const safetensors_file*, const st_tensor_info*> checkpoint::find(std::
 
 // ---- writing ------------------------------------------------------------------------------
 
-std::vector<std::uint8_t> make_safetensors(const std::vector<st_write_tensor>& tensors,
-                                           const std::map<std::string, std::string>& metadata) {
+std::vector<std::uint8_t> safetensors_header(std::vector<st_tensor_info>& tensors,
+                                             const std::map<std::string, std::string>& metadata) {
   nlohmann::ordered_json h = nlohmann::ordered_json::object();
   if (!metadata.empty()) {
     nlohmann::ordered_json m = nlohmann::ordered_json::object();
@@ -478,28 +478,37 @@ std::vector<std::uint8_t> make_safetensors(const std::vector<st_write_tensor>& t
     h["__metadata__"] = m;
   }
   std::uint64_t off = 0;
-  for (const auto& t : tensors) {
+  for (auto& t : tensors) {
     std::uint64_t n = st_dtype_size(t.dtype);
     for (auto d : t.shape) {
       PIECEWISE_EXPECTS(d >= 0, "make_safetensors: tensor '{}' has a negative extent", t.name);
       n *= static_cast<std::uint64_t>(d);
     }
-    PIECEWISE_EXPECTS(n == t.bytes.size(), "make_safetensors: tensor '{}' shape {} {} needs {} bytes, got {}", t.name,
-                      shape_str(t.shape), st_dtype_name(t.dtype), n, t.bytes.size());
-    h[t.name] = {{"dtype", st_dtype_name(t.dtype)}, {"shape", t.shape}, {"data_offsets", {off, off + n}}};
+    t.begin = off;
+    t.end = off + n;
+    h[t.name] = {{"dtype", st_dtype_name(t.dtype)}, {"shape", t.shape}, {"data_offsets", {t.begin, t.end}}};
     off += n;
   }
   std::string text = h.dump();
   while ((8 + text.size()) % 8 != 0) text += ' ';
-  std::vector<std::uint8_t> out(8 + text.size() + off);
-  std::uint64_t n = text.size();
+  std::vector<std::uint8_t> out(8 + text.size());
+  const std::uint64_t n = text.size();
   for (int i = 0; i < 8; ++i) out[i] = static_cast<std::uint8_t>(n >> (8 * i));
   std::memcpy(out.data() + 8, text.data(), text.size());
-  std::size_t pos = 8 + text.size();
-  for (const auto& t : tensors) {
-    if (!t.bytes.empty()) std::memcpy(out.data() + pos, t.bytes.data(), t.bytes.size());
-    pos += t.bytes.size();
+  return out;
+}
+
+std::vector<std::uint8_t> make_safetensors(const std::vector<st_write_tensor>& tensors,
+                                           const std::map<std::string, std::string>& metadata) {
+  std::vector<st_tensor_info> infos;
+  for (const auto& t : tensors) infos.push_back({t.name, t.dtype, t.shape, 0, 0});
+  std::vector<std::uint8_t> out = safetensors_header(infos, metadata);
+  for (std::size_t i = 0; i < tensors.size(); ++i) {
+    const st_write_tensor& t = tensors[i];
+    PIECEWISE_EXPECTS(infos[i].nbytes() == t.bytes.size(), "make_safetensors: tensor '{}' shape {} {} needs {} bytes, got {}",
+                      t.name, shape_str(t.shape), st_dtype_name(t.dtype), infos[i].nbytes(), t.bytes.size());
   }
+  for (const auto& t : tensors) out.insert(out.end(), t.bytes.begin(), t.bytes.end());
   return out;
 }
 

@@ -137,6 +137,12 @@ struct st_write_tensor {
   std::vector<std::uint8_t> bytes;
 };
 
+/// The start of a safetensors file for tensors stored back to back in the given order: the
+/// 8-byte header length and the JSON header (padded to a multiple of 8 bytes). Sets each
+/// entry's begin/end from its shape and dtype. Throws piecewise::config_error for a negative
+/// extent. For writers that stream the data after it (save_checkpoint, model/weights.hpp).
+std::vector<std::uint8_t> safetensors_header(std::vector<st_tensor_info>& tensors,
+                                             const std::map<std::string, std::string>& metadata = {});
 /// Serialises tensors (in the given order) into the bytes of a safetensors file.
 /// Throws piecewise::config_error when a tensor's byte count does not match its shape.
 std::vector<std::uint8_t> make_safetensors(const std::vector<st_write_tensor>& tensors,

@@ -8,11 +8,13 @@
 #include <bit>
 #include <cmath>
 #include <cstring>
+#include <fstream>
 #include <map>
 #include <thread>
 
 #include "model/messages.hpp"
 #include "model/safetensors.hpp"
+#include "model/synthetic_draw.hpp"
 #include "piecewise/element_type.hpp"
 #include "piecewise/error.hpp"
 
@@ -58,27 +60,24 @@ host_tensor tied_copy(const model_weights& w, const tensor_entry& e) {
 // ---- synthetic values -----------------------------------------------------------------------
 
 /// Fills n bf16 values: normal(0, scale) or uniform(-scale, scale), from the stream of tensor
-/// `name`. Blocks of 2^16 values have their own sub-stream, so the result is independent of
-/// the number of threads.
+/// `name`, element by element as model/synthetic_draw.hpp defines them (the GPU fill,
+/// kernels/synthetic_fill.cu, computes the same values). Threads split the blocks of 2^16
+/// values; the result does not depend on their number.
 void fill_bf16(std::uint64_t seed, const std::string& name, std::uint16_t* out, std::size_t n, bool normal,
                double scale, int threads) {
   const std::uint64_t base = tensor_seed(seed, name);
-  constexpr std::size_t kBlock = std::size_t(1) << 16;
+  constexpr std::size_t kBlock = synth::kBlock;
   const std::size_t nblocks = (n + kBlock - 1) / kBlock;
   auto work = [&](std::size_t b0, std::size_t b1) {
-    for (std::size_t b = b0; b < b1; ++b) {
-      splitmix64 s{mix_seed(base, b)};
-      const std::size_t lo = b * kBlock, hi = std::min(n, lo + kBlock);
-      for (std::size_t i = lo; i < hi;) {
-        if (normal) {
-          const double u1 = s.uniform01(), u2 = s.uniform01();
-          const double r = std::sqrt(-2.0 * std::log(u1));
-          const double t = 6.283185307179586 * u2;
-          out[i++] = piecewise::float_to_bf16_bits(static_cast<float>(scale * r * std::cos(t)));
-          if (i < hi) out[i++] = piecewise::float_to_bf16_bits(static_cast<float>(scale * r * std::sin(t)));
-        } else {
-          out[i++] = piecewise::float_to_bf16_bits(static_cast<float>(scale * (2.0 * s.uniform01() - 1.0)));
-        }
+    for (std::size_t i = b0 * kBlock, hi = std::min(n, b1 * kBlock); i < hi;) {
+      if (normal) {
+        float v0 = 0, v1 = 0;
+        synth::normal_pair(base, i / 2, scale, v0, v1);
+        out[i++] = synth::bf16_bits(v0);
+        if (i < hi) out[i++] = synth::bf16_bits(v1);
+      } else {
+        out[i] = synth::bf16_bits(synth::uniform_at(base, i, scale));
+        ++i;
       }
     }
   };
@@ -252,10 +251,13 @@ std::size_t model_weights::bytes() const noexcept {
 
 // ---- loading ----------------------------------------------------------------------------------
 
-model_weights load_weights(const std::filesystem::path& dir, const model_config& c) {
+checkpoint_plan plan_checkpoint(const std::filesystem::path& dir, const model_config& c) {
   c.validate();
-  const checkpoint ck(dir);
-  const std::string src = ck.source().string();
+  checkpoint_plan plan;
+  plan.ck = std::make_unique<checkpoint>(dir);
+  const checkpoint& ck = *plan.ck;
+  plan.source = ck.source().string();
+  const std::string& src = plan.source;
 
   // canonical name -> original name
   std::map<std::string, std::string> canon;
@@ -273,7 +275,8 @@ model_weights load_weights(const std::filesystem::path& dir, const model_config&
     }
   }
 
-  const std::vector<tensor_entry> entries = model_tensors(c);
+  plan.entries = model_tensors(c);
+  const std::vector<tensor_entry>& entries = plan.entries;
   std::map<std::string, const tensor_entry*> want;
   for (const auto& e : entries) {
     if (e.in_checkpoint) want[e.name] = &e;
@@ -318,22 +321,33 @@ model_weights load_weights(const std::filesystem::path& dir, const model_config&
     }
     return std::pair{file, info};
   };
-  // Check every shape before reading any data (fail fast on a wrong config).
+  // Check every shape before reading any data (fail fast on a wrong config), and the dtypes
+  // the model can store.
   for (const auto& [cn, orig] : canon) (void)lookup(cn);
+  plan.items.resize(entries.size());
+  for (std::size_t i = 0; i < entries.size(); ++i) {
+    const tensor_entry& e = entries[i];
+    if (!e.in_checkpoint || !canon.count(e.name)) continue;
+    PIECEWISE_EXPECTS(e.spec->type == dtype::bf16 || e.spec->type == dtype::f32,
+                      "{}: tensor '{}': dtype {} not supported yet", src, e.name, dtype_name(e.spec->type));
+    auto [file, info] = lookup(e.name);
+    plan.items[i] = {file, info};
+  }
+  return plan;
+}
+
+model_weights load_weights(const std::filesystem::path& dir, const model_config& c) {
+  const checkpoint_plan plan = plan_checkpoint(dir, c);
 
   model_weights w = empty_layout(c);
-  for (const tensor_entry& e : entries) {
+  for (std::size_t i = 0; i < plan.entries.size(); ++i) {
+    const tensor_entry& e = plan.entries[i];
     host_tensor& t = w.at(e);
-    if (e.in_checkpoint && canon.count(e.name)) {
+    const auto [file, info] = plan.items[i];
+    if (file != nullptr) {
       t = host_tensor(e.name, e.spec->type, e.shape);
-      auto [file, info] = lookup(e.name);
-      switch (t.type()) {
-        case dtype::bf16: file->read_bf16(*info, t.bf16()); break;
-        case dtype::f32: file->read_f32(*info, t.f32()); break;
-        default:
-          throw piecewise::config_error(fmt::format("{}: tensor '{}': dtype {} not supported yet", src, e.name,
-                                                    dtype_name(t.type())));
-      }
+      if (t.type() == dtype::bf16) file->read_bf16(*info, t.bf16());
+      else file->read_f32(*info, t.f32());
     } else if (e.spec->tied_to_embeddings && c.tie_word_embeddings) {
       t = tied_copy(w, e);
     } else {
@@ -355,30 +369,71 @@ model_weights synthetic_weights(const model_config& c, std::uint64_t seed, const
   return w;
 }
 
+host_tensor synthetic_tensor(const model_config& c, const tensor_entry& e, std::uint64_t seed,
+                             const synthetic_options& opt) {
+  return draw(c, e, seed, opt);
+}
+
 // ---- saving -----------------------------------------------------------------------------------
 
-void save_weights(const std::filesystem::path& dir, const model_config& c, const model_weights& w,
-                  const std::string& prefix, bool omit_tied_lm_head) {
-  w.check_shapes(c);
-  std::vector<st_write_tensor> out;
-  for (const tensor_entry& e : model_tensors(c)) {
+void save_checkpoint(const std::filesystem::path& dir, const model_config& c, const tensor_bytes_fn& fetch,
+                     const std::string& prefix, bool omit_tied_lm_head) {
+  c.validate();
+  std::vector<const tensor_entry*> kept;
+  std::vector<st_tensor_info> infos;
+  const std::vector<tensor_entry> entries = model_tensors(c);
+  for (const tensor_entry& e : entries) {
     if (!e.in_checkpoint) continue;
     if (e.spec->tied_to_embeddings && c.tie_word_embeddings && omit_tied_lm_head) continue;
-    const host_tensor& t = w.at(e);
-    const std::string name = e.name.rfind("backbone.", 0) == 0 ? prefix + e.name.substr(9) : e.name;
     st_dtype st = st_dtype::bf16;
-    switch (t.type()) {
+    switch (e.spec->type) {
       case dtype::bf16: st = st_dtype::bf16; break;
       case dtype::f32: st = st_dtype::f32; break;
       default:
         throw piecewise::config_error(
-            fmt::format("save_weights: tensor '{}': dtype {} not supported yet", e.name, dtype_name(t.type())));
+            fmt::format("save_weights: tensor '{}': dtype {} not supported yet", e.name, dtype_name(e.spec->type)));
     }
-    out.push_back({name, st, e.shape, std::vector<std::uint8_t>(t.data(), t.data() + t.data_bytes())});
+    const std::string name = e.name.rfind("backbone.", 0) == 0 ? prefix + e.name.substr(9) : e.name;
+    kept.push_back(&e);
+    infos.push_back({name, st, e.shape, 0, 0});
   }
+  const std::vector<std::uint8_t> header = safetensors_header(infos, {{"format", "pt"}});
   std::error_code ec;
   std::filesystem::create_directories(dir, ec);
-  write_safetensors(dir / "model.safetensors", out, {{"format", "pt"}});
+  const std::filesystem::path path = dir / "model.safetensors";
+  std::ofstream f(path, std::ios::binary | std::ios::trunc);
+  if (!f) throw piecewise::config_error(fmt::format("{}: cannot open for writing", path.string()));
+  f.write(reinterpret_cast<const char*>(header.data()), static_cast<std::streamsize>(header.size()));
+  std::vector<std::uint8_t> buf;
+  for (std::size_t i = 0; i < kept.size(); ++i) {
+    buf.resize(static_cast<std::size_t>(infos[i].nbytes()));
+    fetch(*kept[i], buf.data(), buf.size());
+    f.write(reinterpret_cast<const char*>(buf.data()), static_cast<std::streamsize>(buf.size()));
+    if (!f) throw piecewise::config_error(fmt::format("{}: write failed at tensor '{}'", path.string(), infos[i].name));
+  }
+  f.close();
+  if (!f) throw piecewise::config_error(fmt::format("{}: write failed", path.string()));
+}
+
+void save_weights(const std::filesystem::path& dir, const model_config& c, const model_weights& w,
+                  const std::string& prefix, bool omit_tied_lm_head) {
+  w.check_shapes(c);
+  for (const tensor_entry& e : model_tensors(c)) {
+    const host_tensor& t = w.at(e);
+    if (t.type() != dtype::bf16 && t.type() != dtype::f32) {
+      throw piecewise::config_error(
+          fmt::format("save_weights: tensor '{}': dtype {} not supported yet", e.name, dtype_name(t.type())));
+    }
+  }
+  save_checkpoint(
+      dir, c,
+      [&](const tensor_entry& e, std::uint8_t* out, std::size_t bytes) {
+        const host_tensor& t = w.at(e);
+        PIECEWISE_EXPECTS(t.data_bytes() == bytes, "save_weights: tensor '{}' holds {} bytes, the file needs {}",
+                          e.name, t.data_bytes(), bytes);
+        if (bytes) std::memcpy(out, t.data(), bytes);
+      },
+      prefix, omit_tied_lm_head);
 }
 
 }  // namespace nemotron_h

@@ -10,12 +10,15 @@
 #include <cstddef>
 #include <cstdint>
 #include <filesystem>
+#include <functional>
+#include <memory>
 #include <string>
 #include <string_view>
 #include <vector>
 
 #include "model/config.hpp"
 #include "model/layer_kinds.hpp"
+#include "model/safetensors.hpp"
 #include "model/tensor.hpp"
 
 namespace nemotron_h {
@@ -66,6 +69,20 @@ struct model_weights {
 /// is checked before any tensor data is read.
 model_weights load_weights(const std::filesystem::path& dir, const model_config& config);
 
+/// A checkpoint opened and checked as load_weights checks it (names, prefixes, duplicates,
+/// missing and unexpected tensors, shapes, dtypes), no tensor data read yet: where each
+/// tensor's bytes are. load_weights and the GPU upload (runner/device_weights.hpp) read it.
+struct checkpoint_plan {
+  std::unique_ptr<checkpoint> ck;
+  std::string source;                ///< the checkpoint's index or file, for messages
+  std::vector<tensor_entry> entries; ///< model_tensors(config)
+  /// Per entry: its file and header entry, or {nullptr, nullptr} when the checkpoint does not
+  /// hold it (a tied lm_head; a tensor the config has no data for: zeros).
+  std::vector<std::pair<const safetensors_file*, const st_tensor_info*>> items;
+};
+/// Opens `dir` and makes every check of load_weights (same errors); reads headers only.
+checkpoint_plan plan_checkpoint(const std::filesystem::path& dir, const model_config& config);
+
 /// Options of synthetic_weights.
 struct synthetic_options {
   /// Also randomise the vectors that transformers initialises to constants (norm weights
@@ -87,8 +104,16 @@ struct synthetic_options {
 /// PyTorch's Conv1d default (uniform(+-1/sqrt(K)) for weight and bias), which keeps x, B, C
 /// of the SSM at a realistic magnitude. fp32 tensors hold bf16-representable values (what a
 /// bf16 checkpoint would hold). Results are identical across platforms for a (config, seed)
-/// pair: splitmix64 streams per tensor, Box-Muller, no <random> distributions.
+/// pair: splitmix64 streams per tensor, Box-Muller, no <random> distributions. The matrices
+/// (normal / uniform rules) are drawn element by element by model/synthetic_draw.hpp, which
+/// the GPU fill (kernels/synthetic_fill.cuh) shares: a model drawn on the GPU is the same.
 model_weights synthetic_weights(const model_config& config, std::uint64_t seed, const synthetic_options& opt = {});
+
+/// One tensor of synthetic_weights(config, seed, opt) as its own entry draws it (zeros when not
+/// in the checkpoint; a tied lm_head is not special-cased: callers copy the embeddings). The
+/// GPU draw uses it for the small constant / special vectors (norm weights, A_log, D, dt_bias).
+host_tensor synthetic_tensor(const model_config& config, const tensor_entry& e, std::uint64_t seed,
+                             const synthetic_options& opt = {});
 
 /// The canonical checkpoint names, shapes and dtypes the config expects ("backbone." prefix),
 /// in file order: the entries of model_tensors() that are in the checkpoint. Used by tests
@@ -106,5 +131,13 @@ std::vector<expected_tensor> expected_tensors(const model_config& config);
 /// quantized tensor ("not supported yet").
 void save_weights(const std::filesystem::path& dir, const model_config& config, const model_weights& w,
                   const std::string& prefix = "backbone.", bool omit_tied_lm_head = true);
+
+/// Writes the bytes of tensor `e` (its table dtype, e.spec->type) to out[0, bytes).
+using tensor_bytes_fn = std::function<void(const tensor_entry& e, std::uint8_t* out, std::size_t bytes)>;
+/// save_weights for tensors that are not host tensors (the GPU's, for instance): the same file,
+/// written tensor by tensor with one tensor's buffer on the host at a time. Throws
+/// piecewise::config_error on I/O errors, naming the file (and the tensor being written).
+void save_checkpoint(const std::filesystem::path& dir, const model_config& config, const tensor_bytes_fn& fetch,
+                     const std::string& prefix = "backbone.", bool omit_tied_lm_head = true);
 
 }  // namespace nemotron_h

@@ -3,10 +3,19 @@
 
 #include <fmt/format.h>
 
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
 #include <climits>
 #include <cstdint>
+#include <cstring>
+#include <map>
 
+#include "kernels/synthetic_fill.cuh"
 #include "model/layer_kinds.hpp"
+#include "model/splitmix.hpp"
 #include "piecewise/cuda_error.hpp"
 #include "runner/buffer_plan.hpp"
 
@@ -23,13 +32,105 @@ const void* typed_data(const weight& w, dtype want) {
   return w.data;
 }
 
-/// The host tensors one device tensor is made of (several for a fused group).
+/// One tensor of the model (an entry of model_tensors) as the device stores it.
+struct part {
+  std::size_t entry;
+  dtype type;
+  std::int64_t rows, cols;
+  std::size_t bytes;
+  bool scales;
+  const host_tensor* host;  // kind::host only
+};
+
+/// The tensors one device tensor is made of (several for a fused group).
 struct upload_group {
   int layer;  // -1: a global
   std::size_t index;
-  std::vector<const host_tensor*> parts;
+  std::vector<part> parts;
   bool linear;
 };
+
+part part_of(const tensor_entry& e, std::size_t i, const model_weights* host) {
+  if (host != nullptr) {
+    const host_tensor& t = host->at(e);
+    return {i, t.type(), t.rows(), t.cols(), t.data_bytes(), t.scales.has_value(), &t};
+  }
+  std::int64_t numel = 1;
+  for (std::int64_t d : e.shape) numel *= d;
+  const std::int64_t rows = e.shape.empty() ? 1 : e.shape[0];
+  return {i, e.spec->type, rows, rows ? numel / rows : 0,
+          dtype_storage_bytes(e.spec->type, static_cast<std::size_t>(numel)), false, nullptr};
+}
+
+/// The file descriptors of a checkpoint's shards, closed on exit.
+struct open_files {
+  std::map<const safetensors_file*, int> fds;
+  int fd(const safetensors_file* f) {
+    auto it = fds.find(f);
+    if (it != fds.end()) return it->second;
+    const int d = ::open(f->path().c_str(), O_RDONLY | O_CLOEXEC);
+    if (d < 0) {
+      throw piecewise::config_error(fmt::format("{}: cannot open for reading: {}", f->path().string(), std::strerror(errno)));
+    }
+    fds.emplace(f, d);
+    return d;
+  }
+  ~open_files() {
+    for (auto& [f, d] : fds) ::close(d);
+  }
+};
+
+/// The GPU side of staged_read: one stream per reader thread, one event per slot.
+class cuda_sink final : public staging_sink {
+ public:
+  cuda_sink(std::uint8_t* base, int threads, int slots) : base_(base), streams_(threads), events_(slots) {
+    for (auto& s : streams_) PIECEWISE_CUDA_TRY(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking));
+    for (auto& e : events_) PIECEWISE_CUDA_TRY(cudaEventCreateWithFlags(&e, cudaEventDisableTiming));
+  }
+  ~cuda_sink() override {
+    for (auto& s : streams_) {
+      if (s) cudaStreamDestroy(s);
+    }
+    for (auto& e : events_) {
+      if (e) cudaEventDestroy(e);
+    }
+  }
+  cuda_sink(const cuda_sink&) = delete;
+  cuda_sink& operator=(const cuda_sink&) = delete;
+  void wait(int slot) override { PIECEWISE_CUDA_TRY(cudaEventSynchronize(events_[static_cast<std::size_t>(slot)])); }
+  void submit(int thread, int slot, const void* src, std::uint64_t dst, std::uint64_t bytes) override {
+    cudaStream_t s = streams_[static_cast<std::size_t>(thread)];
+    PIECEWISE_CUDA_TRY_CTX(cudaMemcpyAsync(base_ + dst, src, bytes, cudaMemcpyHostToDevice, s), "checkpoint upload");
+    PIECEWISE_CUDA_TRY(cudaEventRecord(events_[static_cast<std::size_t>(slot)], s));
+  }
+  void finish() {
+    for (auto& s : streams_) PIECEWISE_CUDA_TRY_CTX(cudaStreamSynchronize(s), "checkpoint upload");
+  }
+
+ private:
+  std::uint8_t* base_;
+  std::vector<cudaStream_t> streams_;
+  std::vector<cudaEvent_t> events_;
+};
+
+/// Pinned host memory, freed on exit.
+struct pinned_buffer {
+  void* p = nullptr;
+  explicit pinned_buffer(std::size_t bytes) {
+    PIECEWISE_CUDA_TRY_CTX(cudaHostAlloc(&p, bytes, cudaHostAllocDefault),
+                           fmt::format("pinned staging buffers ({} MiB)", bytes >> 20));
+  }
+  ~pinned_buffer() {
+    if (p) cudaFreeHost(p);
+  }
+  pinned_buffer(const pinned_buffer&) = delete;
+  pinned_buffer& operator=(const pinned_buffer&) = delete;
+};
+
+/// Whether a file dtype is stored as it is by the model dtype (no conversion).
+bool same_storage(st_dtype file, dtype model) {
+  return (file == st_dtype::bf16 && model == dtype::bf16) || (file == st_dtype::f32 && model == dtype::f32);
+}
 
 }  // namespace
 
@@ -44,75 +145,176 @@ const weight& device_weights::layer::get(std::string_view suffix) const {
       fmt::format("device weights: a {} layer has no tensor '{}'", kind_info(kind).name, suffix));
 }
 
-device_weights::device_weights(const model_config& c, const model_weights& w) {
-  w.check_shapes(c);
+device_weights::device_weights(const model_config& c, const model_weights& w)
+    : device_weights(c, weight_source::from_host(w)) {}
 
-  // Which host tensors make each device tensor: one each, except the table's fused groups.
+device_weights::device_weights(const model_config& c, const weight_source& src) {
+  const model_weights* host = src.how == weight_source::kind::host ? src.host : nullptr;
+  PIECEWISE_EXPECTS(src.how != weight_source::kind::host || host != nullptr, "device weights: no host weights given");
+  c.validate();
+  if (host != nullptr) host->check_shapes(c);
+  // A checkpoint is opened and every name, shape and dtype checked here, before any memory is
+  // taken or any weight byte read.
+  checkpoint_plan plan;
+  if (src.how == weight_source::kind::checkpoint) plan = plan_checkpoint(src.path, c);
+  const std::vector<tensor_entry> entries = src.how == weight_source::kind::checkpoint ? plan.entries : model_tensors(c);
+
+  // Which tensors make each device tensor: one each, except the table's fused groups.
   std::vector<upload_group> groups;
-  const auto& global_specs = global_tensor_specs();
-  for (std::size_t j = 0; j < global_specs.size(); ++j) {
-    globals_.push_back({w.globals[j].name(), global_specs[j].suffix, {}});
-    groups.push_back({-1, j, {&w.globals[j]}, global_specs[j].linear});
-  }
-  layers_.resize(w.layers.size());
-  for (std::size_t l = 0; l < w.layers.size(); ++l) {
-    const layer_weights& src = w.layers[l];
-    layer& dst = layers_[l];
-    dst.kind = src.kind;
-    const auto& specs = layer_tensor_specs(src.kind);
-    const char* open_group = nullptr;  // fused_as of the group being filled
-    for (std::size_t j = 0; j < specs.size(); ++j) {
-      const tensor_spec& s = *specs[j];
+  globals_.resize(global_tensor_specs().size());
+  layers_.resize(static_cast<std::size_t>(c.num_layers()));
+  std::vector<std::size_t> group_of(entries.size());
+  const char* open_group = nullptr;  // fused_as of the group being filled
+  int open_layer = -2;
+  for (std::size_t i = 0; i < entries.size(); ++i) {
+    const tensor_entry& e = entries[i];
+    const tensor_spec& s = *e.spec;
+    const part p = part_of(e, i, host);
+    if (e.layer < 0) {
+      open_group = nullptr;
+      globals_[static_cast<std::size_t>(e.index)] = {e.name, s.suffix, {}};
+      groups.push_back({-1, static_cast<std::size_t>(e.index), {p}, s.linear});
+    } else {
+      layer& dst = layers_[static_cast<std::size_t>(e.layer)];
+      if (e.layer != open_layer) {
+        dst.kind = c.layers[static_cast<std::size_t>(e.layer)];
+        open_group = nullptr;
+        open_layer = e.layer;
+      }
       if (s.fused_as != nullptr && open_group != nullptr && std::string_view(open_group) == s.fused_as) {
-        groups.back().parts.push_back(&src.tensors[j]);
+        groups.back().parts.push_back(p);
+        group_of[i] = groups.size() - 1;
         continue;
       }
       open_group = s.fused_as;
       const std::string suffix = s.fused_as != nullptr ? s.fused_as : s.suffix;
-      dst.tensors.push_back({layer_prefix(static_cast<int>(l)) + suffix, suffix, {}});
-      groups.push_back({static_cast<int>(l), dst.tensors.size() - 1, {&src.tensors[j]}, s.linear});
+      dst.tensors.push_back({layer_prefix(e.layer) + suffix, suffix, {}});
+      groups.push_back({e.layer, dst.tensors.size() - 1, {p}, s.linear});
     }
+    group_of[i] = groups.size() - 1;
   }
   auto target = [&](const upload_group& g) -> device_tensor& {
     return g.layer < 0 ? globals_[g.index] : layers_[static_cast<std::size_t>(g.layer)].tensors[g.index];
   };
 
   // Views and checks, before any device memory is taken.
-  buffer_plan plan;
+  buffer_plan bplan;
   for (const upload_group& g : groups) {
     device_tensor& t = target(g);
-    const host_tensor& first = *g.parts.front();
+    const part& first = g.parts.front();
     std::int64_t rows = 0;
     std::size_t bytes = 0;
-    for (const host_tensor* p : g.parts) {
-      PIECEWISE_EXPECTS(p->type() == first.type() && p->cols() == first.cols(),
+    for (const part& p : g.parts) {
+      PIECEWISE_EXPECTS(p.type == first.type && p.cols == first.cols,
                         "device weights: '{}' fuses '{}' ({} x {} {}) with '{}' ({} x {} {}): not supported", t.name,
-                        first.name(), first.rows(), first.cols(), dtype_name(first.type()), p->name(), p->rows(),
-                        p->cols(), dtype_name(p->type()));
-      PIECEWISE_EXPECTS(!p->scales || g.parts.size() == 1, "device weights: '{}': fusing quantized tensors ({}) is "
-                        "not supported yet", t.name, p->name());
-      rows += p->rows();
-      bytes += p->data_bytes();
+                        entries[first.entry].name, first.rows, first.cols, dtype_name(first.type),
+                        entries[p.entry].name, p.rows, p.cols, dtype_name(p.type));
+      PIECEWISE_EXPECTS(!p.scales || g.parts.size() == 1, "device weights: '{}': fusing quantized tensors ({}) is "
+                        "not supported yet", t.name, entries[p.entry].name);
+      rows += p.rows;
+      bytes += p.bytes;
     }
-    PIECEWISE_EXPECTS(rows <= INT_MAX && first.cols() <= INT_MAX, "device weights: '{}' is too large ({} x {})", t.name,
-                      rows, first.cols());
-    t.view.type = first.type();
+    PIECEWISE_EXPECTS(rows <= INT_MAX && first.cols <= INT_MAX, "device weights: '{}' is too large ({} x {})", t.name,
+                      rows, first.cols);
+    t.view.type = first.type;
     t.view.rows = static_cast<int>(rows);
-    t.view.cols = static_cast<int>(first.cols());
+    t.view.cols = static_cast<int>(first.cols);
     t.view.name = t.name.c_str();  // the strings no longer move: every list is complete
     if (g.linear) gemm_engine::require_supported(t.view);
-    PIECEWISE_EXPECTS(first.type() == dtype::bf16 || first.type() == dtype::f32,
-                      "device weights: tensor '{}' has dtype {}: not supported yet", t.name, dtype_name(first.type()));
-    plan.add_bytes(t.name, bytes, [&t](void* p) { t.view.data = p; });
+    PIECEWISE_EXPECTS(first.type == dtype::bf16 || first.type == dtype::f32,
+                      "device weights: tensor '{}' has dtype {}: not supported yet", t.name, dtype_name(first.type));
+    bplan.add_bytes(t.name, bytes, [&t](void* p) { t.view.data = p; });
   }
 
-  arena_ = plan.allocate();
+  arena_ = bplan.allocate();
+  auto* const arena_base = static_cast<std::uint8_t*>(arena_->data());
+  entries_.resize(entries.size());
   for (const upload_group& g : groups) {
     auto* dst = static_cast<std::uint8_t*>(const_cast<void*>(target(g).view.data));
-    for (const host_tensor* p : g.parts) {
-      PIECEWISE_CUDA_TRY_CTX(cudaMemcpy(dst, p->data(), p->data_bytes(), cudaMemcpyHostToDevice),
-                             fmt::format("uploading {}", p->name()));
-      dst += p->data_bytes();
+    for (const part& p : g.parts) {
+      entries_[p.entry] = {dst, p.bytes};
+      dst += p.bytes;
+    }
+  }
+  auto data = [&](std::size_t i) { return static_cast<std::uint8_t*>(const_cast<void*>(entries_[i].data)); };
+  auto tied = [&](const tensor_entry& e) { return e.spec->tied_to_embeddings && c.tie_word_embeddings; };
+  const std::size_t emb = 0;  // model_tensors lists the embeddings first
+  PIECEWISE_EXPECTS(entries.front().layer < 0 && entries.front().index == kEmbeddings,
+                    "device weights: the embeddings are not the first tensor");
+
+  switch (src.how) {
+    case weight_source::kind::host:
+      for (std::size_t i = 0; i < entries.size(); ++i) {
+        const host_tensor& t = host->at(entries[i]);
+        PIECEWISE_CUDA_TRY_CTX(cudaMemcpy(data(i), t.data(), t.data_bytes(), cudaMemcpyHostToDevice),
+                               fmt::format("uploading {}", t.name()));
+      }
+      break;
+    case weight_source::kind::synthetic:
+      for (std::size_t i = 0; i < entries.size(); ++i) {
+        const tensor_entry& e = entries[i];
+        const init_rule& r = e.spec->init;
+        const std::size_t n = entries_[i].bytes / dtype_storage_bytes(e.spec->type, 1);
+        if (!e.in_checkpoint) {
+          PIECEWISE_CUDA_TRY(cudaMemsetAsync(data(i), 0, entries_[i].bytes, nullptr));
+        } else if (tied(e)) {
+          PIECEWISE_CUDA_TRY(cudaMemcpyAsync(data(i), data(emb), entries_[i].bytes, cudaMemcpyDeviceToDevice, nullptr));
+        } else if (r.how == init_rule::kind::normal || r.how == init_rule::kind::uniform) {
+          synthetic_fill(data(i), e.spec->type, n, tensor_seed(src.seed, e.name), r.how == init_rule::kind::normal,
+                         r.scale(c), nullptr);
+        } else {  // the small vectors: drawn on the host as synthetic_weights draws them
+          const host_tensor t = synthetic_tensor(c, e, src.seed, src.synthetic);
+          PIECEWISE_CUDA_TRY_CTX(cudaMemcpy(data(i), t.data(), t.data_bytes(), cudaMemcpyHostToDevice),
+                                 fmt::format("uploading {}", t.name()));
+        }
+      }
+      PIECEWISE_CUDA_TRY_CTX(cudaDeviceSynchronize(), "drawing the synthetic weights");
+      break;
+    case weight_source::kind::checkpoint: {
+      open_files files;
+      std::vector<read_job> jobs;
+      for (std::size_t i = 0; i < entries.size(); ++i) {
+        const auto [file, info] = plan.items[i];
+        if (file == nullptr || !same_storage(info->dtype, entries[i].spec->type)) continue;
+        jobs.push_back({files.fd(file), file->header().data_offset + info->begin, info->nbytes(),
+                        static_cast<std::uint64_t>(data(i) - arena_base),
+                        fmt::format("{}: tensor '{}'", file->path().string(), info->name)});
+      }
+      staged_read_options o = src.staging;
+      PIECEWISE_EXPECTS(o.threads >= 1 && o.slots_per_thread >= 1 && o.chunk_bytes > 0,
+                        "checkpoint upload: threads {}, slots per thread {} and chunk bytes {} must be positive",
+                        o.threads, o.slots_per_thread, o.chunk_bytes);
+      // No slot larger than the largest tensor (a small model takes a small ring).
+      std::uint64_t largest = 1;
+      for (const read_job& j : jobs) largest = std::max(largest, j.bytes);
+      o.chunk_bytes = std::min(o.chunk_bytes, largest);
+      const std::size_t nslots = static_cast<std::size_t>(o.threads) * static_cast<std::size_t>(o.slots_per_thread);
+      const pinned_buffer ring(nslots * o.chunk_bytes);
+      std::vector<void*> slots;
+      for (std::size_t k = 0; k < nslots; ++k) slots.push_back(static_cast<std::uint8_t*>(ring.p) + k * o.chunk_bytes);
+      cuda_sink sink(arena_base, o.threads, static_cast<int>(nslots));
+      staged_read(jobs, slots, sink, o);
+      sink.finish();
+      // The rest: tensors that need a dtype conversion (one at a time on the host), a tied
+      // lm_head, zeros.
+      for (std::size_t i = 0; i < entries.size(); ++i) {
+        const tensor_entry& e = entries[i];
+        const auto [file, info] = plan.items[i];
+        if (file != nullptr) {
+          if (same_storage(info->dtype, e.spec->type)) continue;
+          host_tensor t(e.name, e.spec->type, e.shape);
+          if (t.type() == dtype::bf16) file->read_bf16(*info, t.bf16());
+          else file->read_f32(*info, t.f32());
+          PIECEWISE_CUDA_TRY_CTX(cudaMemcpy(data(i), t.data(), t.data_bytes(), cudaMemcpyHostToDevice),
+                                 fmt::format("uploading {}", e.name));
+        } else if (tied(e)) {
+          PIECEWISE_CUDA_TRY(cudaMemcpy(data(i), data(emb), entries_[i].bytes, cudaMemcpyDeviceToDevice));
+        } else {
+          PIECEWISE_CUDA_TRY(cudaMemset(data(i), 0, entries_[i].bytes));
+        }
+      }
+      PIECEWISE_CUDA_TRY_CTX(cudaDeviceSynchronize(), "checkpoint upload");
+      break;
     }
   }
   // A pageable cudaMemcpy may return before its DMA lands, and the model runs on

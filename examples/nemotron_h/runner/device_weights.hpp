@@ -1,11 +1,19 @@
-// The NemotronH weights on the GPU: every tensor of the host weights uploaded into one arena,
-// in the layer-kind table's order, with the table's fused groups (q | k | v) stacked into one
-// matrix. Each tensor is a `weight` view (kernels/gemm.cuh): pointer, dtype, rows, cols, name.
+// The NemotronH weights on the GPU: every tensor of the model in one arena, in the layer-kind
+// table's order, with the table's fused groups (q | k | v) stacked into one matrix. Each tensor
+// is a `weight` view (kernels/gemm.cuh): pointer, dtype, rows, cols, name.
 //
-// Construction uploads (cudaMemcpy) and is not capture-safe; the views are plain values.
+// The tensors come from a weight_source: host weights (uploaded), synthetic weights drawn on
+// the GPU straight into the arena (the same bits as synthetic_weights on the host, no host
+// copy), or a safetensors checkpoint streamed from the file through a small ring of pinned
+// staging buffers (parallel pread overlapped with the copies; no host copy of the model).
+//
+// Construction is not capture-safe (it allocates, copies and synchronizes); the views are plain
+// values.
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
+#include <filesystem>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -14,6 +22,7 @@
 #include "kernels/common.cuh"
 #include "kernels/gemm.cuh"
 #include "model/config.hpp"
+#include "model/staged_read.hpp"
 #include "model/weights.hpp"
 #include "piecewise/arena.hpp"
 
@@ -30,6 +39,38 @@ struct device_tensor {
 /// and its dtype otherwise. Host only.
 const bf16* bf16_data(const weight& w);
 const float* f32_data(const weight& w);
+
+/// Where device_weights take the tensors from.
+struct weight_source {
+  enum class kind : std::uint8_t { host, synthetic, checkpoint };
+  kind how = kind::host;
+  const model_weights* host = nullptr;  ///< kind::host; read during construction only
+  std::uint64_t seed = 0;               ///< kind::synthetic
+  synthetic_options synthetic{};        ///< kind::synthetic (`threads` unused)
+  std::filesystem::path path;           ///< kind::checkpoint: what load_weights accepts
+  staged_read_options staging{};        ///< kind::checkpoint: reader threads, ring of pinned slots
+
+  static weight_source from_host(const model_weights& w) {
+    weight_source s;
+    s.host = &w;
+    return s;
+  }
+  /// synthetic_weights(config, seed, opt), drawn on the GPU.
+  static weight_source drawn(std::uint64_t seed, const synthetic_options& opt = {}) {
+    weight_source s;
+    s.how = kind::synthetic;
+    s.seed = seed;
+    s.synthetic = opt;
+    return s;
+  }
+  static weight_source from_checkpoint(std::filesystem::path p, const staged_read_options& staging = {}) {
+    weight_source s;
+    s.how = kind::checkpoint;
+    s.path = std::move(p);
+    s.staging = staging;
+    return s;
+  }
+};
 
 class device_weights {
  public:
@@ -48,6 +89,15 @@ class device_weights {
   /// memory is taken; then allocates one arena and uploads. Throws piecewise::cuda_error when
   /// device memory runs out (naming the size).
   device_weights(const model_config& config, const model_weights& w);
+  /// The same from any source. Synthetic: synthetic_weights(config, seed, opt) bit for bit,
+  /// the matrices drawn by the GPU (kernels/synthetic_fill.cuh), the small vectors on the host.
+  /// Checkpoint: the same checks and errors as load_weights (every name, shape and dtype is
+  /// checked before a weight byte is read), then tensors whose file dtype is the model's are
+  /// streamed through `staging` (threads x slots_per_thread pinned slots of chunk_bytes, taken
+  /// for the load and freed after it); other dtypes are converted on the host one tensor at a
+  /// time; the result equals device_weights(config, load_weights(path, config)) bit for bit.
+  /// Read errors name the file and the tensor (its name holds the layer).
+  device_weights(const model_config& config, const weight_source& source);
   device_weights(const device_weights&) = delete;
   device_weights& operator=(const device_weights&) = delete;
 
@@ -57,8 +107,16 @@ class device_weights {
   [[nodiscard]] const layer& at(int l) const { return layers_.at(static_cast<std::size_t>(l)); }
   /// Device bytes of the weights (the arena's size).
   [[nodiscard]] std::size_t bytes() const noexcept { return arena_->used(); }
+  /// Where entry i of model_tensors(config) lies (inside its fused group for q / k / v), and
+  /// its bytes. For tests and for saving the device weights (save_checkpoint).
+  struct span {
+    const void* data = nullptr;
+    std::size_t bytes = 0;
+  };
+  [[nodiscard]] span tensor(std::size_t entry) const { return entries_.at(entry); }
 
  private:
+  std::vector<span> entries_;
   std::vector<device_tensor> globals_;
   std::vector<layer> layers_;
   std::unique_ptr<piecewise::device_arena> arena_;

@@ -9,6 +9,9 @@ namespace nemotron_h {
 engine::engine(const model_config& config, const model_weights& weights, const gpu_model_limits& limits)
     : model_(std::make_unique<gpu_model>(config, weights, limits)) {}
 
+engine::engine(const model_config& config, const weight_source& source, const gpu_model_limits& limits)
+    : model_(std::make_unique<gpu_model>(config, source, limits)) {}
+
 mode_runners& engine::add_mode(piecewise::mode m, const std::vector<int>& prefill_buckets,
                                const piecewise::progress_fn& progress) {
   const auto& lim = model_->limits();

@@ -32,6 +32,9 @@ struct workload_result {
 class engine {
  public:
   engine(const model_config& config, const model_weights& weights, const gpu_model_limits& limits);
+  /// The weights from `source`: synthetic ones drawn on the GPU, or a checkpoint streamed to it
+  /// (weight_source, runner/device_weights.hpp).
+  engine(const model_config& config, const weight_source& source, const gpu_model_limits& limits);
 
   gpu_model& model() noexcept { return *model_; }
 

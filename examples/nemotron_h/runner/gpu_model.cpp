@@ -18,9 +18,12 @@
 namespace nemotron_h {
 
 gpu_model::gpu_model(const model_config& config, const model_weights& weights, const gpu_model_limits& limits)
+    : gpu_model(config, weight_source::from_host(weights), limits) {}
+
+gpu_model::gpu_model(const model_config& config, const weight_source& source, const gpu_model_limits& limits)
     : cfg_(config), lim_(limits) {
   cfg_.validate();
-  weights.check_shapes(cfg_);
+  if (source.how == weight_source::kind::host && source.host != nullptr) source.host->check_shapes(cfg_);
   check_limits(lim_);
   const int D = cfg_.hidden_size;
   PIECEWISE_EXPECTS(D % 8 == 0, "{}: hidden_size {} must be a multiple of 8 for the GPU kernels", cfg_.name, D);
@@ -43,7 +46,7 @@ gpu_model::gpu_model(const model_config& config, const model_weights& weights, c
   max_seqs_ = max_sequences(lim_);
 
   // Weights first: their dtype checks come before any device memory is taken.
-  weights_ = std::make_unique<device_weights>(cfg_, weights);
+  weights_ = std::make_unique<device_weights>(cfg_, source);
   gemm_ = std::make_unique<gemm_engine>();
 
   // Activations, state, workspaces and metadata: one plan, sized once, fixed addresses for

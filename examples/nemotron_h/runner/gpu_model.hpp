@@ -40,6 +40,9 @@ class gpu_model {
   /// or the tensor, before any device memory is taken) and piecewise::cuda_error when device
   /// memory runs out (naming the size).
   gpu_model(const model_config& config, const model_weights& weights, const gpu_model_limits& limits);
+  /// The same with the weights from `source` (runner/device_weights.hpp): drawn on the GPU or
+  /// streamed from a checkpoint, with no host copy of the model.
+  gpu_model(const model_config& config, const weight_source& source, const gpu_model_limits& limits);
   gpu_model(const gpu_model&) = delete;
   gpu_model& operator=(const gpu_model&) = delete;
 
@@ -87,6 +90,8 @@ class gpu_model {
 
   /// Device bytes of the weights.
   [[nodiscard]] std::size_t weight_bytes() const noexcept { return weights_->bytes(); }
+  /// The weights on the device.
+  [[nodiscard]] const device_weights& weights() const noexcept { return *weights_; }
   /// Device bytes of the activations, state, workspaces and metadata.
   [[nodiscard]] std::size_t buffer_bytes() const noexcept { return buffers_->used(); }
   [[nodiscard]] gemm_engine& gemm() noexcept { return *gemm_; }

@@ -18,7 +18,10 @@
 #include "model/npy.hpp"
 #include "model/random_tokens.hpp"
 #include "model/cpu_forward.hpp"
+#include "model/safetensors.hpp"
 #include "model/weights.hpp"
+#include "kernels/synthetic_fill.cuh"
+#include "model/synthetic_draw.hpp"
 #include "runner/engine.hpp"
 
 using namespace nemotron_h;
@@ -269,4 +272,173 @@ TEST_CASE("runner soak: 10,000 mixed prefill/decode steps match eager token for 
   REQUIRE(held1 == held0);
   REQUIRE(graph_mem1 == graph_mem0);
   REQUIRE(eng.runners(mode::full).prefill->stats().eager_fallbacks == 0);
+}
+
+// ---- weight sources: synthetic weights drawn on the GPU, checkpoints streamed to it ----------
+
+namespace {
+
+std::vector<std::uint8_t> download(const device_weights::span& s) {
+  std::vector<std::uint8_t> h(s.bytes);
+  if (s.bytes) REQUIRE(cudaMemcpy(h.data(), s.data, s.bytes, cudaMemcpyDeviceToHost) == cudaSuccess);
+  return h;
+}
+
+/// Every tensor of `d` equals the host tensor of `w` byte for byte.
+void require_equal(const model_config& cfg, const device_weights& d, const model_weights& w) {
+  const std::vector<tensor_entry> entries = model_tensors(cfg);
+  for (std::size_t i = 0; i < entries.size(); ++i) {
+    const host_tensor& t = w.at(entries[i]);
+    const std::vector<std::uint8_t> got = download(d.tensor(i));
+    INFO("tensor " << entries[i].name);
+    REQUIRE(got.size() == t.data_bytes());
+    REQUIRE(std::memcmp(got.data(), t.data(), got.size()) == 0);
+  }
+}
+
+/// Both device weights hold the same bytes, tensor for tensor.
+void require_equal(const model_config& cfg, const device_weights& a, const device_weights& b) {
+  const std::size_t n = model_tensors(cfg).size();
+  for (std::size_t i = 0; i < n; ++i) {
+    INFO("tensor " << model_tensors(cfg)[i].name);
+    REQUIRE(download(a.tensor(i)) == download(b.tensor(i)));
+  }
+}
+
+}  // namespace
+
+TEST_CASE("weight sources: the GPU synthetic fill equals the host draw element for element", "[weight_source]") {
+  // Odd lengths, several 2^16 blocks, a 2-byte-aligned (not 4) start, both rules, both dtypes.
+  const std::size_t n = 3 * 65536 + 5;
+  void* buf = nullptr;
+  REQUIRE(cudaMalloc(&buf, (n + 8) * 4) == cudaSuccess);
+  for (bool normal : {true, false}) {
+    for (dtype t : {dtype::bf16, dtype::f32}) {
+      for (std::size_t off : {std::size_t(0), std::size_t(1)}) {
+        if (t == dtype::f32 && off) continue;
+        const std::uint64_t base = tensor_seed(5, "x");
+        const double scale = normal ? 0.02 : 0.125;
+        auto* out = static_cast<std::uint8_t*>(buf) + off * 2;
+        synthetic_fill(out, t, n - off, base, normal, scale, nullptr);
+        REQUIRE(cudaDeviceSynchronize() == cudaSuccess);
+        const std::size_t es = t == dtype::f32 ? 4 : 2;
+        std::vector<std::uint8_t> got((n - off) * es);
+        REQUIRE(cudaMemcpy(got.data(), out, got.size(), cudaMemcpyDeviceToHost) == cudaSuccess);
+        std::size_t bad = 0;
+        for (std::size_t i = 0; i < n - off; ++i) {
+          const std::uint16_t want = synth::bf16_at(base, i, normal, scale);
+          std::uint16_t have = 0;
+          if (t == dtype::bf16) {
+            std::memcpy(&have, got.data() + 2 * i, 2);
+          } else {
+            std::uint32_t u = 0;
+            std::memcpy(&u, got.data() + 4 * i, 4);
+            if ((u & 0xffffu) != 0) ++bad;
+            have = static_cast<std::uint16_t>(u >> 16);
+          }
+          if (have != want) ++bad;
+        }
+        INFO("normal " << normal << ", dtype " << dtype_name(t) << ", offset " << off);
+        CHECK(bad == 0);
+      }
+    }
+  }
+  REQUIRE(cudaFree(buf) == cudaSuccess);
+  REQUIRE_THROWS_WITH(synthetic_fill(static_cast<std::uint8_t*>(nullptr) + 1, dtype::bf16, 4, 0, true, 1, nullptr),
+                      Catch::Contains("aligned"));
+}
+
+TEST_CASE("weight sources: synthetic weights drawn on the GPU equal the host's bit for bit", "[weight_source]") {
+  model_config cfg = test_config();
+  for (int variant = 0; variant < 3; ++variant) {
+    synthetic_options so;
+    so.randomize_vectors = variant != 1;
+    model_config c = cfg;
+    if (variant == 1) c.tie_word_embeddings = true;
+    if (variant == 2) c.use_conv_bias = false;
+    INFO("variant " << variant);
+    const model_weights w = synthetic_weights(c, 7 + variant, so);
+    const device_weights drawn(c, weight_source::drawn(7 + variant, so));
+    require_equal(c, drawn, w);
+    const device_weights uploaded(c, w);
+    require_equal(c, uploaded, w);
+  }
+}
+
+TEST_CASE("weight sources: the runner's outputs on GPU-drawn weights equal those on uploaded host weights",
+          "[weight_source]") {
+  const model_config cfg = test_config();
+  synthetic_options so;
+  so.randomize_vectors = true;
+  gpu_model_limits lim;
+  lim.max_prefill_tokens = 128;
+  lim.max_decode_batch = 4;
+  lim.num_slots = 3;
+  lim.max_context = 256;
+  lim.max_decode_steps = 8;
+  const model_weights w = synthetic_weights(cfg, 7, so);
+  engine host_eng(cfg, w, lim);
+  engine gpu_eng(cfg, weight_source::drawn(7, so), lim);
+  const auto prompts = make_prompts({17, 40, 5}, cfg.vocab_size, 3);
+  for (engine* e : {&host_eng, &gpu_eng}) e->add_mode(mode::full, {}, {});
+  const workload_result a = host_eng.run(mode::full, prompts, 6);
+  const workload_result b = gpu_eng.run(mode::full, prompts, 6);
+  REQUIRE(a.tokens == b.tokens);
+  for (std::size_t i = 0; i < prompts.size(); ++i) REQUIRE(bit_equal(a.last_logits[i], b.last_logits[i]));
+}
+
+TEST_CASE("weight sources: a checkpoint streamed to the GPU equals the host loader's upload bit for bit",
+          "[weight_source]") {
+  const model_config cfg = test_config();
+  synthetic_options so;
+  so.randomize_vectors = true;
+  const model_weights w = synthetic_weights(cfg, 9, so);
+  const std::filesystem::path dir =
+      std::filesystem::temp_directory_path() / fmt::format("nh_runner_ckpt_{}", static_cast<unsigned>(std::rand()));
+  struct cleanup {
+    std::filesystem::path p;
+    ~cleanup() {
+      std::error_code ec;
+      std::filesystem::remove_all(p, ec);
+    }
+  } guard{dir};
+  save_weights(dir, cfg, w);
+  const device_weights ref(cfg, load_weights(dir, cfg));
+  require_equal(cfg, ref, w);
+  // Chunks much smaller than the tensors, chunks larger, one thread, several.
+  for (const staged_read_options& o : {staged_read_options{3, 2, 4096}, staged_read_options{1, 1, 1 << 20},
+                                       staged_read_options{4, 3, 65536 + 2}}) {
+    INFO("threads " << o.threads << ", slots " << o.slots_per_thread << ", chunk " << o.chunk_bytes);
+    const device_weights streamed(cfg, weight_source::from_checkpoint(dir, o));
+    require_equal(cfg, streamed, ref);
+  }
+  // Tensors stored in another dtype than the model's (F32 for bf16 matrices) are converted on
+  // the host, the others streamed: still the host loader's result.
+  std::vector<st_write_tensor> mixed;
+  for (const tensor_entry& e : model_tensors(cfg)) {
+    if (!e.in_checkpoint) continue;
+    const host_tensor& t = w.at(e);
+    std::vector<float> v;
+    for (double x : t.to_f64()) v.push_back(static_cast<float>(x));
+    const bool as_f32 = t.type() == dtype::f32 || e.layer % 2 == 0;
+    mixed.push_back(make_tensor_from_floats(e.name, e.shape, v, as_f32 ? st_dtype::f32 : st_dtype::bf16));
+  }
+  write_safetensors(dir / "model.safetensors", mixed);
+  const device_weights mixed_ref(cfg, load_weights(dir, cfg));
+  require_equal(cfg, mixed_ref, w);
+  const device_weights mixed_streamed(cfg, weight_source::from_checkpoint(dir, {2, 2, 8192}));
+  require_equal(cfg, mixed_streamed, w);
+  // The loader's checks still come first: a wrong config is rejected naming the tensor.
+  model_config wrong = cfg;
+  wrong.intermediate_size = 256;
+  // (Names are checked in sorted order: down_proj comes first.)
+  REQUIRE_THROWS_WITH(device_weights(wrong, weight_source::from_checkpoint(dir)),
+                      Catch::Contains("model.safetensors: tensor 'backbone.layers.1.mixer.down_proj.weight' has shape "
+                                      "[256, 512] but the config expects [256, 256]"));
+  // The transformers fixture as well.
+  const std::filesystem::path tiny = std::filesystem::path(NH_TEST_DATA_DIR) / "tiny";
+  const model_config tc = parse_config_json(tiny / "config.json");
+  const device_weights tiny_ref(tc, load_weights(tiny, tc));
+  const device_weights tiny_streamed(tc, weight_source::from_checkpoint(tiny, {2, 2, 1000}));
+  require_equal(tc, tiny_streamed, tiny_ref);
 }

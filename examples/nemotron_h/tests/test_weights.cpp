@@ -2,10 +2,18 @@
 // synthetic initialisation.
 #include <catch2/catch.hpp>
 
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <atomic>
 #include <cmath>
+#include <cstring>
 #include <fstream>
+#include <random>
 
 #include "model/safetensors.hpp"
+#include "model/staged_read.hpp"
+#include "model/synthetic_draw.hpp"
 #include "piecewise/element_type.hpp"
 #include "model/weights.hpp"
 #include "model_test_util.hpp"
@@ -368,4 +376,162 @@ TEST_CASE("weights: host tensors and check_shapes name the tensor, the shape and
   bad = w;
   bad.layers.pop_back();
   CHECK_THAT(check_err(bad), Contains("weights have 3 layers, the config has 4"));
+}
+
+TEST_CASE("weights: the synthetic draw's own log, cos and sin are accurate", "[weights]") {
+  std::mt19937_64 rng(11);
+  double worst_log = 0, worst_trig = 0;
+  std::vector<double> us = {0x1.0p-53, 0x1.0p-52, 0.25, 0.5, 0.70710678118654752, 0.75, 1.0 - 0x1.0p-53, 1.0,
+                            0.125, 0.375, 0.625, 0.875};
+  for (int i = 0; i < 200000; ++i) us.push_back(uniform01_of(rng()));
+  for (double u : us) {
+    const double l = synth::log_pos(u), want = std::log(u);
+    worst_log = std::max(worst_log, std::abs(l - want) / std::max(std::abs(want), 1e-300));
+    double c = 0, s = 0;
+    synth::cos_sin_2pi(u, c, s);
+    worst_trig = std::max({worst_trig, std::abs(c - std::cos(6.283185307179586 * u)),
+                           std::abs(s - std::sin(6.283185307179586 * u))});
+  }
+  INFO("worst relative log error " << worst_log << ", worst cos/sin error " << worst_trig);
+  CHECK(worst_log < 1e-15);
+  CHECK(worst_trig < 2e-15);  // includes the rounding of 2 pi u in the reference
+  CHECK(synth::log_pos(1.0) == 0.0);
+}
+
+TEST_CASE("weights: host synthetic matrices are the shared element function's values", "[weights]") {
+  model_config c = test_config();
+  c.vocab_size = 4099;  // an odd tensor larger than one 2^16 block (4099 x 32)
+  const model_weights w = synthetic_weights(c, 21, {.randomize_vectors = false, .threads = 3});
+  for (const tensor_entry& e : model_tensors(c)) {
+    const init_rule& r = e.spec->init;
+    if (!e.in_checkpoint || (r.how != init_rule::kind::normal && r.how != init_rule::kind::uniform)) continue;
+    const host_tensor& t = w.at(e);
+    const std::uint64_t base = tensor_seed(21, e.name);
+    std::size_t bad = 0;
+    for (std::int64_t i = 0; i < t.numel(); ++i) {
+      bad += t.bf16()[i] != synth::bf16_at(base, static_cast<std::uint64_t>(i), r.how == init_rule::kind::normal, r.scale(c));
+    }
+    INFO(e.name);
+    CHECK(bad == 0);
+  }
+}
+
+namespace {
+
+/// A staging sink into host memory that checks the slot protocol: a slot is only refilled
+/// after wait() on it.
+struct host_sink final : staging_sink {
+  std::vector<std::uint8_t>& out;
+  std::vector<std::atomic<int>> busy;
+  std::atomic<int> violations{0};
+  std::atomic<std::uint64_t> bytes{0};
+  int throw_after = -1;
+  std::atomic<int> submits{0};
+  host_sink(std::vector<std::uint8_t>& o, std::size_t slots) : out(o), busy(slots) {}
+  void wait(int slot) override { busy[static_cast<std::size_t>(slot)] = 0; }
+  void submit(int, int slot, const void* src, std::uint64_t dst, std::uint64_t n) override {
+    if (busy[static_cast<std::size_t>(slot)].exchange(1) != 0) ++violations;
+    if (throw_after >= 0 && submits++ >= throw_after) throw std::runtime_error("sink failed");
+    std::memcpy(out.data() + dst, src, n);
+    bytes += n;
+  }
+};
+
+}  // namespace
+
+TEST_CASE("weights: staged reads split jobs into chunks and copy every byte through the slots", "[weights]") {
+  const std::uint64_t C = 1000;
+  const std::vector<read_job> jobs = {{3, 0, 0, 0, "a"}, {3, 5, 1, 10, "b"}, {3, 7, C, 20, "c"},
+                                      {3, 9, C + 1, 2000, "d"}, {3, 11, 3 * C, 5000, "e"}};
+  const auto ch = split_read_jobs(jobs, C);
+  REQUIRE(ch.size() == 1 + 1 + 2 + 3);
+  CHECK(ch[0].job == 1);
+  CHECK(ch[2].job == 3);
+  CHECK(ch[2].bytes == C);
+  CHECK(ch[3].bytes == 1);
+  CHECK(ch[3].offset == 9 + C);
+  CHECK(ch[3].dst == 2000 + C);
+  CHECK(ch[6].offset == 11 + 2 * C);
+  CHECK_THROWS_WITH(split_read_jobs(jobs, 0), Contains("chunk size"));
+
+  // A file of random bytes read in scattered ranges to scattered destinations.
+  nh_test::temp_dir td("staged");
+  const auto path = td.path / "data.bin";
+  std::vector<std::uint8_t> file(1 << 20);
+  std::mt19937_64 rng(3);
+  for (auto& b : file) b = static_cast<std::uint8_t>(rng());
+  std::ofstream(path, std::ios::binary).write(reinterpret_cast<const char*>(file.data()), static_cast<std::streamsize>(file.size()));
+  const int fd = ::open(path.c_str(), O_RDONLY);
+  REQUIRE(fd >= 0);
+  std::vector<read_job> rj;
+  std::uint64_t dst = 0;
+  for (std::uint64_t off = 0; off < file.size();) {
+    const std::uint64_t n = std::min<std::uint64_t>(rng() % 70000, file.size() - off);
+    rj.push_back({fd, off, n, file.size() - dst - n, "range"});  // reversed order in the output
+    dst += n;
+    off += n;
+  }
+  for (const staged_read_options& o : {staged_read_options{1, 1, 4096}, staged_read_options{4, 2, 10000},
+                                       staged_read_options{7, 3, 65536}, staged_read_options{3, 2, 1 << 22}}) {
+    INFO("threads " << o.threads << " slots " << o.slots_per_thread << " chunk " << o.chunk_bytes);
+    std::vector<std::uint8_t> out(file.size());
+    std::vector<std::vector<std::uint8_t>> mem(static_cast<std::size_t>(o.threads * o.slots_per_thread),
+                                               std::vector<std::uint8_t>(o.chunk_bytes));
+    std::vector<void*> slots;
+    for (auto& m : mem) slots.push_back(m.data());
+    host_sink sink(out, slots.size());
+    staged_read(rj, slots, sink, o);
+    CHECK(sink.violations == 0);
+    CHECK(sink.bytes == file.size());
+    for (const read_job& j : rj) REQUIRE(std::memcmp(out.data() + j.dst, file.data() + j.offset, j.bytes) == 0);
+  }
+
+  std::vector<std::uint8_t> out(file.size() + 100);
+  std::vector<std::uint8_t> m0(4096), m1(4096);
+  std::vector<void*> two = {m0.data(), m1.data()};
+  {
+    // The file ends before a job does (it changed after its header was read): the error names the job.
+    host_sink sink(out, 2);
+    const std::vector<read_job> past = {{fd, file.size() - 10, 50, 0, "f.safetensors: tensor 'backbone.layers.3.x'"}};
+    CHECK_THROWS_WITH(staged_read(past, two, sink, {2, 1, 4096}),
+                      Contains("f.safetensors: tensor 'backbone.layers.3.x'") && Contains("ends at byte"));
+  }
+  {
+    host_sink sink(out, 2);
+    sink.throw_after = 3;
+    CHECK_THROWS_WITH(staged_read(rj, two, sink, {2, 1, 4096}), Contains("sink failed"));
+  }
+  {
+    host_sink sink(out, 2);
+    CHECK_THROWS_WITH(staged_read(rj, two, sink, {0, 1, 4096}), Contains("threads (0)"));
+    CHECK_THROWS_WITH(staged_read(rj, two, sink, {2, 2, 4096}), Contains("2 staging slots for 2 threads x 2"));
+    CHECK_THROWS_WITH(staged_read({{-1, 0, 10, 0, "bad fd"}}, two, sink, {1, 1, 4096}),
+                      Contains("bad fd") && Contains("read failed"));
+  }
+  ::close(fd);
+}
+
+TEST_CASE("weights: save_checkpoint streams the file make_safetensors builds in memory", "[weights]") {
+  const model_config c = test_config();
+  const model_weights w = synthetic_weights(c, 5, {.randomize_vectors = true});
+  nh_test::temp_dir a("save_a"), b("save_b");
+  std::vector<st_write_tensor> all;
+  for (const tensor_entry& e : model_tensors(c)) {
+    const host_tensor& t = w.at(e);
+    all.push_back({e.name, t.type() == dtype::f32 ? st_dtype::f32 : st_dtype::bf16, e.shape,
+                   std::vector<std::uint8_t>(t.data(), t.data() + t.data_bytes())});
+  }
+  write_safetensors(a.path / "model.safetensors", all, {{"format", "pt"}});
+  save_checkpoint(b.path, c, [&](const tensor_entry& e, std::uint8_t* out, std::size_t n) {
+    REQUIRE(w.at(e).data_bytes() == n);
+    std::memcpy(out, w.at(e).data(), n);
+  });
+  auto bytes = [](const std::filesystem::path& p) {
+    std::ifstream f(p, std::ios::binary);
+    return std::vector<char>(std::istreambuf_iterator<char>(f), {});
+  };
+  CHECK(bytes(a.path / "model.safetensors") == bytes(b.path / "model.safetensors"));
+  CHECK(load_weights(b.path, c).layers[0].get("mixer.in_proj.weight") == w.layers[0].get("mixer.in_proj.weight"));
+  CHECK_THROWS_WITH(save_checkpoint("/proc/nonexistent/dir", c, [](const tensor_entry&, std::uint8_t*, std::size_t) {}),
+                    Contains("cannot open for writing"));
 }
