@@ -268,7 +268,6 @@ device_weights::device_weights(const model_config& c, const weight_source& src) 
                                  fmt::format("uploading {}", t.name()));
         }
       }
-      PIECEWISE_CUDA_TRY_CTX(cudaDeviceSynchronize(), "drawing the synthetic weights");
       break;
     case weight_source::kind::checkpoint: {
       open_files files;
@@ -313,12 +312,12 @@ device_weights::device_weights(const model_config& c, const weight_source& src) 
           PIECEWISE_CUDA_TRY(cudaMemset(data(i), 0, entries_[i].bytes));
         }
       }
-      PIECEWISE_CUDA_TRY_CTX(cudaDeviceSynchronize(), "checkpoint upload");
       break;
     }
   }
-  // A pageable cudaMemcpy may return before its DMA lands, and the model runs on
-  // non-blocking streams, which do not wait for it.
+  // Every source ends here: the fills and legacy-stream copies are done, and a pageable
+  // cudaMemcpy (which may return before its DMA lands) has landed before the model's
+  // non-blocking streams read the weights.
   PIECEWISE_CUDA_TRY_CTX(cudaDeviceSynchronize(), "uploading the weights");
 }
 
