@@ -149,16 +149,21 @@ void BM_attention_decode(benchmark::State& state) {
   cudaFree(d);
   cudaFree(ws);
 }
-// Defaults at b1/b8/b64 x context 256/1024/4096, then a sweep of the tunables at 4096 (and
-// batch 1 at 1024).
+// Defaults at b1/b8/b64 x context 256/1024/4096, then a sweep of the tunables.
 void decode_attention_args(benchmark::internal::Benchmark* b) {
   for (int B : {1, 8, 64})
     for (int C : {256, 1024, 4096}) b->Args({B, C, 0, 0});
   for (int st : {2, 3, 4}) {
-    for (int sp : {8, 16, 22, 33, 48, 64}) b->Args({1, 4096, sp, st});
-    for (int sp : {1, 2, 3, 4, 6, 8}) b->Args({8, 4096, sp, st});
-    for (int sp : {1, 2, 3}) b->Args({64, 4096, sp, st});
+    for (int sp : {8, 16, 32, 64, 128}) b->Args({1, 4096, sp, st});
+    for (int sp : {2, 3, 4, 6}) b->Args({8, 4096, sp, st});
+    for (int sp : {1, 2}) b->Args({64, 4096, sp, st});
+  }
+  for (int st : {2, 3}) {
     for (int sp : {4, 8, 16}) b->Args({1, 1024, sp, st});
+    for (int sp : {2, 4}) b->Args({1, 256, sp, st});
+    for (int sp : {1, 2, 4, 8}) b->Args({8, 1024, sp, st});
+    for (int sp : {1, 2, 4}) b->Args({64, 256, sp, st});
+    for (int sp : {1, 2, 4}) b->Args({64, 1024, sp, st});
   }
 }
 BENCHMARK(BM_attention_decode)

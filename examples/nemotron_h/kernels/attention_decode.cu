@@ -32,9 +32,8 @@ constexpr int kQBytes = 16 * kHD * 2;        // 16 query-head rows
 constexpr int kDefaultStages = 3;
 
 constexpr int smem_bytes(int stages) { return kQBytes + stages * 2 * kTileBytes; }
-// The merge reuses the ring: [kWarps][kMaxGroup][kHD] floats, then the split weights.
-static_assert(kWarps * kMaxGroup * kHD * 4 + kMaxSplits * kMaxGroup * 4 + kMaxGroup * 4 +
-                  kWarps * kMaxGroup * 2 * 4 <= 2 * 2 * kTileBytes,
+// The merges reuse the ring: [kWarps][kMaxGroup][kHD] floats of O, then (max, sum) pairs.
+static_assert(kWarps * kMaxGroup * kHD * 4 + kWarps * kMaxGroup * 2 * 4 <= 2 * 2 * kTileBytes,
               "merge scratch must fit in a 2-stage ring");
 
 struct decode_params {
@@ -86,16 +85,41 @@ __device__ inline void load_tile(const decode_params& p, std::uint32_t k_dst, st
   }
 }
 
+// Merges the kWarps partial softmax states in shared memory (red: [kWarps][kMaxGroup][kHD]
+// unnormalized O, wml: [kWarps][kMaxGroup] (max, sum), log2 domain; a warp that saw no key
+// has max -inf and weighs 0) in warp order, calling emit(h, d, O, M, L) once per element
+// h < G, d < kHD. Call after a barrier that publishes red and wml.
+template <typename Emit>
+__device__ inline void merge_warps(const float* red, const float* wml, int G, Emit&& emit) {
+  for (int idx = threadIdx.x; idx < G * kHD; idx += kThreads) {
+    const int h = idx / kHD, d = idx % kHD;
+    float M = -INFINITY;
+#pragma unroll
+    for (int w = 0; w < kWarps; ++w) M = fmaxf(M, wml[(w * kMaxGroup + h) * 2]);
+    float L = 0.f, O = 0.f;
+#pragma unroll
+    for (int w = 0; w < kWarps; ++w) {
+      const float a = detail::fast_exp2(wml[(w * kMaxGroup + h) * 2] - M);
+      L += a * wml[(w * kMaxGroup + h) * 2 + 1];
+      O += a * red[(w * kMaxGroup + h) * kHD + d];
+    }
+    emit(h, d, O, M, L);
+  }
+}
+
 template <int STAGES>
 __global__ void __launch_bounds__(kThreads) attention_decode_kernel(const decode_params p) {
   extern __shared__ __align__(128) unsigned char smem[];
   const int kh = blockIdx.x, split = blockIdx.y, s = blockIdx.z;
-  if (s >= *p.batch.num_seqs) return;
+  // All metadata loads issued together (s < max_seqs keeps them in bounds), then the checks:
+  // one memory latency instead of a chain of them.
+  const int n_seqs = *p.batch.num_seqs;
   const int t0 = p.batch.cu_seqlens[s];
   const int end = p.batch.cu_seqlens[s + 1];
-  const int len = end - t0;
-  if (len < 1) return;
   const int ctx = p.batch.context_lens[s];
+  const int slot = p.batch.slots[s];
+  const int len = end - t0;
+  if (s >= n_seqs || len < 1) return;
   const int total = ctx + len;  // keys visible to the last token
   const int ntiles = (total + kTile - 1) / kTile;
   const int tps = (ntiles + min(p.splits, ntiles) - 1) / min(p.splits, ntiles);  // tiles / split
@@ -104,7 +128,6 @@ __global__ void __launch_bounds__(kThreads) attention_decode_kernel(const decode
   const int key0 = split * tps * kTile;
   const int key_end = min(total, key0 + tps * kTile);
   const int my_tiles = (key_end - key0 + kTile - 1) / kTile;
-  const int slot = p.batch.slots[s];
   const int G = p.group;
   const int Hkv = p.cache.num_kv_heads;
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
@@ -242,8 +265,6 @@ __global__ void __launch_bounds__(kThreads) attention_decode_kernel(const decode
   }
   float* red = reinterpret_cast<float*>(ring);  // [kWarps][kMaxGroup][kHD]
   float* wml = red + kWarps * kMaxGroup * kHD;   // [kWarps][kMaxGroup][2]
-  float* wgt = wml + kWarps * kMaxGroup * 2;     // [kMaxSplits][G]
-  float* linv = wgt + kMaxSplits * kMaxGroup;    // [kMaxGroup]
 #pragma unroll
   for (int n = 0; n < kHD / 8; ++n) {
     if (g < G) *reinterpret_cast<float2*>(red + (warp * kMaxGroup + g) * kHD + 8 * n + 2 * t) = make_float2(o[n][0], o[n][1]);
@@ -260,20 +281,9 @@ __global__ void __launch_bounds__(kThreads) attention_decode_kernel(const decode
   const std::size_t pair = static_cast<std::size_t>(s) * Hkv + kh;
   const std::size_t part0 = pair * p.splits;  // partial of split i: (part0 + i) * G + h
   bf16* out_row = p.out + static_cast<std::size_t>(end - 1) * p.ldo + static_cast<std::size_t>(kh) * G * kHD;
-  for (int idx = threadIdx.x; idx < G * kHD; idx += kThreads) {
-    const int h = idx / kHD, d = idx % kHD;
-    float M = -INFINITY;
-#pragma unroll
-    for (int w = 0; w < kWarps; ++w) M = fmaxf(M, wml[(w * kMaxGroup + h) * 2]);
-    float L = 0.f, O = 0.f;
-#pragma unroll
-    for (int w = 0; w < kWarps; ++w) {
-      const float a = detail::fast_exp2(wml[(w * kMaxGroup + h) * 2] - M);  // 0 for empty warps
-      L += a * wml[(w * kMaxGroup + h) * 2 + 1];
-      O += a * red[(w * kMaxGroup + h) * kHD + d];
-    }
+  merge_warps(red, wml, G, [&](int h, int d, float O, float M, float L) {
     if (nsplit == 1) {
-      out_row[idx] = to_bf16(O / L);
+      out_row[h * kHD + d] = to_bf16(O / L);
     } else {
       const std::size_t pi = (part0 + split) * G + h;
       p.o_part[pi * kHD + d] = O;
@@ -282,15 +292,15 @@ __global__ void __launch_bounds__(kThreads) attention_decode_kernel(const decode
         p.ml[2 * pi + 1] = L;
       }
     }
-  }
+  });
   if (nsplit == 1) return;
 
-  // Count this split in; the last one merges all splits of (s, kh) in split order.
+  // Count this split in; the last one merges all splits of (s, kh) in a fixed order.
   __shared__ int last;
-  __threadfence();
-  __syncthreads();
+  __syncthreads();  // the block's partial stores precede thread 0's release below
   if (threadIdx.x == 0) {
     int* counter = p.counters_end - 1 - pair;
+    __threadfence();
     const int prev = atomicAdd(counter, 1);
     last = prev == nsplit - 1;
     if (last) *counter = 0;  // ready for the next launch
@@ -298,52 +308,49 @@ __global__ void __launch_bounds__(kThreads) attention_decode_kernel(const decode
   __syncthreads();
   if (!last) return;
   __threadfence();
-  for (int h = warp; h < G; h += kWarps) {
-    float M = -INFINITY;
-    for (int i = lane; i < nsplit; i += 32) M = fmaxf(M, __ldcg(p.ml + 2 * ((part0 + i) * G + h)));
-#pragma unroll
-    for (int off = 16; off > 0; off >>= 1) M = fmaxf(M, __shfl_xor_sync(0xffffffffu, M, off));
-    float L = 0.f;
-    for (int i = lane; i < nsplit; i += 32) {
-      const std::size_t pi = (part0 + i) * G + h;
-      const float a = detail::fast_exp2(__ldcg(p.ml + 2 * pi) - M);
-      wgt[i * G + h] = a;
-      L += a * __ldcg(p.ml + 2 * pi + 1);
-    }
-#pragma unroll
-    for (int off = 16; off > 0; off >>= 1) L += __shfl_xor_sync(0xffffffffu, L, off);
-    if (lane == 0) linv[h] = 1.f / L;
-  }
-  __syncthreads();
-  // Warp w sums splits w, w + 4, ...; lane owns dims [4 lane, 4 lane + 4) of every head.
+  // Warp w merges splits w, w + 4, ... online (max, sum and O loads of a split are independent,
+  // two splits in flight); lane owns dims [4 lane, 4 lane + 4) of every head. Then the 4 warps
+  // are merged as in the block above.
   float4 acc[kMaxGroup];
+  float mr[kMaxGroup], lr[kMaxGroup];
 #pragma unroll
-  for (int h = 0; h < kMaxGroup; ++h) acc[h] = make_float4(0.f, 0.f, 0.f, 0.f);
+  for (int h = 0; h < kMaxGroup; ++h) {
+    acc[h] = make_float4(0.f, 0.f, 0.f, 0.f);
+    mr[h] = -INFINITY;
+    lr[h] = 0.f;
+  }
+#pragma unroll 2
   for (int i = warp; i < nsplit; i += kWarps) {
 #pragma unroll
     for (int h = 0; h < kMaxGroup; ++h) {
       if (h < G) {
         const std::size_t pi = (part0 + i) * G + h;
+        const float2 ml = __ldcg(reinterpret_cast<const float2*>(p.ml) + pi);
         const float4 x = __ldcg(reinterpret_cast<const float4*>(p.o_part + pi * kHD) + lane);
-        const float a = wgt[i * G + h];
-        acc[h].x += a * x.x;
-        acc[h].y += a * x.y;
-        acc[h].z += a * x.z;
-        acc[h].w += a * x.w;
+        const float mn = fmaxf(mr[h], ml.x);
+        const float a = detail::fast_exp2(mr[h] - mn), b = detail::fast_exp2(ml.x - mn);
+        acc[h].x = acc[h].x * a + x.x * b;
+        acc[h].y = acc[h].y * a + x.y * b;
+        acc[h].z = acc[h].z * a + x.z * b;
+        acc[h].w = acc[h].w * a + x.w * b;
+        lr[h] = lr[h] * a + ml.y * b;
+        mr[h] = mn;
       }
     }
   }
+  __syncthreads();  // done with red / wml of the block merge
 #pragma unroll
-  for (int h = 0; h < kMaxGroup; ++h)
-    if (h < G) *reinterpret_cast<float4*>(red + (warp * kMaxGroup + h) * kHD + 4 * lane) = acc[h];
-  __syncthreads();
-  for (int idx = threadIdx.x; idx < G * kHD; idx += kThreads) {
-    const int h = idx / kHD, d = idx % kHD;
-    float v = 0.f;
-#pragma unroll
-    for (int w = 0; w < kWarps; ++w) v += red[(w * kMaxGroup + h) * kHD + d];
-    out_row[idx] = to_bf16(v * linv[h]);
+  for (int h = 0; h < kMaxGroup; ++h) {
+    if (h < G) {
+      *reinterpret_cast<float4*>(red + (warp * kMaxGroup + h) * kHD + 4 * lane) = acc[h];
+      if (lane == 0) {
+        wml[(warp * kMaxGroup + h) * 2] = mr[h];
+        wml[(warp * kMaxGroup + h) * 2 + 1] = lr[h];
+      }
+    }
   }
+  __syncthreads();
+  merge_warps(red, wml, G, [&](int h, int d, float O, float, float L) { out_row[h * kHD + d] = to_bf16(O / L); });
 }
 
 using kernel_fn = void (*)(decode_params);
@@ -388,8 +395,11 @@ int stages_of(const attention_decode_tuning& tune) { return tune.stages == 0 ? k
 
 // Splits per (sequence, KV head) for these host bounds.
 int splits_for(int max_seqs, int num_kv_heads, int max_context, const attention_decode_tuning& tune) {
-  const int pmax = std::min(ceil_div(max_context, kTile), kMaxSplits);
-  if (tune.splits > 0) return std::min(tune.splits, pmax);
+  const int tiles = ceil_div(max_context, kTile);
+  if (tune.splits > 0) return std::min({tune.splits, tiles, kMaxSplits});
+  // Automatic: at least 2 tiles per split (fewer partials to merge; the sweep in
+  // BM_attention_decode found 1-tile splits slower at batch 1).
+  const int pmax = std::clamp(tiles / 2, 1, kMaxSplits);
   const int slots = blocks_per_sm(stages_of(tune)) * multiprocessors();
   const int pairs = std::max(1, max_seqs * num_kv_heads);
   const int p0 = std::clamp(slots / pairs, 1, pmax);
