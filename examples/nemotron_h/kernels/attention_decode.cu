@@ -12,6 +12,7 @@
 
 #include <algorithm>
 #include <array>
+#include <cmath>
 #include <cstdint>
 #include <string>
 
@@ -397,9 +398,11 @@ int stages_of(const attention_decode_tuning& tune) { return tune.stages == 0 ? k
 int splits_for(int max_seqs, int num_kv_heads, int max_context, const attention_decode_tuning& tune) {
   const int tiles = ceil_div(max_context, kTile);
   if (tune.splits > 0) return std::min({tune.splits, tiles, kMaxSplits});
-  // Automatic: at least 2 tiles per split (fewer partials to merge; the sweep in
-  // BM_attention_decode found 1-tile splits slower at batch 1).
-  const int pmax = std::clamp(tiles / 2, 1, kMaxSplits);
+  // Automatic: at most 2 sqrt(tiles) splits. The sweep in BM_attention_decode (H200,
+  // docs/bench/h200/nh_dense_bench_decode_57a142c.log) found the best batch-1 counts at
+  // 4, 8 and 16 splits for 4, 16 and 64 tiles: longer runs per block beat more blocks there.
+  const int pmax = std::clamp(static_cast<int>(std::lround(2.0 * std::sqrt(static_cast<double>(tiles)))), 1,
+                              std::min(tiles, kMaxSplits));
   const int slots = blocks_per_sm(stages_of(tune)) * multiprocessors();
   const int pairs = std::max(1, max_seqs * num_kv_heads);
   const int p0 = std::clamp(slots / pairs, 1, pmax);

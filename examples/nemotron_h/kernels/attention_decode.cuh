@@ -25,7 +25,7 @@ inline constexpr int kDecodeMaxSplits = 128;
 struct attention_decode_tuning {
   /// Most blocks per (sequence, KV head); the context is cut into that many nearly equal
   /// runs of whole tiles. Automatic: enough that max_seqs * Hkv * splits fills the resident
-  /// blocks of the card about once (1..kDecodeMaxSplits).
+  /// blocks of the card about once, at most 2 sqrt(ceil(max_context / 64)).
   int splits = 0;
   /// cp.async pipeline depth in tiles of K and V (2, 3 or 4; automatic: 3).
   int stages = 0;
