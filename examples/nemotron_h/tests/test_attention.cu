@@ -303,7 +303,7 @@ std::function<void(cudaStream_t)> decode_launch(kv_env& env, batch_buffers& bb, 
   };
 }
 
-TEST_CASE("decode attention over contexts 1..5000 (GQA groups 5, 4, 8 and 16; several split counts)",
+TEST_CASE("decode attention over contexts 1..5000 (GQA groups 5, 4, 8 and 16, several split counts)",
           "[dense][attention][decode]") {
   const std::vector<nh::attention_decode_tuning> tunings = {{0, 0}, {1, 2}, {3, 2}, {7, 4}, {128, 3}};
   for (const auto& heads : {std::pair{40, 8}, std::pair{32, 8}, std::pair{16, 2}, std::pair{32, 2}}) {
