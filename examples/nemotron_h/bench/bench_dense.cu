@@ -71,56 +71,108 @@ void BM_roofline(benchmark::State& state) {
 }
 BENCHMARK(BM_roofline)->UseManualTime()->Iterations(1)->Unit(benchmark::kMillisecond);
 
-// Decode attention: batch B, context C (C-1 cached + the new token), 9B heads.
+// Decode attention: batch B, context C (C-1 cached + the new token), 9B heads; args 2 and 3
+// are the tuning (splits, stages; 0 = automatic). The work is captured as a graph of R calls
+// that rotate over R copies of the cache (>= 192 MB in all, so K/V come from HBM, not the
+// 50 MB L2, as in a model step); the reported time is one call inside the graph. eager_us:
+// one call launched on its own (launch latency included).
 void BM_attention_decode(benchmark::State& state) {
   const int B = static_cast<int>(state.range(0)), C = static_cast<int>(state.range(1));
-  const std::size_t cache_elems = static_cast<std::size_t>(B) * C * kHkv * kHD;
+  const nh::attention_decode_tuning tune{static_cast<int>(state.range(2)), static_cast<int>(state.range(3))};
+  const double bytes = 2.0 * B * C * kHkv * kHD * 2;  // K and V read once
+  const int R = std::clamp(static_cast<int>(192e6 / bytes) + 1, 1, 256), calls = std::max(R, 16);
+  const std::size_t cache_elems = static_cast<std::size_t>(R) * B * C * kHkv * kHD;
   bf16* kv = dalloc<bf16>(2 * cache_elems);
   nh::fill_random(kv, 2 * cache_elems, 3u);
-  nh::kv_cache_view cache = nh::make_kv_cache_view(kv, B, C, kHkv, kHD);
+  nh::kv_cache_view cache = nh::make_kv_cache_view(kv, R * B, C, kHkv, kHD);
   const int ld = (kHq + 2 * kHkv) * kHD;
   bf16* qkv = dalloc<bf16>(static_cast<std::size_t>(B) * ld);
   bf16* out = dalloc<bf16>(static_cast<std::size_t>(B) * kHq * kHD);
   nh::fill_random(qkv, static_cast<std::size_t>(B) * ld, 4u);
-  std::vector<int> meta(1 + 1 + (B + 1) + B + B);
-  int* d = dalloc<int>(meta.size());
-  std::vector<int> cu(B + 1), slots(B), ctx(B, C - 1);
-  for (int i = 0; i <= B; ++i) cu[i] = i;
-  for (int i = 0; i < B; ++i) slots[i] = i;
-  nh::batch_view bv;
-  PIECEWISE_CUDA_TRY(cudaMemcpy(d, &B, sizeof(int), cudaMemcpyHostToDevice));
-  PIECEWISE_CUDA_TRY(cudaMemcpy(d + 1, &B, sizeof(int), cudaMemcpyHostToDevice));
-  PIECEWISE_CUDA_TRY(cudaMemcpy(d + 2, cu.data(), (B + 1) * sizeof(int), cudaMemcpyHostToDevice));
-  PIECEWISE_CUDA_TRY(cudaMemcpy(d + 3 + B, slots.data(), B * sizeof(int), cudaMemcpyHostToDevice));
-  PIECEWISE_CUDA_TRY(cudaMemcpy(d + 3 + 2 * B, ctx.data(), B * sizeof(int), cudaMemcpyHostToDevice));
-  bv.num_seqs = d;
-  bv.num_tokens = d + 1;
-  bv.cu_seqlens = d + 2;
-  bv.slots = d + 3 + B;
-  bv.context_lens = d + 3 + 2 * B;
-  bv.padded_tokens = B;
-  bv.max_seqs = B;
-  bv.max_seqlen = 1;
-  const std::size_t ws_bytes = nh::attention_decode_workspace_bytes(B, kHq, kHD, C);
-  void* ws = dalloc<char>(ws_bytes);
-  run_timed(state, [&] {
-    nh::attention_decode(qkv, ld, qkv + kHq * kHD, qkv + (kHq + kHkv) * kHD, ld, cache, bv, kHq, out,
-                         kHq * kHD, ws, ws_bytes, C, nullptr);
-  });
-  const double bytes = 2.0 * B * C * kHkv * kHD * 2;  // K and V read once
-  set_bw(state, bytes);
-  if (roofline().bw_gbs > 0) {
-    state.counters["frac_of_copy_bw"] = benchmark::Counter(
-        bytes / 1e9 / roofline().bw_gbs, benchmark::Counter::kIsIterationInvariantRate);
+  // Metadata of copy r: [num_seqs, num_tokens, cu_seqlens[B+1], slots[B], context_lens[B]].
+  const int per = 2 + (B + 1) + 2 * B;
+  std::vector<int> meta(static_cast<std::size_t>(R) * per);
+  for (int r = 0; r < R; ++r) {
+    int* m = meta.data() + static_cast<std::size_t>(r) * per;
+    m[0] = m[1] = B;
+    for (int i = 0; i <= B; ++i) m[2 + i] = i;
+    for (int i = 0; i < B; ++i) {
+      m[3 + B + i] = r * B + i;
+      m[3 + 2 * B + i] = C - 1;
+    }
   }
+  int* d = dalloc<int>(meta.size());
+  PIECEWISE_CUDA_TRY(cudaMemcpy(d, meta.data(), meta.size() * sizeof(int), cudaMemcpyHostToDevice));
+  std::vector<nh::batch_view> views(R);
+  for (int r = 0; r < R; ++r) {
+    int* m = d + static_cast<std::size_t>(r) * per;
+    views[r].num_seqs = m;
+    views[r].num_tokens = m + 1;
+    views[r].cu_seqlens = m + 2;
+    views[r].slots = m + 3 + B;
+    views[r].context_lens = m + 3 + 2 * B;
+    views[r].padded_tokens = B;
+    views[r].max_seqs = B;
+    views[r].max_seqlen = 1;
+  }
+  const std::size_t ws_bytes = nh::attention_decode_workspace_bytes(B, kHq, kHkv, kHD, C, tune);
+  void* ws = dalloc<char>(ws_bytes);
+  PIECEWISE_CUDA_TRY(cudaMemset(ws, 0, ws_bytes));  // split counters start at zero
+  cudaStream_t st = nullptr;
+  PIECEWISE_CUDA_TRY(cudaStreamCreateWithFlags(&st, cudaStreamNonBlocking));
+  auto call = [&](int i, cudaStream_t s) {
+    nh::attention_decode(qkv, ld, qkv + kHq * kHD, qkv + (kHq + kHkv) * kHD, ld, cache, views[i % R], kHq, out,
+                         kHq * kHD, ws, ws_bytes, C, s, tune);
+  };
+  call(0, st);  // first call outside the capture (sets kernel attributes)
+  PIECEWISE_CUDA_TRY(cudaStreamSynchronize(st));
+  cudaGraph_t graph = nullptr;
+  cudaGraphExec_t exec = nullptr;
+  PIECEWISE_CUDA_TRY(cudaStreamBeginCapture(st, cudaStreamCaptureModeThreadLocal));
+  for (int i = 0; i < calls; ++i) call(i, st);
+  PIECEWISE_CUDA_TRY(cudaStreamEndCapture(st, &graph));
+  PIECEWISE_CUDA_TRY(cudaGraphInstantiate(&exec, graph, 0));
+  nh::event_timer t;
+  const float graph_ms = t.best_ms([&] { PIECEWISE_CUDA_TRY(cudaGraphLaunch(exec, st)); }, 2, 5, st);
+  int e = 0;
+  const float eager_ms = t.best_ms([&] { call(e++, st); }, 3, 20, st);
+  for (auto _ : state) state.SetIterationTime(graph_ms * 1e-3 / calls);
+  state.counters["us"] = graph_ms * 1e3 / calls;
+  state.counters["eager_us"] = eager_ms * 1e3;
+  state.counters["GB/s"] = bytes / (graph_ms * 1e-3 / calls) / 1e9;
+  if (roofline().bw_gbs > 0) state.counters["frac_of_copy_bw"] = state.counters["GB/s"] / roofline().bw_gbs;
+  PIECEWISE_CUDA_TRY(cudaGraphExecDestroy(exec));
+  PIECEWISE_CUDA_TRY(cudaGraphDestroy(graph));
+  PIECEWISE_CUDA_TRY(cudaStreamDestroy(st));
   cudaFree(kv);
   cudaFree(qkv);
   cudaFree(out);
   cudaFree(d);
   cudaFree(ws);
 }
-BENCHMARK(BM_attention_decode)->Args({64, 4096})->Args({1, 4096})->Args({64, 1024})
-    ->UseManualTime()->Unit(benchmark::kMicrosecond);
+// Defaults at b1/b8/b64 x context 256/1024/4096, then a sweep of the tunables.
+void decode_attention_args(benchmark::internal::Benchmark* b) {
+  for (int B : {1, 8, 64})
+    for (int C : {256, 1024, 4096}) b->Args({B, C, 0, 0});
+  for (int st : {2, 3, 4}) {
+    for (int sp : {8, 16, 32, 64, 128}) b->Args({1, 4096, sp, st});
+    for (int sp : {2, 3, 4, 6}) b->Args({8, 4096, sp, st});
+    for (int sp : {1, 2}) b->Args({64, 4096, sp, st});
+  }
+  for (int st : {2, 3}) {
+    for (int sp : {4, 8, 16}) b->Args({1, 1024, sp, st});
+    for (int sp : {2, 4}) b->Args({1, 256, sp, st});
+    for (int sp : {1, 2, 4, 8}) b->Args({8, 1024, sp, st});
+    for (int sp : {1, 2, 4}) b->Args({64, 256, sp, st});
+    for (int sp : {1, 2, 4}) b->Args({64, 1024, sp, st});
+  }
+}
+BENCHMARK(BM_attention_decode)
+    ->ArgNames({"batch", "context", "splits", "stages"})
+    ->Apply(decode_attention_args)
+    ->Iterations(1)
+    ->UseManualTime()
+    ->Unit(benchmark::kMicrosecond);
 
 // Prefill attention: S sequences of T tokens each (packed), no prefix, 9B heads. range(2)
 // picks the kernel: 0 the portable mma.sync kernel; stages + 10 * pingpong + 20 * persistent

@@ -282,9 +282,10 @@ std::vector<bench_case> make_cases() {
     bf16* out = dalloc<bf16>(static_cast<std::size_t>(B) * kHq * kHD);
     std::vector<nh::batch_view> bv;
     for (int gi = 0; gi < groups; ++gi) bv.push_back(make_batch(std::vector<int>(B, 1), C - 1, gi * B));
-    const std::size_t wsb = nh::attention_decode_workspace_bytes(B, kHq, kHD, C);
+    const std::size_t wsb = nh::attention_decode_workspace_bytes(B, kHq, kHkv, kHD, C);
     char* ws = dalloc<char>(wsb);
-    cs.push_back({"attention_decode batch=" + std::to_string(B) + " context=4096 (+kv append)",
+    PIECEWISE_CUDA_TRY(cudaMemset(ws, 0, wsb));  // the split counters start at zero
+    cs.push_back({"attention_decode batch=" + std::to_string(B) + " context=4096 (kv append fused)",
                   2.0 * B * C * kHkv * kHD * 2, [=](int i, cudaStream_t s) {
                     nh::attention_decode(qkv, ld, qkv + kHq * kHD, qkv + (kHq + kHkv) * kHD, ld, cache,
                                          bv[i % groups], kHq, out, kHq * kHD, ws, wsb, C, s);

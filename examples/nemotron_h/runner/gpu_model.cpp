@@ -71,10 +71,11 @@ gpu_model::gpu_model(const model_config& config, const weight_source& source, co
                       ? ssd_scan_workspace_bytes(lim_.max_prefill_tokens, std::min(max_seqs_, lim_.max_prefill_tokens), md_)
                       : 0;
   dec_ws_bytes_ = cfg_.count(layer_kind::attention)
-                      ? attention_decode_workspace_bytes(lim_.max_decode_batch, cfg_.num_attention_heads, cfg_.head_dim,
-                                                         lim_.max_context)
+                      ? attention_decode_workspace_bytes(lim_.max_decode_batch, cfg_.num_attention_heads,
+                                                         cfg_.num_key_value_heads, cfg_.head_dim, lim_.max_context)
                       : 0;
   plan.add_bytes("ssd_workspace", ssd_ws_bytes_, [this](void* p) { ssd_ws_ = p; });
+  // Zeroed with the other buffers below: attention_decode needs its split counters zero once.
   plan.add_bytes("decode_attention_workspace", dec_ws_bytes_, [this](void* p) { dec_ws_ = p; });
   layers_.resize(static_cast<std::size_t>(cfg_.num_layers()));
   for (int l = 0; l < cfg_.num_layers(); ++l) bind_layer(l, plan);

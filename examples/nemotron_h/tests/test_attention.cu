@@ -382,64 +382,133 @@ TEST_CASE("prefill attention rejects bad options", "[dense][attention][prefill]"
     CHECK_THROWS_AS(call({nh::prefill_kernel::wgmma, 0, -1, -1}), piecewise::config_error);
 }
 
-TEST_CASE("decode attention over contexts 1..5000 (GQA groups 5, 4 and 8)",
+// Decode workspace as the kernel's contract asks: counters (at the end) zero, the partials
+// NaN-poisoned, so a partial the merge reads but no split wrote fails the test.
+struct decode_ws {
+  std::size_t bytes, counter_bytes;
+  dbuf<char> buf;
+  decode_ws(int max_seqs, int Hq, int Hkv, int max_context, const nh::attention_decode_tuning& tune = {})
+      : bytes(nh::attention_decode_workspace_bytes(max_seqs, Hq, Hkv, kHD, max_context, tune)),
+        counter_bytes(nh::attention_decode_counter_bytes(max_seqs, Hkv)),
+        buf(bytes) {
+    buf.poison();
+    PIECEWISE_CUDA_TRY(cudaMemset(buf.get() + bytes - counter_bytes, 0, counter_bytes));
+  }
+  // Every call must leave the counters zero for the next one.
+  bool counters_zero() const {
+    std::vector<char> h(counter_bytes);
+    PIECEWISE_CUDA_TRY(cudaMemcpy(h.data(), buf.get() + bytes - counter_bytes, counter_bytes, cudaMemcpyDeviceToHost));
+    return std::all_of(h.begin(), h.end(), [](char c) { return c == 0; });
+  }
+};
+
+std::function<void(cudaStream_t)> decode_launch(kv_env& env, batch_buffers& bb, qkv_io& io, decode_ws& ws,
+                                                int max_context, nh::attention_decode_tuning tune = {}) {
+  return [&env, &bb, &io, &ws, max_context, tune](cudaStream_t s) {
+    nh::attention_decode(io.q, io.ldq, io.k, io.v, io.ldkv, env.cache, bb.view, env.Hq, io.out.get(),
+                         env.Hq * kHD, ws.buf.get(), ws.bytes, max_context, s, tune);
+  };
+}
+
+TEST_CASE("decode attention over contexts 1..5000 (GQA groups 5, 4, 8 and 16, several split counts)",
           "[dense][attention][decode]") {
-  for (const auto& heads : {std::pair{40, 8}, std::pair{32, 8}, std::pair{16, 2}}) {
+  const std::vector<nh::attention_decode_tuning> tunings = {{0, 0}, {1, 2}, {3, 2}, {7, 4}, {128, 3}};
+  for (const auto& heads : {std::pair{40, 8}, std::pair{32, 8}, std::pair{16, 2}, std::pair{32, 2}}) {
     const int Hq = heads.first, Hkv = heads.second;  // not a structured binding: captured below
-    CAPTURE(Hq, Hkv);
-    const std::vector<int> ctxs = {0, 1, 127, 128, 255, 1000, 4999};
-    const std::vector<int> slots = {3, 0, 6, 1, 2, 5, 4};
-    // Two steps: contexts up to 4999 + 1 new token, then + 1 more -> 5001 positions.
-    const int n = static_cast<int>(ctxs.size()), max_context = 5001;
-    std::mt19937 gen(500 + Hq);
-    kv_env env(Hq, Hkv, 7, max_context);
-    batch_buffers bb(n + 1, n + 1, 1);
-    qkv_io io(false, Hq, Hkv, n + 1);
-    const std::size_t ws_bytes = nh::attention_decode_workspace_bytes(bb.view.max_seqs, Hq, kHD, max_context);
-    dbuf<char> ws(ws_bytes);
-    stream st;
-    auto launch = [&](cudaStream_t s) {
-      nh::attention_decode(io.q, io.ldq, io.k, io.v, io.ldkv, env.cache, bb.view, Hq, io.out.get(),
-                           Hq * kHD, ws.get(), ws_bytes, max_context, s);
-    };
-    auto r = run_step(env, bb, io, std::vector<int>(n, 1), ctxs, slots, true, true, gen, launch, st);
-    CHECK(r.err < kTol);
-    CHECK(r.pad_untouched);
-    CHECK(r.cache_ok);
-    WARN("decode Hq=" << Hq << " Hkv=" << Hkv << " rel err " << r.err);
-    // A second step continues the same sequences (context + 1) without rewriting prefixes.
-    std::vector<int> ctx2(ctxs);
-    for (auto& c : ctx2) c += 1;
-    auto r2 = run_step(env, bb, io, std::vector<int>(n, 1), ctx2, slots, true, false, gen, launch, st);
-    CHECK(r2.err < kTol);
-    CHECK(r2.cache_ok);
+    for (const auto& tune : tunings) {
+      // Every tuning at the 9B heads; automatic and one forced split count for the others.
+      if (Hq != 40 && !(tune.splits == 0 || tune.splits == 3)) continue;
+      CAPTURE(Hq, Hkv, tune.splits, tune.stages);
+      // Contexts around tile (64) and split boundaries, mixed in one batch; the new token makes
+      // context + 1 keys.
+      const std::vector<int> ctxs = {0, 1, 63, 64, 127, 1000, 4999};
+      const std::vector<int> slots = {3, 0, 6, 1, 2, 5, 4};
+      // Two steps: contexts up to 4999 + 1 new token, then + 1 more -> 5001 positions.
+      const int n = static_cast<int>(ctxs.size()), max_context = 5001;
+      std::mt19937 gen(500 + Hq + 7 * Hkv + tune.splits);
+      kv_env env(Hq, Hkv, 7, max_context);
+      batch_buffers bb(n + 1, n + 2, 1);  // a spare sequence and a padding row
+      qkv_io io(false, Hq, Hkv, n + 2);
+      decode_ws ws(bb.view.max_seqs, Hq, Hkv, max_context, tune);
+      stream st;
+      const auto launch = decode_launch(env, bb, io, ws, max_context, tune);
+      auto r = run_step(env, bb, io, std::vector<int>(n, 1), ctxs, slots, true, true, gen, launch, st);
+      CHECK(r.err < kTol);
+      CHECK(r.pad_untouched);
+      CHECK(r.cache_ok);
+      CHECK(ws.counters_zero());
+      WARN("decode Hq=" << Hq << " Hkv=" << Hkv << " splits=" << tune.splits << " stages=" << tune.stages
+                        << " rel err " << r.err);
+      // The same inputs again (the append rewrites the same rows): bit-identical output.
+      const auto first = io.out.download();
+      io.out.poison();
+      launch(st.s);
+      st.sync();
+      const auto again = io.out.download();
+      CHECK(std::memcmp(first.data(), again.data(), first.size() * sizeof(bf16)) == 0);
+      // A second step continues the same sequences (context + 1) without rewriting prefixes.
+      std::vector<int> ctx2(ctxs);
+      for (auto& c : ctx2) c += 1;
+      auto r2 = run_step(env, bb, io, std::vector<int>(n, 1), ctx2, slots, true, false, gen, launch, st);
+      CHECK(r2.err < kTol);
+      CHECK(r2.cache_ok);
+      CHECK(ws.counters_zero());
+    }
   }
 }
 
-TEST_CASE("decode attention replays from a captured graph with new metadata",
+TEST_CASE("decode attention at 9B heads: batch 1 and 8 at long and short contexts",
+          "[dense][attention][decode]") {
+  const int Hq = 40, Hkv = 8;
+  for (const auto& bc : {std::pair{1, 4096}, std::pair{1, 256}, std::pair{8, 1024}, std::pair{8, 4096}}) {
+    const int B = bc.first, C = bc.second;
+    CAPTURE(B, C);
+    std::mt19937 gen(4000 + B + C);
+    kv_env env(Hq, Hkv, B, C);
+    batch_buffers bb(B, B, 1);
+    qkv_io io(true, Hq, Hkv, B);
+    decode_ws ws(B, Hq, Hkv, C);
+    stream st;
+    std::vector<int> ctxs(B), slots(B);
+    for (int i = 0; i < B; ++i) {
+      ctxs[i] = C - 1 - 37 * i;  // the longest fills the cache; the others end mid-tile
+      slots[i] = B - 1 - i;
+    }
+    auto r = run_step(env, bb, io, std::vector<int>(B, 1), ctxs, slots, true, true, gen,
+                      decode_launch(env, bb, io, ws, C), st);
+    CHECK(r.err < kTol);
+    CHECK(r.pad_untouched);
+    CHECK(r.cache_ok);
+    CHECK(ws.counters_zero());
+  }
+}
+
+TEST_CASE("decode attention replays from captured graphs with new metadata",
           "[dense][attention][decode][graph]") {
   const int Hq = 40, Hkv = 8, max_seqs = 8, max_context = 3000;
   std::mt19937 gen(606);
   kv_env env(Hq, Hkv, 10, max_context);
-  batch_buffers bb(max_seqs, max_seqs, 1);
+  // Two buckets (8 and 1 sequences, as a runner captures them) share one workspace sized
+  // for the larger: the bucket of 1 splits more, its partials must not touch the counters.
+  batch_buffers bb8(max_seqs, max_seqs, 1), bb1(1, 1, 1);
   qkv_io io(true, Hq, Hkv, max_seqs);
-  const std::size_t ws_bytes = nh::attention_decode_workspace_bytes(max_seqs, Hq, kHD, max_context);
-  dbuf<char> ws(ws_bytes);
+  decode_ws ws(max_seqs, Hq, Hkv, max_context);
   stream st;
-  const captured graph(st.s, [&](cudaStream_t s) {
-    nh::attention_decode(io.q, io.ldq, io.k, io.v, io.ldkv, env.cache, bb.view, Hq, io.out.get(),
-                         Hq * kHD, ws.get(), ws_bytes, max_context, s);
-  });
-  auto replay = [&](cudaStream_t s) { graph.launch(s); };
-  const std::vector<std::vector<int>> ctxs = {{2999, 0, 17, 700, 129, 128, 5, 2048}, {50, 1300}, {0}};
-  const std::vector<std::vector<int>> slots = {{0, 1, 2, 3, 4, 5, 6, 7}, {9, 8}, {3}};
+  const captured g8(st.s, decode_launch(env, bb8, io, ws, max_context));
+  const captured g1(st.s, decode_launch(env, bb1, io, ws, max_context));
+  const std::vector<std::vector<int>> ctxs = {{2999, 0, 17, 700, 129, 128, 5, 2048}, {50, 1300}, {2999}, {0}, {64}};
+  const std::vector<std::vector<int>> slots = {{0, 1, 2, 3, 4, 5, 6, 7}, {9, 8}, {3}, {3}, {6}};
+  const std::vector<int> bucket = {8, 8, 1, 8, 1};
   for (std::size_t i = 0; i < ctxs.size(); ++i) {
     CAPTURE(i);
-    auto r = run_step(env, bb, io, std::vector<int>(ctxs[i].size(), 1), ctxs[i], slots[i], true,
-                      true, gen, replay, st);
+    batch_buffers& bb = bucket[i] == 8 ? bb8 : bb1;
+    const captured& g = bucket[i] == 8 ? g8 : g1;
+    auto r = run_step(env, bb, io, std::vector<int>(ctxs[i].size(), 1), ctxs[i], slots[i], true, true, gen,
+                      [&](cudaStream_t s) { g.launch(s); }, st);
     CHECK(r.err < kTol);
     CHECK(r.pad_untouched);
     CHECK(r.cache_ok);
+    CHECK(ws.counters_zero());
   }
 }
 
@@ -454,5 +523,14 @@ TEST_CASE("attention entry points reject unsupported shapes", "[dense][attention
                   piecewise::config_error);
   CHECK_THROWS_AS(nh::attention_decode(q.get(), 4 * kHD, q.get(), q.get(), 2 * kHD, env.cache, bb.view,
                                        4, out.get(), 4 * kHD, nullptr, 0, 16, nullptr),
+                  piecewise::config_error);
+  // Decode: a group above 16, out-of-range tuning, a workspace too small.
+  CHECK_THROWS_AS(nh::attention_decode_workspace_bytes(1, 34, 2, kHD, 16), piecewise::config_error);
+  CHECK_THROWS_AS(nh::attention_decode_workspace_bytes(1, 4, 2, kHD, 16, {0, 5}), piecewise::config_error);
+  CHECK_THROWS_AS(nh::attention_decode_workspace_bytes(1, 4, 2, kHD, 16, {129, 0}), piecewise::config_error);
+  const std::size_t need = nh::attention_decode_workspace_bytes(1, 4, 2, kHD, 16);
+  dbuf<char> ws(need);
+  CHECK_THROWS_AS(nh::attention_decode(q.get(), 4 * kHD, q.get(), q.get(), 2 * kHD, env.cache, bb.view, 4,
+                                       out.get(), 4 * kHD, ws.get(), need - 4, 16, nullptr),
                   piecewise::config_error);
 }
