@@ -285,6 +285,7 @@ std::vector<graph_runner::bucket_graphs> graph_runner::build(int warmups, std::v
     bg.stats.segments = static_cast<int>(bg.segs.size());
     for (std::size_t k = 0; k < bg.segs.size(); ++k) {
       const graph_node_counts c = inspect_graph(bg.segs[k].g.get());
+      bg.segs[k].nodes = c.total;
       bg.stats.nodes += c;
       if (c.host > 0)
         diags.push_back(fmt::format("bucket {} segment {}: {} host-callback nodes (CPU work inside a graph)",
@@ -311,7 +312,7 @@ std::vector<graph_runner::bucket_graphs> graph_runner::build(int warmups, std::v
     const auto t1 = clock_type::now();
     for (std::size_t k = 0; k < bg.segs.size(); ++k) {
       segment& sg = bg.segs[k];
-      if (inspect_graph(sg.g.get()).total == 0) continue;
+      if (sg.nodes == 0) continue;
       try {
         cudaGraphExecUpdateResult why{};
         if (same_count && old->segs[k].exec && old->segs[k].exec.update(sg.g, &why)) {
@@ -380,7 +381,7 @@ update_report graph_runner::update(const progress_fn& progress) {
     // may have moved updated executables out of graphs_: then nothing is left to replay.
     if (std::any_of(graphs_.begin(), graphs_.end(), [](const bucket_graphs& b) {
           return std::any_of(b.segs.begin(), b.segs.end(), [](const segment& s) {
-            return !s.exec && inspect_graph(s.g.get()).total > 0;
+            return !s.exec && s.nodes > 0;
           });
         }))
       graphs_.clear();

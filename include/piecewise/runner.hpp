@@ -134,6 +134,7 @@ class graph_runner {
   struct segment {
     graph g;
     graph_exec exec;  // empty for a segment with no nodes
+    int nodes = 0;    // nodes of g, counted once after capture
   };
   struct bucket_graphs {
     std::vector<segment> segs;
