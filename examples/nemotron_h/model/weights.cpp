@@ -252,11 +252,12 @@ std::size_t model_weights::bytes() const noexcept {
 
 // ---- loading ----------------------------------------------------------------------------------
 
-model_weights load_weights(const std::filesystem::path& dir, const model_config& c) {
-  c.validate();
-  const checkpoint ck(dir);
-  const std::string src = ck.source().string();
+namespace {
 
+/// The checks of load_weights on the headers alone: names (prefixes, duplicates, unexpected,
+/// missing) and shapes. Returns canonical name -> name in the checkpoint. Reads no tensor data.
+std::map<std::string, std::string> check_names_and_shapes(const checkpoint& ck, const model_config& c) {
+  const std::string src = ck.source().string();
   // canonical name -> original name
   std::map<std::string, std::string> canon;
   std::vector<std::string> unexpected;
@@ -306,9 +307,7 @@ model_weights load_weights(const std::filesystem::path& dir, const model_config&
                                               missing.size() == 1 ? "" : "s", c.name, list));
   }
 
-  // Look up one tensor, check its shape; returns the file and entry.
-  auto lookup = [&](const std::string& cn) {
-    const std::string& orig = canon.at(cn);
+  for (const auto& [cn, orig] : canon) {
     auto [file, info] = ck.find(orig);
     const auto& shape = want.at(cn)->shape;
     if (info->shape != shape) {
@@ -316,10 +315,32 @@ model_weights load_weights(const std::filesystem::path& dir, const model_config&
                                                 file->path().string(), orig, shape_str(info->shape),
                                                 shape_str(shape)));
     }
-    return std::pair{file, info};
-  };
-  // Check every shape before reading any data (fail fast on a wrong config).
-  for (const auto& [cn, orig] : canon) (void)lookup(cn);
+  }
+  return canon;
+}
+
+}  // namespace
+
+checkpoint_summary check_checkpoint(const std::filesystem::path& dir, const model_config& c) {
+  c.validate();
+  const checkpoint ck(dir);
+  const std::map<std::string, std::string> canon = check_names_and_shapes(ck, c);
+  checkpoint_summary s;
+  s.source = ck.source();
+  s.shards = ck.num_shards();
+  s.tensors = canon.size();
+  for (const auto& [cn, orig] : canon) s.file_bytes += ck.find(orig).second->nbytes();
+  return s;
+}
+
+model_weights load_weights(const std::filesystem::path& dir, const model_config& c) {
+  c.validate();
+  const checkpoint ck(dir);
+  const std::string src = ck.source().string();
+  // Every name and shape is checked before any data is read (fail fast on a wrong config).
+  const std::map<std::string, std::string> canon = check_names_and_shapes(ck, c);
+  const std::vector<tensor_entry> entries = model_tensors(c);
+  auto lookup = [&](const std::string& cn) { return ck.find(canon.at(cn)); };
 
   model_weights w = empty_layout(c);
   for (const tensor_entry& e : entries) {

@@ -66,6 +66,20 @@ struct model_weights {
 /// is checked before any tensor data is read.
 model_weights load_weights(const std::filesystem::path& dir, const model_config& config);
 
+/// What check_checkpoint found.
+struct checkpoint_summary {
+  std::filesystem::path source;  ///< the index file or the single .safetensors file
+  std::size_t shards = 0;        ///< safetensors files
+  std::size_t tensors = 0;       ///< tensors of the model in the checkpoint
+  std::uint64_t file_bytes = 0;  ///< their data bytes in the files (before conversion)
+};
+
+/// Every check load_weights makes, on the headers alone: the checkpoint files and index, each
+/// header against its file's length (a zero-byte or truncated file fails here), the tensor
+/// names and shapes against `config`. Reads no tensor data. Throws piecewise::config_error
+/// with the same messages as load_weights.
+checkpoint_summary check_checkpoint(const std::filesystem::path& dir, const model_config& config);
+
 /// Options of synthetic_weights.
 struct synthetic_options {
   /// Also randomise the vectors that transformers initialises to constants (norm weights
