@@ -17,8 +17,6 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
-#include <optional>
-#include <sstream>
 #include <string>
 #include <vector>
 
@@ -27,7 +25,6 @@
 #include "model/config.hpp"
 #include "model/cpu_forward.hpp"
 #include "model/npy.hpp"
-#include "model/random_tokens.hpp"
 #include "model/weights.hpp"
 #include "runner/engine.hpp"
 #include "runner/exit_codes.hpp"
@@ -266,9 +263,15 @@ int main(int argc, char** argv) {
                  gpu.problem.c_str());
     return code(exit_code::no_gpu);
   }
-  fmt::print("plan    {} needed (estimate), prefill buckets {}, decode buckets {}\n",
-             fmt::format("{:.2f} GiB", static_cast<double>(plan.memory.total()) / 1073741824.0),
-             plan.prefill_buckets.size(), plan.decode_buckets.size());
+  std::size_t free_bytes = 0, total_bytes = 0;
+  if (cudaMemGetInfo(&free_bytes, &total_bytes) == cudaSuccess) {
+    const double need_gib = static_cast<double>(plan.memory.total()) / 1073741824.0;
+    const double free_gib = static_cast<double>(free_bytes) / 1073741824.0;
+    fmt::print("plan    {:.2f} GiB needed (estimate, --dry-run itemises it), {:.2f} GiB free on {}\n", need_gib, free_gib,
+               gpu.device);
+    if (plan.memory.total() > free_bytes)
+      std::fprintf(stderr, "warning: the run needs about %.2f GiB but only %.2f GiB are free\n", need_gib, free_gib);
+  }
   try {
     return run(a, plan, gpu.device);
   } catch (const piecewise::config_error& e) {

@@ -160,7 +160,7 @@ void check_output_dir(const std::filesystem::path& dir, const char* flag) {
 
 void check_gpu_support(const model_config& c) {
   auto need = [&](bool ok, const std::string& msg) {
-    if (!ok) fail(c.name, msg + " (the GPU kernels' limit; --dry-run and the CPU reference do not need it)");
+    if (!ok) fail(c.name, msg + " (a limit of the GPU kernels)");
   };
   need(c.hidden_size % 8 == 0, fmt::format("hidden_size {} is not a multiple of 8", c.hidden_size));
   need(c.in_proj_dim() % 8 == 0, fmt::format("the Mamba in_proj width {} is not a multiple of 8", c.in_proj_dim()));
