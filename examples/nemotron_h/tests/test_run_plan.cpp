@@ -59,12 +59,6 @@ std::string read_all(const std::filesystem::path& p) {
   return ss.str();
 }
 
-/// A copy of the tiny fixture (config.json + model.safetensors) in `dir`.
-void copy_fixture(const std::filesystem::path& dir) {
-  for (const char* f : {"config.json", "model.safetensors"})
-    std::filesystem::copy_file(nh_test::data_dir() / "tiny" / f, dir / f);
-}
-
 }  // namespace
 
 TEST_CASE("run plan: a preset runs synthetic weights, said so, with the default buckets", "[run_plan]") {
