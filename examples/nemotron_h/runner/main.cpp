@@ -58,6 +58,10 @@ int run(const run_args& a, const run_plan& plan, const std::string& device) {
   fmt::print("model   {}\n", cfg.summary());
   js["model"] = cfg.summary();
   js["weights"] = plan.weights_description(a.seed);
+  const memory_estimate& est = plan.memory;
+  js["memory_estimate_bytes"] = {{"weights", est.weights},       {"activations", est.activations},
+                                 {"state", est.state},           {"workspaces", est.workspaces},
+                                 {"graphs", est.graphs},         {"total", est.total()}};
 
   const auto t_w = std::chrono::steady_clock::now();
   const model_weights w = plan.synthetic ? synthetic_weights(cfg, a.seed) : load_weights(plan.checkpoint_dir, cfg);

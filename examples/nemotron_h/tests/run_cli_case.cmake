@@ -2,9 +2,9 @@
 #       [-DPREPARE=<case>] [-DDATA=<tests/data>] [-DKEEP=<file>] -P run_cli_case.cmake
 #
 # Runs nemotron_h_run with ARGS ('|' separates arguments; {WORK}, {DATA} and {SEMI} (';') are
-# replaced) and
-# checks its exit status and that stdout + stderr match EXPECT. RC "gpu" accepts 0 (a GPU ran
-# it) or 4 with EXPECT matched (no GPU). PREPARE makes a bad checkpoint under WORK first:
+# replaced) and checks its exit status and that stdout + stderr match EXPECT ({WORK} replaced).
+# RC "gpu" accepts 0 (a GPU ran it) or 4 with EXPECT matched (no GPU; with
+# PIECEWISE_REQUIRE_GPU=1, only 0). PREPARE makes a bad checkpoint under WORK first:
 #   truncated_config   config.json cut in the middle
 #   zero_safetensors   the tiny config.json and a zero-byte model.safetensors
 #   config_only        the tiny config.json and no checkpoint
@@ -47,6 +47,9 @@ if(RC STREQUAL "gpu")
   if(rc EQUAL 0)
     message(STATUS "a GPU ran it (exit 0)")
     return()
+  endif()
+  if("$ENV{PIECEWISE_REQUIRE_GPU}" STREQUAL "1")
+    message(FATAL_ERROR "PIECEWISE_REQUIRE_GPU=1 but the run did not succeed on a GPU (exit ${rc})")
   endif()
   set(RC 4)
 endif()
