@@ -59,13 +59,14 @@ int run(const run_args& a, const run_plan& plan, const std::string& device) {
   js["model"] = cfg.summary();
   js["weights"] = plan.weights_description(a.seed);
   const memory_estimate& est = plan.memory;
-  js["memory_estimate_bytes"] = {{"weights", est.weights},       {"activations", est.activations},
-                                 {"state", est.state},           {"workspaces", est.workspaces},
-                                 {"graphs", est.graphs},         {"total", est.total()}};
+  js["memory_estimate_bytes"] = {{"weights", est.weights}, {"activations", est.activations},
+                                 {"state", est.state},     {"workspaces", est.workspaces},
+                                 {"graphs", est.graphs},   {"total", est.total()}};
 
   const auto t_w = std::chrono::steady_clock::now();
   const model_weights w = plan.synthetic ? synthetic_weights(cfg, a.seed) : load_weights(plan.checkpoint_dir, cfg);
-  fmt::print("weights {} ({:.2f} GB) in {:.1f} s\n", plan.weights_description(a.seed), w.bytes() / 1e9,
+  fmt::print("weights {} ({:.2f} GB) in {:.1f} s\n",
+             plan.synthetic ? plan.weights_description(a.seed) : plan.checkpoint.source.string(), w.bytes() / 1e9,
              seconds_since(t_w));
 
   engine eng(cfg, w, plan.limits);
