@@ -223,7 +223,9 @@ int main(int argc, char** argv) {
   app.add_option("--max-decode-batch", a.max_decode_batch, "largest decode bucket")->capture_default_str();
   app.add_option("--buckets", a.buckets,
                  "prefill bucket sizes, comma-separated, positive and strictly increasing (default: generated)");
-  app.add_option("--seed", a.seed, "seed of the synthetic weights and random prompts")->capture_default_str();
+  app.add_option("--seed", a.seed, "seed of the synthetic weights and random prompts")
+      ->check([](const std::string& v) { return v.find('-') != std::string::npos ? "must not be negative" : ""; })
+      ->capture_default_str();
   app.add_option("-i,--prompt-ids", a.prompt_ids, "explicit token ids: '1,2,3' (';' separates prompts)");
   app.add_option("--logits-out", a.logits_out, "write each prompt's last-position logits as a .npy [prompts, vocab]");
   app.add_option("-j,--json", a.json_out, "write the report as JSON");

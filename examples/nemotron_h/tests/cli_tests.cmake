@@ -33,6 +33,7 @@ nh_cli_case("--buckets above --max-prefill-tokens is a usage error" 2 "largest p
 nh_cli_case("an unknown option is a usage error" 2 "frobnicate" --frobnicate)
 nh_cli_case("a non-integer --batch is a usage error" 2 "--batch" --batch x)
 nh_cli_case("--gen 0 is a usage error" 2 "--gen 0 is out of range" --gen 0)
+nh_cli_case("a negative --seed is a usage error" 2 "--seed: must not be negative" --seed -1)
 # bad inputs (3)
 nh_cli_case("--model /nonexistent is bad input" 3 "/nonexistent.*neither a preset" --model /nonexistent)
 nh_cli_case("--prompt-ids garbage is bad input" 3 "prompt 0: 'garbage' is not an integer" --prompt-ids garbage)
