@@ -9,6 +9,7 @@
 #include "catch_session.hpp"
 
 #include <cuda_runtime.h>
+#include <dlfcn.h>
 
 #include <cstdio>
 #include <cstdlib>
@@ -31,6 +32,11 @@ int main(int argc, char** argv) {
       std::string why = err != cudaSuccess
                             ? std::string("cudaGetDeviceCount failed: ") + cudaGetErrorString(err)
                             : std::string("no CUDA device found");
+      // Without a driver at all the runtime also says "insufficient driver": tell them apart.
+      if (err == cudaErrorInsufficientDriver) {
+        if (void* h = dlopen("libcuda.so.1", RTLD_NOW | RTLD_LOCAL)) dlclose(h);
+        else why = "no NVIDIA driver found (libcuda.so.1 cannot be loaded)";
+      }
       if (require != nullptr && std::string(require) == "1") {
         std::fprintf(stderr, "FAILED: GPU required (PIECEWISE_REQUIRE_GPU=1) but %s\n", why.c_str());
         return 1;

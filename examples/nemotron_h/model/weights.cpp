@@ -336,6 +336,19 @@ checkpoint_plan plan_checkpoint(const std::filesystem::path& dir, const model_co
   return plan;
 }
 
+checkpoint_summary check_checkpoint(const std::filesystem::path& dir, const model_config& c) {
+  const checkpoint_plan plan = plan_checkpoint(dir, c);
+  checkpoint_summary s;
+  s.source = plan.ck->source();
+  s.shards = plan.ck->num_shards();
+  for (const auto& [file, info] : plan.items) {
+    if (file == nullptr) continue;
+    ++s.tensors;
+    s.file_bytes += info->nbytes();
+  }
+  return s;
+}
+
 model_weights load_weights(const std::filesystem::path& dir, const model_config& c) {
   const checkpoint_plan plan = plan_checkpoint(dir, c);
 

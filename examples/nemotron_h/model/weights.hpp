@@ -83,6 +83,19 @@ struct checkpoint_plan {
 /// Opens `dir` and makes every check of load_weights (same errors); reads headers only.
 checkpoint_plan plan_checkpoint(const std::filesystem::path& dir, const model_config& config);
 
+/// What check_checkpoint found.
+struct checkpoint_summary {
+  std::filesystem::path source;  ///< the index file or the single .safetensors file
+  std::size_t shards = 0;        ///< safetensors files
+  std::size_t tensors = 0;       ///< tensors of the model in the checkpoint
+  std::uint64_t file_bytes = 0;  ///< their data bytes in the files (before conversion)
+};
+
+/// plan_checkpoint's checks, summarised for the runner's plan (run_plan): every check
+/// load_weights makes, on the headers alone (a zero-byte or truncated file fails here).
+/// Throws piecewise::config_error with the same messages as load_weights.
+checkpoint_summary check_checkpoint(const std::filesystem::path& dir, const model_config& config);
+
 /// Options of synthetic_weights.
 struct synthetic_options {
   /// Also randomise the vectors that transformers initialises to constants (norm weights

@@ -3,7 +3,11 @@
 //   nemotron_h_run                          small synthetic model, auto mode, a short report
 //   nemotron_h_run --mode compare --check   eager vs piecewise vs full, and the CPU reference
 //   nemotron_h_run --model nano-9b-v2 ...   the NVIDIA-Nemotron-Nano-9B-v2 shapes
-//   nemotron_h_run --model DIR --weights DIR  a Hugging Face checkpoint
+//   nemotron_h_run --model DIR              a Hugging Face checkpoint (config.json + safetensors)
+//   nemotron_h_run --dry-run ...            every check and the plan, no GPU
+//
+// Every argument, the config, the checkpoint headers and the output paths are checked by
+// make_run_plan (runner/run_plan.hpp) before the GPU is touched; exit statuses: exit_codes.hpp.
 #include <CLI/CLI.hpp>
 #include <cuda_runtime.h>
 #include <nlohmann/json.hpp>
@@ -13,8 +17,6 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
-#include <optional>
-#include <sstream>
 #include <string>
 #include <vector>
 
@@ -23,121 +25,63 @@
 #include "model/config.hpp"
 #include "model/cpu_forward.hpp"
 #include "model/npy.hpp"
-#include "model/random_tokens.hpp"
 #include "model/weights.hpp"
 #include "runner/engine.hpp"
+#include "runner/exit_codes.hpp"
+#include "runner/gpu_probe.hpp"
+#include "runner/run_plan.hpp"
 
 using namespace nemotron_h;
 using piecewise::mode;
 
 namespace {
 
-std::vector<int> parse_int_list(const std::string& text, const char* what) {
-  std::vector<int> v;
-  std::stringstream ss(text);
-  std::string item;
-  while (std::getline(ss, item, ',')) {
-    if (item.empty()) continue;
-    try {
-      std::size_t used = 0;
-      v.push_back(std::stoi(item, &used));
-      if (used != item.size()) throw std::invalid_argument(item);
-    } catch (const std::exception&) {
-      throw piecewise::config_error(fmt::format("{}: '{}' is not an integer", what, item));
-    }
-  }
-  return v;
-}
-
 double seconds_since(std::chrono::steady_clock::time_point t0) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 }
 
-struct run_args {
-  std::string model = "small";
-  std::string weights;
-  std::string mode_name = "auto";
-  int batch = 4;
-  int prompt_len = 100;
-  int gen = 32;
-  int max_prefill_tokens = 2048;
-  int max_decode_batch = 64;
-  std::string buckets;
-  std::uint64_t seed = 0;
-  std::string prompt_ids;
-  std::string logits_out;
-  std::string json_out;
-  std::string dot_dir;
-  bool print_table = false;
-  bool check = false;
-};
+mode to_mode(const std::string& name) {
+  if (name == "eager") return mode::eager;
+  if (name == "piecewise") return mode::piecewise;
+  if (name == "full") return mode::full;
+  return mode::automatic;  // "auto": the plan accepts nothing else
+}
 
-int run(const run_args& a) {
-  int devices = 0;
-  const cudaError_t derr = cudaGetDeviceCount(&devices);
-  if (derr != cudaSuccess || devices == 0) {
-    std::fprintf(stderr, "error: nemotron_h_run needs a CUDA GPU, and none is usable here (%s)\n",
-                 derr != cudaSuccess ? cudaGetErrorString(derr) : "no device");
-    return 2;
-  }
-  cudaDeviceProp prop{};
-  PIECEWISE_CUDA_TRY(cudaGetDeviceProperties(&prop, 0));
+int code(exit_code c) { return static_cast<int>(c); }
+
+/// Runs a checked plan on the GPU (the caller has probed it).
+int run(const run_args& a, const run_plan& plan, const std::string& device) {
   nlohmann::json js;
-  js["device"] = prop.name;
-
-  const model_config cfg = resolve_model(a.model);
+  js["device"] = device;
+  const model_config& cfg = plan.config;
+  const std::vector<std::vector<int>>& prompts = plan.prompts;
   fmt::print("model   {}\n", cfg.summary());
   js["model"] = cfg.summary();
-
-  // Prompts: explicit ids (';' separates prompts) or seeded random ones.
-  std::vector<std::vector<int>> prompts;
-  if (!a.prompt_ids.empty()) {
-    std::stringstream ss(a.prompt_ids);
-    std::string one;
-    while (std::getline(ss, one, ';'))
-      if (!one.empty()) prompts.push_back(parse_int_list(one, "--prompt-ids"));
-  } else {
-    PIECEWISE_EXPECTS(a.batch >= 1 && a.prompt_len >= 1, "--batch ({}) and --prompt-len ({}) must be positive", a.batch,
-                      a.prompt_len);
-    std::uint64_t x = a.seed;
-    for (int i = 0; i < a.batch; ++i) prompts.push_back(random_token_ids(a.prompt_len, cfg.vocab_size, x));
-  }
-  PIECEWISE_EXPECTS(!prompts.empty(), "no prompts");
-  std::size_t longest = 0;
-  for (const auto& p : prompts) longest = std::max(longest, p.size());
+  js["weights"] = plan.weights_description(a.seed);
+  const memory_estimate& est = plan.memory;
+  js["memory_estimate_bytes"] = {{"weights", est.weights}, {"activations", est.activations},
+                                 {"state", est.state},     {"workspaces", est.workspaces},
+                                 {"graphs", est.graphs},   {"total", est.total()}};
 
   // Start-up: the GPU draws synthetic weights or streams the checkpoint into its memory; the
   // CPU reference (--check) needs host weights, so then they are made on the host and uploaded.
   const auto t_w = std::chrono::steady_clock::now();
   std::optional<model_weights> host_w;
-  if (a.check) host_w = a.weights.empty() ? synthetic_weights(cfg, a.seed) : load_weights(a.weights, cfg);
-  const weight_source src = host_w              ? weight_source::from_host(*host_w)
-                            : a.weights.empty() ? weight_source::drawn(a.seed)
-                                                : weight_source::from_checkpoint(a.weights);
-
-  gpu_model_limits lim;
-  lim.max_prefill_tokens = a.max_prefill_tokens;
-  lim.max_decode_batch = std::max<int>(a.max_decode_batch, static_cast<int>(prompts.size()));
-  lim.num_slots = static_cast<int>(prompts.size());
-  lim.max_context = static_cast<int>((longest + static_cast<std::size_t>(a.gen) + 15) / 16 * 16);
-  lim.max_decode_steps = std::max(1, a.gen);
-  engine eng(cfg, src, lim);
+  if (a.check) host_w = plan.synthetic ? synthetic_weights(cfg, a.seed) : load_weights(plan.checkpoint_dir, cfg);
+  const weight_source src = host_w           ? weight_source::from_host(*host_w)
+                            : plan.synthetic ? weight_source::drawn(a.seed)
+                                             : weight_source::from_checkpoint(plan.checkpoint_dir);
+  engine eng(cfg, src, plan.limits);
   fmt::print("weights {} ({:.2f} GB{}), model ready in {:.2f} s\n",
-             a.weights.empty() ? fmt::format("synthetic, seed {}", a.seed) : a.weights,
+             plan.synthetic ? plan.weights_description(a.seed) : plan.checkpoint.source.string(),
              eng.model().weight_bytes() / 1e9, host_w ? ", via the host for --check" : "", seconds_since(t_w));
   js["startup_s"] = seconds_since(t_w);
-  fmt::print("device  {} — weights {:.2f} GB, buffers and state {:.1f} MB\n", prop.name, eng.model().weight_bytes() / 1e9,
+  fmt::print("device  {} — weights {:.2f} GB, buffers and state {:.1f} MB\n", device, eng.model().weight_bytes() / 1e9,
              eng.model().buffer_bytes() / 1e6);
 
   std::vector<mode> modes;
-  if (a.mode_name == "compare") modes = {mode::eager, mode::piecewise, mode::full};
-  else if (a.mode_name == "eager") modes = {mode::eager};
-  else if (a.mode_name == "piecewise") modes = {mode::piecewise};
-  else if (a.mode_name == "full") modes = {mode::full};
-  else if (a.mode_name == "auto") modes = {mode::automatic};
-  else throw piecewise::config_error(fmt::format("--mode '{}': use eager, piecewise, full, auto or compare", a.mode_name));
-
-  const std::vector<int> buckets = a.buckets.empty() ? std::vector<int>{} : parse_int_list(a.buckets, "--buckets");
+  for (const std::string& m : plan.modes) modes.push_back(to_mode(m));
+  const std::vector<int> buckets = plan.explicit_buckets ? plan.prefill_buckets : std::vector<int>{};
   std::vector<workload_result> results;
   nlohmann::json jmodes = nlohmann::json::array();
   for (mode m : modes) {
@@ -205,7 +149,7 @@ int run(const run_args& a) {
                max_diff, max_diff == 0 ? " (bit-identical)" : "");
     js["modes_same_tokens"] = same_tokens;
     js["modes_max_logit_diff"] = max_diff;
-    if (!same_tokens) status = 3;
+    if (!same_tokens) status = code(exit_code::check_failed);
   }
 
   // The CPU reference (float64).
@@ -238,7 +182,7 @@ int run(const run_args& a) {
     const bool ok = worst < limit && first_token_mismatch == 0 && matched_steps * 10 >= total_steps * 9;
     if (!ok) {
       fmt::print("check   FAILED\n");
-      status = 3;
+      status = code(exit_code::check_failed);
     }
   }
 
@@ -253,38 +197,101 @@ int run(const run_args& a) {
     if (!f) throw piecewise::config_error(fmt::format("--json: cannot write '{}'", a.json_out));
     f << js.dump(2) << "\n";
   }
-  fmt::print("tokens  prompt 0 -> [{}]\n", fmt::join(results[0].tokens[0], ", "));
+  for (std::size_t i = 0; i < prompts.size(); ++i)
+    fmt::print("tokens  prompt {} -> [{}]\n", i, fmt::join(results[0].tokens[i], ", "));
   return status;
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
-  CLI::App app{"NemotronH through piecewise CUDA graphs: prefill + greedy decode, with a report"};
+  CLI::App app{"NemotronH through piecewise CUDA graphs: prefill + greedy decode, with a report.\n"
+               "Every argument, the config, the checkpoint headers and the output paths are checked before the\n"
+               "GPU is touched; --dry-run stops there and prints the plan."};
+  app.footer(kExitCodeHelp);
+  app.set_version_flag("-V,--version", fmt::format("nemotron_h_run (piecewise) {}, built with CUDA {} (toolkit {})",
+                                                   NH_PROJECT_VERSION, cuda_build_version(), NH_CUDA_TOOLKIT_VERSION));
   run_args a;
-  app.add_option("--model", a.model, "preset (" + fmt::format("{}", fmt::join(list_presets(), ", ")) +
-                                         ") or a config.json / checkpoint directory")->capture_default_str();
-  app.add_option("--weights", a.weights, "checkpoint directory (model.safetensors or an index); default: synthetic");
+  app.add_option("-m,--model", a.model,
+                 "preset (" + fmt::format("{}", fmt::join(list_presets(), ", ")) +
+                     "; default small), or a checkpoint directory (config.json + model.safetensors or an index), "
+                     "or a config.json (its directory holds the checkpoint). Presets run synthetic weights.");
+  app.add_option("-w,--weights", a.weights,
+                 "checkpoint directory: alone, the same as --model DIR; with --model PRESET or a config.json, the "
+                 "weights to load for that config");
   app.add_option("--mode", a.mode_name, "eager | piecewise | full | auto | compare")->capture_default_str();
-  app.add_option("--batch", a.batch, "prompts (sequences) in the batch")->capture_default_str();
+  app.add_option("-b,--batch", a.batch, "prompts (sequences) in the batch, random ids (ignored with --prompt-ids)")
+      ->capture_default_str();
   app.add_option("--prompt-len", a.prompt_len, "tokens per random prompt")->capture_default_str();
-  app.add_option("--gen", a.gen, "tokens to generate per prompt (greedy)")->capture_default_str();
+  app.add_option("-n,--gen", a.gen, "tokens to generate per prompt (greedy)")->capture_default_str();
   app.add_option("--max-prefill-tokens", a.max_prefill_tokens, "largest prefill bucket; longer prompts are chunked")
       ->capture_default_str();
   app.add_option("--max-decode-batch", a.max_decode_batch, "largest decode bucket")->capture_default_str();
-  app.add_option("--buckets", a.buckets, "prefill bucket sizes, comma-separated (default: generated)");
-  app.add_option("--seed", a.seed, "seed of the synthetic weights and random prompts")->capture_default_str();
-  app.add_option("--prompt-ids", a.prompt_ids, "explicit token ids: '1,2,3' (';' separates prompts)");
+  app.add_option("--buckets", a.buckets,
+                 "prefill bucket sizes, comma-separated, positive and strictly increasing (default: generated)");
+  app.add_option("--seed", a.seed, "seed of the synthetic weights and random prompts")
+      ->check([](const std::string& v) { return v.find('-') != std::string::npos ? "must not be negative" : ""; })
+      ->capture_default_str();
+  app.add_option("-i,--prompt-ids", a.prompt_ids, "explicit token ids: '1,2,3' (';' separates prompts)");
   app.add_option("--logits-out", a.logits_out, "write each prompt's last-position logits as a .npy [prompts, vocab]");
-  app.add_option("--json", a.json_out, "write the report as JSON");
+  app.add_option("-j,--json", a.json_out, "write the report as JSON");
   app.add_option("--dot", a.dot_dir, "write Graphviz files of the smallest buckets' graphs into this folder");
   app.add_flag("--print-table", a.print_table, "print the layer-indexed segment table");
   app.add_flag("--check", a.check, "compare with the float64 CPU reference (small models)");
-  CLI11_PARSE(app, argc, argv);
+  app.add_flag("--dry-run", a.dry_run,
+               "check everything (arguments, config, checkpoint headers, output paths), print the plan and exit; "
+               "no GPU needed, no weight data read");
   try {
-    return run(a);
+    app.parse(argc, argv);
+  } catch (const CLI::Success& e) {
+    return app.exit(e);  // --help, --version
+  } catch (const CLI::ParseError& e) {
+    std::fprintf(stderr, "error: %s\nRun with --help for the options.\n", e.what());
+    return code(exit_code::usage);
+  }
+
+  run_plan plan;
+  try {
+    plan = make_run_plan(a);
+  } catch (const usage_error& e) {
+    std::fprintf(stderr, "error: %s\n", e.what());
+    return code(exit_code::usage);
   } catch (const std::exception& e) {
     std::fprintf(stderr, "error: %s\n", e.what());
-    return 1;
+    return code(exit_code::bad_input);
+  }
+  if (a.dry_run) {
+    fmt::print("dry run: every check passed; nothing was run on a GPU and no weight data was read\n{}",
+               format_plan(plan, a));
+    return code(exit_code::ok);
+  }
+
+  const gpu_probe_result gpu = probe_gpu();
+  if (!gpu.usable) {
+    std::fprintf(stderr,
+                 "error: no usable CUDA GPU: %s.\n"
+                 "Every check passed (arguments, config, checkpoint headers, output paths). Without a GPU, "
+                 "'nemotron_h_run --dry-run ...' prints the plan and the memory it needs, and the host tests run "
+                 "('ctest --test-dir build -L host'; GPU tests report as skipped, with the reason).\n",
+                 gpu.problem.c_str());
+    return code(exit_code::no_gpu);
+  }
+  std::size_t free_bytes = 0, total_bytes = 0;
+  if (cudaMemGetInfo(&free_bytes, &total_bytes) == cudaSuccess) {
+    const double need_gib = static_cast<double>(plan.memory.total()) / 1073741824.0;
+    const double free_gib = static_cast<double>(free_bytes) / 1073741824.0;
+    fmt::print("plan    {:.2f} GiB needed (estimate, --dry-run itemises it), {:.2f} GiB free on {}\n", need_gib, free_gib,
+               gpu.device);
+    if (plan.memory.total() > free_bytes)
+      std::fprintf(stderr, "warning: the run needs about %.2f GiB but only %.2f GiB are free\n", need_gib, free_gib);
+  }
+  try {
+    return run(a, plan, gpu.device);
+  } catch (const piecewise::config_error& e) {
+    std::fprintf(stderr, "error: %s\n", e.what());
+    return code(exit_code::bad_input);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "error: %s\n", e.what());
+    return code(exit_code::failed);
   }
 }

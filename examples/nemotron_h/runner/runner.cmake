@@ -8,6 +8,11 @@ target_include_directories(nh_batching PUBLIC ${CMAKE_CURRENT_SOURCE_DIR})
 target_link_libraries(nh_batching PUBLIC piecewise::host)
 target_compile_features(nh_batching PUBLIC cxx_std_20)
 
+# The plan of a nemotron_h_run invocation (every argument, config, checkpoint-header and
+# output-path check, the memory estimate): host only, so --dry-run and its tests need no GPU.
+add_library(nh_run_plan STATIC ${CMAKE_CURRENT_LIST_DIR}/run_plan.cpp)
+target_link_libraries(nh_run_plan PUBLIC nh_model nh_batching)
+
 add_library(nh_runner STATIC
   ${CMAKE_CURRENT_LIST_DIR}/device_weights.cpp
   ${CMAKE_CURRENT_LIST_DIR}/batch_metadata.cpp
@@ -17,12 +22,19 @@ add_library(nh_runner STATIC
   ${CMAKE_CURRENT_LIST_DIR}/../kernels/synthetic_fill.cu)
 target_link_libraries(nh_runner PUBLIC nh_model nh_batching nh_dense_kernels nh_mamba_kernels nh_common)
 
-add_executable(nemotron_h_run ${CMAKE_CURRENT_LIST_DIR}/main.cpp)
-target_link_libraries(nemotron_h_run PRIVATE nh_runner CLI11::CLI11)
+add_executable(nemotron_h_run ${CMAKE_CURRENT_LIST_DIR}/main.cpp ${CMAKE_CURRENT_LIST_DIR}/gpu_probe.cpp)
+target_link_libraries(nemotron_h_run PRIVATE nh_runner nh_run_plan CLI11::CLI11 ${CMAKE_DL_LIBS})
+target_compile_definitions(nemotron_h_run PRIVATE NH_PROJECT_VERSION="${PROJECT_VERSION}"
+                                                  NH_CUDA_TOOLKIT_VERSION="${CUDAToolkit_VERSION}")
 
 if(PIECEWISE_BUILD_TESTS)
   piecewise_add_host_test(nh_batching_tests ${CMAKE_CURRENT_LIST_DIR}/../tests/test_batching.cpp LIBS nh_batching)
   target_compile_definitions(nh_batching_tests PRIVATE NH_TEST_DATA_DIR="${CMAKE_CURRENT_LIST_DIR}/../tests/data")
+  piecewise_add_host_test(nh_run_plan_tests ${CMAKE_CURRENT_LIST_DIR}/../tests/test_run_plan.cpp LIBS nh_run_plan)
+  target_compile_definitions(nh_run_plan_tests PRIVATE NH_TEST_DATA_DIR="${CMAKE_CURRENT_LIST_DIR}/../tests/data")
+  # The built nemotron_h_run with bad inputs, --dry-run and --version: exit status and message
+  # (no GPU needed: every check comes first). Label "cli": the asan preset builds no runner.
+  include(${CMAKE_CURRENT_LIST_DIR}/../tests/cli_tests.cmake)
   piecewise_add_gpu_test(nh_runner_gpu_tests ${CMAKE_CURRENT_LIST_DIR}/../tests/test_runner.cpp LIBS nh_runner)
   target_compile_definitions(nh_runner_gpu_tests PRIVATE NH_TEST_DATA_DIR="${CMAKE_CURRENT_LIST_DIR}/../tests/data")
   # The runner's small kernels (argmax, gather, bookkeeping) against host references.

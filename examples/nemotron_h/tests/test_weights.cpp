@@ -55,8 +55,11 @@ std::vector<st_write_tensor> zero_tensors(const model_config& c, const std::stri
   return out;
 }
 
+/// load_weights' error; check_checkpoint (headers only) must give the same one.
 std::string load_err(const std::filesystem::path& dir, const model_config& c) {
-  return error_of([&] { (void)load_weights(dir, c); });
+  const std::string e = error_of([&] { (void)load_weights(dir, c); });
+  CHECK(error_of([&] { (void)check_checkpoint(dir, c); }) == e);
+  return e;
 }
 
 }  // namespace
@@ -149,6 +152,11 @@ TEST_CASE("weights: save / load round trip with both prefixes", "[weights]") {
     const safetensors_file f(td.path / "model.safetensors");
     CHECK(f.find(prefix + "embeddings.weight") != nullptr);
     CHECK(f.find(prefix + "layers.0.mixer.A_log")->dtype == st_dtype::f32);
+    const checkpoint_summary cs = check_checkpoint(td.path, c);
+    CHECK(cs.source == td.path / "model.safetensors");
+    CHECK(cs.shards == 1);
+    CHECK(cs.tensors == f.header().tensors.size());
+    CHECK(cs.file_bytes == f.header().data_size);
     const model_weights l = load_weights(td.path, c);
     for (std::size_t j = 0; j < w.globals.size(); ++j) CHECK(l.globals[j] == w.globals[j]);
     for (int i = 0; i < c.num_layers(); ++i) {

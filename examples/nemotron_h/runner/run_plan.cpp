@@ -1,0 +1,342 @@
+#include "runner/run_plan.hpp"
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <sstream>
+
+#include <fmt/format.h>
+#include <fmt/ranges.h>
+
+#include "model/dtype.hpp"
+#include "model/layer_kinds.hpp"
+#include "model/messages.hpp"
+#include "model/random_tokens.hpp"
+#include "piecewise/buckets.hpp"
+
+namespace nemotron_h {
+
+namespace {
+
+// Upper bounds of the size arguments: far above any real run, low enough that no product of
+// them overflows the int and size_t arithmetic of the buffers.
+constexpr int kMaxTokensArg = 1 << 20;
+constexpr int kMaxBatchArg = 1 << 16;
+
+// Graph memory per layer and bucket, from the H200 runs in docs/bench/h200 (52-layer small
+// model, 48 buckets: 182 MiB piecewise, 50 MiB full; Nano-9B-v2, 56 layers x 64 buckets:
+// 274 / 76 MiB), rounded up.
+constexpr double kPiecewiseGraphMiBPerLayerBucket = 0.08;
+constexpr double kFullGraphMiBPerLayerBucket = 0.022;
+
+// Constants of the GPU kernels the estimate mirrors (kernels/ssd_scan.cuh ssd_chunk,
+// kernels/attention_decode.cuh kDecodeSplitKeys).
+constexpr std::uint64_t kSsdChunk = 128;
+constexpr std::uint64_t kDecodeSplitKeys = 128;
+
+std::uint64_t align256(std::uint64_t b) { return (b + 255) / 256 * 256; }
+
+void expect_arg(bool ok, const std::string& msg) {
+  if (!ok) throw usage_error(msg);
+}
+
+void in_range(int v, int lo, int hi, const char* flag) {
+  expect_arg(v >= lo && v <= hi, fmt::format("{} {} is out of range: it must be in {}..{}", flag, v, lo, hi));
+}
+
+std::vector<std::string> parse_modes(const std::string& name) {
+  if (name == "compare") return {"eager", "piecewise", "full"};
+  for (const char* m : {"eager", "piecewise", "full", "auto"}) {
+    if (name == m) return {m};
+  }
+  throw usage_error(fmt::format("--mode '{}' is not a mode: use eager, piecewise, full, auto or compare",
+                                printable(name)));
+}
+
+bool is_preset(const std::string& name) {
+  const auto presets = list_presets();
+  return std::find(presets.begin(), presets.end(), name) != presets.end();
+}
+
+bool has_checkpoint_file(const std::filesystem::path& dir) {
+  std::error_code ec;
+  return std::filesystem::exists(dir / "model.safetensors", ec) ||
+         std::filesystem::exists(dir / "model.safetensors.index.json", ec);
+}
+
+std::vector<std::vector<int>> make_prompts(const run_args& a, const model_config& cfg) {
+  std::vector<std::vector<int>> prompts;
+  if (a.prompt_ids.empty()) {
+    std::uint64_t x = a.seed;
+    for (int i = 0; i < a.batch; ++i) prompts.push_back(random_token_ids(a.prompt_len, cfg.vocab_size, x));
+    return prompts;
+  }
+  std::stringstream ss(a.prompt_ids);
+  std::string one;
+  while (std::getline(ss, one, ';')) {
+    if (one.empty()) continue;
+    const std::string what = fmt::format("--prompt-ids: prompt {}", prompts.size());
+    std::vector<int> ids = parse_int_list(one, what.c_str());
+    if (ids.empty()) throw piecewise::config_error(fmt::format("{} has no token ids", what));
+    for (std::size_t j = 0; j < ids.size(); ++j) {
+      if (ids[j] < 0 || ids[j] >= cfg.vocab_size) {
+        throw piecewise::config_error(fmt::format("{}, token {}: id {} is outside the vocabulary [0, {}) of {}", what,
+                                                  j, ids[j], cfg.vocab_size, cfg.name));
+      }
+    }
+    if (ids.size() > static_cast<std::size_t>(kMaxTokensArg)) {
+      throw piecewise::config_error(fmt::format("{} has {} tokens (at most {})", what, ids.size(), kMaxTokensArg));
+    }
+    prompts.push_back(std::move(ids));
+  }
+  if (prompts.empty()) throw piecewise::config_error(fmt::format("--prompt-ids '{}' holds no prompt", printable(a.prompt_ids)));
+  if (prompts.size() > static_cast<std::size_t>(kMaxBatchArg)) {
+    throw piecewise::config_error(fmt::format("--prompt-ids holds {} prompts (at most {})", prompts.size(), kMaxBatchArg));
+  }
+  return prompts;
+}
+
+/// "12.3 MiB" below 1 GiB, "4.56 GiB" from there.
+std::string size_text(std::uint64_t b) {
+  const double d = static_cast<double>(b);
+  return d < 1073741824.0 ? fmt::format("{:.1f} MiB", d / 1048576.0) : fmt::format("{:.2f} GiB", d / 1073741824.0);
+}
+
+}  // namespace
+
+std::vector<int> parse_int_list(const std::string& text, const char* what) {
+  std::vector<int> v;
+  std::stringstream ss(text);
+  std::string item;
+  while (std::getline(ss, item, ',')) {
+    if (item.empty()) continue;
+    try {
+      std::size_t used = 0;
+      v.push_back(std::stoi(item, &used));
+      if (used != item.size()) throw std::invalid_argument(item);
+    } catch (const std::exception&) {
+      throw piecewise::config_error(fmt::format("{}: '{}' is not an integer", what, printable(item)));
+    }
+  }
+  return v;
+}
+
+void check_output_file(const std::filesystem::path& path, const char* flag) {
+  namespace fs = std::filesystem;
+  const std::string p = path.string();
+  std::error_code ec;
+  const fs::file_status st = fs::status(path, ec);
+  if (fs::exists(st)) {
+    if (fs::is_directory(st)) throw piecewise::config_error(fmt::format("{} '{}' is a directory, not a file", flag, p));
+    if (::access(p.c_str(), W_OK) != 0) {
+      throw piecewise::config_error(fmt::format("{} '{}' exists and is not writable", flag, p));
+    }
+    return;  // written (truncated) only at the end of the run
+  }
+  const fs::path dir = path.parent_path().empty() ? fs::path(".") : path.parent_path();
+  if (!fs::is_directory(dir, ec)) {
+    throw piecewise::config_error(fmt::format("{} '{}': the directory '{}' does not exist", flag, p, dir.string()));
+  }
+  if (::access(dir.string().c_str(), W_OK | X_OK) != 0) {
+    throw piecewise::config_error(fmt::format("{} '{}': the directory '{}' is not writable", flag, p, dir.string()));
+  }
+}
+
+void check_output_dir(const std::filesystem::path& dir, const char* flag) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  fs::path existing = dir;
+  while (!existing.empty() && !fs::exists(existing, ec)) existing = existing.parent_path();
+  if (existing.empty()) existing = ".";
+  if (!fs::is_directory(existing, ec)) {
+    throw piecewise::config_error(
+        fmt::format("{} '{}': '{}' exists and is not a directory", flag, dir.string(), existing.string()));
+  }
+  if (::access(existing.string().c_str(), W_OK | X_OK) != 0) {
+    throw piecewise::config_error(
+        fmt::format("{} '{}': the directory '{}' is not writable", flag, dir.string(), existing.string()));
+  }
+}
+
+void check_gpu_support(const model_config& c) {
+  auto need = [&](bool ok, const std::string& msg) {
+    if (!ok) fail(c.name, msg + " (a limit of the GPU kernels)");
+  };
+  need(c.hidden_size % 8 == 0, fmt::format("hidden_size {} is not a multiple of 8", c.hidden_size));
+  need(c.in_proj_dim() % 8 == 0, fmt::format("the Mamba in_proj width {} is not a multiple of 8", c.in_proj_dim()));
+  need(c.conv_kernel == 4, fmt::format("conv_kernel {} is not 4", c.conv_kernel));
+  if (c.count(layer_kind::attention) > 0) {
+    need(c.head_dim == 128, fmt::format("head_dim {} is not 128", c.head_dim));
+    need(c.num_attention_heads / c.num_key_value_heads <= 8,
+         fmt::format("{} query heads per KV head (at most 8)", c.num_attention_heads / c.num_key_value_heads));
+  }
+  if (c.count(layer_kind::mamba) > 0) {
+    need(c.mamba_head_dim == 32 || c.mamba_head_dim == 64 || c.mamba_head_dim == 80,
+         fmt::format("mamba_head_dim {} is not 32, 64 or 80", c.mamba_head_dim));
+    need(c.ssm_state_size >= 16 && c.ssm_state_size <= 128 && c.ssm_state_size % 16 == 0,
+         fmt::format("ssm_state_size {} is not a multiple of 16 in 16..128", c.ssm_state_size));
+  }
+}
+
+memory_estimate estimate_memory(const model_config& c, const gpu_model_limits& lim, std::size_t prefill_buckets,
+                                std::size_t decode_buckets, const std::vector<std::string>& modes) {
+  memory_estimate m;
+  for (const tensor_entry& e : model_tensors(c)) {
+    std::uint64_t n = 1;
+    for (auto d : e.shape) n *= static_cast<std::uint64_t>(d);
+    m.weights += dtype_storage_bytes(e.spec->type, n);
+  }
+  const auto T = static_cast<std::uint64_t>(max_rows(lim)), S = static_cast<std::uint64_t>(max_sequences(lim));
+  const auto D = static_cast<std::uint64_t>(c.hidden_size);
+  const auto proj = static_cast<std::uint64_t>(
+      std::max({c.in_proj_dim(), c.q_dim() + 2 * c.kv_dim(), c.intermediate_size}));
+  const auto y = static_cast<std::uint64_t>(std::max(c.d_inner(), 8));
+  // The buffers of gpu_model's plan, 2 bytes an element (bf16), ints 4.
+  for (std::uint64_t b : {T * D * 2, T * D * 2, T * proj * 2, T * static_cast<std::uint64_t>(std::max(c.conv_dim(), 8)) * 2,
+                          T * y * 2, T * y * 2, T * static_cast<std::uint64_t>(std::max(c.q_dim(), 8)) * 2, S * D * 2,
+                          S * D * 2, S * static_cast<std::uint64_t>(c.vocab_size) * 2, S * 4,
+                          static_cast<std::uint64_t>(lim.max_decode_steps) * S * 4, T * 4, (S + 1) * 4, S * 4, S * 4})
+    m.activations += align256(b);
+  const auto slots = static_cast<std::uint64_t>(lim.num_slots), ctx = static_cast<std::uint64_t>(lim.max_context);
+  const auto H = static_cast<std::uint64_t>(c.mamba_num_heads), P = static_cast<std::uint64_t>(c.mamba_head_dim),
+             N = static_cast<std::uint64_t>(c.ssm_state_size);
+  const std::uint64_t mamba_state = align256(slots * static_cast<std::uint64_t>(c.conv_kernel - 1) *
+                                             static_cast<std::uint64_t>(c.conv_dim()) * 2) +
+                                    align256(slots * H * P * N * 4);
+  const std::uint64_t kv = 2 * align256(slots * ctx * static_cast<std::uint64_t>(c.kv_dim()) * 2);
+  m.state = static_cast<std::uint64_t>(c.count(layer_kind::mamba)) * mamba_state +
+            static_cast<std::uint64_t>(c.count(layer_kind::attention)) * kv;
+  if (c.count(layer_kind::mamba) > 0) {
+    const auto P_tokens = static_cast<std::uint64_t>(lim.max_prefill_tokens);
+    const std::uint64_t chunks = std::min((P_tokens + kSsdChunk - 1) / kSsdChunk + std::min(S, P_tokens), P_tokens);
+    m.workspaces += 2 * align256(chunks * H * kSsdChunk * 4) + align256(chunks * H * P * N * 2);
+  }
+  if (c.count(layer_kind::attention) > 0) {
+    const std::uint64_t n = static_cast<std::uint64_t>(lim.max_decode_batch) * ((ctx + kDecodeSplitKeys - 1) / kDecodeSplitKeys) *
+                            static_cast<std::uint64_t>(c.num_attention_heads);
+    m.workspaces += align256(n * static_cast<std::uint64_t>(c.head_dim) * 4) + align256(n * 2 * 4);
+  }
+  const double layer_buckets = static_cast<double>(c.num_layers()) * static_cast<double>(prefill_buckets + decode_buckets);
+  double graph_mib = 0;
+  for (const std::string& md : modes) {
+    if (md == "piecewise") graph_mib += kPiecewiseGraphMiBPerLayerBucket * layer_buckets;
+    else if (md != "eager") graph_mib += kFullGraphMiBPerLayerBucket * layer_buckets;  // full, auto (= full here)
+  }
+  m.graphs = static_cast<std::uint64_t>(graph_mib * 1048576.0);
+  return m;
+}
+
+std::string run_plan::weights_description(std::uint64_t seed) const {
+  if (synthetic) return fmt::format("synthetic weights (preset {}, no checkpoint), seed {}", config.name, seed);
+  return fmt::format("{} ({} tensors in {} file{}, {} of data; headers checked, data read on the GPU run)",
+                     checkpoint.source.string(), checkpoint.tensors, checkpoint.shards, checkpoint.shards == 1 ? "" : "s",
+                     size_text(checkpoint.file_bytes));
+}
+
+run_plan make_run_plan(const run_args& a) {
+  run_plan plan;
+  // 1. Arguments alone.
+  plan.modes = parse_modes(a.mode_name);
+  in_range(a.batch, 1, kMaxBatchArg, "--batch");
+  in_range(a.prompt_len, 1, kMaxTokensArg, "--prompt-len");
+  in_range(a.gen, 1, kMaxTokensArg, "--gen");
+  in_range(a.max_prefill_tokens, 1, kMaxTokensArg, "--max-prefill-tokens");
+  in_range(a.max_decode_batch, 1, kMaxBatchArg, "--max-decode-batch");
+  if (!a.buckets.empty()) {
+    std::vector<int> b;
+    try {
+      b = parse_int_list(a.buckets, "--buckets");
+      (void)piecewise::capture_buckets(b);
+    } catch (const piecewise::config_error& e) {
+      throw usage_error(fmt::format("--buckets '{}': {}", printable(a.buckets), e.what()));
+    }
+    expect_arg(b.back() <= a.max_prefill_tokens,
+               fmt::format("--buckets: the largest prefill bucket {} is above --max-prefill-tokens {}", b.back(),
+                           a.max_prefill_tokens));
+    plan.prefill_buckets = std::move(b);
+    plan.explicit_buckets = true;
+  } else {
+    plan.prefill_buckets = piecewise::capture_buckets::default_prefill(a.max_prefill_tokens).sizes();
+  }
+  expect_arg(a.json_out.empty() || a.json_out != a.logits_out, "--json and --logits-out name the same file");
+
+  // 2. The config, then the checkpoint headers (no tensor data).
+  const std::string model = !a.model.empty() ? a.model : !a.weights.empty() ? a.weights : std::string("small");
+  plan.config = resolve_model(model);
+  check_gpu_support(plan.config);
+  std::filesystem::path dir;
+  if (!a.weights.empty()) {
+    dir = a.weights;
+  } else if (!is_preset(model)) {
+    std::error_code ec;
+    dir = std::filesystem::is_directory(model, ec) ? std::filesystem::path(model)
+                                                   : std::filesystem::path(model).parent_path();
+    if (dir.empty()) dir = ".";
+    if (!has_checkpoint_file(dir)) {
+      throw piecewise::config_error(fmt::format(
+          "--model {}: '{}' has no model.safetensors or model.safetensors.index.json; synthetic weights are only "
+          "for presets ({}), or give the checkpoint with --weights DIR",
+          printable(model), dir.string(), fmt::join(list_presets(), ", ")));
+    }
+  }
+  if (!dir.empty()) {
+    plan.synthetic = false;
+    plan.checkpoint_dir = dir;
+    plan.checkpoint = check_checkpoint(dir, plan.config);
+  }
+
+  // 3. Prompts and the limits they need.
+  plan.prompts = make_prompts(a, plan.config);
+  std::size_t longest = 0;
+  for (const auto& p : plan.prompts) longest = std::max(longest, p.size());
+  gpu_model_limits& lim = plan.limits;
+  lim.max_prefill_tokens = a.max_prefill_tokens;
+  lim.num_slots = static_cast<int>(plan.prompts.size());
+  lim.max_decode_batch = std::max(a.max_decode_batch, lim.num_slots);
+  lim.max_context = static_cast<int>((longest + static_cast<std::size_t>(a.gen) + 15) / 16 * 16);
+  lim.max_decode_steps = a.gen;
+  check_limits(lim);
+  plan.decode_buckets = piecewise::capture_buckets::default_decode(lim.max_decode_batch).sizes();
+
+  // 4. Output paths (nothing is written until the end of the run).
+  if (!a.json_out.empty()) check_output_file(a.json_out, "--json");
+  if (!a.logits_out.empty()) check_output_file(a.logits_out, "--logits-out");
+  if (!a.dot_dir.empty()) check_output_dir(a.dot_dir, "--dot");
+
+  plan.memory = estimate_memory(plan.config, lim, plan.prefill_buckets.size(), plan.decode_buckets.size(), plan.modes);
+  return plan;
+}
+
+std::string format_plan(const run_plan& p, const run_args& a) {
+  std::string s;
+  auto line = [&](const char* key, const std::string& text) { s += fmt::format("{:<8}{}\n", key, text); };
+  line("model", p.config.summary());
+  line("weights", p.weights_description(a.seed));
+  std::size_t lo = p.prompts.front().size(), hi = lo;
+  for (const auto& q : p.prompts) {
+    lo = std::min(lo, q.size());
+    hi = std::max(hi, q.size());
+  }
+  line("prompts", fmt::format("{} sequence{} of {} token{} ({}), {} generated each (greedy)", p.prompts.size(),
+                              p.prompts.size() == 1 ? "" : "s", lo == hi ? fmt::format("{}", lo) : fmt::format("{}..{}", lo, hi),
+                              hi == 1 ? "" : "s",
+                              a.prompt_ids.empty() ? fmt::format("random ids, seed {}", a.seed) : "--prompt-ids", a.gen));
+  line("limits", fmt::format("prefill chunk <= {} tokens, decode batch <= {}, {} slots, context <= {}",
+                             p.limits.max_prefill_tokens, p.limits.max_decode_batch, p.limits.num_slots,
+                             p.limits.max_context));
+  line("buckets", fmt::format("prefill ({} sizes{}): {}", p.prefill_buckets.size(),
+                              p.explicit_buckets ? ", --buckets" : ", generated", fmt::join(p.prefill_buckets, ",")));
+  line("", fmt::format("decode ({} sizes, generated): {}", p.decode_buckets.size(), fmt::join(p.decode_buckets, ",")));
+  line("modes", fmt::format("{}{}", fmt::join(p.modes, ", "), a.check ? " + --check (CPU float64 reference)" : ""));
+  const memory_estimate& m = p.memory;
+  line("memory", fmt::format("{} needed (estimate): weights {}, activations {}, state {} (KV cache, conv/SSM), "
+                             "workspaces {}, graphs ~{}",
+                             size_text(m.total()), size_text(m.weights), size_text(m.activations), size_text(m.state),
+                             size_text(m.workspaces), size_text(m.graphs)));
+  if (!a.json_out.empty()) line("json", a.json_out);
+  if (!a.logits_out.empty()) line("logits", a.logits_out);
+  if (!a.dot_dir.empty()) line("dot", a.dot_dir);
+  return s;
+}
+
+}  // namespace nemotron_h

@@ -1,0 +1,108 @@
+// The plan of one nemotron_h_run invocation, made on the host before the GPU is touched: every
+// argument parsed and checked, the config read and validated, every checkpoint header checked
+// against its file and the config (no weight bytes read), the output paths checked, the
+// prompts built, and the device memory the run needs estimated. `--dry-run` prints it.
+//
+// Host only, no CUDA headers: the runner's host tests use it without a GPU.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include "model/config.hpp"
+#include "model/weights.hpp"
+#include "piecewise/error.hpp"
+#include "runner/batching.hpp"
+
+namespace nemotron_h {
+
+/// A bad argument (value out of range, unknown mode, buckets not increasing): exit status 2.
+/// Bad inputs (config, checkpoint, prompt ids, output paths) are piecewise::config_error.
+class usage_error : public piecewise::config_error {
+ public:
+  using piecewise::config_error::config_error;
+};
+
+/// The command line as given (CLI11 fills it; nothing is checked yet).
+struct run_args {
+  std::string model;       ///< preset, config.json or checkpoint directory; empty = "small"
+  std::string weights;     ///< checkpoint directory (alias of a checkpoint --model)
+  std::string mode_name = "auto";
+  int batch = 4;
+  int prompt_len = 100;
+  int gen = 32;
+  int max_prefill_tokens = 2048;
+  int max_decode_batch = 64;
+  std::string buckets;     ///< "8,16,32" or empty (generated)
+  std::uint64_t seed = 0;
+  std::string prompt_ids;  ///< "1,2,3;4,5" or empty (random prompts)
+  std::string logits_out;
+  std::string json_out;
+  std::string dot_dir;
+  bool print_table = false;
+  bool check = false;
+  bool dry_run = false;
+};
+
+/// Device memory a run needs, estimated on the host (bytes).
+struct memory_estimate {
+  std::uint64_t weights = 0;      ///< every tensor in its device dtype (a tied lm_head counted twice, as uploaded)
+  std::uint64_t activations = 0;  ///< activation buffers, logits, token history
+  std::uint64_t state = 0;        ///< KV cache (attention layers) + conv and SSM state (Mamba layers)
+  std::uint64_t workspaces = 0;   ///< SSD scan and decode-attention workspaces
+  std::uint64_t graphs = 0;       ///< captured graphs: an estimate from measured runs (docs/benchmarks.md)
+  [[nodiscard]] std::uint64_t total() const noexcept { return weights + activations + state + workspaces + graphs; }
+};
+
+/// Everything a run needs, checked.
+struct run_plan {
+  model_config config;
+  bool synthetic = true;                  ///< synthetic weights (a preset without a checkpoint)
+  std::filesystem::path checkpoint_dir;   ///< where the weights are read from (not synthetic)
+  checkpoint_summary checkpoint;          ///< its headers (not synthetic)
+  std::vector<std::string> modes;         ///< "eager", "piecewise", "full", "auto", in run order
+  std::vector<int> prefill_buckets;       ///< token counts (--buckets or the default list)
+  std::vector<int> decode_buckets;        ///< batch sizes (the default list)
+  bool explicit_buckets = false;          ///< prefill_buckets came from --buckets
+  std::vector<std::vector<int>> prompts;  ///< token ids, each in [0, vocab)
+  gpu_model_limits limits;
+  memory_estimate memory;
+  /// "synthetic weights (preset nano-9b-v2, no checkpoint), seed 0" or the checkpoint source.
+  [[nodiscard]] std::string weights_description(std::uint64_t seed) const;
+};
+
+/// Parses "1,2,3" (empty items skipped). Throws piecewise::config_error naming `what` and the
+/// item that is not an integer.
+std::vector<int> parse_int_list(const std::string& text, const char* what);
+
+/// Checks that `path` can be written at the end of the run without writing it now: an
+/// existing regular file that is writable (it is not truncated), or a new file in an existing
+/// writable directory. Throws piecewise::config_error naming `flag` and the path otherwise.
+void check_output_file(const std::filesystem::path& path, const char* flag);
+
+/// Checks that `dir` is a writable directory or can be created (its nearest existing parent
+/// is a writable directory). Throws piecewise::config_error naming `flag`.
+void check_output_dir(const std::filesystem::path& dir, const char* flag);
+
+/// The GPU kernels' shape requirements, checked on the host (gpu_model checks them again).
+/// Throws piecewise::config_error naming the config and the field.
+void check_gpu_support(const model_config& config);
+
+/// The memory estimate of a run of `config` with `limits`, over these buckets and modes.
+memory_estimate estimate_memory(const model_config& config, const gpu_model_limits& limits,
+                                std::size_t prefill_buckets, std::size_t decode_buckets,
+                                const std::vector<std::string>& modes);
+
+/// Makes the plan: every check of the run, in order arguments, config, checkpoint headers,
+/// prompts, output paths. Touches no GPU and reads no weight data. Throws usage_error for a
+/// bad argument, piecewise::config_error for a bad input (naming the file, field, tensor,
+/// prompt or path).
+run_plan make_run_plan(const run_args& args);
+
+/// The plan as text: model, weights, prompts, limits, buckets per phase, modes, memory.
+std::string format_plan(const run_plan& plan, const run_args& args);
+
+}  // namespace nemotron_h

@@ -1,0 +1,67 @@
+# ctest entries that run the built nemotron_h_run (run_cli_case.cmake): each bad input gives
+# its own exit status (exit_codes.hpp) and a message naming the problem, with no GPU, because
+# every check comes before the GPU; --dry-run, --version and --help work without one.
+set(_nh_cli_data ${CMAKE_CURRENT_LIST_DIR}/data)
+set(_nh_cli_work ${CMAKE_CURRENT_BINARY_DIR}/cli_cases)
+
+# nh_cli_case(name rc regex args... [PREPARE case] [KEEP file]): args joined with '|'.
+function(nh_cli_case name rc regex)
+  cmake_parse_arguments(arg "" "PREPARE;KEEP" "" ${ARGN})
+  string(REPLACE ";" "|" joined "${arg_UNPARSED_ARGUMENTS}")
+  string(MAKE_C_IDENTIFIER "${name}" dir)
+  set(extra "")
+  if(arg_PREPARE)
+    list(APPEND extra -DPREPARE=${arg_PREPARE})
+  endif()
+  if(arg_KEEP)
+    list(APPEND extra -DKEEP=${arg_KEEP})
+  endif()
+  add_test(NAME "cli: ${name}"
+           COMMAND ${CMAKE_COMMAND} -DEXE=$<TARGET_FILE:nemotron_h_run> "-DARGS=${joined}" -DRC=${rc}
+                   "-DEXPECT=${regex}" -DWORK=${_nh_cli_work}/${dir} -DDATA=${_nh_cli_data} ${extra}
+                   -P ${CMAKE_CURRENT_LIST_DIR}/run_cli_case.cmake)
+  set_tests_properties("cli: ${name}" PROPERTIES LABELS cli)
+endfunction()
+
+# usage errors (2)
+nh_cli_case("--mode bogus is a usage error" 2 "--mode 'bogus' is not a mode" --mode bogus)
+nh_cli_case("--batch 0 is a usage error" 2 "--batch 0 is out of range" --batch 0)
+nh_cli_case("--buckets 16,8 is a usage error" 2 "--buckets '16,8'.*sorted and unique" --buckets 16,8)
+nh_cli_case("--buckets 0,8 is a usage error" 2 "--buckets '0,8'.*positive" --buckets 0,8)
+nh_cli_case("--buckets above --max-prefill-tokens is a usage error" 2 "largest prefill bucket 4096 is above"
+            --buckets 8,4096 --max-prefill-tokens 2048)
+nh_cli_case("an unknown option is a usage error" 2 "frobnicate" --frobnicate)
+nh_cli_case("a non-integer --batch is a usage error" 2 "--batch" --batch x)
+nh_cli_case("--gen 0 is a usage error" 2 "--gen 0 is out of range" --gen 0)
+nh_cli_case("a negative --seed is a usage error" 2 "--seed: must not be negative" --seed -1)
+# bad inputs (3)
+nh_cli_case("--model /nonexistent is bad input" 3 "/nonexistent.*neither a preset" --model /nonexistent)
+nh_cli_case("--prompt-ids garbage is bad input" 3 "prompt 0: 'garbage' is not an integer" --prompt-ids garbage)
+nh_cli_case("a prompt id outside the vocabulary is bad input" 3 "prompt 1, token 2: id 384 is outside the vocabulary"
+            --model tiny --prompt-ids "1,2{SEMI}3,4,384")
+nh_cli_case("a truncated config.json is bad input" 3 "config.json: invalid JSON" --model {WORK} PREPARE truncated_config)
+nh_cli_case("a zero-byte model.safetensors is bad input" 3 "model.safetensors: truncated: 0 bytes"
+            --model {WORK} PREPARE zero_safetensors)
+nh_cli_case("--model DIR without a checkpoint is bad input" 3 "has no model.safetensors.*synthetic weights are only for presets"
+            --model {WORK} PREPARE config_only)
+nh_cli_case("--json into a missing directory is bad input" 3 "--json '/nonexistent-dir/out.json'.*does not exist"
+            --json /nonexistent-dir/out.json)
+nh_cli_case("--logits-out naming a directory is bad input" 3 "--logits-out '{WORK}' is a directory"
+            --logits-out {WORK} PREPARE keep_file)
+# what works without a GPU (0)
+nh_cli_case("--dry-run on the tiny fixture prints the plan" 0
+            "dry run: every check passed.*model +[^\n]*tiny/config.json: 6 layers.*model.safetensors \\([0-9]+ tensors.*buckets +prefill.*decode.*modes +auto.*memory"
+            --dry-run --model {DATA}/tiny --prompt-ids "1,2,3{SEMI}4,5")
+nh_cli_case("--dry-run on a preset says synthetic weights" 0
+            "synthetic weights \\(preset nano-9b-v2, no checkpoint\\).*memory +[0-9.]+ GiB needed"
+            --dry-run -m nano-9b-v2 -b 8 -n 16 --mode compare)
+nh_cli_case("--weights DIR alone is --model DIR" 0 "weights .*tiny/model.safetensors" --dry-run --weights {DATA}/tiny)
+nh_cli_case("--dry-run leaves an existing --json file untouched" 0 "json +.*keep.json"
+            --dry-run --json {WORK}/keep.json PREPARE keep_file KEEP {WORK}/keep.json)
+nh_cli_case("--version prints the project and CUDA versions" 0
+            "nemotron_h_run \\(piecewise\\) ${PROJECT_VERSION}, built with CUDA [0-9]+\\.[0-9]+" --version)
+nh_cli_case("--help lists the exit statuses" 0 "Exit status:.*4  no usable CUDA GPU" --help)
+# past every check: a GPU runs it, or the no-GPU message says what it found (4)
+nh_cli_case("without a GPU the message says what was found and what works" gpu
+            "no usable CUDA GPU: .*Every check passed.*--dry-run.*host tests"
+            -m tiny -b 1 --prompt-len 8 -n 2)

@@ -1,0 +1,285 @@
+// The host-only plan of nemotron_h_run (runner/run_plan.hpp): every argument, config,
+// checkpoint-header and output-path check, and the memory estimate. No GPU.
+#include <catch2/catch.hpp>
+
+#include <fstream>
+#include <sstream>
+
+#include "model/safetensors.hpp"
+#include "model/weights.hpp"
+#include "model_test_util.hpp"
+#include "runner/run_plan.hpp"
+
+using namespace nemotron_h;
+using nh_test::error_of;
+using nh_test::temp_dir;
+
+namespace {
+
+run_args tiny_args() {
+  run_args a;
+  a.model = "tiny";
+  a.batch = 2;
+  a.prompt_len = 3;
+  a.gen = 4;
+  return a;
+}
+
+/// The message of a usage_error, "<not a usage error: ...>" for another exception, or
+/// "<no exception>".
+std::string usage_error_of(const run_args& a) {
+  try {
+    (void)make_run_plan(a);
+  } catch (const usage_error& e) {
+    return e.what();
+  } catch (const std::exception& e) {
+    return std::string("<not a usage error: ") + e.what() + ">";
+  }
+  return "<no exception>";
+}
+
+/// The message of a bad-input error (a config_error that is not a usage_error).
+std::string input_error_of(const run_args& a) {
+  try {
+    (void)make_run_plan(a);
+  } catch (const usage_error& e) {
+    return std::string("<usage error: ") + e.what() + ">";
+  } catch (const piecewise::config_error& e) {
+    return e.what();
+  } catch (const std::exception& e) {
+    return std::string("<other exception: ") + e.what() + ">";
+  }
+  return "<no exception>";
+}
+
+std::string read_all(const std::filesystem::path& p) {
+  std::ifstream f(p, std::ios::binary);
+  std::stringstream ss;
+  ss << f.rdbuf();
+  return ss.str();
+}
+
+}  // namespace
+
+TEST_CASE("run plan: a preset runs synthetic weights, said so, with the default buckets", "[run_plan]") {
+  const run_plan p = make_run_plan(tiny_args());
+  CHECK(p.synthetic);
+  CHECK(p.config.name == "tiny");
+  CHECK(p.weights_description(7) == "synthetic weights (preset tiny, no checkpoint), seed 7");
+  CHECK(p.modes == std::vector<std::string>{"auto"});
+  REQUIRE(p.prompts.size() == 2);
+  for (const auto& q : p.prompts) {
+    CHECK(q.size() == 3);
+    for (int id : q) CHECK((id >= 0 && id < p.config.vocab_size));
+  }
+  CHECK_FALSE(p.explicit_buckets);
+  CHECK(p.prefill_buckets.back() == 2048);
+  CHECK(p.decode_buckets.back() == 64);
+  CHECK(p.limits.num_slots == 2);
+  CHECK(p.limits.max_context == 16);  // 3 + 4 rounded up to 16
+  CHECK(p.limits.max_decode_steps == 4);
+}
+
+TEST_CASE("run plan: the memory estimate matches the weights and the state sizes", "[run_plan]") {
+  const run_plan p = make_run_plan(tiny_args());
+  // Weights: what synthetic_weights holds (and the GPU uploads), tensor for tensor.
+  CHECK(p.memory.weights == synthetic_weights(p.config, 0).bytes());
+  // State of "M*M-M-" with 2 slots x 16 positions, by hand: one attention layer's K and V,
+  // 2 x (2 slots x 16 x (2 KV heads x 128) x 2 bytes); three Mamba layers' conv state
+  // (2 slots x 3 x conv_dim 512 x 2 bytes) and SSM state (2 x 8 heads x 32 x 64 x 4 bytes).
+  CHECK(p.memory.state == 2 * 16384 + 3 * (6144 + 131072));
+  CHECK(p.memory.activations > 0);
+  CHECK(p.memory.workspaces > 0);
+  CHECK(p.memory.graphs > 0);  // auto = full graphs
+  CHECK(p.memory.total() ==
+        p.memory.weights + p.memory.activations + p.memory.state + p.memory.workspaces + p.memory.graphs);
+  // Eager captures nothing; piecewise graphs are larger than full ones.
+  run_args a = tiny_args();
+  a.mode_name = "eager";
+  CHECK(make_run_plan(a).memory.graphs == 0);
+  a.mode_name = "piecewise";
+  CHECK(make_run_plan(a).memory.graphs > p.memory.graphs);
+  // A longer context grows the KV cache only.
+  a = tiny_args();
+  a.gen = 4 + 16;
+  CHECK(make_run_plan(a).memory.state == 2 * 2 * 16384 + 3 * (6144 + 131072));
+}
+
+TEST_CASE("run plan: modes", "[run_plan]") {
+  run_args a = tiny_args();
+  a.mode_name = "compare";
+  CHECK(make_run_plan(a).modes == std::vector<std::string>{"eager", "piecewise", "full"});
+  a.mode_name = "bogus";
+  CHECK(usage_error_of(a) == "--mode 'bogus' is not a mode: use eager, piecewise, full, auto or compare");
+}
+
+TEST_CASE("run plan: --buckets must be positive, strictly increasing and within --max-prefill-tokens", "[run_plan]") {
+  run_args a = tiny_args();
+  a.buckets = "8,16,64";
+  const run_plan p = make_run_plan(a);
+  CHECK(p.explicit_buckets);
+  CHECK(p.prefill_buckets == std::vector<int>{8, 16, 64});
+  a.buckets = "16,8";
+  CHECK_THAT(usage_error_of(a), Catch::Contains("--buckets '16,8'") && Catch::Contains("sorted and unique"));
+  a.buckets = "8,8";
+  CHECK_THAT(usage_error_of(a), Catch::Contains("sorted and unique"));
+  a.buckets = "0,8";
+  CHECK_THAT(usage_error_of(a), Catch::Contains("positive"));
+  a.buckets = "8,x";
+  CHECK_THAT(usage_error_of(a), Catch::Contains("'x' is not an integer"));
+  a.buckets = ",";
+  CHECK_THAT(usage_error_of(a), Catch::Contains("empty"));
+  a.buckets = "8,4096";
+  CHECK_THAT(usage_error_of(a), Catch::Contains("largest prefill bucket 4096 is above --max-prefill-tokens 2048"));
+}
+
+TEST_CASE("run plan: size arguments out of range are usage errors naming the flag", "[run_plan]") {
+  auto with = [](int run_args::*field, int v) {
+    run_args a = tiny_args();
+    a.*field = v;
+    return usage_error_of(a);
+  };
+  CHECK(with(&run_args::batch, 0) == "--batch 0 is out of range: it must be in 1..65536");
+  CHECK_THAT(with(&run_args::gen, 0), Catch::StartsWith("--gen 0 is out of range"));
+  CHECK_THAT(with(&run_args::prompt_len, -1), Catch::StartsWith("--prompt-len -1 is out of range"));
+  CHECK_THAT(with(&run_args::max_prefill_tokens, 0), Catch::StartsWith("--max-prefill-tokens 0"));
+  CHECK_THAT(with(&run_args::max_decode_batch, 1 << 20), Catch::StartsWith("--max-decode-batch 1048576"));
+  run_args a = tiny_args();
+  a.json_out = a.logits_out = "out";
+  CHECK(usage_error_of(a) == "--json and --logits-out name the same file");
+}
+
+TEST_CASE("run plan: --prompt-ids are parsed and checked against the vocabulary", "[run_plan]") {
+  run_args a = tiny_args();
+  a.prompt_ids = "1,2,3;4,5";
+  const run_plan p = make_run_plan(a);
+  CHECK(p.prompts == std::vector<std::vector<int>>{{1, 2, 3}, {4, 5}});
+  CHECK(p.limits.num_slots == 2);
+  a.prompt_ids = "garbage";
+  CHECK(input_error_of(a) == "--prompt-ids: prompt 0: 'garbage' is not an integer");
+  a.prompt_ids = "1,2;3,4,384";  // tiny's vocabulary is 384
+  CHECK(input_error_of(a) == "--prompt-ids: prompt 1, token 2: id 384 is outside the vocabulary [0, 384) of tiny");
+  a.prompt_ids = "-1";
+  CHECK_THAT(input_error_of(a), Catch::Contains("id -1 is outside the vocabulary"));
+  a.prompt_ids = ";;";
+  CHECK(input_error_of(a) == "--prompt-ids ';;' holds no prompt");
+  a.prompt_ids = "1,99999999999";
+  CHECK_THAT(input_error_of(a), Catch::Contains("'99999999999' is not an integer"));
+}
+
+TEST_CASE("run plan: --model DIR reads the checkpoint headers, --weights DIR alone is the same", "[run_plan]") {
+  run_args a = tiny_args();
+  a.model = (nh_test::data_dir() / "tiny").string();
+  const run_plan p = make_run_plan(a);
+  CHECK_FALSE(p.synthetic);
+  CHECK(p.checkpoint_dir == nh_test::data_dir() / "tiny");
+  CHECK(p.checkpoint.source.filename() == "model.safetensors");
+  CHECK(p.checkpoint.shards == 1);
+  // Every tensor of the checkpoint, and its data bytes as the header states them.
+  const checkpoint ck(p.checkpoint_dir);
+  CHECK(p.checkpoint.tensors == ck.names().size());
+  std::uint64_t bytes = 0;
+  for (const auto& n : ck.names()) bytes += ck.find(n).second->nbytes();
+  CHECK(p.checkpoint.file_bytes == bytes);
+  CHECK_THAT(p.weights_description(0), Catch::Contains("model.safetensors") && Catch::Contains("headers checked"));
+
+  run_args w = tiny_args();
+  w.model.clear();
+  w.weights = a.model;
+  const run_plan q = make_run_plan(w);
+  CHECK_FALSE(q.synthetic);
+  CHECK(q.config.vocab_size == p.config.vocab_size);
+
+  // The config.json path also finds the checkpoint beside it.
+  run_args c = tiny_args();
+  c.model = (nh_test::data_dir() / "tiny" / "config.json").string();
+  CHECK_FALSE(make_run_plan(c).synthetic);
+}
+
+TEST_CASE("run plan: bad checkpoints and configs are caught from the headers", "[run_plan]") {
+  temp_dir t("run_plan_ckpt");
+  run_args a = tiny_args();
+  a.model = t.path.string();
+
+  CHECK_THAT(input_error_of(a), Catch::Contains("neither a preset") || Catch::Contains("no config.json"));
+
+  std::filesystem::copy_file(nh_test::data_dir() / "tiny" / "config.json", t.path / "config.json");
+  CHECK_THAT(input_error_of(a), Catch::Contains("has no model.safetensors or model.safetensors.index.json") &&
+                                    Catch::Contains("synthetic weights are only for presets"));
+
+  std::ofstream(t.path / "model.safetensors").close();  // zero bytes
+  CHECK_THAT(input_error_of(a), Catch::Contains("model.safetensors: truncated: 0 bytes"));
+
+  std::filesystem::remove(t.path / "model.safetensors");
+  std::filesystem::copy_file(nh_test::data_dir() / "tiny" / "model.safetensors", t.path / "model.safetensors");
+  CHECK_FALSE(make_run_plan(a).synthetic);
+  const auto full = std::filesystem::file_size(t.path / "model.safetensors");
+  std::filesystem::resize_file(t.path / "model.safetensors", full - 1);  // the last tensor loses a byte
+  CHECK_THAT(input_error_of(a), Catch::Contains("model.safetensors") &&
+                                    (Catch::Contains("beyond") || Catch::Contains("truncated")));
+  std::filesystem::resize_file(t.path / "model.safetensors", 100);  // inside the header
+  CHECK_THAT(input_error_of(a), Catch::Contains("model.safetensors") && Catch::Contains("truncated or corrupt"));
+
+  // A checkpoint for another config: the tensor and both shapes are named.
+  run_args other = tiny_args();
+  other.model = "small";
+  other.weights = (nh_test::data_dir() / "tiny").string();
+  CHECK_THAT(input_error_of(other), Catch::Contains("tensor"));
+
+  // A truncated config.json.
+  const std::string cfg = read_all(nh_test::data_dir() / "tiny" / "config.json");
+  std::ofstream(t.path / "config.json", std::ios::trunc) << cfg.substr(0, cfg.size() / 2);
+  CHECK_THAT(input_error_of(a), Catch::Contains("config.json: invalid JSON"));
+}
+
+TEST_CASE("run plan: output paths are checked without writing them", "[run_plan]") {
+  temp_dir t("run_plan_out");
+  const auto keep = t.path / "keep.json";
+  std::ofstream(keep) << "keep";
+  run_args a = tiny_args();
+  a.json_out = keep.string();
+  a.logits_out = (t.path / "new.npy").string();
+  a.dot_dir = (t.path / "dot" / "nested").string();
+  (void)make_run_plan(a);
+  CHECK(read_all(keep) == "keep");  // not truncated
+  CHECK_FALSE(std::filesystem::exists(t.path / "new.npy"));
+  CHECK_FALSE(std::filesystem::exists(t.path / "dot"));
+
+  a = tiny_args();
+  a.json_out = (t.path / "missing" / "out.json").string();
+  CHECK_THAT(input_error_of(a), Catch::Contains("--json") && Catch::Contains("does not exist"));
+  a = tiny_args();
+  a.logits_out = t.path.string();
+  CHECK_THAT(input_error_of(a), Catch::Contains("--logits-out") && Catch::Contains("is a directory"));
+  a = tiny_args();
+  a.dot_dir = (keep / "sub").string();
+  CHECK_THAT(input_error_of(a), Catch::Contains("--dot") && Catch::Contains("is not a directory"));
+  CHECK_NOTHROW(check_output_file("relative-file-in-cwd.json", "--json"));
+}
+
+TEST_CASE("run plan: shapes the GPU kernels do not support are refused before any weight is read", "[run_plan]") {
+  model_config c = preset("tiny");
+  CHECK_NOTHROW(check_gpu_support(c));
+  c.head_dim = 64;
+  CHECK_THAT(error_of([&] { check_gpu_support(c); }), Catch::Contains("tiny: head_dim 64 is not 128"));
+  c = preset("tiny");
+  c.mamba_head_dim = 48;
+  CHECK_THAT(error_of([&] { check_gpu_support(c); }), Catch::Contains("mamba_head_dim 48"));
+  c = preset("tiny");
+  c.conv_kernel = 3;
+  CHECK_THAT(error_of([&] { check_gpu_support(c); }), Catch::Contains("conv_kernel 3 is not 4"));
+}
+
+TEST_CASE("run plan: the printed plan names model, weights, buckets, modes and memory", "[run_plan]") {
+  run_args a = tiny_args();
+  a.mode_name = "compare";
+  a.buckets = "8,16";
+  const std::string s = format_plan(make_run_plan(a), a);
+  CHECK_THAT(s, Catch::Contains("model   tiny: 6 layers"));
+  CHECK_THAT(s, Catch::Contains("weights synthetic weights (preset tiny, no checkpoint), seed 0"));
+  CHECK_THAT(s, Catch::Contains("prompts 2 sequences of 3 tokens (random ids, seed 0), 4 generated each"));
+  CHECK_THAT(s, Catch::Contains("buckets prefill (2 sizes, --buckets): 8,16"));
+  CHECK_THAT(s, Catch::Contains("decode (20 sizes, generated): 1,2,3"));
+  CHECK_THAT(s, Catch::Contains("modes   eager, piecewise, full"));
+  CHECK_THAT(s, Catch::Contains("MiB needed (estimate)"));
+}
