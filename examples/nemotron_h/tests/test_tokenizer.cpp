@@ -344,3 +344,22 @@ TEST_CASE("tokenizer.json: unsupported or broken fields give clear errors", "[to
             .find("nested deeper") != std::string::npos);
   CHECK(nh_test::error_of([] { (void)tokenizer::from_file("/nonexistent/tokenizer.json"); }).find("/nonexistent/tokenizer.json: cannot read") == 0);
 }
+
+TEST_CASE("regex: Oniguruma's \\s and \\w meanings in PCRE2", "[tokenizer]") {
+  auto count = [](std::string_view pattern, std::string_view subject) {
+    const regex r(regex::from_oniguruma(pattern, "test"), "test");
+    std::vector<std::pair<std::size_t, std::size_t>> m;
+    r.find_all(subject, m);
+    return m.size();
+  };
+  CHECK(regex::from_oniguruma("[^\\s\\p{L}]\\s+(?!\\S)\\\\s", "t") == "[^\\p{White_Space}\\p{L}]\\p{White_Space}+(?!\\P{White_Space})\\\\s");
+  CHECK(count("\\s", "\u3000\u00a0\u2028\u0085 \t") == 6);
+  CHECK(count("\\s", "\u180e\u200b") == 0);  // not White_Space (PCRE2's own \s takes U+180E)
+  CHECK(count("\\w+", "e\u0301_x") == 1);     // marks and connectors are word characters
+  CHECK(count("[\\w]", "a\u0301") == 2);
+  CHECK(count("\\W", "a b") == 1);
+  CHECK(count("\\Q\\s\\E", "\\s") == 1);
+  CHECK(nh_test::error_of([] { (void)regex::from_oniguruma("[\\W]", "p"); }).find("p: \\W inside a character class") == 0);
+  CHECK(nh_test::error_of([] { (void)regex::from_oniguruma("\\bx", "p"); }).find("word boundary") != std::string::npos);
+  CHECK(nh_test::error_of([] { (void)regex("(", "p"); }).find("p: the regular expression does not compile (PCRE2, at offset 1)") == 0);
+}

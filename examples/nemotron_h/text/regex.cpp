@@ -45,31 +45,47 @@ regex::~regex() = default;
 regex::regex(regex&&) noexcept = default;
 regex& regex::operator=(regex&&) noexcept = default;
 
-void regex::find_all(std::string_view subject, std::vector<std::pair<std::size_t, std::size_t>>& out) const {
-  std::unique_ptr<pcre2_match_data, match_data_deleter> md(pcre2_match_data_create_from_pattern(impl_->code, nullptr));
-  if (!md) throw std::bad_alloc();
-  const auto* s = reinterpret_cast<PCRE2_SPTR>(subject.data());
-  std::size_t pos = 0;
-  std::uint32_t opts = 0;  // the first match checks the subject's UTF-8; later ones need not
-  while (pos <= subject.size()) {
-    const int rc = jit_ ? pcre2_jit_match(impl_->code, s, subject.size(), pos, opts, md.get(), nullptr)
-                        : pcre2_match(impl_->code, s, subject.size(), pos, opts, md.get(), nullptr);
-    if (rc == PCRE2_ERROR_NOMATCH) return;
-    if (rc < 0) {
-      throw piecewise::config_error(fmt::format("regex match failed at byte {}: {}", pos, pcre2_message(rc)));
-    }
-    opts = PCRE2_NO_UTF_CHECK;
-    const PCRE2_SIZE* ov = pcre2_get_ovector_pointer(md.get());
-    const std::size_t b = ov[0], e = ov[1];
-    if (e < b) return;  // \K tricks: not meaningful for a split pattern
-    out.emplace_back(b, e);
-    if (e > b) {
-      pos = e;
-    } else {  // empty match: step over one character
-      pos = e + 1;
-      while (pos < subject.size() && (static_cast<unsigned char>(subject[pos]) & 0xC0) == 0x80) ++pos;
-    }
+regex::cursor::cursor(const regex& re, std::string_view subject)
+    : re_(&re), subject_(subject), match_data_(pcre2_match_data_create_from_pattern(re.impl_->code, nullptr)) {
+  if (match_data_ == nullptr) throw std::bad_alloc();
+}
+
+regex::cursor::~cursor() { pcre2_match_data_free(static_cast<pcre2_match_data*>(match_data_)); }
+
+bool regex::cursor::next(std::size_t& begin, std::size_t& end) {
+  if (done_ || pos_ > subject_.size()) return false;
+  auto* md = static_cast<pcre2_match_data*>(match_data_);
+  const auto* s = reinterpret_cast<PCRE2_SPTR>(subject_.data());
+  const std::uint32_t opts = checked_ ? PCRE2_NO_UTF_CHECK : 0;  // the first match checks the UTF-8
+  const int rc = re_->jit_ ? pcre2_jit_match(re_->impl_->code, s, subject_.size(), pos_, opts, md, nullptr)
+                           : pcre2_match(re_->impl_->code, s, subject_.size(), pos_, opts, md, nullptr);
+  if (rc == PCRE2_ERROR_NOMATCH) {
+    done_ = true;
+    return false;
   }
+  if (rc < 0) {
+    throw piecewise::config_error(fmt::format("regex match failed at byte {}: {}", pos_, pcre2_message(rc)));
+  }
+  checked_ = true;
+  const PCRE2_SIZE* ov = pcre2_get_ovector_pointer(md);
+  begin = ov[0];
+  end = ov[1];
+  if (end < begin) {  // \K tricks: not meaningful for a split pattern
+    done_ = true;
+    return false;
+  }
+  if (end > begin) {
+    pos_ = end;
+  } else {  // empty match: step over one character
+    pos_ = end + 1;
+    while (pos_ < subject_.size() && (static_cast<unsigned char>(subject_[pos_]) & 0xC0) == 0x80) ++pos_;
+  }
+  return true;
+}
+
+void regex::find_all(std::string_view subject, std::vector<std::pair<std::size_t, std::size_t>>& out) const {
+  cursor c(*this, subject);
+  for (std::size_t b, e; c.next(b, e);) out.emplace_back(b, e);
 }
 
 bool regex::search(std::string_view subject) const {
@@ -80,6 +96,55 @@ bool regex::search(std::string_view subject) const {
   if (rc == PCRE2_ERROR_NOMATCH) return false;
   if (rc < 0) throw piecewise::config_error(fmt::format("regex match failed: {}", pcre2_message(rc)));
   return true;
+}
+
+std::string regex::from_oniguruma(std::string_view pattern, const std::string& what) {
+  std::string out;
+  out.reserve(pattern.size() + 32);
+  bool in_class = false;
+  std::size_t class_start = 0;  // index in `pattern` just after '[' or "[^"
+  for (std::size_t i = 0; i < pattern.size(); ++i) {
+    const char c = pattern[i];
+    if (c == '\\' && i + 1 < pattern.size()) {
+      const char e = pattern[++i];
+      switch (e) {
+        case 's': out += "\\p{White_Space}"; break;
+        case 'S': out += "\\P{White_Space}"; break;
+        case 'w': out += in_class ? "\\p{L}\\p{M}\\p{Nd}\\p{Pc}" : "[\\p{L}\\p{M}\\p{Nd}\\p{Pc}]"; break;
+        case 'W':
+          if (in_class) {
+            throw piecewise::config_error(fmt::format("{}: \\W inside a character class (offset {}) is not supported", what, i - 1));
+          }
+          out += "[^\\p{L}\\p{M}\\p{Nd}\\p{Pc}]";
+          break;
+        case 'b':
+        case 'B':
+          if (!in_class) {
+            throw piecewise::config_error(fmt::format("{}: \\{} (word boundary, offset {}) is not supported", what, e, i - 1));
+          }
+          [[fallthrough]];
+        default:
+          out += '\\';
+          out += e;
+          if (e == 'Q') {  // \Q...\E: copied verbatim
+            const std::size_t end = pattern.find("\\E", i + 1);
+            const std::size_t stop = end == std::string_view::npos ? pattern.size() : end + 2;
+            out.append(pattern.substr(i + 1, stop - i - 1));
+            i = stop - 1;
+          }
+      }
+      continue;
+    }
+    if (!in_class && c == '[') {
+      in_class = true;
+      class_start = i + 1;
+      if (class_start < pattern.size() && pattern[class_start] == '^') ++class_start;
+    } else if (in_class && c == ']' && i != class_start) {
+      in_class = false;
+    }
+    out += c;
+  }
+  return out;
 }
 
 std::string regex::escape(std::string_view literal) {

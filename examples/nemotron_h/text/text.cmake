@@ -1,25 +1,23 @@
 # Text in, text out: the Hugging Face tokenizer.json tokenizer (byte-level BPE, PCRE2 split
 # patterns) and incremental decoding. Host only, no CUDA: the runner links it.
 find_package(nlohmann_json REQUIRED)
+# PCRE2 (8-bit): found by find_path / find_library, so a CMAKE_PREFIX_PATH prefix (the GPU
+# machine's staged Debian packages) wins over pkg-config, whose hints come after it.
 find_package(PkgConfig QUIET)
 if(PkgConfig_FOUND)
-  pkg_check_modules(NH_PCRE2 QUIET IMPORTED_TARGET libpcre2-8)
+  pkg_check_modules(NH_PC_PCRE2 QUIET libpcre2-8)
 endif()
-if(NH_PCRE2_FOUND)
-  set(_nh_pcre2 PkgConfig::NH_PCRE2)
-else()
-  find_path(NH_PCRE2_INCLUDE_DIR pcre2.h)
-  find_library(NH_PCRE2_LIBRARY NAMES pcre2-8)
-  if(NOT NH_PCRE2_INCLUDE_DIR OR NOT NH_PCRE2_LIBRARY)
-    message(FATAL_ERROR "PCRE2 (8-bit) not found: the NemotronH tokenizer needs it for the split "
-                        "patterns of tokenizer.json. Install Debian's libpcre2-dev (apt-get install "
-                        "libpcre2-dev) or point CMAKE_PREFIX_PATH at a prefix holding pcre2.h and libpcre2-8.")
-  endif()
-  add_library(nh_pcre2 INTERFACE)
-  target_include_directories(nh_pcre2 INTERFACE ${NH_PCRE2_INCLUDE_DIR})
-  target_link_libraries(nh_pcre2 INTERFACE ${NH_PCRE2_LIBRARY})
-  set(_nh_pcre2 nh_pcre2)
+find_path(NH_PCRE2_INCLUDE_DIR pcre2.h HINTS ${NH_PC_PCRE2_INCLUDE_DIRS})
+find_library(NH_PCRE2_LIBRARY NAMES pcre2-8 HINTS ${NH_PC_PCRE2_LIBRARY_DIRS})
+if(NOT NH_PCRE2_INCLUDE_DIR OR NOT NH_PCRE2_LIBRARY)
+  message(FATAL_ERROR "PCRE2 (8-bit) not found: the NemotronH tokenizer needs it for the split "
+                      "patterns of tokenizer.json. Install Debian's libpcre2-dev (apt-get install "
+                      "libpcre2-dev) or point CMAKE_PREFIX_PATH at a prefix holding pcre2.h and libpcre2-8.")
 endif()
+message(STATUS "PCRE2: ${NH_PCRE2_LIBRARY}")
+add_library(nh_pcre2 INTERFACE)
+target_include_directories(nh_pcre2 INTERFACE ${NH_PCRE2_INCLUDE_DIR})
+target_link_libraries(nh_pcre2 INTERFACE ${NH_PCRE2_LIBRARY})
 
 add_library(nh_text STATIC
   ${CMAKE_CURRENT_LIST_DIR}/regex.cpp
@@ -27,7 +25,7 @@ add_library(nh_text STATIC
   ${CMAKE_CURRENT_LIST_DIR}/tokenizer.cpp
   ${CMAKE_CURRENT_LIST_DIR}/stream_decoder.cpp)
 target_include_directories(nh_text PUBLIC ${CMAKE_CURRENT_SOURCE_DIR})
-target_link_libraries(nh_text PUBLIC piecewise::host nlohmann_json::nlohmann_json PRIVATE ${_nh_pcre2})
+target_link_libraries(nh_text PUBLIC piecewise::host nlohmann_json::nlohmann_json PRIVATE nh_pcre2)
 target_compile_features(nh_text PUBLIC cxx_std_20)
 
 add_executable(nh_tokenizer_bench ${CMAKE_CURRENT_LIST_DIR}/../bench/tokenizer_bench.cpp)

@@ -5,6 +5,7 @@
 
 #include "piecewise/error.hpp"
 #include "text/utf8.hpp"
+#include "text/word_cache.hpp"
 
 namespace nemotron_h::text {
 
@@ -53,8 +54,6 @@ std::string byte_level_string(std::uint8_t b) {
   append_utf8(s, byte_to_char(b));
   return s;
 }
-
-constexpr std::uint64_t pair_key(std::uint32_t a, std::uint32_t b) { return (std::uint64_t{a} << 32) | b; }
 
 /// First code point of `s` (valid UTF-8, non-empty) and its length.
 std::string_view first_char(std::string_view s) {
@@ -113,10 +112,8 @@ struct tokenizer::trie {
 // ---------------------------------------------------------------- word cache
 
 struct tokenizer::cache {
-  static constexpr std::size_t kCapacity = 1 << 18;  // words; inserts stop when full
-  static constexpr std::size_t kMaxWord = 128;       // bytes; longer words are not cached
   std::mutex mu;
-  std::unordered_map<std::string, std::vector<std::uint32_t>> map;
+  detail::word_cache words;
 };
 
 // ---------------------------------------------------------------- construction
@@ -154,7 +151,8 @@ tokenizer::tokenizer(const tokenizer_spec& spec)
 
   for (const pre_tokenizer_step& s : spec.pre_tokenizer) {
     if (s.type == pre_tokenizer_step::kind::split) {
-      splits_.push_back({regex(s.regex, fmt::format("{}: {}.pattern", source_, s.where)), s.behavior, s.invert});
+      const std::string what = fmt::format("{}: {}.pattern", source_, s.where);
+      splits_.push_back({regex(regex::from_oniguruma(s.regex, what), what), s.behavior, s.invert});
     } else {
       add_prefix_space_ = s.add_prefix_space;
       if (s.use_regex) {
@@ -196,7 +194,7 @@ tokenizer::tokenizer(const tokenizer_spec& spec)
   merges_.reserve(m.merges.size());
   for (std::size_t r = 0; r < m.merges.size(); ++r) {
     const auto& [a, b] = m.merges[r];
-    merges_.insert_or_assign(pair_key(vocab.at(a), vocab.at(b)), (std::uint64_t(r) << 32) | vocab.at(a + b));
+    merges_.set(vocab.at(a), vocab.at(b), {static_cast<std::uint32_t>(r), vocab.at(a + b)});
   }
   if (ignore_merges_) {
     for (const auto& [tok, id] : m.vocab) {
@@ -216,7 +214,7 @@ tokenizer::~tokenizer() = default;
 // ---------------------------------------------------------------- lookups
 
 std::optional<std::uint32_t> tokenizer::token_to_id(std::string_view token) const {
-  auto it = token_ids_.find(std::string(token));
+  auto it = token_ids_.find(token);
   if (it == token_ids_.end()) return std::nullopt;
   return it->second;
 }
@@ -276,7 +274,7 @@ void tokenizer::split_added(std::string_view s, const trie& t, bool parse_specia
         if (!is_space(c)) break;
         stop += c.size();
       }
-      pos = stop;
+      // The next match is still looked for from the token's own end, as HF's matcher does.
     }
     if (start_offset < start) on_text(s.substr(start_offset, start - start_offset));
     on_token(a.id);
@@ -307,67 +305,78 @@ std::vector<std::uint32_t> tokenizer::encode(std::string_view text, const encode
 
 void tokenizer::encode_segment(std::string_view s, std::vector<std::uint32_t>& out) const { run_steps(s, 0, out); }
 
+namespace {
+
+/// A piece of a Split step's input: a match of its pattern or the text between two matches.
+struct piece {
+  std::size_t b, e;
+  bool match;
+};
+
+/// Folds the pieces of a Split step as its behavior says (HF's SplitDelimiterBehavior), one at
+/// a time, handing each finished piece to `emit`.
+struct piece_folder {
+  split_behavior behavior;
+  bool have = false, prev_match = false;
+  piece pending{};
+
+  template <class Emit>
+  void push(const piece& p, Emit&& emit) {
+    switch (behavior) {
+      case split_behavior::isolated: emit(p); return;
+      case split_behavior::removed:
+        if (!p.match) emit(p);
+        return;
+      case split_behavior::merged_with_previous:  // a match joins the non-match before it
+        if (p.match && !prev_match && have) pending.e = p.e;
+        else replace(p, emit);
+        break;
+      case split_behavior::contiguous:  // runs of matches (and of non-matches) join
+        if (p.match == prev_match && have) pending.e = p.e;
+        else replace(p, emit);
+        break;
+      case split_behavior::merged_with_next:  // a match joins the non-match after it
+        if (have && pending.match && !p.match) pending = {pending.b, p.e, false};
+        else replace(p, emit);
+        break;
+    }
+    prev_match = p.match;
+  }
+  template <class Emit>
+  void replace(const piece& p, Emit&& emit) {
+    if (have) emit(pending);
+    pending = p;
+    have = true;
+  }
+  template <class Emit>
+  void finish(Emit&& emit) {
+    if (have) emit(pending);
+    have = false;
+  }
+};
+
+}  // namespace
+
 void tokenizer::run_steps(std::string_view s, std::size_t step, std::vector<std::uint32_t>& out) const {
   if (step == splits_.size()) {
     byte_level(s, out);
     return;
   }
   const split_step& sp = splits_[step];
-  std::vector<std::pair<std::size_t, std::size_t>> found;
-  sp.re.find_all(s, found);
-  // (begin, end, is_match) pieces covering s, as HF's Pattern::find_matches.
-  struct piece {
-    std::size_t b, e;
-    bool match;
+  piece_folder fold{sp.behavior};
+  auto emit = [&](const piece& p) {
+    if (p.e > p.b) run_steps(s.substr(p.b, p.e - p.b), step + 1, out);
   };
-  std::vector<piece> pieces;
-  pieces.reserve(found.size() * 2 + 1);
+  // (begin, end, is_match) pieces covering s, as HF's Pattern::find_matches.
+  regex::cursor c(sp.re, s);
   std::size_t prev = 0;
-  for (const auto& [b, e] : found) {
-    if (prev != b) pieces.push_back({prev, b, sp.invert});
-    pieces.push_back({b, e, !sp.invert});
+  for (std::size_t b, e; c.next(b, e);) {
+    if (prev != b) fold.push({prev, b, sp.invert}, emit);
+    fold.push({b, e, !sp.invert}, emit);
     prev = e;
   }
-  if (prev != s.size()) pieces.push_back({prev, s.size(), sp.invert});
-
-  std::vector<piece> merged;
-  merged.reserve(pieces.size());
-  bool previous_match = false;
-  switch (sp.behavior) {
-    case split_behavior::isolated:
-      merged.swap(pieces);
-      break;
-    case split_behavior::removed:
-      for (const piece& p : pieces) {
-        if (!p.match) merged.push_back(p);
-      }
-      break;
-    case split_behavior::merged_with_previous:
-      for (const piece& p : pieces) {
-        if (p.match && !previous_match && !merged.empty()) merged.back().e = p.e;
-        else merged.push_back(p);
-        previous_match = p.match;
-      }
-      break;
-    case split_behavior::merged_with_next:
-      for (auto it = pieces.rbegin(); it != pieces.rend(); ++it) {
-        if (it->match && !previous_match && !merged.empty()) merged.back().b = it->b;
-        else merged.push_back(*it);
-        previous_match = it->match;
-      }
-      std::reverse(merged.begin(), merged.end());
-      break;
-    case split_behavior::contiguous:
-      for (const piece& p : pieces) {
-        if (p.match == previous_match && !merged.empty()) merged.back().e = p.e;
-        else merged.push_back(p);
-        previous_match = p.match;
-      }
-      break;
-  }
-  for (const piece& p : merged) {
-    if (p.e > p.b) run_steps(s.substr(p.b, p.e - p.b), step + 1, out);
-  }
+  if (prev != s.size()) fold.push({prev, s.size(), sp.invert}, emit);
+  fold.finish(emit);
 }
 
 void tokenizer::byte_level(std::string_view s, std::vector<std::uint32_t>& out) const {
@@ -382,10 +391,9 @@ void tokenizer::byte_level(std::string_view s, std::vector<std::uint32_t>& out) 
     bpe(s, out);
     return;
   }
-  std::vector<std::pair<std::size_t, std::size_t>> found;
-  byte_level_regex_->find_all(s, found);
+  regex::cursor c(*byte_level_regex_, s);
   std::size_t prev = 0;
-  for (const auto& [b, e] : found) {  // Isolated: the gaps are pieces too
+  for (std::size_t b, e; c.next(b, e);) {  // Isolated: the gaps are pieces too
     if (prev != b) bpe(s.substr(prev, b - prev), out);
     if (e > b) bpe(s.substr(b, e - b), out);
     prev = e;
@@ -394,31 +402,29 @@ void tokenizer::byte_level(std::string_view s, std::vector<std::uint32_t>& out) 
 }
 
 void tokenizer::bpe(std::string_view word, std::vector<std::uint32_t>& out) const {
+  if (word.size() == 1) {  // one byte: no merge applies (digits, punctuation, spaces are often alone)
+    const auto& init = initial_[static_cast<unsigned char>(word[0])];
+    out.insert(out.end(), init.begin(), init.end());
+    return;
+  }
   if (ignore_merges_) {
-    if (auto it = word_ids_.find(std::string(word)); it != word_ids_.end()) {
+    if (auto it = word_ids_.find(word); it != word_ids_.end()) {
       out.push_back(it->second);
       return;
     }
   }
-  if (word.size() > cache::kMaxWord) {
+  if (word.size() > detail::word_cache::kMaxWord) {
     bpe_uncached(word, out);
     return;
   }
-  const std::string key(word);
   {
     std::lock_guard<std::mutex> lock(cache_->mu);
-    auto it = cache_->map.find(key);
-    if (it != cache_->map.end()) {
-      out.insert(out.end(), it->second.begin(), it->second.end());
-      return;
-    }
+    if (cache_->words.find(word, out)) return;
   }
   const std::size_t before = out.size();
   bpe_uncached(word, out);
   std::lock_guard<std::mutex> lock(cache_->mu);
-  if (cache_->map.size() < cache::kCapacity) {
-    cache_->map.emplace(key, std::vector<std::uint32_t>(out.begin() + static_cast<std::ptrdiff_t>(before), out.end()));
-  }
+  cache_->words.insert(word, out.data() + before, out.size() - before);
 }
 
 void tokenizer::bpe_uncached(std::string_view word, std::vector<std::uint32_t>& out) const {
@@ -448,9 +454,8 @@ void tokenizer::bpe_uncached(std::string_view word, std::vector<std::uint32_t>& 
   auto consider = [&](std::int32_t i) {
     const std::int32_t j = sym[static_cast<std::size_t>(i)].next;
     if (j < 0) return;
-    auto it = merges_.find(pair_key(sym[static_cast<std::size_t>(i)].id, sym[static_cast<std::size_t>(j)].id));
-    if (it != merges_.end()) {
-      heap.push_back({static_cast<std::uint32_t>(it->second >> 32), i});
+    if (const auto* m = merges_.find(sym[static_cast<std::size_t>(i)].id, sym[static_cast<std::size_t>(j)].id)) {
+      heap.push_back({m->rank, i});
       std::push_heap(heap.begin(), heap.end());
     }
   };
@@ -462,9 +467,9 @@ void tokenizer::bpe_uncached(std::string_view word, std::vector<std::uint32_t>& 
     symbol& a = sym[static_cast<std::size_t>(c.pos)];
     if (!a.alive || a.next < 0) continue;
     symbol& b = sym[static_cast<std::size_t>(a.next)];
-    auto it = merges_.find(pair_key(a.id, b.id));
-    if (it == merges_.end() || static_cast<std::uint32_t>(it->second >> 32) != c.rank) continue;  // stale
-    a.id = static_cast<std::uint32_t>(it->second & 0xFFFFFFFFu);
+    const auto* m = merges_.find(a.id, b.id);
+    if (m == nullptr || m->rank != c.rank) continue;  // stale
+    a.id = m->merged;
     b.alive = false;
     a.next = b.next;
     if (a.next >= 0) sym[static_cast<std::size_t>(a.next)].prev = c.pos;

@@ -14,6 +14,7 @@
 #include <array>
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -23,10 +24,21 @@
 #include <unordered_map>
 #include <vector>
 
+#include "text/merge_table.hpp"
 #include "text/regex.hpp"
 #include "text/tokenizer_json.hpp"
 
 namespace nemotron_h::text {
+
+namespace detail {
+/// Hash of std::string keys that also takes std::string_view (no temporary string per lookup).
+struct string_hash {
+  using is_transparent = void;
+  std::size_t operator()(std::string_view s) const noexcept { return std::hash<std::string_view>{}(s); }
+};
+template <class V>
+using string_map = std::unordered_map<std::string, V, string_hash, std::equal_to<>>;
+}  // namespace detail
 
 /// Options of tokenizer::encode.
 struct encode_options {
@@ -100,7 +112,7 @@ class tokenizer {
   std::vector<std::uint8_t> present_;    // id has a token
   std::vector<std::uint8_t> special_;    // id is a special added token
   std::vector<std::string> bytes_;       // id -> decoded bytes
-  std::unordered_map<std::string, std::uint32_t> token_ids_;
+  detail::string_map<std::uint32_t> token_ids_;
   std::vector<added_token_spec> added_;
   std::unique_ptr<trie> raw_trie_, normalized_trie_;
   std::unique_ptr<regex> word_char_, space_char_;  // for single_word, lstrip and rstrip
@@ -110,8 +122,8 @@ class tokenizer {
   std::unique_ptr<regex> byte_level_regex_;  // ByteLevel use_regex
 
   std::array<std::vector<std::uint32_t>, 256> initial_;  // byte -> its first symbols
-  std::unordered_map<std::uint64_t, std::uint64_t> merges_;  // (a << 32 | b) -> (rank << 32 | merged)
-  std::unordered_map<std::string, std::uint32_t> word_ids_;  // raw bytes -> id (ignore_merges)
+  detail::merge_table merges_;  // (left, right) -> (rank, merged)
+  detail::string_map<std::uint32_t> word_ids_;  // raw bytes -> id (ignore_merges)
   bool ignore_merges_ = false;
   std::optional<std::uint32_t> unk_;
   bool fuse_unk_ = false;

@@ -138,7 +138,8 @@ struct reader {
       else fail(fmt::format("field '{}.pattern' must be {{\"Regex\": ...}} or {{\"String\": ...}}, got {}", where, show(pat)));
       s.behavior = behavior(step, where);
       s.invert = opt_bool(step, "invert", false, where);
-      (void)regex(s.regex, fmt::format("{}: {}.pattern", source, where));  // compile errors surface here
+      const std::string what = fmt::format("{}: {}.pattern", source, where);
+      (void)regex(regex::from_oniguruma(s.regex, what), what);  // compile errors surface here
     } else if (t == "ByteLevel") {
       s.type = pre_tokenizer_step::kind::byte_level;
       s.add_prefix_space = opt_bool(step, "add_prefix_space", true, where);

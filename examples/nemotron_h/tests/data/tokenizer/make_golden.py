@@ -34,8 +34,8 @@ import sys
 import time
 
 os.environ["TOKENIZERS_PARALLELISM"] = "false"
-
-from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, pre_tokenizers, processors, trainers  # noqa: E402
+# `tokenizers` is imported in build() and main() only, so corpus() can be used without it
+# (bench/hf_tokenizer_bench.py --write-text).
 
 TEKKEN = (r"[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]*[\p{Ll}\p{Lm}\p{Lo}\p{M}]+|"
           r"[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]+[\p{Ll}\p{Lm}\p{Lo}\p{M}]*|\p{N}|"
@@ -110,6 +110,7 @@ def corpus(rng, n_bytes):
 
 
 def build():
+    from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, pre_tokenizers, processors, trainers
     tok = Tokenizer(models.BPE(unk_token="<unk>"))
     tok.pre_tokenizer = pre_tokenizers.Sequence([
         pre_tokenizers.Split(Regex(TEKKEN), behavior="isolated", invert=False),
@@ -117,7 +118,7 @@ def build():
     ])
     tok.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(vocab_size=4096, min_frequency=2, show_progress=False,
-                                  special_tokens=[AddedToken(s, normalized=False, special=True) if _has_special_kw()
+                                  special_tokens=[AddedToken(s, normalized=False, special=True) if _has_special_kw(AddedToken)
                                                   else s for s in SPECIALS],
                                   initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
     tok.train_from_iterator(corpus(random.Random(1234), 1_500_000), trainer=trainer)
@@ -137,7 +138,7 @@ def build():
     return tok
 
 
-def _has_special_kw():
+def _has_special_kw(AddedToken):
     try:
         AddedToken("x", special=True)
         return True
@@ -152,6 +153,7 @@ def main():
     out.mkdir(parents=True, exist_ok=True)
     start = time.time()
     import tokenizers
+    from tokenizers import Tokenizer, pre_tokenizers
     tok = build()
     tok_path = out / "tokenizer.json"
     tok.save(str(tok_path))
