@@ -134,7 +134,11 @@ struct reader {
       const json& pat = object(member(step, "pattern", where), where + ".pattern");
       if (pat.size() != 1) fail(fmt::format("field '{}.pattern' must have one key (Regex or String), got {}", where, show(pat)));
       if (pat.contains("Regex")) s.regex = str(pat, "Regex", where + ".pattern");
-      else if (pat.contains("String")) s.regex = regex::escape(str(pat, "String", where + ".pattern"));
+      else if (pat.contains("String")) {
+        const std::string lit = str(pat, "String", where + ".pattern");
+        if (lit.empty()) fail(fmt::format("field '{}.pattern.String' is empty (not supported)", where));
+        s.regex = regex::escape(lit);
+      }
       else fail(fmt::format("field '{}.pattern' must be {{\"Regex\": ...}} or {{\"String\": ...}}, got {}", where, show(pat)));
       s.behavior = behavior(step, where);
       s.invert = opt_bool(step, "invert", false, where);
