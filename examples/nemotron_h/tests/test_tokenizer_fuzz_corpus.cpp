@@ -5,7 +5,6 @@
 // checks.
 #include <catch2/catch.hpp>
 
-#include <algorithm>
 #include <filesystem>
 #include <string>
 #include <vector>
@@ -19,21 +18,8 @@
 using namespace nemotron_h::text;
 namespace fs = std::filesystem;
 
-namespace {
-
-std::vector<fs::path> files_of(const std::string& target) {
-  std::vector<fs::path> out;
-  for (const auto& e : fs::directory_iterator(fs::path(NH_FUZZ_CORPUS_DIR) / target)) {
-    if (e.is_regular_file()) out.push_back(e.path());
-  }
-  std::sort(out.begin(), out.end());
-  return out;
-}
-
-}  // namespace
-
 TEST_CASE("fuzz corpus: tokenizer.json seeds load or give a config_error", "[fuzz][tokenizer]") {
-  const auto files = files_of("tokenizer_json");
+  const auto files = nh_test::fuzz_corpus_files("tokenizer_json");
   CHECK(files.size() >= 10);
   int accepted = 0, rejected = 0;
   for (const fs::path& f : files) {
@@ -58,7 +44,7 @@ TEST_CASE("fuzz corpus: tokenizer.json seeds load or give a config_error", "[fuz
 
 TEST_CASE("fuzz corpus: encoder seeds round-trip", "[fuzz][tokenizer]") {
   const tokenizer t = tokenizer::from_file(nh_test::tokenizer_data_dir() / "tiny.json");
-  const auto files = files_of("tokenizer_encode");
+  const auto files = nh_test::fuzz_corpus_files("tokenizer_encode");
   CHECK(files.size() >= 10);
   for (const fs::path& f : files) {
     CAPTURE(f.string());
@@ -68,10 +54,7 @@ TEST_CASE("fuzz corpus: encoder seeds round-trip", "[fuzz][tokenizer]") {
     for (bool special : {true, false}) {
       const auto ids = t.encode(b, {.add_special_tokens = false, .parse_special = special});
       CHECK(t.decode(ids) == expect);
-      stream_decoder sd(t);
-      std::string streamed;
-      for (std::uint32_t id : ids) streamed += sd.push(id);
-      CHECK(streamed + sd.flush() == expect);
+      CHECK(nh_test::stream_decode(t, ids) == expect);
     }
   }
 }

@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "text/stream_decoder.hpp"
 #include "text/utf8.hpp"
 
 namespace nh_test {
@@ -18,6 +19,20 @@ inline std::filesystem::path tokenizer_data_dir() { return std::filesystem::path
 inline std::string read_text(const std::filesystem::path& p) {
   std::ifstream f(p, std::ios::binary);
   return {std::istreambuf_iterator<char>(f), std::istreambuf_iterator<char>()};
+}
+
+/// The text a stream_decoder gives for `ids` (every push, then the flush); false in `all_valid`
+/// when a push returned something that is not valid UTF-8.
+inline std::string stream_decode(const nemotron_h::text::tokenizer& t, const std::vector<std::uint32_t>& ids,
+                                 bool skip_special = false, bool* all_valid = nullptr) {
+  nemotron_h::text::stream_decoder sd(t, skip_special);
+  std::string out;
+  for (std::uint32_t id : ids) {
+    const std::string piece = sd.push(id);
+    if (all_valid != nullptr && !nemotron_h::text::is_valid_utf8(piece)) *all_valid = false;
+    out += piece;
+  }
+  return out + sd.flush();
 }
 
 /// Seeded random text: prose, code, numbers, whitespace runs, CRLF, CJK, emoji, combining

@@ -165,7 +165,7 @@ tokenizer::tokenizer(const tokenizer_spec& spec)
 
   // BPE: vocabulary ids of the byte-level strings, merges by rank.
   const bpe_spec& m = spec.model;
-  std::unordered_map<std::string, std::uint32_t> vocab;
+  std::unordered_map<std::string_view, std::uint32_t> vocab;  // views of spec's strings
   vocab.reserve(m.vocab.size());
   for (const auto& [tok, id] : m.vocab) vocab.emplace(tok, id);
   if (m.unk_token) unk_ = vocab.at(*m.unk_token);
@@ -194,7 +194,7 @@ tokenizer::tokenizer(const tokenizer_spec& spec)
   merges_.reserve(m.merges.size());
   for (std::size_t r = 0; r < m.merges.size(); ++r) {
     const auto& [a, b] = m.merges[r];
-    merges_.set(vocab.at(a), vocab.at(b), {static_cast<std::uint32_t>(r), vocab.at(a + b)});
+    merges_.set(vocab.at(a), vocab.at(b), {static_cast<std::uint32_t>(r), vocab.at(std::string(a) + b)});
   }
   if (ignore_merges_) {
     for (const auto& [tok, id] : m.vocab) {

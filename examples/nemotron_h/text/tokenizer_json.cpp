@@ -1,5 +1,6 @@
 #include "text/tokenizer_json.hpp"
 
+#include <algorithm>
 #include <fstream>
 #include <limits>
 #include <nlohmann/json.hpp>
@@ -197,16 +198,30 @@ struct reader {
     b.ignore_merges = opt_bool(m, "ignore_merges", false, "model");
 
     const json& vocab = object(member(m, "vocab", "model"), "model.vocab");
-    std::unordered_map<std::string, std::uint32_t> ids;
-    std::unordered_set<std::uint32_t> seen;
+    std::unordered_map<std::string_view, std::uint32_t> ids;  // views of the JSON's keys
     b.vocab.reserve(vocab.size());
     ids.reserve(vocab.size());
     for (auto it = vocab.begin(); it != vocab.end(); ++it) {
-      const std::string w = fmt::format("model.vocab[{}]", show(json(it.key())));
-      const std::uint32_t v = id(it.value(), w);
-      if (!seen.insert(v).second) fail(fmt::format("{}: id {} is used by another token too", w, v));
+      const json& val = it.value();
+      const std::uint32_t v = val.is_number_unsigned() && val.get<std::uint64_t>() <= 0x7FFFFFFFu
+                                  ? static_cast<std::uint32_t>(val.get<std::uint64_t>())
+                                  : id(val, fmt::format("model.vocab[{}]", show(json(it.key()))));
       ids.emplace(it.key(), v);
       b.vocab.emplace_back(it.key(), v);
+    }
+    {  // duplicate ids: sort a copy, then name the tokens of the first one found
+      std::vector<std::uint32_t> sorted;
+      sorted.reserve(b.vocab.size());
+      for (const auto& e : b.vocab) sorted.push_back(e.second);
+      std::sort(sorted.begin(), sorted.end());
+      const auto dup = std::adjacent_find(sorted.begin(), sorted.end());
+      if (dup != sorted.end()) {
+        std::vector<std::string> names;
+        for (const auto& e : b.vocab) {
+          if (e.second == *dup) names.push_back(show(json(e.first)));
+        }
+        fail(fmt::format("model.vocab: id {} is used by more than one token ({} and {})", *dup, names[0], names[1]));
+      }
     }
     if (b.unk_token && !ids.count(*b.unk_token)) {
       fail(fmt::format("field 'model.unk_token' = {} is not in model.vocab", show(json(*b.unk_token))));
