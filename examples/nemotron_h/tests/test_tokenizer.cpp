@@ -357,3 +357,15 @@ TEST_CASE("regex: the Oniguruma meanings of s and w escapes in PCRE2", "[tokeniz
   CHECK(nh_test::error_of([] { (void)regex::from_oniguruma("\\bx", "p"); }).find("word boundary") != std::string::npos);
   CHECK(nh_test::error_of([] { (void)regex("(", "p"); }).find("p: the regular expression does not compile (PCRE2, at offset 1)") == 0);
 }
+
+TEST_CASE("tokenizer: long runs of white space and letters encode (no PCRE2 match limit)", "[tokenizer]") {
+  const tokenizer& t = tiny();
+  // 11 MB of spaces: the split pattern backtracks over the whole run, past PCRE2's default
+  // limit of 10 million steps.
+  const std::string spaces(11'000'000, ' ');
+  for (const std::string& s : {spaces, spaces + "x", std::string(3'000'000, '\n') + spaces.substr(0, 3'000'000) + "A"}) {
+    const auto v = t.encode(s);
+    CHECK(v.size() == s.size());  // tiny.json has no merge for these bytes
+    CHECK(t.decode(v) == s);
+  }
+}

@@ -11,7 +11,11 @@ namespace nemotron_h::text {
 
 struct regex::impl {
   pcre2_code* code = nullptr;
-  ~impl() { pcre2_code_free(code); }
+  pcre2_match_context* context = nullptr;  // no match limit, a larger JIT stack (see below)
+  ~impl() {
+    pcre2_match_context_free(context);
+    pcre2_code_free(code);
+  }
 };
 
 namespace {
@@ -20,6 +24,17 @@ std::string pcre2_message(int code) {
   PCRE2_UCHAR buf[256];
   const int n = pcre2_get_error_message(code, buf, sizeof(buf));
   return n < 0 ? "unknown PCRE2 error " + std::to_string(code) : std::string(reinterpret_cast<char*>(buf));
+}
+
+/// One JIT stack per thread, up to 64 MiB (memory is taken as it is used), for every pattern:
+/// the default 32 KiB can run out on long runs of text that backtrack.
+pcre2_jit_stack* thread_jit_stack(void*) {
+  struct holder {
+    pcre2_jit_stack* stack = pcre2_jit_stack_create(32 * 1024, 64 * 1024 * 1024, nullptr);
+    ~holder() { pcre2_jit_stack_free(stack); }
+  };
+  thread_local holder h;
+  return h.stack;
 }
 
 struct match_data_deleter {
@@ -39,6 +54,12 @@ regex::regex(std::string_view pattern, const std::string& what) : impl_(std::mak
                     pcre2_message(err)));
   }
   jit_ = pcre2_jit_compile(impl_->code, PCRE2_JIT_COMPLETE) == 0;
+  // The split patterns backtrack over whole runs of white space or letters (a linear cost per
+  // match), so PCRE2's default limit of 10 million steps fails on a few MB of spaces: lift it.
+  impl_->context = pcre2_match_context_create(nullptr);
+  if (impl_->context == nullptr) throw std::bad_alloc();
+  pcre2_set_match_limit(impl_->context, 0xFFFFFFFFu);
+  if (jit_) pcre2_jit_stack_assign(impl_->context, thread_jit_stack, nullptr);
 }
 
 regex::~regex() = default;
@@ -57,8 +78,9 @@ bool regex::cursor::next(std::size_t& begin, std::size_t& end) {
   auto* md = static_cast<pcre2_match_data*>(match_data_);
   const auto* s = reinterpret_cast<PCRE2_SPTR>(subject_.data());
   const std::uint32_t opts = checked_ ? PCRE2_NO_UTF_CHECK : 0;  // the first match checks the UTF-8
-  const int rc = re_->jit_ ? pcre2_jit_match(re_->impl_->code, s, subject_.size(), pos_, opts, md, nullptr)
-                           : pcre2_match(re_->impl_->code, s, subject_.size(), pos_, opts, md, nullptr);
+  pcre2_match_context* ctx = re_->impl_->context;
+  const int rc = re_->jit_ ? pcre2_jit_match(re_->impl_->code, s, subject_.size(), pos_, opts, md, ctx)
+                           : pcre2_match(re_->impl_->code, s, subject_.size(), pos_, opts, md, ctx);
   if (rc == PCRE2_ERROR_NOMATCH) {
     done_ = true;
     return false;
@@ -92,7 +114,7 @@ bool regex::search(std::string_view subject) const {
   std::unique_ptr<pcre2_match_data, match_data_deleter> md(pcre2_match_data_create_from_pattern(impl_->code, nullptr));
   if (!md) throw std::bad_alloc();
   const int rc = pcre2_match(impl_->code, reinterpret_cast<PCRE2_SPTR>(subject.data()), subject.size(), 0, 0,
-                             md.get(), nullptr);
+                             md.get(), impl_->context);
   if (rc == PCRE2_ERROR_NOMATCH) return false;
   if (rc < 0) throw piecewise::config_error(fmt::format("regex match failed: {}", pcre2_message(rc)));
   return true;
