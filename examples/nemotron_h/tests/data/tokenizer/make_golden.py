@@ -186,7 +186,7 @@ def main():
         lines.append(json.dumps(rec, ensure_ascii=False))
 
     n = 0
-    for _ in range(2500):
+    for _ in range(2000):
         encode_line(n, text(rng))
         n += 1
     # A few long ones (several pieces of each kind) and edge cases.
