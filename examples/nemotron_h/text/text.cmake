@@ -28,8 +28,11 @@ target_include_directories(nh_text PUBLIC ${CMAKE_CURRENT_SOURCE_DIR})
 target_link_libraries(nh_text PUBLIC piecewise::host nlohmann_json::nlohmann_json PRIVATE nh_pcre2)
 target_compile_features(nh_text PUBLIC cxx_std_20)
 
-add_executable(nh_tokenizer_bench ${CMAKE_CURRENT_LIST_DIR}/../bench/tokenizer_bench.cpp)
-target_link_libraries(nh_tokenizer_bench PRIVATE nh_text)
+if(PIECEWISE_BUILD_BENCH)
+  # Encode throughput on one core; bench/hf_tokenizer_bench.py is its Hugging Face counterpart.
+  add_executable(nh_tokenizer_bench ${CMAKE_CURRENT_LIST_DIR}/../bench/tokenizer_bench.cpp)
+  target_link_libraries(nh_tokenizer_bench PRIVATE nh_text)
+endif()
 
 if(PIECEWISE_BUILD_TESTS)
   set(_nh_text_test_dir ${CMAKE_CURRENT_LIST_DIR}/../tests)
