@@ -228,26 +228,31 @@ struct reader {
     }
     const json& merges = array(member(m, "merges", "model"), "model.merges");
     b.merges.reserve(merges.size());
+    std::string joined;  // reused: a + b
     for (std::size_t i = 0; i < merges.size(); ++i) {
       const json& e = merges[i];
-      std::pair<std::string, std::string> p;
+      std::string_view a, bb;
       if (e.is_string()) {
-        const std::string s = e.get<std::string>();
+        const std::string& s = e.get_ref<const std::string&>();
         const std::size_t sp = s.find(' ');
         if (sp == std::string::npos) fail(fmt::format("model.merges[{}] = {}: expected \"a b\" (two tokens and a space)", i, show(e)));
-        p = {s.substr(0, sp), s.substr(sp + 1)};
+        a = std::string_view(s).substr(0, sp);
+        bb = std::string_view(s).substr(sp + 1);
       } else if (e.is_array() && e.size() == 2 && e[0].is_string() && e[1].is_string()) {
-        p = {e[0].get<std::string>(), e[1].get<std::string>()};
+        a = e[0].get_ref<const std::string&>();
+        bb = e[1].get_ref<const std::string&>();
       } else {
         fail(fmt::format("model.merges[{}] = {}: expected \"a b\" or [\"a\", \"b\"]", i, show(e)));
       }
-      for (const std::string* part : {&p.first, &p.second}) {
-        if (!ids.count(*part)) fail(fmt::format("model.merges[{}] = {}: token {} is not in model.vocab", i, show(e), show(json(*part))));
+      for (std::string_view part : {a, bb}) {
+        if (!ids.count(part)) fail(fmt::format("model.merges[{}] = {}: token {} is not in model.vocab", i, show(e), show(json(std::string(part)))));
       }
-      if (!ids.count(p.first + p.second)) {
-        fail(fmt::format("model.merges[{}] = {}: the merged token {} is not in model.vocab", i, show(e), show(json(p.first + p.second))));
+      joined.assign(a);
+      joined += bb;
+      if (!ids.count(joined)) {
+        fail(fmt::format("model.merges[{}] = {}: the merged token {} is not in model.vocab", i, show(e), show(json(joined))));
       }
-      b.merges.push_back(std::move(p));
+      b.merges.emplace_back(std::string(a), std::string(bb));
     }
   }
 
@@ -314,23 +319,28 @@ struct reader {
   }
 
   void check_ids(const tokenizer_spec& spec) const {
+    // Only the ids that added tokens and the template use are looked up in the vocabulary.
     std::unordered_map<std::uint32_t, const std::string*> by_id;
-    for (const auto& [tok, v] : spec.model.vocab) by_id.emplace(v, &tok);
+    for (const added_token_spec& a : spec.added_tokens) by_id.emplace(a.id, nullptr);
+    for (std::uint32_t v : spec.post_processor.prefix) by_id.emplace(v, nullptr);
+    for (std::uint32_t v : spec.post_processor.suffix) by_id.emplace(v, nullptr);
+    for (const auto& [tok, v] : spec.model.vocab) {
+      if (auto it = by_id.find(v); it != by_id.end()) it->second = &tok;
+    }
     std::unordered_set<std::string> contents;
     for (std::size_t i = 0; i < spec.added_tokens.size(); ++i) {
       const added_token_spec& a = spec.added_tokens[i];
       if (!contents.insert(a.content).second) fail(fmt::format("added_tokens[{}]: content {} appears twice", i, show(json(a.content))));
-      auto it = by_id.find(a.id);
-      if (it != by_id.end() && *it->second != a.content) {
-        fail(fmt::format("added_tokens[{}]: id {} is {} in model.vocab but {} here", i, a.id, show(json(*it->second)), show(json(a.content))));
+      const std::string*& in_vocab = by_id[a.id];
+      if (in_vocab != nullptr && *in_vocab != a.content) {
+        fail(fmt::format("added_tokens[{}]: id {} is {} in model.vocab but {} here", i, a.id, show(json(*in_vocab)), show(json(a.content))));
       }
-      by_id.emplace(a.id, &a.content);
+      if (in_vocab == nullptr) in_vocab = &a.content;
     }
-    for (std::uint32_t v : spec.post_processor.prefix) {
-      if (!by_id.count(v)) fail(fmt::format("post_processor: id {} is neither in model.vocab nor in added_tokens", v));
-    }
-    for (std::uint32_t v : spec.post_processor.suffix) {
-      if (!by_id.count(v)) fail(fmt::format("post_processor: id {} is neither in model.vocab nor in added_tokens", v));
+    for (const auto* ids : {&spec.post_processor.prefix, &spec.post_processor.suffix}) {
+      for (std::uint32_t v : *ids) {
+        if (by_id[v] == nullptr) fail(fmt::format("post_processor: id {} is neither in model.vocab nor in added_tokens", v));
+      }
     }
   }
 };
