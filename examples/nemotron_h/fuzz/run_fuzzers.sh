@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Builds and runs the NemotronH libFuzzer targets (safetensors header, config.json, .npy).
+# Builds and runs the NemotronH libFuzzer targets (safetensors header, config.json, .npy,
+# tokenizer.json and the tokenizer's encoder).
 #
 # Usage: examples/nemotron_h/fuzz/run_fuzzers.sh [seconds_per_target]   (default 60)
 #        examples/nemotron_h/fuzz/run_fuzzers.sh --regen-corpus         (rewrites corpus/)
@@ -44,6 +45,7 @@ san_exe=(-fsanitize=fuzzer,address,undefined)
 start=$(date +%s)
 echo "== building fuzz targets into $build (${cxx})"
 objs=()
+text_objs=()
 pids=()
 for src in config layer_kinds tensor safetensors npy weights; do
   obj="$build/obj/$src.o"
@@ -55,12 +57,26 @@ for src in config layer_kinds tensor safetensors npy weights; do
     pids+=($!)
   fi
 done
+for src in regex tokenizer_json tokenizer stream_decoder; do
+  obj="$build/obj/text_$src.o"
+  text_objs+=("$obj")
+  newer_header=0
+  for h in "$nh"/text/*.hpp "$nh"/model/json_depth.hpp; do [[ "$h" -nt "$obj" ]] && newer_header=1; done
+  if [[ ! -f "$obj" || "$nh/text/$src.cpp" -nt "$obj" || $newer_header -eq 1 ]]; then
+    "$cxx" "${common[@]}" "${san_lib[@]}" -c "$nh/text/$src.cpp" -o "$obj" &
+    pids+=($!)
+  fi
+done
 for p in "${pids[@]}"; do wait "$p"; done
 
-targets=(safetensors config npy)
+targets=(safetensors config npy tokenizer_json tokenizer_encode)
 pids=()
 for t in "${targets[@]}"; do
-  "$cxx" "${common[@]}" "${san_exe[@]}" "$here/fuzz_$t.cpp" "${objs[@]}" -lfmt -o "$build/fuzz_$t" &
+  case "$t" in
+    tokenizer_*) deps=("${text_objs[@]}" -lpcre2-8 -DNH_TINY_TOKENIZER="\"$nh/tests/data/tokenizer/tiny.json\"") ;;
+    *) deps=("${objs[@]}") ;;
+  esac
+  "$cxx" "${common[@]}" "${san_exe[@]}" "$here/fuzz_$t.cpp" "${deps[@]}" -lfmt -o "$build/fuzz_$t" &
   pids+=($!)
 done
 for p in "${pids[@]}"; do wait "$p"; done
@@ -72,6 +88,7 @@ if [[ $regen -eq 1 ]]; then
     "$nh/model/config.cpp" "$nh/model/layer_kinds.cpp" "$nh/model/safetensors.cpp" "$nh/model/npy.cpp" -lfmt -o "$build/gen_corpus"
   rm -rf "$here/corpus"
   "$build/gen_corpus" "$here/corpus" "$nh/tests/data/tiny"
+  python3 "$here/gen_tokenizer_corpus.py"  # the tokenizer seeds (tokenizer_json, tokenizer_encode)
   du -sh "$here/corpus"/*
   exit 0
 fi

@@ -1,9 +1,11 @@
 // Helpers shared by the NemotronH model host tests.
 #pragma once
 
+#include <algorithm>
 #include <filesystem>
 #include <random>
 #include <string>
+#include <vector>
 
 #include "piecewise/error.hpp"
 
@@ -43,5 +45,17 @@ struct temp_dir {
 };
 
 inline std::filesystem::path data_dir() { return std::filesystem::path(NH_TEST_DATA_DIR); }
+
+#ifdef NH_FUZZ_CORPUS_DIR
+/// The files of one fuzz target's seed corpus (fuzz/corpus/<target>/), sorted.
+inline std::vector<std::filesystem::path> fuzz_corpus_files(const std::string& target) {
+  std::vector<std::filesystem::path> out;
+  for (const auto& e : std::filesystem::directory_iterator(std::filesystem::path(NH_FUZZ_CORPUS_DIR) / target)) {
+    if (e.is_regular_file()) out.push_back(e.path());
+  }
+  std::sort(out.begin(), out.end());
+  return out;
+}
+#endif
 
 }  // namespace nh_test

@@ -25,15 +25,6 @@ std::vector<std::uint8_t> read_bytes(const fs::path& p) {
   return {std::istreambuf_iterator<char>(f), std::istreambuf_iterator<char>()};
 }
 
-std::vector<fs::path> files_of(const std::string& target) {
-  std::vector<fs::path> out;
-  for (const auto& e : fs::directory_iterator(fs::path(NH_FUZZ_CORPUS_DIR) / target)) {
-    if (e.is_regular_file()) out.push_back(e.path());
-  }
-  std::sort(out.begin(), out.end());
-  return out;
-}
-
 /// Runs one parser on the bytes: "" when it parses, the config_error message when it rejects,
 /// "<other exception...>" for anything else (a bug).
 std::string run(const std::string& target, const std::vector<std::uint8_t>& b) {
@@ -55,7 +46,7 @@ bool should_parse(const fs::path& p) {
 TEST_CASE("fuzz corpus: every seed loads or gives a config_error", "[fuzz]") {
   const std::vector<std::string> targets = {"safetensors", "config", "npy"};
   for (const std::string& target : targets) {
-    const auto files = files_of(target);
+    const auto files = nh_test::fuzz_corpus_files(target);
     CAPTURE(target);
     CHECK(files.size() >= 10);
     int accepted = 0, rejected = 0;
