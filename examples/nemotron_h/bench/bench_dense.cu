@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "bench/packed_batch.hpp"
 #include "bench/roofline.cuh"
 #include "kernels/activations.cuh"
 #include "kernels/attention_decode.cuh"
@@ -89,32 +90,22 @@ void BM_attention_decode(benchmark::State& state) {
   bf16* qkv = dalloc<bf16>(static_cast<std::size_t>(B) * ld);
   bf16* out = dalloc<bf16>(static_cast<std::size_t>(B) * kHq * kHD);
   nh::fill_random(qkv, static_cast<std::size_t>(B) * ld, 4u);
-  // Metadata of copy r: [num_seqs, num_tokens, cu_seqlens[B+1], slots[B], context_lens[B]].
-  const int per = 2 + (B + 1) + 2 * B;
+  // Metadata of copy r: one packed batch (bench/packed_batch.hpp) each.
+  const std::size_t per = nh::packed_batch_ints(B);
   std::vector<int> meta(static_cast<std::size_t>(R) * per);
   for (int r = 0; r < R; ++r) {
-    int* m = meta.data() + static_cast<std::size_t>(r) * per;
-    m[0] = m[1] = B;
-    for (int i = 0; i <= B; ++i) m[2 + i] = i;
+    const nh::packed_batch_fields<int> f{meta.data() + r * per, B};
+    *f.num_seqs() = *f.num_tokens() = B;
+    for (int i = 0; i <= B; ++i) f.cu_seqlens()[i] = i;
     for (int i = 0; i < B; ++i) {
-      m[3 + B + i] = r * B + i;
-      m[3 + 2 * B + i] = C - 1;
+      f.slots()[i] = r * B + i;
+      f.context_lens()[i] = C - 1;
     }
   }
   int* d = dalloc<int>(meta.size());
   PIECEWISE_CUDA_TRY(cudaMemcpy(d, meta.data(), meta.size() * sizeof(int), cudaMemcpyHostToDevice));
-  std::vector<nh::batch_view> views(R);
-  for (int r = 0; r < R; ++r) {
-    int* m = d + static_cast<std::size_t>(r) * per;
-    views[r].num_seqs = m;
-    views[r].num_tokens = m + 1;
-    views[r].cu_seqlens = m + 2;
-    views[r].slots = m + 3 + B;
-    views[r].context_lens = m + 3 + 2 * B;
-    views[r].padded_tokens = B;
-    views[r].max_seqs = B;
-    views[r].max_seqlen = 1;
-  }
+  std::vector<nh::batch_view> views;
+  for (int r = 0; r < R; ++r) views.push_back(nh::packed_batch_view(d + r * per, B, B, 1));
   const std::size_t ws_bytes = nh::attention_decode_workspace_bytes(B, kHq, kHkv, kHD, C, tune);
   void* ws = dalloc<char>(ws_bytes);
   PIECEWISE_CUDA_TRY(cudaMemset(ws, 0, ws_bytes));  // split counters start at zero
@@ -210,22 +201,15 @@ void BM_attention_prefill(benchmark::State& state) {
   bf16* qkv = dalloc<bf16>(static_cast<std::size_t>(tokens) * ld);
   bf16* out = dalloc<bf16>(static_cast<std::size_t>(tokens) * kHq * kHD);
   nh::fill_random(qkv, static_cast<std::size_t>(tokens) * ld, 5u);
-  int* d = dalloc<int>(2 + (S + 1) + 2 * S);
-  std::vector<int> h(2 + (S + 1) + 2 * S, 0);
-  h[0] = S;
-  h[1] = tokens;
-  for (int i = 0; i <= S; ++i) h[2 + i] = i * T;
-  for (int i = 0; i < S; ++i) h[3 + S + i] = i;  // slots; context_lens stay 0
+  std::vector<int> h(nh::packed_batch_ints(S), 0);
+  const nh::packed_batch_fields<int> f{h.data(), S};
+  *f.num_seqs() = S;
+  *f.num_tokens() = tokens;
+  for (int i = 0; i <= S; ++i) f.cu_seqlens()[i] = i * T;
+  for (int i = 0; i < S; ++i) f.slots()[i] = i;  // context_lens stay 0
+  int* d = dalloc<int>(h.size());
   PIECEWISE_CUDA_TRY(cudaMemcpy(d, h.data(), h.size() * sizeof(int), cudaMemcpyHostToDevice));
-  nh::batch_view bv;
-  bv.num_seqs = d;
-  bv.num_tokens = d + 1;
-  bv.cu_seqlens = d + 2;
-  bv.slots = d + 3 + S;
-  bv.context_lens = d + 3 + 2 * S;
-  bv.padded_tokens = tokens;
-  bv.max_seqs = S;
-  bv.max_seqlen = T;
+  const nh::batch_view bv = nh::packed_batch_view(d, S, tokens, T);
   run_timed(state, [&] {
     nh::attention_prefill(qkv, ld, qkv + kHq * kHD, qkv + (kHq + kHkv) * kHD, ld, cache, bv, kHq,
                           out, kHq * kHD, nullptr, opt);

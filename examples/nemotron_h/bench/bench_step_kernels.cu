@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "bench/hash_fill.cuh"
+#include "bench/packed_batch.hpp"
 #include "kernels/attention_decode.cuh"
 #include "kernels/conv1d.cuh"
 #include "kernels/kv_cache.cuh"
@@ -66,28 +67,20 @@ T* random(std::size_t n, float scale = 1.f, float offset = 0.f) {
 nh::batch_view make_batch(const std::vector<int>& lens, int ctx, int first_slot, int max_seqs = 0, int padded = 0) {
   const int n = static_cast<int>(lens.size());
   const int ms = std::max(n, max_seqs);
-  std::vector<int> h(2 + (ms + 1) + 2 * ms, 0);
-  h[0] = n;
-  for (int i = 0; i < ms; ++i) h[2 + i + 1] = h[2 + i] + (i < n ? lens[i] : 0);
-  h[1] = h[2 + ms];
+  std::vector<int> h(nh::packed_batch_ints(ms), 0);
+  const nh::packed_batch_fields<int> f{h.data(), ms};
+  *f.num_seqs() = n;
+  for (int i = 0; i < ms; ++i) f.cu_seqlens()[i + 1] = f.cu_seqlens()[i] + (i < n ? lens[i] : 0);
+  *f.num_tokens() = f.cu_seqlens()[ms];
   for (int i = 0; i < n; ++i) {
-    h[3 + ms + i] = first_slot + i;
-    h[3 + 2 * ms + i] = ctx;
+    f.slots()[i] = first_slot + i;
+    f.context_lens()[i] = ctx;
   }
   int* d = dalloc<int>(h.size());
   PIECEWISE_CUDA_TRY(cudaMemcpy(d, h.data(), h.size() * sizeof(int), cudaMemcpyHostToDevice));
-  nh::batch_view v;
-  v.num_seqs = d;
-  v.num_tokens = d + 1;
-  v.cu_seqlens = d + 2;
-  v.slots = d + 3 + ms;
-  v.context_lens = d + 3 + 2 * ms;
-  v.padded_tokens = std::max(h[1], padded);
-  v.max_seqs = ms;
   int mx = 0;
   for (int l : lens) mx = std::max(mx, l);
-  v.max_seqlen = mx;
-  return v;
+  return nh::packed_batch_view(d, ms, std::max(*f.num_tokens(), padded), mx);
 }
 
 struct bench_case {
