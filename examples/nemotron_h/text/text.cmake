@@ -1,5 +1,5 @@
 # Text in, text out: the Hugging Face tokenizer.json tokenizer (byte-level BPE, PCRE2 split
-# patterns) and incremental decoding. Host only, no CUDA: the runner links it.
+# patterns), incremental decoding, the family's chat formats and stop strings. Host only, no CUDA: the runner links it.
 find_package(nlohmann_json REQUIRED)
 # PCRE2 (8-bit): found by find_path / find_library, so a CMAKE_PREFIX_PATH prefix (the GPU
 # machine's staged Debian packages) wins over pkg-config, whose hints come after it.
@@ -23,7 +23,9 @@ add_library(nh_text STATIC
   ${CMAKE_CURRENT_LIST_DIR}/regex.cpp
   ${CMAKE_CURRENT_LIST_DIR}/tokenizer_json.cpp
   ${CMAKE_CURRENT_LIST_DIR}/tokenizer.cpp
-  ${CMAKE_CURRENT_LIST_DIR}/stream_decoder.cpp)
+  ${CMAKE_CURRENT_LIST_DIR}/stream_decoder.cpp
+  ${CMAKE_CURRENT_LIST_DIR}/chat_format.cpp
+  ${CMAKE_CURRENT_LIST_DIR}/stop_strings.cpp)
 target_include_directories(nh_text PUBLIC ${CMAKE_CURRENT_SOURCE_DIR})
 target_link_libraries(nh_text PUBLIC piecewise::host nlohmann_json::nlohmann_json PRIVATE nh_pcre2)
 target_compile_features(nh_text PUBLIC cxx_std_20)
@@ -40,6 +42,7 @@ if(PIECEWISE_BUILD_TESTS)
     ${_nh_text_test_dir}/test_tokenizer.cpp
     ${_nh_text_test_dir}/test_tokenizer_golden.cpp
     ${_nh_text_test_dir}/test_tokenizer_fuzz_corpus.cpp
+    ${_nh_text_test_dir}/test_chat.cpp
     LIBS nh_text)
   target_compile_definitions(nh_text_tests PRIVATE
     NH_TEST_DATA_DIR="${_nh_text_test_dir}/data"
