@@ -16,6 +16,10 @@ struct gpu_model_limits {
   int num_slots = 8;              ///< sequences with state (KV cache, conv/SSM state)
   int max_context = 4096;         ///< positions per slot (prompt + generated tokens)
   int max_decode_steps = 1024;    ///< rows of the on-device token history
+  /// Pick tokens with sample_rows (kernels/sampling.cuh: temperature, top-k, top-p, min-p per
+  /// slot) instead of the greedy argmax. Greedy slots give the same ids either way; false keeps
+  /// the forward to the argmax alone (the benchmarks' setting).
+  bool sampling = false;
 };
 
 /// Token rows of every activation buffer: max(max_prefill_tokens, max_decode_batch).

@@ -1,10 +1,52 @@
 #include "runner/engine.hpp"
 
 #include <algorithm>
+#include <chrono>
+#include <set>
 
 #include <fmt/format.h>
 
 namespace nemotron_h {
+
+namespace {
+
+/// Pinned host ints: the ids of in-flight decode steps land here.
+class pinned_ints {
+ public:
+  explicit pinned_ints(std::size_t n) {
+    PIECEWISE_CUDA_TRY_CTX(cudaHostAlloc(reinterpret_cast<void**>(&p_), std::max<std::size_t>(n, 1) * sizeof(int),
+                                         cudaHostAllocDefault),
+                           "generate: pinned id buffers");
+  }
+  ~pinned_ints() { cudaFreeHost(p_); }
+  pinned_ints(const pinned_ints&) = delete;
+  pinned_ints& operator=(const pinned_ints&) = delete;
+  int* get() const noexcept { return p_; }
+
+ private:
+  int* p_ = nullptr;
+};
+
+sampling_params to_params(const sampling_settings& s) {
+  sampling_params p;
+  p.temperature = s.temperature;
+  p.top_k = s.top_k;
+  p.top_p = s.top_p;
+  p.min_p = s.min_p;
+  p.seed = s.seed;
+  return p;
+}
+
+}  // namespace
+
+const char* to_string(finish_reason r) noexcept {
+  switch (r) {
+    case finish_reason::stop_id: return "stop token";
+    case finish_reason::max_tokens: return "max tokens";
+    case finish_reason::callback: return "stop string";
+  }
+  return "?";
+}
 
 engine::engine(const model_config& config, const model_weights& weights, const gpu_model_limits& limits)
     : model_(std::make_unique<gpu_model>(config, weights, limits)) {}
@@ -123,6 +165,148 @@ workload_result engine::run(piecewise::mode m, const std::vector<std::vector<int
         res.tokens[static_cast<std::size_t>(i)].push_back(hist[static_cast<std::size_t>(t) * n + i]);
   }
   return res;
+}
+
+std::vector<generation_result> engine::generate(piecewise::mode m, const std::vector<generation_request>& reqs,
+                                                const token_callback& on_token, const generation_options& opt) {
+  mode_runners& r = runners(m);
+  const auto& lim = model_->limits();
+  const int n = static_cast<int>(reqs.size());
+  PIECEWISE_EXPECTS(n >= 1 && n <= lim.num_slots && n <= lim.max_decode_batch,
+                    "generate: {} requests, but there are {} slots and the decode batch is at most {}", n,
+                    lim.num_slots, lim.max_decode_batch);
+  PIECEWISE_EXPECTS(opt.lookahead >= 0 && opt.lookahead <= 64, "generate: lookahead {} is outside 0..64", opt.lookahead);
+  std::set<int> slots_seen;
+  for (int i = 0; i < n; ++i) {
+    const generation_request& q = reqs[static_cast<std::size_t>(i)];
+    const auto len = static_cast<int>(q.tokens.size());
+    PIECEWISE_EXPECTS(len >= 1, "generate: request {} has no tokens", i);
+    PIECEWISE_EXPECTS(q.slot >= 0 && q.slot < lim.num_slots && slots_seen.insert(q.slot).second,
+                      "generate: request {} has slot {} (out of range 0..{} or used twice)", i, q.slot,
+                      lim.num_slots - 1);
+    PIECEWISE_EXPECTS(q.sampling.max_tokens >= 1 && q.sampling.max_tokens - 1 <= lim.max_decode_steps,
+                      "generate: request {} asks for {} tokens (1..{})", i, q.sampling.max_tokens,
+                      lim.max_decode_steps + 1);
+    PIECEWISE_EXPECTS(q.context >= 0 && q.context + len + q.sampling.max_tokens <= lim.max_context,
+                      "generate: request {}: {} cached + {} new + {} generated tokens exceed max_context {}", i,
+                      q.context, len, q.sampling.max_tokens, lim.max_context);
+  }
+  const auto t0 = std::chrono::steady_clock::now();
+  auto ms_now = [&] { return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count(); };
+  const cudaStream_t s = stream_.get();
+  for (const generation_request& q : reqs) model_->set_sampling(q.slot, to_params(q.sampling), s);
+
+  std::vector<generation_result> out(static_cast<std::size_t>(n));
+  std::vector<bool> done(static_cast<std::size_t>(n), false);
+  // Hands token `tok` of sequence i to the caller; false when the sequence is finished.
+  auto take = [&](int i, int tok) {
+    const auto u = static_cast<std::size_t>(i);
+    generation_result& g = out[u];
+    const generation_request& q = reqs[u];
+    g.tokens.push_back(tok);
+    if (g.tokens.size() == 1) g.first_token_ms = ms_now();
+    g.last_token_ms = ms_now();
+    if (std::find(q.stop_ids.begin(), q.stop_ids.end(), tok) != q.stop_ids.end()) {
+      g.finish = finish_reason::stop_id;
+      done[u] = true;
+    }
+    if (on_token && !on_token(i, tok) && !done[u]) {
+      g.finish = finish_reason::callback;
+      done[u] = true;
+    }
+    if (!done[u] && static_cast<int>(g.tokens.size()) >= q.sampling.max_tokens) {
+      g.finish = finish_reason::max_tokens;
+      done[u] = true;
+    }
+    return !done[u];
+  };
+
+  // ---- prefill: every request's tokens, packed into chunks ----
+  std::vector<std::vector<int>> prompts;
+  for (const generation_request& q : reqs) prompts.push_back(q.tokens);
+  for (const prefill_chunk& c : pack_prefill_chunks(prompts, r.prefill->buckets().largest(), lim.max_decode_batch)) {
+    std::vector<int> slots, context;
+    for (std::size_t j = 0; j < c.slots.size(); ++j) {
+      const generation_request& q = reqs[static_cast<std::size_t>(c.slots[j])];
+      slots.push_back(q.slot);
+      context.push_back(q.context + c.context[j]);
+    }
+    model_->set_prefill_batch(c.tokens, c.lens, slots, context, s);
+    r.prefill->run(static_cast<int>(c.tokens.size()), s);
+    const std::vector<int> ids = model_->read_next_ids(static_cast<int>(c.lens.size()), s);
+    for (std::size_t j = 0; j < c.lens.size(); ++j)
+      if (c.last[j]) (void)take(c.slots[j], ids[j]);
+  }
+  for (int i = 0; i < n; ++i) {
+    const auto u = static_cast<std::size_t>(i);
+    out[u].state_tokens = reqs[u].context + static_cast<int>(reqs[u].tokens.size());
+  }
+
+  // ---- decode: one token a step for the unfinished sequences ----
+  const int ring = opt.lookahead + 1;
+  pinned_ints host_ids(static_cast<std::size_t>(ring) * static_cast<std::size_t>(n));
+  std::vector<piecewise::event> ready;
+  for (int k = 0; k < ring; ++k) ready.emplace_back(cudaEventDisableTiming);
+  std::vector<int> active;  // batch row -> request
+  auto rebuild = [&] {
+    active.clear();
+    std::vector<int> first, slots, context;
+    for (int i = 0; i < n; ++i) {
+      const auto u = static_cast<std::size_t>(i);
+      if (done[u]) continue;
+      active.push_back(i);
+      first.push_back(out[u].tokens.back());
+      slots.push_back(reqs[u].slot);
+      context.push_back(out[u].state_tokens);
+    }
+    if (!active.empty()) model_->set_decode_batch(first, slots, context, s);
+  };
+  rebuild();
+  int launched = 0, processed = 0;  // decode steps since the last rebuild
+  // Steps still needed for the longest-running active sequence, beyond those launched.
+  auto needed = [&] {
+    int most = 0;
+    for (int i : active) {
+      const auto u = static_cast<std::size_t>(i);
+      if (!done[u]) most = std::max(most, reqs[u].sampling.max_tokens - static_cast<int>(out[u].tokens.size()));
+    }
+    return most - (launched - processed);
+  };
+  auto process = [&]() {  // the oldest launched step: returns whether a sequence finished
+    const int k = processed % ring;
+    ready[static_cast<std::size_t>(k)].synchronize();
+    const int* ids = host_ids.get() + static_cast<std::size_t>(k) * static_cast<std::size_t>(n);
+    ++processed;
+    bool finished = false;
+    for (std::size_t row = 0; row < active.size(); ++row) {
+      const int i = active[row];
+      if (done[static_cast<std::size_t>(i)]) continue;
+      finished = !take(i, ids[row]) || finished;
+    }
+    return finished;
+  };
+  while (!active.empty()) {
+    while (launched - processed <= opt.lookahead && needed() > 0) {
+      const int rows = static_cast<int>(active.size());
+      r.decode->run(rows, s);
+      for (int i : active) ++out[static_cast<std::size_t>(i)].state_tokens;  // each step feeds one token a row
+      const int k = launched % ring;
+      PIECEWISE_CUDA_TRY(cudaMemcpyAsync(host_ids.get() + static_cast<std::size_t>(k) * static_cast<std::size_t>(n),
+                                         model_->batch_ids(), static_cast<std::size_t>(rows) * sizeof(int),
+                                         cudaMemcpyDeviceToHost, s));
+      ready[static_cast<std::size_t>(k)].record(s);
+      ++launched;
+    }
+    if (processed == launched) break;  // nothing left to run (every sequence finished)
+    if (process()) {
+      // A sequence finished: read the steps already in flight, then continue with the rest.
+      while (processed < launched) (void)process();
+      rebuild();
+      launched = processed = 0;
+    }
+  }
+  stream_.synchronize();
+  return out;
 }
 
 }  // namespace nemotron_h

@@ -3,12 +3,14 @@
 // batch-size buckets. Several modes can be run over the same model and compared.
 #pragma once
 
+#include <functional>
 #include <map>
 #include <memory>
 #include <vector>
 
 #include "piecewise/piecewise.hpp"
 #include "runner/gpu_model.hpp"
+#include "runner/sampling_settings.hpp"
 
 namespace nemotron_h {
 
@@ -27,6 +29,41 @@ struct workload_result {
   int prefill_chunks = 0;
   double decode_ms_per_step = 0;                ///< GPU time per decode step (all sequences)
   int decode_steps = 0;
+};
+
+/// One sequence of engine::generate: new tokens for a slot, then tokens generated one a step.
+struct generation_request {
+  std::vector<int> tokens;        ///< new tokens to prefill: a prompt, or a chat turn (at least one)
+  int slot = 0;                   ///< the state slot
+  int context = 0;                ///< tokens the slot holds already (0: a fresh sequence)
+  sampling_settings sampling;     ///< max_tokens and how tokens are picked (stop strings are the callback's)
+  std::vector<int> stop_ids;      ///< generation ends after one of these ids (it is kept in `tokens`)
+};
+
+enum class finish_reason { stop_id, max_tokens, callback };
+/// "stop token", "max tokens", "stop string".
+const char* to_string(finish_reason r) noexcept;
+
+/// What one sequence of engine::generate produced.
+struct generation_result {
+  std::vector<int> tokens;        ///< the generated tokens, the stop token included
+  finish_reason finish = finish_reason::max_tokens;
+  /// Tokens the slot's state holds now. With lookahead 0 it is context + prompt + all generated
+  /// tokens but the last, so a next turn continues exactly by feeding tokens.back() first; with
+  /// lookahead > 0 steps already launched when the sequence stopped may have fed more.
+  int state_tokens = 0;
+  double first_token_ms = 0;      ///< host time from the call to this sequence's first token
+  double last_token_ms = 0;       ///< host time from the call to its last token
+};
+
+/// Called on the host for each generated token, in order within a sequence (seq: index into
+/// the requests); returning false ends that sequence (finish_reason::callback).
+using token_callback = std::function<bool(int seq, int token)>;
+
+struct generation_options {
+  /// Decode steps kept in flight beyond the one whose tokens the host is reading: 0 makes the
+  /// state after a stop exact (chat turns); more hides the host's work behind the GPU's.
+  int lookahead = 2;
 };
 
 class engine {
@@ -50,6 +87,16 @@ class engine {
   /// token comes from the prefill). Synchronizes. Throws piecewise::config_error for a
   /// workload that does not fit the limits.
   workload_result run(piecewise::mode m, const std::vector<std::vector<int>>& prompts, int gen);
+
+  /// Streams generation: prefills every request's tokens (packed, chunked), then decodes one
+  /// token a step for all unfinished sequences, handing each token to `on_token` as soon as it
+  /// is on the host. A sequence ends at one of its stop ids, at max_tokens or when the callback
+  /// says so; the batch then shrinks to the sequences left. Sampling settings are written to
+  /// the slots first. Synchronizes. Throws piecewise::config_error for requests that do not
+  /// fit the limits (slot, context, max_tokens above max_decode_steps + 1) or sampled settings
+  /// on a greedy-only model.
+  std::vector<generation_result> generate(piecewise::mode m, const std::vector<generation_request>& requests,
+                                          const token_callback& on_token, const generation_options& opt = {});
 
  private:
   std::unique_ptr<gpu_model> model_;

@@ -67,6 +67,12 @@ gpu_model::gpu_model(const model_config& config, const weight_source& source, co
   plan.add("logits", S * static_cast<std::size_t>(cfg_.vocab_size), logits_);
   plan.add("next_ids", S, next_ids_);
   plan.add("history", static_cast<std::size_t>(lim_.max_decode_steps) * S, history_);
+  if (lim_.sampling) {
+    // Zeroed below: every slot starts greedy (temperature 0).
+    plan.add("sampling_params", S, sampling_);
+    sample_ws_bytes_ = sampling_workspace_bytes(max_seqs_, cfg_.vocab_size);
+    plan.add_bytes("sampling_workspace", sample_ws_bytes_, [this](void* p) { sample_ws_ = p; });
+  }
   ssd_ws_bytes_ = cfg_.count(layer_kind::mamba)
                       ? ssd_scan_workspace_bytes(lim_.max_prefill_tokens, std::min(max_seqs_, lim_.max_prefill_tokens), md_)
                       : 0;
@@ -225,16 +231,32 @@ piecewise::forward_fn gpu_model::forward(phase p) {
     gather_last_rows(h_, last_h_, b, D, s);
     rmsnorm(last_h_, bf16_data(weights_->norm_f()), last_n_, b.max_seqs, D, eps, s);
     gm.linear(last_n_, weights_->lm_head(), logits_, b.max_seqs, s);
-    if (p == phase::prefill) {
-      argmax_rows(logits_, cfg_.vocab_size, next_ids_, b.max_seqs, batch_->num_seqs(), nullptr, 0, nullptr, s);
+    // Decode stays on the GPU: the picked id becomes the next step's input id, the history
+    // records it, and every sequence's context grows by one.
+    int* out = p == phase::prefill ? next_ids_ : batch_->ids();
+    int* hist = p == phase::prefill ? nullptr : history_;
+    int* step = p == phase::prefill ? nullptr : batch_->step();
+    if (lim_.sampling) {
+      sample_rows(logits_, cfg_.vocab_size, b, sampling_, out, hist, max_seqs_, step, sample_ws_, sample_ws_bytes_, s);
     } else {
-      // Greedy decode stays on the GPU: the argmax becomes the next step's input ids, the
-      // history records it, and every sequence's context grows by one.
-      argmax_rows(logits_, cfg_.vocab_size, batch_->ids(), b.max_seqs, batch_->num_seqs(), history_, max_seqs_,
-                  batch_->step(), s);
-      advance_context(batch_->context_lens(), batch_->num_seqs(), b.max_seqs, s);
+      argmax_rows(logits_, cfg_.vocab_size, out, b.max_seqs, batch_->num_seqs(), hist, max_seqs_, step, s);
     }
+    if (p == phase::decode) advance_context(batch_->context_lens(), batch_->num_seqs(), b.max_seqs, s);
   };
+}
+
+void gpu_model::set_sampling(int slot, const sampling_params& params, cudaStream_t s) {
+  PIECEWISE_EXPECTS(slot >= 0 && slot < lim_.num_slots, "set_sampling: slot {} is outside 0..{}", slot,
+                    lim_.num_slots - 1);
+  if (!lim_.sampling) {
+    PIECEWISE_EXPECTS(params.temperature <= 0.0f,
+                      "set_sampling: slot {} asks for temperature {}, but the model was built greedy-only "
+                      "(gpu_model_limits::sampling is false)",
+                      slot, params.temperature);
+    return;  // greedy is all the argmax forward does
+  }
+  // Pageable source: the driver stages it before returning.
+  PIECEWISE_CUDA_TRY(cudaMemcpyAsync(sampling_ + slot, &params, sizeof(params), cudaMemcpyHostToDevice, s));
 }
 
 std::vector<float> gpu_model::read_logits(int n, cudaStream_t s) const {

@@ -22,6 +22,7 @@
 #include "kernels/gemm.cuh"
 #include "kernels/kv_cache.cuh"
 #include "kernels/mamba_state.cuh"
+#include "kernels/sampling.cuh"
 #include "model/config.hpp"
 #include "model/weights.hpp"
 #include "piecewise/arena.hpp"
@@ -78,6 +79,10 @@ class gpu_model {
   }
   /// Zeroes the metadata (no sequences): used before capture so warm-ups touch no state.
   void clear_batch(cudaStream_t s) { batch_->clear(s); }
+  /// How slot `slot` picks its tokens from the next forward on (stream-ordered, no sync).
+  /// Throws piecewise::config_error for a slot out of range, or sampled settings
+  /// (temperature > 0) on a model built without limits.sampling.
+  void set_sampling(int slot, const sampling_params& params, cudaStream_t s);
 
   // ---- results (synchronize `s`) ----
 
@@ -88,6 +93,9 @@ class gpu_model {
   /// Token history of the decode steps run since set_decode_batch: [steps][n].
   std::vector<int> read_history(int steps, int n, cudaStream_t s) const;
 
+  /// The decode forward's input ids [max_rows] on the device: after a decode step, row r holds
+  /// the id sequence r picked (the next step's input).
+  [[nodiscard]] const int* batch_ids() const noexcept { return batch_->ids(); }
   /// Device bytes of the weights.
   [[nodiscard]] std::size_t weight_bytes() const noexcept { return weights_->bytes(); }
   /// The weights on the device.
@@ -145,6 +153,9 @@ class gpu_model {
        *attn_out_ = nullptr, *last_h_ = nullptr, *last_n_ = nullptr, *logits_ = nullptr;
   int* next_ids_ = nullptr;
   int* history_ = nullptr;
+  sampling_params* sampling_ = nullptr;  // [max_seqs_] by slot (limits.sampling only)
+  void* sample_ws_ = nullptr;
+  std::size_t sample_ws_bytes_ = 0;
   void* ssd_ws_ = nullptr;
   std::size_t ssd_ws_bytes_ = 0;
   void* dec_ws_ = nullptr;

@@ -5,6 +5,8 @@
 //   nemotron_h_run --model nano-9b-v2 ...   the NVIDIA-Nemotron-Nano-9B-v2 shapes
 //   nemotron_h_run --model DIR              a Hugging Face checkpoint (config.json + safetensors)
 //   nemotron_h_run --dry-run ...            every check and the plan, no GPU
+//   nemotron_h_run -m DIR -p "Hello"        text in, text out (DIR's tokenizer.json), streamed
+//   nemotron_h_run -m DIR --chat            an interactive chat in the checkpoint's chat format
 //
 // Every argument, the config, the checkpoint headers and the output paths are checked by
 // make_run_plan (runner/run_plan.hpp) before the GPU is touched; exit statuses: exit_codes.hpp.
@@ -13,6 +15,8 @@
 #include <nlohmann/json.hpp>
 
 #include <chrono>
+#include <iostream>
+#include <unistd.h>
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
@@ -30,6 +34,8 @@
 #include "runner/exit_codes.hpp"
 #include "runner/gpu_probe.hpp"
 #include "runner/run_plan.hpp"
+#include "text/stop_strings.hpp"
+#include "text/stream_decoder.hpp"
 
 using namespace nemotron_h;
 using piecewise::mode;
@@ -202,6 +208,235 @@ int run(const run_args& a, const run_plan& plan, const std::string& device) {
   return status;
 }
 
+/// Prints one sequence's streamed text: at once when it is the only one, else line by line,
+/// each line labelled with the sequence.
+class text_printer {
+ public:
+  explicit text_printer(int sequences) : label_(sequences > 1), pending_(static_cast<std::size_t>(sequences)) {}
+  void add(int seq, const std::string& text) {
+    if (!label_) {
+      std::fwrite(text.data(), 1, text.size(), stdout);
+      std::fflush(stdout);
+      return;
+    }
+    std::string& p = pending_[static_cast<std::size_t>(seq)];
+    p += text;
+    for (std::size_t nl; (nl = p.find('\n')) != std::string::npos; p.erase(0, nl + 1))
+      fmt::print("[{}] {}\n", seq, p.substr(0, nl));
+    std::fflush(stdout);
+  }
+  void finish(int seq) {
+    std::string& p = pending_[static_cast<std::size_t>(seq)];
+    if (label_ && !p.empty()) fmt::print("[{}] {}\n", seq, p);
+    p.clear();
+    std::fflush(stdout);
+  }
+
+ private:
+  bool label_;
+  std::vector<std::string> pending_;
+};
+
+/// One sequence's text on its way out: ids -> characters -> stop strings -> printer.
+struct text_stream {
+  text::stream_decoder decoder;
+  text::stop_matcher stops;
+  std::string text;  // everything printed
+  text_stream(const text::tokenizer& tok, const std::vector<std::string>& stop)
+      : decoder(tok, /*skip_special_tokens=*/true), stops(stop) {}
+  /// The printable text `id` adds; false in `go_on` once a stop string was found.
+  std::string push(int id, bool& go_on) {
+    std::string out = stops.push(decoder.push(static_cast<std::uint32_t>(id)));
+    go_on = !stops.stopped();
+    text += out;
+    return out;
+  }
+  std::string finish() {
+    std::string out = stops.stopped() ? std::string() : stops.push(decoder.flush()) + stops.flush();
+    text += out;
+    return out;
+  }
+};
+
+mode_runners& capture_mode(engine& eng, mode m, const run_plan& plan) {
+  const std::vector<int> buckets = plan.explicit_buckets ? plan.prefill_buckets : std::vector<int>{};
+  return eng.add_mode(m, buckets, [](const piecewise::capture_progress& p) {
+    std::fprintf(stderr, "\r  capturing bucket %5d  [%3d/%3d]  %3d graphs  %5d nodes  free %.1f GiB   ", p.bucket,
+                 p.index + 1, p.count, p.segments, p.nodes.total, p.free_bytes / 1073741824.0);
+    if (p.index + 1 == p.count) std::fprintf(stderr, "\n");
+  });
+}
+
+/// One line of numbers about a sequence's generation.
+std::string generation_stats(const generation_result& g) {
+  const std::size_t n = g.tokens.size();
+  const double decode_ms = g.last_token_ms - g.first_token_ms;
+  return fmt::format("{} token{}, {}; first token {:.1f} ms{}", n, n == 1 ? "" : "s", to_string(g.finish),
+                     g.first_token_ms,
+                     n > 1 ? fmt::format(", then {:.0f} tokens/s", static_cast<double>(n - 1) / (decode_ms / 1e3)) : "");
+}
+
+/// A text run: the prompts' text streamed as it is generated, or an interactive chat.
+int run_text(const run_args& a, const run_plan& plan, const std::string& device) {
+  const model_config& cfg = plan.config;
+  const text::tokenizer& tok = *plan.tokenizer;
+  fmt::print("model   {}\n", cfg.summary());
+  const auto t_w = std::chrono::steady_clock::now();
+  engine eng(cfg, plan.synthetic ? weight_source::drawn(a.seed) : weight_source::from_checkpoint(plan.checkpoint_dir),
+             plan.limits);
+  fmt::print("weights {} ({:.2f} GB), ready in {:.2f} s on {}\n",
+             plan.synthetic ? plan.weights_description(a.seed) : plan.checkpoint.source.string(),
+             eng.model().weight_bytes() / 1e9, seconds_since(t_w), device);
+  if (plan.synthetic) fmt::print("note    synthetic weights: the text is noise; it shows the pipeline, not a model\n");
+  std::vector<mode> modes;
+  for (const std::string& m : plan.modes) modes.push_back(to_mode(m));
+  const auto t_c = std::chrono::steady_clock::now();
+  for (mode m : modes) (void)capture_mode(eng, m, plan);
+  fmt::print("capture {:.2f} s ({})\n", seconds_since(t_c), fmt::join(plan.modes, ", "));
+  // Warm-up on slot 0 (its state is started afresh by the first request): one-time costs stay
+  // out of the first token's time.
+  for (mode m : modes) {
+    generation_request w;
+    w.tokens = {plan.prompts.empty() ? 0 : plan.prompts[0][0]};
+    w.sampling.max_tokens = 2;
+    (void)eng.generate(m, {w}, {}, {.lookahead = 0});
+  }
+  nlohmann::json js;
+  js["device"] = device;
+  js["model"] = cfg.summary();
+  js["weights"] = plan.weights_description(a.seed);
+
+  if (a.chat) {
+    const text::chat_format f(*plan.chat, tok);
+    fmt::print("chat    format {}, thinking {}; an empty line or end of input ends the session\n",
+               text::to_string(f.style()), a.think ? "on" : "off");
+    int state = 0;                // tokens in slot 0's state
+    std::vector<int> unfed;       // generated tokens not yet in the state
+    bool closed = false, first = true;
+    std::size_t turn = 0;
+    nlohmann::json turns = nlohmann::json::array();
+    const bool tty = isatty(STDIN_FILENO) != 0;
+    for (;;) {
+      std::string user;
+      if (first && !a.prompts.empty()) {
+        user = a.prompts[0];
+        fmt::print("user> {}\n", user);
+      } else {
+        fmt::print("user> ");
+        std::fflush(stdout);
+        if (!std::getline(std::cin, user) || user.empty()) break;
+        if (!tty) fmt::print("{}\n", user);  // echo piped input so the transcript reads as a chat
+      }
+      const std::string turn_text = first ? f.first_turn(a.system, user, a.think) : f.next_turn(user, a.think, closed);
+      generation_request q;
+      q.tokens = unfed;
+      for (std::uint32_t id : tok.encode(turn_text)) q.tokens.push_back(static_cast<int>(id));
+      q.context = state;
+      q.sampling = plan.sampling;
+      q.sampling.seed = sequence_seed(a.seed, 0);
+      q.stop_ids = plan.stop_ids;
+      if (state + static_cast<int>(q.tokens.size()) + q.sampling.max_tokens > plan.limits.max_context) {
+        fmt::print("\n(the context is full: {} of {} positions used; raise --max-context)\n", state,
+                   plan.limits.max_context);
+        break;
+      }
+      fmt::print("assistant> ");
+      text_stream out(tok, plan.sampling.stop);
+      text_printer printer(1);
+      const auto res = eng.generate(modes[0], {q},
+                                    [&](int, int id) {
+                                      bool go_on = true;
+                                      printer.add(0, out.push(id, go_on));
+                                      return go_on;
+                                    },
+                                    {.lookahead = 0})[0];
+      printer.add(0, out.finish());
+      fmt::print("\n  ({})\n", generation_stats(res));
+      state = res.state_tokens;
+      // Lookahead 0: the state holds every generated token but the last; the next turn feeds it.
+      const auto fed = static_cast<std::size_t>(state - q.context - static_cast<int>(q.tokens.size()));
+      unfed.assign(res.tokens.begin() + static_cast<std::ptrdiff_t>(std::min(fed, res.tokens.size())), res.tokens.end());
+      closed = res.finish == finish_reason::stop_id && res.tokens.back() == static_cast<int>(f.end_of_turn());
+      first = false;
+      turns.push_back({{"user", user},
+                       {"assistant", out.text},
+                       {"tokens", res.tokens},
+                       {"finish", to_string(res.finish)},
+                       {"first_token_ms", res.first_token_ms},
+                       {"last_token_ms", res.last_token_ms}});
+      ++turn;
+    }
+    fmt::print("\nchat    {} turn{}, {} positions of the sequence used\n", turn, turn == 1 ? "" : "s", state);
+    js["chat"] = turns;
+  } else {
+    const int n = static_cast<int>(plan.prompts.size());
+    std::vector<generation_request> reqs(static_cast<std::size_t>(n));
+    for (int i = 0; i < n; ++i) {
+      const auto u = static_cast<std::size_t>(i);
+      reqs[u].tokens = plan.prompts[u];
+      reqs[u].slot = i;
+      reqs[u].sampling = plan.text_prompts[u].sampling;
+      reqs[u].stop_ids = plan.stop_ids;
+    }
+    std::vector<std::vector<generation_result>> per_mode;
+    nlohmann::json seqs = nlohmann::json::array();
+    for (std::size_t k = 0; k < modes.size(); ++k) {
+      std::vector<text_stream> streams;
+      for (int i = 0; i < n; ++i) streams.emplace_back(tok, reqs[static_cast<std::size_t>(i)].sampling.stop);
+      text_printer printer(n);
+      const bool show = k == 0;  // the first mode streams; the others are compared with it
+      if (show && n == 1) fmt::print("\n{}", plan.text_prompts[0].text);
+      if (show && n > 1)
+        for (int i = 0; i < n; ++i) fmt::print("[{}] prompt: {}\n", i, plan.text_prompts[static_cast<std::size_t>(i)].text);
+      auto res = eng.generate(modes[k], reqs, [&](int i, int id) {
+        bool go_on = true;
+        const std::string t = streams[static_cast<std::size_t>(i)].push(id, go_on);
+        if (show) printer.add(i, t);
+        return go_on;
+      });
+      for (int i = 0; i < n; ++i) {
+        const std::string t = streams[static_cast<std::size_t>(i)].finish();
+        if (!show) continue;
+        printer.add(i, t);
+        printer.finish(i);
+      }
+      if (show) {
+        fmt::print("\n");
+        for (int i = 0; i < n; ++i) {
+          const generation_result& g = res[static_cast<std::size_t>(i)];
+          fmt::print("[{}] {} ({})\n", i, generation_stats(g), plan.text_prompts[static_cast<std::size_t>(i)].sampling.describe());
+          seqs.push_back({{"prompt", plan.text_prompts[static_cast<std::size_t>(i)].text},
+                          {"text", streams[static_cast<std::size_t>(i)].text},
+                          {"tokens", g.tokens},
+                          {"finish", to_string(g.finish)},
+                          {"first_token_ms", g.first_token_ms},
+                          {"last_token_ms", g.last_token_ms}});
+        }
+      }
+      per_mode.push_back(std::move(res));
+    }
+    js["sequences"] = seqs;
+    if (modes.size() > 1) {
+      bool same = true;
+      for (std::size_t k = 1; k < per_mode.size(); ++k)
+        for (int i = 0; i < n; ++i)
+          same = same && per_mode[k][static_cast<std::size_t>(i)].tokens == per_mode[0][static_cast<std::size_t>(i)].tokens;
+      fmt::print("modes agree: tokens {} across {}\n", same ? "identical" : "DIFFER", fmt::join(plan.modes, ", "));
+      js["modes_same_tokens"] = same;
+      if (!same) {
+        if (!a.json_out.empty()) std::ofstream(a.json_out) << js.dump(2) << "\n";
+        return code(exit_code::check_failed);
+      }
+    }
+  }
+  if (!a.json_out.empty()) {
+    std::ofstream f(a.json_out);
+    if (!f) throw piecewise::config_error(fmt::format("--json: cannot write '{}'", a.json_out));
+    f << js.dump(2) << "\n";
+  }
+  return code(exit_code::ok);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -238,6 +473,26 @@ int main(int argc, char** argv) {
   app.add_option("--dot", a.dot_dir, "write Graphviz files of the smallest buckets' graphs into this folder");
   app.add_flag("--print-table", a.print_table, "print the layer-indexed segment table");
   app.add_flag("--check", a.check, "compare with the float64 CPU reference (small models)");
+  app.add_option("-p,--prompt", a.prompts,
+                 "a text prompt (repeatable: one sequence each), encoded with the checkpoint's tokenizer.json; the "
+                 "answer is streamed");
+  app.add_option("--prompt-file", a.prompt_file,
+                 "text prompts, one a line, or JSONL lines {\"prompt\": ..., \"max_tokens\", \"temperature\", "
+                 "\"top_k\", \"top_p\", \"min_p\", \"seed\", \"stop\"}");
+  app.add_flag("-c,--chat", a.chat, "an interactive chat on stdin in the checkpoint's chat format (state kept between turns)");
+  app.add_option("--system", a.system, "the system turn of --chat");
+  app.add_flag("--think", a.think, "reasoning on (the chat formats' /think and <think> switch); default off");
+  app.add_option("--chat-format", a.chat_format, "auto | nemotron-h | chatml (auto: tokenizer_config.json's chat_template)")
+      ->capture_default_str();
+  app.add_option("--tokenizer", a.tokenizer, "tokenizer.json to use (default: the checkpoint's; presets need this)");
+  app.add_option("--stop", a.stop, "a stop string (repeatable): the text ends before it");
+  app.add_option("-t,--temperature", a.temperature, "sampling temperature; 0 = greedy")->capture_default_str();
+  app.add_option("--top-k", a.top_k, "keep the k most likely tokens; 0 = off")->capture_default_str();
+  app.add_option("--top-p", a.top_p, "keep the most likely tokens up to this probability mass; 1 = off")
+      ->capture_default_str();
+  app.add_option("--min-p", a.min_p, "keep tokens at least this fraction as likely as the most likely; 0 = off")
+      ->capture_default_str();
+  app.add_option("--max-context", a.max_context, "positions per sequence (default: what the prompts need; 4096 for --chat)");
   app.add_flag("--dry-run", a.dry_run,
                "check everything (arguments, config, checkpoint headers, output paths), print the plan and exit; "
                "no GPU needed, no weight data read");
@@ -286,7 +541,7 @@ int main(int argc, char** argv) {
       std::fprintf(stderr, "warning: the run needs about %.2f GiB but only %.2f GiB are free\n", need_gib, free_gib);
   }
   try {
-    return run(a, plan, gpu.device);
+    return a.text() ? run_text(a, plan, gpu.device) : run(a, plan, gpu.device);
   } catch (const piecewise::config_error& e) {
     std::fprintf(stderr, "error: %s\n", e.what());
     return code(exit_code::bad_input);

@@ -12,6 +12,7 @@
 #include "model/layer_kinds.hpp"
 #include "model/messages.hpp"
 #include "model/random_tokens.hpp"
+#include "model/splitmix.hpp"
 #include "piecewise/buckets.hpp"
 
 namespace nemotron_h {
@@ -96,6 +97,43 @@ std::vector<std::vector<int>> make_prompts(const run_args& a, const model_config
   return prompts;
 }
 
+/// The text prompts of a run (--prompt, --prompt-file, --chat): the tokenizer found and
+/// built, every prompt encoded and checked against the vocabulary, the stop ids. Host only.
+void make_text_prompts(const run_args& a, run_plan& plan) {
+  const model_config& cfg = plan.config;
+  plan.text_assets = text::find_text_assets(plan.synthetic ? std::filesystem::path() : plan.checkpoint_dir, a.tokenizer);
+  plan.tokenizer = std::make_shared<const text::tokenizer>(text::tokenizer::from_file(plan.text_assets.tokenizer_file));
+  const text::tokenizer& tok = *plan.tokenizer;
+  if (tok.vocab_size() > static_cast<std::uint32_t>(cfg.vocab_size))
+    throw piecewise::config_error(fmt::format("{}: the tokenizer has {} ids but the model's vocabulary is {} ({})",
+                                              tok.source(), tok.vocab_size(), cfg.vocab_size, cfg.name));
+  std::vector<text_prompt> prompts;
+  if (!a.prompt_file.empty()) prompts = read_prompt_file(a.prompt_file, plan.sampling);
+  for (const std::string& p : a.prompts) prompts.push_back({p, plan.sampling, "--prompt", false});
+  for (std::size_t i = 0; i < prompts.size(); ++i)
+    if (!prompts[i].own_seed) prompts[i].sampling.seed = sequence_seed(a.seed, static_cast<int>(i));
+  for (std::uint32_t id : plan.text_assets.eos_ids) plan.stop_ids.push_back(static_cast<int>(id));
+  if (a.chat) {
+    plan.chat = text::resolve_chat_style(a.chat_format, plan.text_assets, tok);
+    const text::chat_format f(*plan.chat, tok);
+    plan.stop_ids.push_back(static_cast<int>(f.end_of_turn()));
+    for (const text_prompt& p : prompts) {  // the first user turn (at most one)
+      const auto ids = tok.encode(f.first_turn(a.system, p.text, a.think));
+      plan.prompts.emplace_back(ids.begin(), ids.end());
+    }
+  } else {
+    for (const text_prompt& p : prompts) {
+      const auto ids = tok.encode(p.text, {.add_special_tokens = true});
+      if (ids.empty()) throw piecewise::config_error(fmt::format("{}: the prompt encodes to no token", p.where));
+      plan.prompts.emplace_back(ids.begin(), ids.end());
+    }
+  }
+  for (const auto& p : plan.prompts)
+    if (p.size() > static_cast<std::size_t>(kMaxTokensArg))
+      throw piecewise::config_error(fmt::format("a prompt has {} tokens (at most {})", p.size(), kMaxTokensArg));
+  plan.text_prompts = std::move(prompts);
+}
+
 /// "12.3 MiB" below 1 GiB, "4.56 GiB" from there.
 std::string size_text(std::uint64_t b) {
   const double d = static_cast<double>(b);
@@ -103,6 +141,10 @@ std::string size_text(std::uint64_t b) {
 }
 
 }  // namespace
+
+std::uint64_t sequence_seed(std::uint64_t seed, int i) noexcept {
+  return mix_seed(seed, static_cast<std::uint64_t>(i));
+}
 
 std::vector<int> parse_int_list(const std::string& text, const char* what) {
   std::vector<int> v;
@@ -259,6 +301,34 @@ run_plan make_run_plan(const run_args& a) {
     plan.prefill_buckets = piecewise::capture_buckets::default_prefill(a.max_prefill_tokens).sizes();
   }
   expect_arg(a.json_out.empty() || a.json_out != a.logits_out, "--json and --logits-out name the same file");
+  if (a.text()) {
+    expect_arg(a.prompt_ids.empty(), "--prompt-ids gives token ids; it does not go with --prompt, --prompt-file or --chat");
+    expect_arg(!a.check, "--check compares token-id runs with the CPU reference; use --prompt-ids (or random prompts)");
+    expect_arg(a.logits_out.empty(), "--logits-out is for token-id runs (--prompt-ids or random prompts)");
+    expect_arg(!a.chat || a.prompt_file.empty(), "--chat takes its turns from the terminal, not --prompt-file");
+    expect_arg(!a.chat || a.prompts.size() <= 1, "--chat takes at most one --prompt (the first turn)");
+    expect_arg(!a.chat || plan.modes.size() == 1, "--chat runs one mode, not --mode compare");
+  } else {
+    expect_arg(!a.system && !a.think && a.stop.empty() && a.tokenizer.empty() && a.chat_format == "auto",
+               "--system, --think, --stop, --tokenizer and --chat-format need text prompts (--prompt, "
+               "--prompt-file or --chat)");
+  }
+  in_range(a.max_context, 0, kMaxTokensArg, "--max-context");
+  plan.sampling.temperature = a.temperature;
+  plan.sampling.top_k = a.top_k;
+  plan.sampling.top_p = a.top_p;
+  plan.sampling.min_p = a.min_p;
+  plan.sampling.seed = a.seed;
+  plan.sampling.max_tokens = a.gen;
+  plan.sampling.stop = a.stop;
+  try {
+    check_sampling(plan.sampling, "the command line");
+  } catch (const piecewise::config_error& e) {
+    throw usage_error(e.what());
+  }
+  expect_arg(a.text() || (!plan.sampling.sampled() && a.top_k == 0 && a.top_p == 1.0f && a.min_p == 0.0f),
+             "--temperature, --top-k, --top-p and --min-p need text prompts (--prompt, --prompt-file or --chat); "
+             "token-id runs are greedy");
 
   // 2. The config, then the checkpoint headers (no tensor data).
   const std::string model = !a.model.empty() ? a.model : !a.weights.empty() ? a.weights : std::string("small");
@@ -286,15 +356,30 @@ run_plan make_run_plan(const run_args& a) {
   }
 
   // 3. Prompts and the limits they need.
-  plan.prompts = make_prompts(a, plan.config);
+  int max_tokens = a.gen;
+  bool sampled = plan.sampling.sampled();
+  if (a.text()) {
+    make_text_prompts(a, plan);
+    for (const text_prompt& p : plan.text_prompts) {
+      max_tokens = std::max(max_tokens, p.sampling.max_tokens);
+      sampled = sampled || p.sampling.sampled();
+    }
+  } else {
+    plan.prompts = make_prompts(a, plan.config);
+  }
   std::size_t longest = 0;
   for (const auto& p : plan.prompts) longest = std::max(longest, p.size());
   gpu_model_limits& lim = plan.limits;
   lim.max_prefill_tokens = a.max_prefill_tokens;
-  lim.num_slots = static_cast<int>(plan.prompts.size());
+  lim.num_slots = std::max(1, static_cast<int>(plan.prompts.size()));
   lim.max_decode_batch = std::max(a.max_decode_batch, lim.num_slots);
-  lim.max_context = static_cast<int>((longest + static_cast<std::size_t>(a.gen) + 15) / 16 * 16);
-  lim.max_decode_steps = a.gen;
+  const auto needed = static_cast<int>((longest + static_cast<std::size_t>(max_tokens) + 15) / 16 * 16);
+  lim.max_context = a.max_context > 0 ? a.max_context : a.chat ? std::max(4096, needed) : needed;
+  if (lim.max_context < needed)
+    throw usage_error(fmt::format("--max-context {}: the longest prompt ({} tokens) and {} generated tokens need {}",
+                                  a.max_context, longest, max_tokens, needed));
+  lim.max_decode_steps = max_tokens;
+  lim.sampling = sampled;
   check_limits(lim);
   plan.decode_buckets = piecewise::capture_buckets::default_decode(lim.max_decode_batch).sizes();
 
@@ -312,15 +397,36 @@ std::string format_plan(const run_plan& p, const run_args& a) {
   auto line = [&](const char* key, const std::string& text) { s += fmt::format("{:<8}{}\n", key, text); };
   line("model", p.config.summary());
   line("weights", p.weights_description(a.seed));
-  std::size_t lo = p.prompts.front().size(), hi = lo;
-  for (const auto& q : p.prompts) {
-    lo = std::min(lo, q.size());
-    hi = std::max(hi, q.size());
+  if (p.prompts.empty()) {
+    line("prompts", "none yet: the chat's turns come from the terminal");
+  } else {
+    std::size_t lo = p.prompts.front().size(), hi = lo;
+    for (const auto& q : p.prompts) {
+      lo = std::min(lo, q.size());
+      hi = std::max(hi, q.size());
+    }
+    const std::string source = a.text()               ? "text"
+                               : a.prompt_ids.empty() ? fmt::format("random ids, seed {}", a.seed)
+                                                      : std::string("--prompt-ids");
+    line("prompts", fmt::format("{} sequence{} of {} token{} ({}), up to {} generated each", p.prompts.size(),
+                                p.prompts.size() == 1 ? "" : "s",
+                                lo == hi ? fmt::format("{}", lo) : fmt::format("{}..{}", lo, hi), hi == 1 ? "" : "s",
+                                source, p.limits.max_decode_steps));
   }
-  line("prompts", fmt::format("{} sequence{} of {} token{} ({}), {} generated each (greedy)", p.prompts.size(),
-                              p.prompts.size() == 1 ? "" : "s", lo == hi ? fmt::format("{}", lo) : fmt::format("{}..{}", lo, hi),
-                              hi == 1 ? "" : "s",
-                              a.prompt_ids.empty() ? fmt::format("random ids, seed {}", a.seed) : "--prompt-ids", a.gen));
+  if (a.text()) {
+    line("text", fmt::format("tokenizer {} ({} ids){}", p.text_assets.tokenizer_file.string(), p.tokenizer->vocab_size(),
+                             p.chat ? fmt::format(", chat format {} ({}), thinking {}", text::to_string(*p.chat),
+                                                  a.chat_format == "auto" ? p.text_assets.chat_reason : "--chat-format",
+                                                  a.think ? "on" : "off")
+                                    : std::string()));
+    line("stop", fmt::format("ids [{}]{}", fmt::join(p.stop_ids, ", "),
+                             p.sampling.stop.empty() ? std::string() : fmt::format(", {} stop string(s)", p.sampling.stop.size())));
+    for (std::size_t i = 0; i < p.text_prompts.size(); ++i)
+      line(i == 0 ? "sample" : "", fmt::format("sequence {}: {}", i, p.text_prompts[i].sampling.describe()));
+    if (p.text_prompts.empty()) line("sample", p.sampling.describe());
+  } else {
+    line("sample", "greedy");
+  }
   line("limits", fmt::format("prefill chunk <= {} tokens, decode batch <= {}, {} slots, context <= {}",
                              p.limits.max_prefill_tokens, p.limits.max_decode_batch, p.limits.num_slots,
                              p.limits.max_context));

@@ -9,6 +9,8 @@
 #include <cstddef>
 #include <cstdint>
 #include <filesystem>
+#include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -16,8 +18,15 @@
 #include "model/weights.hpp"
 #include "piecewise/error.hpp"
 #include "runner/batching.hpp"
+#include "runner/prompt_file.hpp"
+#include "runner/sampling_settings.hpp"
+#include "text/chat_format.hpp"
+#include "text/tokenizer.hpp"
 
 namespace nemotron_h {
+
+/// Seed of sequence `i`'s sampling stream when the command line gives one seed for all.
+std::uint64_t sequence_seed(std::uint64_t seed, int i) noexcept;
 
 /// A bad argument (value out of range, unknown mode, buckets not increasing): exit status 2.
 /// Bad inputs (config, checkpoint, prompt ids, output paths) are piecewise::config_error.
@@ -45,6 +54,22 @@ struct run_args {
   bool print_table = false;
   bool check = false;
   bool dry_run = false;
+  // text in, text out
+  std::vector<std::string> prompts;  ///< --prompt (repeatable): one sequence each
+  std::string prompt_file;           ///< --prompt-file: lines or JSONL (runner/prompt_file.hpp)
+  bool chat = false;                 ///< --chat: an interactive session on stdin
+  std::optional<std::string> system; ///< --system
+  bool think = false;                ///< --think: reasoning on (the chat formats' switch)
+  std::string chat_format = "auto";  ///< auto | nemotron-h | chatml
+  std::string tokenizer;             ///< --tokenizer FILE (default: the checkpoint's tokenizer.json)
+  std::vector<std::string> stop;     ///< --stop (repeatable)
+  float temperature = 0.0f;
+  int top_k = 0;
+  float top_p = 1.0f;
+  float min_p = 0.0f;
+  int max_context = 0;               ///< --max-context (0: what the prompts need; 4096 for --chat)
+  /// Whether the run takes text (--prompt, --prompt-file or --chat) rather than token ids.
+  [[nodiscard]] bool text() const noexcept { return !prompts.empty() || !prompt_file.empty() || chat; }
 };
 
 /// Device memory a run needs, estimated on the host (bytes).
@@ -70,6 +95,13 @@ struct run_plan {
   std::vector<std::vector<int>> prompts;  ///< token ids, each in [0, vocab)
   gpu_model_limits limits;
   memory_estimate memory;
+  // text runs (run_args::text()): the tokenizer and the prompts' texts and settings
+  std::shared_ptr<const text::tokenizer> tokenizer;
+  text::text_assets text_assets;
+  std::optional<text::chat_style> chat;   ///< the chat format (--chat)
+  std::vector<text_prompt> text_prompts;  ///< one a sequence; prompts[i] holds its ids (chat: the --prompt turn, if any)
+  std::vector<int> stop_ids;              ///< ids that end a sequence (eos; with --chat also the end of turn)
+  sampling_settings sampling;             ///< the command line's settings (the default of every prompt)
   /// "synthetic weights (preset nano-9b-v2, no checkpoint), seed 0" or the checkpoint source.
   [[nodiscard]] std::string weights_description(std::uint64_t seed) const;
 };

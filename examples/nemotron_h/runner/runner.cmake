@@ -10,8 +10,9 @@ target_compile_features(nh_batching PUBLIC cxx_std_20)
 
 # The plan of a nemotron_h_run invocation (every argument, config, checkpoint-header and
 # output-path check, the memory estimate): host only, so --dry-run and its tests need no GPU.
-add_library(nh_run_plan STATIC ${CMAKE_CURRENT_LIST_DIR}/run_plan.cpp)
-target_link_libraries(nh_run_plan PUBLIC nh_model nh_batching)
+add_library(nh_run_plan STATIC ${CMAKE_CURRENT_LIST_DIR}/run_plan.cpp ${CMAKE_CURRENT_LIST_DIR}/prompt_file.cpp
+            ${CMAKE_CURRENT_LIST_DIR}/sampling_settings.cpp)
+target_link_libraries(nh_run_plan PUBLIC nh_model nh_batching nh_text)
 
 add_library(nh_runner STATIC
   ${CMAKE_CURRENT_LIST_DIR}/device_weights.cpp
@@ -30,12 +31,14 @@ target_compile_definitions(nemotron_h_run PRIVATE NH_PROJECT_VERSION="${PROJECT_
 if(PIECEWISE_BUILD_TESTS)
   piecewise_add_host_test(nh_batching_tests ${CMAKE_CURRENT_LIST_DIR}/../tests/test_batching.cpp LIBS nh_batching)
   target_compile_definitions(nh_batching_tests PRIVATE NH_TEST_DATA_DIR="${CMAKE_CURRENT_LIST_DIR}/../tests/data")
-  piecewise_add_host_test(nh_run_plan_tests ${CMAKE_CURRENT_LIST_DIR}/../tests/test_run_plan.cpp LIBS nh_run_plan)
+  piecewise_add_host_test(nh_run_plan_tests ${CMAKE_CURRENT_LIST_DIR}/../tests/test_run_plan.cpp
+                          ${CMAKE_CURRENT_LIST_DIR}/../tests/test_text_plan.cpp LIBS nh_run_plan)
   target_compile_definitions(nh_run_plan_tests PRIVATE NH_TEST_DATA_DIR="${CMAKE_CURRENT_LIST_DIR}/../tests/data")
   # The built nemotron_h_run with bad inputs, --dry-run and --version: exit status and message
   # (no GPU needed: every check comes first). Label "cli": the asan preset builds no runner.
   include(${CMAKE_CURRENT_LIST_DIR}/../tests/cli_tests.cmake)
-  piecewise_add_gpu_test(nh_runner_gpu_tests ${CMAKE_CURRENT_LIST_DIR}/../tests/test_runner.cpp LIBS nh_runner)
+  piecewise_add_gpu_test(nh_runner_gpu_tests ${CMAKE_CURRENT_LIST_DIR}/../tests/test_runner.cpp
+                         ${CMAKE_CURRENT_LIST_DIR}/../tests/test_generate.cpp LIBS nh_runner)
   target_compile_definitions(nh_runner_gpu_tests PRIVATE NH_TEST_DATA_DIR="${CMAKE_CURRENT_LIST_DIR}/../tests/data")
   # The runner's small kernels (argmax, gather, bookkeeping) against host references.
   piecewise_add_gpu_test(nh_runner_kernels_gpu_tests ${CMAKE_CURRENT_LIST_DIR}/../tests/test_model_kernels.cu

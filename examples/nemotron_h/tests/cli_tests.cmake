@@ -4,9 +4,9 @@
 set(_nh_cli_data ${CMAKE_CURRENT_LIST_DIR}/data)
 set(_nh_cli_work ${CMAKE_CURRENT_BINARY_DIR}/cli_cases)
 
-# nh_cli_case(name rc regex args... [PREPARE case] [KEEP file]): args joined with '|'.
+# nh_cli_case(name rc regex args... [PREPARE case] [KEEP file] [INPUT file]): args joined with '|'.
 function(nh_cli_case name rc regex)
-  cmake_parse_arguments(arg "" "PREPARE;KEEP" "" ${ARGN})
+  cmake_parse_arguments(arg "" "PREPARE;KEEP;INPUT" "" ${ARGN})
   string(REPLACE ";" "|" joined "${arg_UNPARSED_ARGUMENTS}")
   string(MAKE_C_IDENTIFIER "${name}" dir)
   set(extra "")
@@ -15,6 +15,9 @@ function(nh_cli_case name rc regex)
   endif()
   if(arg_KEEP)
     list(APPEND extra -DKEEP=${arg_KEEP})
+  endif()
+  if(arg_INPUT)
+    list(APPEND extra -DINPUT=${arg_INPUT})
   endif()
   add_test(NAME "cli: ${name}"
            COMMAND ${CMAKE_COMMAND} -DEXE=$<TARGET_FILE:nemotron_h_run> "-DARGS=${joined}" -DRC=${rc}
@@ -48,7 +51,24 @@ nh_cli_case("--json into a missing directory is bad input" 3 "--json '/nonexiste
             --json /nonexistent-dir/out.json)
 nh_cli_case("--logits-out naming a directory is bad input" 3 "--logits-out '{WORK}' is a directory"
             --logits-out {WORK} PREPARE keep_file)
+nh_cli_case("a text prompt on a preset without --tokenizer is bad input" 3 "presets have none.*--tokenizer"
+            -m tiny -p Hello)
+nh_cli_case("a bad JSONL prompt file is bad input naming the line and key" 3 "p.jsonl:2: unknown key \"temp\""
+            -m {DATA}/tiny --prompt-file {WORK}/p.jsonl PREPARE bad_jsonl)
+nh_cli_case("a tokenizer larger than the vocabulary is bad input" 3 "has 4100 ids but the model's vocabulary is 384"
+            -m tiny -p Hello --tokenizer {DATA}/tokenizer/golden/tokenizer.json)
+nh_cli_case("--temperature out of range is a usage error" 2 "temperature 200 is out of range"
+            -m {DATA}/tiny -p Hello -t 200)
+nh_cli_case("--prompt with --prompt-ids is a usage error" 2 "--prompt-ids gives token ids" -m {DATA}/tiny -p Hi -i 1,2)
+nh_cli_case("sampling token ids is a usage error" 2 "token-id runs are greedy" -m tiny --top-k 5)
+nh_cli_case("--chat with --mode compare is a usage error" 2 "--chat runs one mode" -m {DATA}/tiny --chat --mode compare)
 # what works without a GPU (0)
+nh_cli_case("--dry-run with a text prompt shows the tokenizer, stop ids and sampling" 0
+            "prompts +1 sequence of [0-9]+ tokens \\(text\\).*text +tokenizer [^\n]*tiny/tokenizer.json \\(384 ids\\).*stop +ids \\[2\\].*sample +sequence 0: temperature 0.8, top-k 40, seed"
+            --dry-run -m {DATA}/tiny -p "The sea is" -t 0.8 --top-k 40)
+nh_cli_case("--dry-run --chat finds the chat format" 0
+            "chat format nemotron-h \\(from the chat_template of [^\n]*tokenizer_config.json\\), thinking off.*stop +ids \\[2, 12\\]"
+            --dry-run -m {DATA}/tiny --chat)
 nh_cli_case("--dry-run on the tiny fixture prints the plan" 0
             "dry run: every check passed.*model +[^\n]*tiny/config.json: 6 layers.*model.safetensors \\([0-9]+ tensors.*buckets +prefill.*decode.*modes +auto.*memory"
             --dry-run --model {DATA}/tiny --prompt-ids "1,2,3{SEMI}4,5")
@@ -65,3 +85,9 @@ nh_cli_case("--help lists the exit statuses" 0 "Exit status:.*4  no usable CUDA 
 nh_cli_case("without a GPU the message says what was found and what works" gpu
             "no usable CUDA GPU: .*Every check passed.*--dry-run.*host tests"
             -m tiny -b 1 --prompt-len 8 -n 2)
+nh_cli_case("a chat with the tiny fixture streams text turn by turn" gpu
+            "user> Hello, who are you\\?.*assistant> .*tokens.*first token.*user> Tell me about the sea.*assistant> .*chat +2 turns|no usable CUDA GPU"
+            -m {DATA}/tiny --chat -n 12 -t 0.9 --top-p 0.95 PREPARE chat_turns INPUT {WORK}/turns.txt)
+nh_cli_case("text prompts stream, several sequences labelled" gpu
+            "\\[0\\] prompt: The sea.*\\[1\\] prompt: Hello.*\\[0\\] [0-9]+ tokens?, .*first token.*\\[1\\] [0-9]+ tokens?|no usable CUDA GPU"
+            -m {DATA}/tiny -p "The sea" -p Hello -n 10 --mode compare)
