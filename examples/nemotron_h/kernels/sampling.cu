@@ -38,8 +38,9 @@ constexpr unsigned kPosInf = 0xFF80u;     // key of +inf
 constexpr int kNoIndex = 0x7fffffff;
 constexpr float kFix = 0x1p42f;  // fixed-point unit of the masses: a row sums to <= V * 2^42
 constexpr int kMaxV = 1 << 22;   // so that V * 2^42 fits in 64 bits
-// Shared-memory slice of one block of the cluster kernel, elements (static limit 48 KiB).
-constexpr int kMaxClusterSlice = 17920;
+// Shared-memory slice of one block of the cluster kernel, elements: V <= 131072 (static and
+// dynamic shared memory within the default 48 KiB; at most 2^14 elements, see local_hist).
+constexpr int kMaxClusterSlice = 16384;
 
 // Order-preserving key of a bf16 (its bits): larger value <=> larger key; -0 is +0; NaN is 0,
 // below every other key (-inf is 0x007F, the finite values are 0x0080 .. 0xFF7F).
@@ -70,9 +71,56 @@ struct hist {
   unsigned long long mass[256];
 };
 
+// A block's histogram while it is accumulated. 64-bit shared-memory atomicAdd is a CAS loop
+// on Hopper, which collapses under the heavy same-bin contention of logits (measured 150 us
+// for one row); the cluster kernel therefore splits each fixed-point mass (<= 2^42) into three
+// 15-bit limbs added with native 32-bit atomics: a block holds at most 2^14 elements, so every
+// limb sum stays below 2^29, and the recombined sums are exactly the 64-bit ones. The
+// one-block-per-row kernel (up to 2^22 elements a block) keeps the 64-bit atomics.
+template <bool kCl>
+struct local_hist;
+
+template <>
+struct local_hist<true> {
+  unsigned cnt[256];
+  unsigned limb[3][256];
+  __device__ void zero(int t) {
+    cnt[t] = 0;
+    limb[0][t] = limb[1][t] = limb[2][t] = 0;
+  }
+  __device__ void zero_mass(int t) { limb[0][t] = limb[1][t] = limb[2][t] = 0; }
+  __device__ void add_mass(int b, unsigned long long m) {
+    const unsigned l0 = static_cast<unsigned>(m & 0x7fffu), l1 = static_cast<unsigned>((m >> 15) & 0x7fffu),
+                   l2 = static_cast<unsigned>(m >> 30);
+    if (l0 != 0u) atomicAdd(&limb[0][b], l0);  // zero limbs (small masses) skip the atomic
+    if (l1 != 0u) atomicAdd(&limb[1][b], l1);
+    if (l2 != 0u) atomicAdd(&limb[2][b], l2);
+  }
+  __device__ unsigned long long mass(int b) const {
+    return static_cast<unsigned long long>(limb[0][b]) + (static_cast<unsigned long long>(limb[1][b]) << 15) +
+           (static_cast<unsigned long long>(limb[2][b]) << 30);
+  }
+};
+
+template <>
+struct local_hist<false> {
+  unsigned cnt[256];
+  unsigned long long m[256];
+  __device__ void zero(int t) {
+    cnt[t] = 0;
+    m[t] = 0;
+  }
+  __device__ void zero_mass(int t) { m[t] = 0; }
+  __device__ void add_mass(int b, unsigned long long v) {
+    if (v != 0ull) atomicAdd(&m[b], v);
+  }
+  __device__ unsigned long long mass(int b) const { return m[b]; }
+};
+
+template <bool kCl>
 struct shared_state {
-  hist local[2];  // this block's histograms (the other blocks of the cluster read them)
-  hist total[2];  // the cluster's sums (computed by every block)
+  local_hist<kCl> local[2];  // this block's histograms (the other blocks of the cluster read them)
+  hist total[2];             // the cluster's sums (computed by every block)
   unsigned pub_key;  // phase 1 result of this block (read by the cluster)
   int pub_idx;
   float pub_score;  // phase 4 result of this block (read by the cluster)
@@ -90,6 +138,8 @@ struct shared_state {
   unsigned long long pabove;
   double target;
 };
+static_assert(sizeof(shared_state<true>) + kMaxClusterSlice * sizeof(bf16) <= 48 * 1024,
+              "the cluster kernel's shared memory exceeds the default 48 KiB");
 
 // Cluster (kCl) or single-block (!kCl) helpers.
 template <bool kCl>
@@ -195,7 +245,8 @@ __device__ __forceinline__ void load_scan(const bf16* row, int lo, int n, uint4*
 }
 
 // Block argmax of (key, index), result in every thread.
-__device__ __forceinline__ void block_best_key(unsigned& bk, int& bi, shared_state& s) {
+template <typename S>
+__device__ __forceinline__ void block_best_key(unsigned& bk, int& bi, S& s) {
 #pragma unroll
   for (int o = 16; o > 0; o >>= 1) {
     const unsigned ok = __shfl_xor_sync(0xffffffffu, bk, o);
@@ -222,7 +273,8 @@ __device__ __forceinline__ void block_best_key(unsigned& bk, int& bi, shared_sta
 }
 
 // Block argmax of (score, index) and sum of `count`, results in every thread.
-__device__ __forceinline__ void block_best_score(float& bs, int& bi, int& count, shared_state& s) {
+template <typename S>
+__device__ __forceinline__ void block_best_score(float& bs, int& bi, int& count, S& s) {
 #pragma unroll
   for (int o = 16; o > 0; o >>= 1) {
     const float os = __shfl_xor_sync(0xffffffffu, bs, o);
@@ -255,15 +307,15 @@ __device__ __forceinline__ void block_best_score(float& bs, int& bi, int& count,
 
 // Sums histogram h of every block of the group into s.total[h] (every block does it).
 template <bool kCl>
-__device__ __forceinline__ void reduce_hist(shared_state& s, int h) {
+__device__ __forceinline__ void reduce_hist(shared_state<kCl>& s, int h) {
   group_sync<kCl>();  // every block's local[h] is complete
   for (int t = threadIdx.x; t < 256; t += kThreads) {
     unsigned c = 0;
     unsigned long long m = 0;
     for (unsigned k = 0; k < ranks(kCl); ++k) {
-      const hist* o = at_rank<kCl>(&s.local[h], k);
+      const local_hist<kCl>* o = at_rank<kCl>(&s.local[h], k);
       c += o->cnt[t];
-      m += o->mass[t];
+      m += o->mass(t);
     }
     s.total[h].cnt[t] = c;
     s.total[h].mass[t] = m;
@@ -332,18 +384,17 @@ struct kernel_args {
 };
 
 template <bool kCl, bool kVec>
-__device__ __forceinline__ void sample_row(const kernel_args& a, int r, shared_state& s, uint4* skeys) {
+__device__ __forceinline__ void sample_row(const kernel_args& a, int r, shared_state<kCl>& s, uint4* skeys) {
   const int tid = threadIdx.x, warp = tid >> 5;
   const unsigned rank = my_rank<kCl>();
   const bf16* row = a.logits + static_cast<std::size_t>(r) * a.V;
   const int slice = kCl ? (a.V + 8 * kCluster - 1) / (8 * kCluster) * 8 : a.V;
   const int lo = min(a.V, static_cast<int>(rank) * slice);
   const slice_view<kCl> view{row, skeys, lo, min(a.V, lo + slice) - lo};
-  for (int t = tid; t < 256; t += kThreads)
-    for (int h = 0; h < 2; ++h) {
-      s.local[h].cnt[t] = 0;
-      s.local[h].mass[t] = 0;
-    }
+  for (int t = tid; t < 256; t += kThreads) {
+    s.local[0].zero(t);
+    s.local[1].zero(t);
+  }
 
   // Phase 1: maximum and first index.
   unsigned bk = 0;
@@ -406,8 +457,8 @@ __device__ __forceinline__ void sample_row(const kernel_args& a, int r, shared_s
     // Phase 2: high-byte histogram of the finite keys.
     for_each<kCl>(view, [&](unsigned key, int) {
       if (key < kFiniteMin) return;
-      atomicAdd(&s.local[0].cnt[key >> 8], 1u);
-      if (topp) atomicAdd(&s.local[0].mass[key >> 8], fx(key));
+      if (topk) atomicAdd(&s.local[0].cnt[key >> 8], 1u);  // counts: only top-k reads them
+      if (topp) s.local[0].add_mass(key >> 8, fx(key));
     });
     reduce_hist<kCl>(s, 0);
     const hist& t0 = s.total[0];
@@ -436,7 +487,7 @@ __device__ __forceinline__ void sample_row(const kernel_args& a, int r, shared_s
       for_each<kCl>(view, [&](unsigned key, int) {
         if (key < kFiniteMin || static_cast<int>(key >> 8) != kbin) return;
         atomicAdd(&s.local[1].cnt[key & 255u], 1u);
-        if (topp) atomicAdd(&s.local[1].mass[key & 255u], fx(key));
+        if (topp) s.local[1].add_mass(key & 255u, fx(key));
       });
       reduce_hist<kCl>(s, 1);
       if (warp == 0) {
@@ -492,12 +543,12 @@ __device__ __forceinline__ void sample_row(const kernel_args& a, int r, shared_s
         // phase 3a ran; then buffer 0 is free (every block has read it before phase 3a's sync).
         const int h = kbin >= 0 ? 0 : 1;
         if (h == 0) {
-          for (int t = tid; t < 256; t += kThreads) s.local[0].mass[t] = 0;
+          for (int t = tid; t < 256; t += kThreads) s.local[0].zero_mass(t);
           __syncthreads();
         }
         for_each<kCl>(view, [&](unsigned key, int) {
           if (key < kFiniteMin || static_cast<int>(key >> 8) != pbin) return;
-          atomicAdd(&s.local[h].mass[key & 255u], fx(key));
+          s.local[h].add_mass(key & 255u, fx(key));
         });
         reduce_hist<kCl>(s, h);
         if (warp == 0) {
@@ -591,7 +642,7 @@ __device__ __forceinline__ void sample_row(const kernel_args& a, int r, shared_s
 template <bool kVec>
 __global__ void __launch_bounds__(kThreads) sample_cluster_kernel(kernel_args a) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-  __shared__ shared_state s;
+  __shared__ shared_state<true> s;
   extern __shared__ uint4 skeys[];
   const int r = blockIdx.y;
   if (r >= a.max_seqs || r >= *a.num_seqs) return;  // uniform over the cluster (same row)
@@ -601,7 +652,7 @@ __global__ void __launch_bounds__(kThreads) sample_cluster_kernel(kernel_args a)
 
 template <bool kVec>
 __global__ void __launch_bounds__(kThreads) sample_block_kernel(kernel_args a) {
-  __shared__ shared_state s;
+  __shared__ shared_state<false> s;
   const int r = blockIdx.x;
   if (r >= a.max_seqs || r >= *a.num_seqs) return;
   sample_row<false, kVec>(a, r, s, nullptr);

@@ -8,6 +8,19 @@
 // value. The draw is counter-based: the random numbers of a row depend only on the sequence's
 // seed and the position of the token being sampled, never on the batch, the bucket or the
 // mode, so a seeded sequence gives the same tokens in eager, piecewise and full graphs.
+//
+// Exact definitions (float64 reference: reference/sampling_ref.hpp, which the GPU tests
+// compare against): only finite logits are candidates (NaN and -inf are never kept); a row
+// whose largest non-NaN logit is not finite (all NaN, all -inf, a +inf) is sampled greedily;
+// p_i ~ exp((l_i - max) / T); top-k keeps l >= the k-th largest finite logit; top-p keeps
+// l >= the largest value v whose cumulative mass M(v) (top-k survivors with l >= v) reaches
+// top_p times the survivors' total; min-p keeps (l - max) >= T ln(min_p) in double. The kept
+// set is their intersection, a threshold on the logit value. The draw is Gumbel-max: argmax of
+// (l - max) / T - log(-log(u_i)) over the kept set, u_i = sampling_uniform(sampling_stream(seed,
+// position), i) (kernels/sampling_rng.hpp). Top-p masses are fixed-point sums (units of 2^-42
+// of the maximum's weight, from float exp), so its boundary matches the float64 definition
+// unless a cumulative mass lies within ~1e-6 of top_p. kernels/sampling_debug.cuh has a
+// test-only variant that also reports each row's kept set.
 #pragma once
 
 #include <cuda_runtime.h>
@@ -23,9 +36,9 @@ namespace nemotron_h {
 /// written by the host between steps (never while a graph that reads it runs).
 struct sampling_params {
   float temperature = 0.0f;  ///< <= 0: greedy (argmax, first index on ties, as argmax_rows)
-  int top_k = 0;             ///< <= 0 or >= vocab: off
+  int top_k = 0;             ///< <= 0 or >= the number of finite logits: off
   float top_p = 1.0f;        ///< >= 1: off; keep the most likely tokens whose mass reaches top_p
-  float min_p = 0.0f;        ///< <= 0: off; keep tokens with p >= min_p * p_max
+  float min_p = 0.0f;        ///< <= 0: off; keep tokens with p >= min_p * p_max (> 1 acts as 1)
   std::uint64_t seed = 0;    ///< the sequence's random stream
 };
 
@@ -36,14 +49,19 @@ struct sampling_params {
 /// history[*step * history_ld + r], and then increments *step once (like argmax_rows).
 /// Greedy rows give exactly argmax_rows' id. NaN logits are never chosen unless a row is all
 /// NaN (then id 0).
-/// `workspace` of sampling_workspace_bytes(batch.max_seqs, V) bytes (may be unused).
-/// Throws piecewise::config_error for V < 1 or a workspace that is too small.
+/// Rows r >= *batch.num_seqs are left untouched.
+/// `workspace` of sampling_workspace_bytes(batch.max_seqs, V) bytes (currently 0: may be null).
+/// Kernels: one thread-block cluster per row on sm_90+ for V <= 131072, else (or with
+/// NH_ARGMAX_NO_CLUSTER=1 in the environment, as for argmax_rows) one block per row; both give
+/// the same ids bit for bit.
+/// Throws piecewise::config_error for V < 1 or V > 2^22, batch.max_seqs > 65535, or a
+/// workspace that is too small; piecewise::cuda_error if a launch fails.
 /// One launch (plus the step bump), no allocation, no sync: capture-safe.
 void sample_rows(const bf16* logits, int V, const batch_view& batch, const sampling_params* params, int* ids,
                  int* history, int history_ld, int* step, void* workspace, std::size_t workspace_bytes,
                  cudaStream_t s);
 
-/// Device workspace sample_rows needs for `rows` rows of `V` logits.
+/// Device workspace sample_rows needs for `rows` rows of `V` logits (0 in this version).
 std::size_t sampling_workspace_bytes(int rows, int V) noexcept;
 
 }  // namespace nemotron_h

@@ -298,7 +298,11 @@ TEST_CASE("sample_rows: greedy rows equal argmax_rows at the 9B vocabulary", "[s
     L.make(rows, V, kinds, gen);
     // Ties of the maximum at the cluster's slice edges (slices of 16384).
     for (int r = 8; r < 16; ++r)
-      for (int k = 1; k < 8; ++k) L.b[static_cast<std::size_t>(r) * V + k * 16384 - (r & 1)] = __float2bfloat16(60.f);
+      for (int k = 1; k < 8; ++k) {
+        const std::size_t i = static_cast<std::size_t>(r) * V + k * 16384 - (r & 1);
+        L.b[i] = __float2bfloat16(60.f);
+        L.f[i] = 60.f;  // the host argmax reads the float copy
+      }
     R.upload_logits(L.b);
     std::vector<nh::sampling_params> prm(rows, sp(0.0f));
     for (int r = 0; r < rows; r += 3) prm[r] = sp(-2.0f);
