@@ -71,12 +71,13 @@ struct hist {
   unsigned long long mass[256];
 };
 
-// A block's histogram while it is accumulated. 64-bit shared-memory atomicAdd is a CAS loop
-// on Hopper, which collapses under the heavy same-bin contention of logits (measured 150 us
-// for one row); the cluster kernel therefore splits each fixed-point mass (<= 2^42) into three
-// 15-bit limbs added with native 32-bit atomics: a block holds at most 2^14 elements, so every
-// limb sum stays below 2^29, and the recombined sums are exactly the 64-bit ones. The
-// one-block-per-row kernel (up to 2^22 elements a block) keeps the 64-bit atomics.
+// A block's histogram while it is accumulated. Logits crowd into a few high-byte bins, and
+// same-address shared atomics serialise (measured 150 us for one row with one 64-bit atomic an
+// element): hist_add first combines the lanes of a warp that hit one bin, and the cluster
+// kernel splits each added mass (a warp's sum, <= 2^47) into limbs of 15, 15 and 17 bits added
+// with native 32-bit atomics: a block holds at most 2^14 elements, so the limb sums stay below
+// 2^29 (low limbs) and 2^26 (the top one: the block's whole mass is < 2^56), and the recombined
+// sums are exactly the 64-bit ones. The one-block-per-row kernel keeps 64-bit atomics.
 template <bool kCl>
 struct local_hist;
 
@@ -190,6 +191,51 @@ __device__ __forceinline__ void for_each(const slice_view<kCl>& v, F&& f) {
   } else {
     for (int i = threadIdx.x; i < v.n; i += kThreads) f(key_of(bits_of(v.row[v.lo + i])), v.lo + i);
   }
+}
+
+// for_each with every lane of a warp in every iteration (elements past the slice come as key
+// 0, below every finite key), so `f` may use warp-synchronous intrinsics.
+template <bool kCl, typename F>
+__device__ __forceinline__ void for_each_converged(const slice_view<kCl>& v, F&& f) {
+  if constexpr (kCl) {
+    const int groups = (v.n + 7) / 8;
+    const int iters = (groups + kThreads - 1) / kThreads;
+    for (int it = 0; it < iters; ++it) {
+      const int g = threadIdx.x + it * kThreads;
+      const uint4 q = g < groups ? v.keys[g] : make_uint4(0u, 0u, 0u, 0u);
+      const unsigned w[4] = {q.x, q.y, q.z, q.w};
+#pragma unroll
+      for (int e = 0; e < 8; ++e) f((w[e >> 1] >> (16 * (e & 1))) & 0xffffu, v.lo + 8 * g + e);
+    }
+  } else {
+    const int iters = (v.n + kThreads - 1) / kThreads;
+    for (int it = 0; it < iters; ++it) {
+      const int i = threadIdx.x + it * kThreads;
+      f(i < v.n ? key_of(bits_of(v.row[v.lo + i])) : 0u, v.lo + i);
+    }
+  }
+}
+
+// Adds an element to bin `bin` of `h` (count when do_cnt, fixed-point mass m when do_mass),
+// for the lanes with `take`; called by all 32 lanes of the warp together. Lanes of one bin are
+// combined first (match_any, then one atomic per bin and warp): logits crowd into a few
+// high-byte bins, and same-address shared atomics serialise.
+template <typename H>
+__device__ __forceinline__ void hist_add(H& h, bool take, unsigned bin, bool do_cnt, bool do_mass,
+                                         unsigned long long m) {
+  const unsigned peers = __match_any_sync(0xffffffffu, take ? bin : 0xffffffffu);
+  if (!take) return;
+  const bool leader = (threadIdx.x & 31u) == static_cast<unsigned>(__ffs(peers) - 1);
+  if (do_cnt && leader) atomicAdd(&h.cnt[bin], static_cast<unsigned>(__popc(peers)));
+  if (!do_mass) return;
+#if __CUDA_ARCH__ >= 800
+  // m <= 2^42: two 21-bit halves, each summed over <= 32 lanes in 32 bits, exactly.
+  const unsigned lo = __reduce_add_sync(peers, static_cast<unsigned>(m & 0x1fffffull));
+  const unsigned hi = __reduce_add_sync(peers, static_cast<unsigned>(m >> 21));
+  if (leader) h.add_mass(bin, static_cast<unsigned long long>(lo) + (static_cast<unsigned long long>(hi) << 21));
+#else
+  h.add_mass(bin, m);
+#endif
 }
 
 // Phase 1 scan of [lo, lo + n): best key and first index; kCl also stores the keys in `sk`
@@ -455,10 +501,9 @@ __device__ __forceinline__ void sample_row(const kernel_args& a, int r, shared_s
   unsigned thr = kFiniteMin;
   if (topk || topp) {
     // Phase 2: high-byte histogram of the finite keys.
-    for_each<kCl>(view, [&](unsigned key, int) {
-      if (key < kFiniteMin) return;
-      if (topk) atomicAdd(&s.local[0].cnt[key >> 8], 1u);  // counts: only top-k reads them
-      if (topp) s.local[0].add_mass(key >> 8, fx(key));
+    for_each_converged<kCl>(view, [&](unsigned key, int) {
+      const bool take = key >= kFiniteMin;  // counts: only top-k reads them
+      hist_add(s.local[0], take, key >> 8, topk, topp, take && topp ? fx(key) : 0ull);
     });
     reduce_hist<kCl>(s, 0);
     const hist& t0 = s.total[0];
@@ -484,10 +529,9 @@ __device__ __forceinline__ void sample_row(const kernel_args& a, int r, shared_s
     unsigned thr_k = kFiniteMin;
     if (kbin >= 0) {
       // Phase 3a: low-byte histogram of the top-k boundary bin.
-      for_each<kCl>(view, [&](unsigned key, int) {
-        if (key < kFiniteMin || static_cast<int>(key >> 8) != kbin) return;
-        atomicAdd(&s.local[1].cnt[key & 255u], 1u);
-        if (topp) s.local[1].add_mass(key & 255u, fx(key));
+      for_each_converged<kCl>(view, [&](unsigned key, int) {
+        const bool take = key >= kFiniteMin && static_cast<int>(key >> 8) == kbin;
+        hist_add(s.local[1], take, key & 255u, true, topp, take && topp ? fx(key) : 0ull);
       });
       reduce_hist<kCl>(s, 1);
       if (warp == 0) {
@@ -546,9 +590,9 @@ __device__ __forceinline__ void sample_row(const kernel_args& a, int r, shared_s
           for (int t = tid; t < 256; t += kThreads) s.local[0].zero_mass(t);
           __syncthreads();
         }
-        for_each<kCl>(view, [&](unsigned key, int) {
-          if (key < kFiniteMin || static_cast<int>(key >> 8) != pbin) return;
-          s.local[h].add_mass(key & 255u, fx(key));
+        for_each_converged<kCl>(view, [&](unsigned key, int) {
+          const bool take = key >= kFiniteMin && static_cast<int>(key >> 8) == pbin;
+          hist_add(s.local[h], take, key & 255u, false, true, take ? fx(key) : 0ull);
         });
         reduce_hist<kCl>(s, h);
         if (warp == 0) {
