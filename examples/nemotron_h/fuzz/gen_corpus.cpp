@@ -158,7 +158,8 @@ void config_corpus(const fs::path& out, const fs::path& fixture) {
     edit(j);
     put(d, name, j.dump());
   };
-  variant("moe_layer.json", [](json& j) { j["layers_block_type"][3] = "moe"; });
+  variant("valid_moe_layer.json", [](json& j) { j["layers_block_type"][3] = "moe"; });
+  variant("moe_topk_above_experts.json", [](json& j) { j["layers_block_type"][3] = "moe"; j["num_experts_per_tok"] = 9; });
   variant("missing_vocab.json", [](json& j) { j.erase("vocab_size"); });
   variant("string_hidden.json", [](json& j) { j["hidden_size"] = "128"; });
   variant("huge_hidden.json", [](json& j) { j["hidden_size"] = 18446744073709551615ull; });

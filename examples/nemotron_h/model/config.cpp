@@ -21,6 +21,8 @@ namespace {
 using json = nlohmann::json;
 
 constexpr int kMaxDim = 1 << 20;         // any single width or head count
+constexpr int kMaxExperts = 1 << 16;     // routed experts of a MoE layer
+constexpr std::int64_t kMaxExpertElems = std::int64_t(1) << 36;  // E * F_e * width of one expert tensor
 constexpr int kMaxVocab = 1 << 22;
 constexpr int kMaxLayers = 4096;
 constexpr std::size_t kMaxConfigBytes = 16u << 20;
@@ -309,8 +311,33 @@ model_config parse_json_object(const json& j, std::string_view origin) {
          fmt::format("field 'mamba_hidden_act' = \"{}\" is not supported (only \"silu\")", printable(mamba_act, kQuoted)));
   }
   if (r.find({"num_nextn_predict_layers"})) {
-    const int mtp = r.get_int({"num_nextn_predict_layers"}, 0, kMaxLayers);
-    (void)mtp;  // MTP heads are extra modules; the main model does not use them.
+    // MTP heads are extra modules (mtp_layers_block_type, mtp_hybrid_override_pattern, the
+    // checkpoint's mtp.* tensors); the main model does not use them.
+    c.num_nextn_predict_layers = r.get_int({"num_nextn_predict_layers"}, 0, kMaxLayers);
+  }
+
+  // ---- MoE ('E' layers): transformers 5.17's defaults where a field is absent ----
+  // Dense configs carry these fields too (with the defaults, e.g. moe_intermediate_size 7688);
+  // they mean nothing without an 'E' layer and are not read then.
+  if (c.count(layer_kind::moe) > 0) {
+    const int d_experts = 8, d_topk = 2, d_width = 7688, d_one = 1;
+    c.n_routed_experts = r.get_int({"n_routed_experts", "num_local_experts"}, 1, kMaxExperts, &d_experts);
+    c.num_experts_per_tok = r.get_int({"num_experts_per_tok"}, 1, kMaxExperts, &d_topk);
+    c.moe_intermediate_size = r.get_int({"moe_intermediate_size"}, 1, kMaxDim, &d_width);
+    c.moe_shared_expert_intermediate_size =
+        r.get_int({"moe_shared_expert_intermediate_size"}, 1, kMaxDim, &d_width);
+    c.n_shared_experts = r.get_int({"n_shared_experts"}, 0, kMaxExperts, &d_one);
+    c.n_group = r.get_int({"n_group"}, 1, kMaxExperts, &d_one);
+    c.topk_group = r.get_int({"topk_group"}, 1, kMaxExperts, &d_one);
+    c.norm_topk_prob = r.get_bool({"norm_topk_prob"}, true);
+    c.routed_scaling_factor = r.get_double({"routed_scaling_factor"}, 1.0);
+    // null (or absent): the experts work at hidden size.
+    c.moe_latent_size = r.find({"moe_latent_size"}) ? r.get_int({"moe_latent_size"}, 1, kMaxDim) : 0;
+    const std::string router = r.get_string("moe_router_score_function", "sigmoid");
+    if (router != "sigmoid") {
+      fail(origin, fmt::format("field 'moe_router_score_function' = \"{}\" is not supported (only \"sigmoid\")",
+                               printable(router, kQuoted)));
+    }
   }
   c.validate();
   return c;
@@ -413,20 +440,97 @@ void model_config::validate() const {
   if (!(initializer_range > 0.0) || !std::isfinite(initializer_range)) {
     fail(name, fmt::format("field 'initializer_range' = {} must be positive", initializer_range));
   }
+  if (count(layer_kind::moe) > 0) validate_moe();
+}
+
+void model_config::validate_moe() const {
+  auto positive = [&](int v, const char* field, int hi) {
+    if (v < 1 || v > hi) fail(name, fmt::format("field '{}' = {} is out of range [1, {}]", field, v, hi));
+  };
+  positive(n_routed_experts, "n_routed_experts", kMaxExperts);
+  positive(num_experts_per_tok, "num_experts_per_tok", kMaxExperts);
+  positive(moe_intermediate_size, "moe_intermediate_size", kMaxDim);
+  positive(moe_shared_expert_intermediate_size, "moe_shared_expert_intermediate_size", kMaxDim);
+  positive(n_group, "n_group", kMaxExperts);
+  positive(topk_group, "topk_group", kMaxExperts);
+  if (moe_latent_size < 0 || moe_latent_size > kMaxDim) {
+    fail(name, fmt::format("field 'moe_latent_size' = {} is out of range [1, {}] (or null)", moe_latent_size, kMaxDim));
+  }
+  if (n_shared_experts != 1) {
+    fail(name, fmt::format("field 'n_shared_experts' = {} is not supported (NemotronH has exactly one shared expert, "
+                           "of width moe_shared_expert_intermediate_size)",
+                           n_shared_experts));
+  }
+  if (num_experts_per_tok > n_routed_experts) {
+    fail(name, fmt::format("field 'num_experts_per_tok' = {} is more than n_routed_experts = {}", num_experts_per_tok,
+                           n_routed_experts));
+  }
+  if (n_routed_experts % n_group != 0) {
+    fail(name, fmt::format("field 'n_routed_experts' = {} is not a multiple of n_group = {}", n_routed_experts,
+                           n_group));
+  }
+  if (topk_group > n_group) {
+    fail(name, fmt::format("field 'topk_group' = {} is more than n_group = {}", topk_group, n_group));
+  }
+  const int per_group = n_routed_experts / n_group;
+  if (n_group > 1 && per_group < 2) {
+    fail(name, fmt::format("field 'n_group' = {} leaves {} expert per group; a group's score is the sum of its top 2 "
+                           "scores, so a group needs at least 2 experts",
+                           n_group, per_group));
+  }
+  if (num_experts_per_tok > topk_group * per_group) {
+    fail(name, fmt::format("field 'num_experts_per_tok' = {} is more than the {} experts of the topk_group = {} groups "
+                           "kept per token ({} experts per group)",
+                           num_experts_per_tok, topk_group * per_group, topk_group, per_group));
+  }
+  if (!(routed_scaling_factor > 0.0) || !std::isfinite(routed_scaling_factor)) {
+    fail(name, fmt::format("field 'routed_scaling_factor' = {} must be a positive finite number", routed_scaling_factor));
+  }
+  const std::int64_t elems = std::int64_t(n_routed_experts) * moe_intermediate_size * moe_width();
+  if (elems > kMaxExpertElems) {
+    fail(name, fmt::format("n_routed_experts * moe_intermediate_size * {} = {} expert weights per layer is too many "
+                           "(at most {})",
+                           latent_moe() ? "moe_latent_size" : "hidden_size", elems, kMaxExpertElems));
+  }
+}
+
+model_config model_config::first_layers(int n) const {
+  if (n < 1 || n > num_layers()) {
+    fail(name, fmt::format("--layers {}: the model has {} layers (use 1..{})", n, num_layers(), num_layers()));
+  }
+  model_config c = *this;
+  c.layers.resize(static_cast<std::size_t>(n));
+  c.pattern.resize(static_cast<std::size_t>(n));
+  c.validate();
+  return c;
 }
 
 std::string model_config::kind_counts() const {
   std::string s;
-  for (const auto& k : layer_kinds()) s += fmt::format("{}{} {}", s.empty() ? "" : ", ", count(k.kind), k.code);
+  for (const auto& k : layer_kinds()) {
+    if (k.kind == layer_kind::moe && count(k.kind) == 0) continue;  // dense models: "24 M, 4 *, 24 -"
+    s += fmt::format("{}{} {}", s.empty() ? "" : ", ", count(k.kind), k.code);
+  }
+  return s;
+}
+
+std::string model_config::moe_summary() const {
+  if (count(layer_kind::moe) == 0) return {};
+  std::string s = fmt::format("MoE {} experts, top {}, width {}, shared {}", n_routed_experts, num_experts_per_tok,
+                              moe_intermediate_size, moe_shared_expert_intermediate_size);
+  if (latent_moe()) s += fmt::format(", latent {}", moe_latent_size);
+  s += fmt::format(", groups {}/{}, scale {}{}", topk_group, n_group, routed_scaling_factor,
+                   norm_topk_prob ? ", renormalised" : "");
   return s;
 }
 
 std::string model_config::summary() const {
   return fmt::format(
       "{}: {} layers \"{}\" ({}), V {}, D {}, F {}, attention {}/{} x {}, Mamba {} x {}, N {}, "
-      "G {}, K {}, chunk {}, {} parameters",
+      "G {}, K {}, chunk {}, {}{} parameters",
       name, num_layers(), pattern, kind_counts(), vocab_size, hidden_size, intermediate_size, num_attention_heads, num_key_value_heads, head_dim,
       mamba_num_heads, mamba_head_dim, ssm_state_size, n_groups, conv_kernel, chunk_size,
+      count(layer_kind::moe) > 0 ? moe_summary() + ", " : "",
       num_parameters() >= 1'000'000'000 ? fmt::format("{:.2f}B", static_cast<double>(num_parameters()) / 1e9)
                                         : fmt::format("{:.2f}M", static_cast<double>(num_parameters()) / 1e6));
 }
@@ -452,6 +556,21 @@ namespace {
 
 constexpr const char* kPattern8B = "M-M-M-M*-M-M-M-M-M*-M-M-M-M-M*-M-M-M-M-M*-M-M-M-M-M-";
 constexpr const char* kPatternNano9B = "M-M-M-MM-M-M-M*-M-M-M*-M-M-M-M*-M-M-M-M*-M-MM-M-M-M-M-M-";
+// The patterns below are Megatron-Bridge's NemotronH providers' (shared/reference/
+// nemotron_family.md names the source; the layer counts there match): 45 M / 5 * / 48 -,
+// 54 / 10 / 54, 28 / 6 / 28; Nemotron 3: 23 M / 23 E / 6 *, 40 / 40 / 8, 48 / 48 / 12.
+constexpr const char* kPattern47B =
+    "M-M-M-M-M-M-M-M-M*-M-M-M-M-M-M-M-M-M-M*-M-M-M-M-M*-M-M-M-M-M*-M-M-M-M-M-M-M---MM---M-M*-M-M-M-M-M-";
+constexpr const char* kPattern56B =
+    "M-M-M-M*-M-M-M-M-M*-M-M-M-M-M*-M-M-M-M-M*-M-M-M-M-M*-M-M-M-M-M*-M-M-M-M-M*-M-M-M-M-M*-M-M-M-M-M*-M-M-M-M-M*-M-M-M-M-"
+    "M-";
+constexpr const char* kPatternNano12B = "M-M-M-M*-M-M-M-M*-M-M-M-M*-M-M-M-M*-M-M-M-M*-M-M-M-M*-M-M-M-M-";
+constexpr const char* kPatternNano3_4B = "M-M-M-MM-M-M*-M-M*-M-M-M*-M-M-MM*-MMM-M-M-";
+constexpr const char* kPatternNano3_30B = "MEMEM*EMEMEM*EMEMEM*EMEMEM*EMEMEM*EMEMEMEM*EMEMEMEME";
+constexpr const char* kPatternSuper3 =
+    "MEMEMEM*EMEMEMEM*EMEMEMEM*EMEMEMEMEM*EMEMEMEMEM*EMEMEMEMEM*EMEMEMEMEM*EMEMEMEM*EMEMEMEME";
+constexpr const char* kPatternUltra3 =
+    "MEMEMEM*EMEMEM*EMEMEMEM*EMEMEMEM*EMEMEM*EMEMEMEM*EMEMEMEM*EMEMEM*EMEMEMEM*EMEMEMEM*EMEMEM*EMEMEMEM*EMEMEMEME";
 
 model_config make(std::string name, const char* pattern, int V, int D, int F, int Hq, int Hkv, int hd, int H, int P,
                   int N, int G) {
@@ -472,6 +591,36 @@ model_config make(std::string name, const char* pattern, int V, int D, int F, in
   c.conv_kernel = 4;
   c.chunk_size = 128;
   c.eps = 1e-5;
+  c.validate();
+  return c;
+}
+
+/// The MoE fields of a preset (then validated): E experts, top k, expert width Fe, shared
+/// width Fs, latent width (0: none), routed scaling; n_group = topk_group = 1 and
+/// norm_topk_prob true, as in every published size.
+model_config with_moe(model_config c, int E, int k, int Fe, int Fs, int latent, double scale) {
+  c.n_routed_experts = E;
+  c.num_experts_per_tok = k;
+  c.moe_intermediate_size = Fe;
+  c.moe_shared_expert_intermediate_size = Fs;
+  c.moe_latent_size = latent;
+  c.routed_scaling_factor = scale;
+  c.n_group = 1;
+  c.topk_group = 1;
+  c.norm_topk_prob = true;
+  c.n_shared_experts = 1;
+  c.validate();
+  return c;
+}
+
+/// make() for a pattern with 'E' layers: the layers are set after the MoE fields (validate
+/// checks them as soon as there is an 'E').
+model_config make_moe(std::string name, const char* pattern, int V, int D, int F, int Hq, int Hkv, int hd, int H,
+                      int P, int N, int G, int E, int k, int Fe, int Fs, int latent, double scale) {
+  model_config c = make(name, "M", V, D, F, Hq, Hkv, hd, H, P, N, G);
+  c = with_moe(std::move(c), E, k, Fe, Fs, latent, scale);
+  c.pattern = pattern;
+  c.layers = pattern_to_layers(c.pattern, c.name, "pattern");
   c.validate();
   return c;
 }
@@ -502,13 +651,54 @@ model_config preset(std::string_view name) {
   if (name == "nemotron-h-4b") {
     return make("nemotron-h-4b", kPattern8B, 131072, 3072, 12288, 32, 8, 128, 112, 64, 128, 8);
   }
+  if (name == "tiny-moe") {
+    // tiny's shapes (the GPU kernels support them except for the 'E' layers) with two MoE
+    // layers: 8 experts, top 2, expert width 64, shared expert 128, routed scaling 2.5.
+    model_config c = make_moe("tiny-moe", "M*ME-E", 384, 128, 256, 4, 2, 128, 8, 32, 64, 2, 8, 2, 64, 128, 0, 2.5);
+    c.chunk_size = 16;
+    return c;
+  }
+  if (name == "nemotron-h-47b") {
+    return make("nemotron-h-47b", kPattern47B, 131072, 8192, 30720, 64, 8, 128, 256, 64, 256, 8);
+  }
+  if (name == "nemotron-h-56b") {
+    return make("nemotron-h-56b", kPattern56B, 131072, 8192, 32768, 64, 8, 128, 256, 64, 256, 8);
+  }
+  if (name == "nano-12b-v2") {
+    return make("nano-12b-v2", kPatternNano12B, 131072, 5120, 20480, 40, 8, 128, 128, 80, 128, 8);
+  }
+  if (name == "nemotron-3-nano-4b") {
+    model_config c = make("nemotron-3-nano-4b", kPatternNano3_4B, 131072, 3136, 12544, 40, 8, 128, 96, 80, 128, 8);
+    c.chunk_size = 256;
+    return c;
+  }
+  if (name == "nemotron-3-nano-30b-a3b") {
+    // No '-' layers: intermediate_size (unused) is the expert width, as in the published config.
+    return make_moe("nemotron-3-nano-30b-a3b", kPatternNano3_30B, 131072, 2688, 1856, 32, 2, 128, 64, 64, 128, 8,
+                    128, 6, 1856, 3712, 0, 2.5);
+  }
+  if (name == "nemotron-3-super-120b-a12b") {
+    return make_moe("nemotron-3-super-120b-a12b", kPatternSuper3, 131072, 4096, 2688, 32, 2, 128, 128, 64, 128, 8,
+                    512, 22, 2688, 5376, 1024, 5.0);
+  }
+  if (name == "nemotron-3-ultra-550b-a55b") {
+    // Routed scaling 5.0 as in Megatron-LM's Ultra training script (the family table does not
+    // list it).
+    return make_moe("nemotron-3-ultra-550b-a55b", kPatternUltra3, 131072, 8192, 5120, 64, 2, 128, 256, 64, 128, 8,
+                    512, 22, 5120, 10240, 2048, 5.0);
+  }
   std::string known;
   for (const auto& n : list_presets()) known += (known.empty() ? "" : ", ") + n;
   throw piecewise::config_error(fmt::format("unknown model preset \"{}\" (known: {}; or give a path to a config.json)",
                                             printable(name, kQuoted), known));
 }
 
-std::vector<std::string> list_presets() { return {"small", "tiny", "nano-9b-v2", "nemotron-h-8b", "nemotron-h-4b"}; }
+std::vector<std::string> list_presets() {
+  return {"small",          "tiny",          "tiny-moe",           "nano-9b-v2",
+          "nemotron-h-8b",  "nemotron-h-4b", "nemotron-h-47b",     "nemotron-h-56b",
+          "nano-12b-v2",    "nemotron-3-nano-4b", "nemotron-3-nano-30b-a3b", "nemotron-3-super-120b-a12b",
+          "nemotron-3-ultra-550b-a55b"};
+}
 
 model_config resolve_model(std::string_view arg) {
   for (const auto& n : list_presets()) {

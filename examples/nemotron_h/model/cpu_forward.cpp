@@ -13,6 +13,17 @@
 
 namespace nemotron_h {
 
+ref::moe_routing moe_routing_of(const model_config& c) {
+  ref::moe_routing r;
+  r.num_experts = c.n_routed_experts;
+  r.top_k = c.num_experts_per_tok;
+  r.n_group = c.n_group;
+  r.topk_group = c.topk_group;
+  r.norm_topk_prob = c.norm_topk_prob;
+  r.routed_scaling_factor = c.routed_scaling_factor;
+  return r;
+}
+
 cpu_model::cpu_model(model_config config, const model_weights& w) : config_(std::move(config)) {
   config_.validate();
   w.check_shapes(config_);
@@ -148,6 +159,24 @@ std::vector<double> cpu_session::prefill(std::span<const std::int32_t> tokens, s
         ref::linear(x.data(), L.get("mixer.up_proj.weight").data(), u.data(), T, D, F);
         ref::relu2(u.data(), u.size());
         ref::linear(u.data(), L.get("mixer.down_proj.weight").data(), out.data(), T, F, D);
+        break;
+      }
+      case layer_kind::moe: {
+        ref::moe_layer_ref w;
+        w.gate = L.get("mixer.gate.weight").data();
+        w.bias = L.get("mixer.gate.e_score_correction_bias").data();
+        w.up = L.get("mixer.experts.up_proj").data();
+        w.down = L.get("mixer.experts.down_proj").data();
+        w.shared_up = L.get("mixer.shared_experts.up_proj.weight").data();
+        w.shared_down = L.get("mixer.shared_experts.down_proj.weight").data();
+        if (c.latent_moe()) {
+          w.fc1_latent = L.get("mixer.fc1_latent_proj.weight").data();
+          w.fc2_latent = L.get("mixer.fc2_latent_proj.weight").data();
+        }
+        w.F = c.moe_intermediate_size;
+        w.Fs = c.moe_shared_expert_intermediate_size;
+        w.W = c.moe_width();
+        ref::moe_forward(x.data(), T, D, w, moe_routing_of(c), out.data());
         break;
       }
     }

@@ -3,6 +3,8 @@
 // blocks (reference/reference.hpp); the host weights are converted exactly, tensor by tensor
 // as the layer-kind table (model/layer_kinds.hpp) lists them.
 //
+// MoE layers ('E') run ref::moe_forward (reference/moe_ref.cpp, docs/moe.md).
+//
 // dt follows transformers' pure-PyTorch path: softplus(dt + dt_bias) clamped to
 // [time_step_min, time_step_limit_hi] (hi is +inf in real configs). Single-threaded; meant
 // for small shapes (tests, --check). Never touches the GPU.
@@ -15,8 +17,12 @@
 
 #include "model/config.hpp"
 #include "model/weights.hpp"
+#include "reference/reference.hpp"
 
 namespace nemotron_h {
+
+/// The routing constants of the config's MoE layers, for ref::moe_route / ref::moe_forward.
+ref::moe_routing moe_routing_of(const model_config& config);
 
 /// The weights of a model in float64, ready for the CPU forward.
 class cpu_model {

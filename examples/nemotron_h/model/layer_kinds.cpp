@@ -61,6 +61,7 @@ void fill_dt_bias(const model_config& c, splitmix64& s, bool, float* out, std::s
 }
 
 bool has_conv_bias(const model_config& c) { return c.use_conv_bias; }
+bool has_latent(const model_config& c) { return c.latent_moe(); }
 
 constexpr init_rule kLinear = normal(init_range);
 constexpr init_rule kNormWeight = constant(1.0, 0.2);
@@ -105,6 +106,35 @@ std::vector<layer_kind_info> make_kinds() {
        dtype::bf16, kLinear, true},
       {"mixer.down_proj.weight", [](const model_config& c) -> dims { return {c.hidden_size, c.intermediate_size}; },
        dtype::bf16, kLinear, true},
+  }});
+  // MoE (Nemotron 3): router, routed experts (held fused, [E, out, in] each: a checkpoint with
+  // one tensor per expert, `mixer.experts.{e}.up_proj.weight`, is stacked on load), the shared
+  // expert and, for latent MoE, the projections hidden -> latent -> hidden. transformers 5.17
+  // initialises all of them normal(0, initializer_range) and the correction bias to zeros
+  // (randomised here with randomize_vectors so that using the bias wrongly shows in tests).
+  // The router and the 3-D expert tensors are not `linear`: the router runs in fp32 and stays
+  // bf16 in quantized checkpoints; the experts are grouped GEMMs, not one [out, in] weight.
+  k.push_back({layer_kind::moe, 'E', "moe", {"moe"}, {
+      {"mixer.gate.weight", [](const model_config& c) -> dims { return {c.n_routed_experts, c.hidden_size}; },
+       dtype::bf16, kLinear},
+      {"mixer.gate.e_score_correction_bias", [](const model_config& c) -> dims { return {c.n_routed_experts}; },
+       dtype::f32, constant(0.0, 0.05)},
+      {"mixer.experts.up_proj",
+       [](const model_config& c) -> dims { return {c.n_routed_experts, c.moe_intermediate_size, c.moe_width()}; },
+       dtype::bf16, kLinear},
+      {"mixer.experts.down_proj",
+       [](const model_config& c) -> dims { return {c.n_routed_experts, c.moe_width(), c.moe_intermediate_size}; },
+       dtype::bf16, kLinear},
+      {"mixer.shared_experts.up_proj.weight",
+       [](const model_config& c) -> dims { return {c.moe_shared_expert_intermediate_size, c.hidden_size}; },
+       dtype::bf16, kLinear, true},
+      {"mixer.shared_experts.down_proj.weight",
+       [](const model_config& c) -> dims { return {c.hidden_size, c.moe_shared_expert_intermediate_size}; },
+       dtype::bf16, kLinear, true},
+      {"mixer.fc1_latent_proj.weight", [](const model_config& c) -> dims { return {c.moe_latent_size, c.hidden_size}; },
+       dtype::bf16, kLinear, true, has_latent},
+      {"mixer.fc2_latent_proj.weight", [](const model_config& c) -> dims { return {c.hidden_size, c.moe_latent_size}; },
+       dtype::bf16, kLinear, true, has_latent},
   }});
   return k;
 }
@@ -156,7 +186,7 @@ const layer_kind_info* find_block_type(std::string_view name) noexcept {
 }
 
 const std::vector<unsupported_kind>& unsupported_kinds() {
-  static const std::vector<unsupported_kind> u = {{'E', "moe", "MoE layers"}};
+  static const std::vector<unsupported_kind> u = {};  // MoE ('E') is supported since the Nemotron 3 work
   return u;
 }
 

@@ -61,8 +61,8 @@ struct tensor_spec {
 /// A layer kind.
 struct layer_kind_info {
   layer_kind kind;
-  char code;                             ///< pattern character: 'M', '*', '-'
-  const char* name;                      ///< "mamba", "attention", "mlp"
+  char code;                             ///< pattern character: 'M', '*', '-', 'E'
+  const char* name;                      ///< "mamba", "attention", "mlp", "moe"
   std::vector<const char*> block_types;  ///< the `layers_block_type` names of this kind
   std::vector<tensor_spec> tensors;      ///< the mixer's tensors, in checkpoint order
 };
@@ -76,9 +76,10 @@ const layer_kind_info* find_kind(char code) noexcept;
 /// The kind a `layers_block_type` entry names (a name or the pattern character), or nullptr.
 const layer_kind_info* find_block_type(std::string_view name) noexcept;
 
-/// A layer kind that published configs use and this model does not support yet.
+/// A layer kind that published configs use and this model does not support yet (none at the
+/// moment: 'E' was the last; the parser still names such kinds in its messages).
 struct unsupported_kind {
-  char code;               ///< 'E'
+  char code;               ///< e.g. 'E' before MoE was supported
   const char* block_type;  ///< "moe"
   const char* what;        ///< "MoE layers"
 };

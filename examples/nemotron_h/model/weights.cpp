@@ -26,15 +26,72 @@ static_assert(std::endian::native == std::endian::little, "the weights code assu
 
 namespace {
 
+/// The prefixes of the model's tensors in the checkpoints a loader meets: the original
+/// `backbone.`, transformers v5 re-saves' `model.`, VL wrappers' `language_model.backbone.`.
+constexpr const char* kPrefixes[] = {"backbone.", "model.", "language_model.backbone.", "language_model.model."};
+
 /// The canonical name of a checkpoint tensor name, or "" when its prefix is not recognised.
 std::string canonical_name(const std::string& n) {
-  if (n == "lm_head.weight") return n;
-  std::string rest;
-  if (n.rfind("backbone.", 0) == 0) rest = n.substr(9);
-  else if (n.rfind("model.", 0) == 0) rest = n.substr(6);
-  else return {};
-  if (rest == "embedding.weight") rest = "embeddings.weight";
-  return "backbone." + rest;
+  if (n == "lm_head.weight" || n == "language_model.lm_head.weight") return "lm_head.weight";
+  for (const char* p : kPrefixes) {
+    if (n.rfind(p, 0) == 0) {
+      std::string rest = n.substr(std::string_view(p).size());
+      if (rest == "embedding.weight") rest = "embeddings.weight";
+      return "backbone." + rest;
+    }
+  }
+  return {};
+}
+
+/// Whether `n` is a multi-token-prediction tensor (`mtp.*`, also under a model prefix): in
+/// the checkpoint, not used by the main model.
+bool is_mtp_tensor(const std::string& n) {
+  if (n.rfind("mtp.", 0) == 0) return true;
+  for (const char* p : kPrefixes) {
+    if (n.rfind(p, 0) == 0 && n.compare(std::string_view(p).size(), 4, "mtp.") == 0) return true;
+  }
+  return false;
+}
+
+/// A canonical per-expert tensor name, "backbone.layers.{layer}.mixer.experts.{expert}.{proj}.weight":
+/// its layer, expert and the canonical name of the fused tensor it is a slice of.
+struct expert_piece {
+  int layer = -1;
+  int expert = -1;
+  std::string fused;  ///< "backbone.layers.{layer}.mixer.experts.up_proj" (or down_proj)
+};
+
+/// Parses a non-negative decimal number of at most 9 digits at s[pos..), advancing pos.
+bool parse_index(const std::string& s, std::size_t& pos, int& out) {
+  std::size_t start = pos;
+  long v = 0;
+  while (pos < s.size() && s[pos] >= '0' && s[pos] <= '9' && pos - start < 9) v = v * 10 + (s[pos++] - '0');
+  if (pos == start || (pos - start > 1 && s[start] == '0')) return false;
+  out = static_cast<int>(v);
+  return true;
+}
+
+bool parse_expert_piece(const std::string& cn, expert_piece& out) {
+  static constexpr std::string_view kHead = "backbone.layers.";
+  static constexpr std::string_view kMid = ".mixer.experts.";
+  if (cn.rfind(kHead, 0) != 0) return false;
+  std::size_t pos = kHead.size();
+  int layer = 0, expert = 0;
+  if (!parse_index(cn, pos, layer) || cn.compare(pos, kMid.size(), kMid) != 0) return false;
+  pos += kMid.size();
+  if (!parse_index(cn, pos, expert)) return false;
+  const std::string tail = cn.substr(pos);
+  if (tail != ".up_proj.weight" && tail != ".down_proj.weight") return false;
+  out.layer = layer;
+  out.expert = expert;
+  out.fused = fmt::format("backbone.layers.{}.mixer.experts.{}", layer, tail == ".up_proj.weight" ? "up_proj" : "down_proj");
+  return true;
+}
+
+/// " (layer 3, a moe layer)" for a layer tensor, "" for the globals.
+std::string layer_note(const tensor_entry& e, const model_config& c) {
+  if (e.layer < 0) return {};
+  return fmt::format(" (layer {}, a {} layer)", e.layer, kind_info(c.layers[static_cast<std::size_t>(e.layer)]).name);
 }
 
 /// Weights with every tensor slot of `c` (empty tensors), laid out as model_tensors(c) says.
@@ -262,7 +319,12 @@ checkpoint_plan plan_checkpoint(const std::filesystem::path& dir, const model_co
   // canonical name -> original name
   std::map<std::string, std::string> canon;
   std::vector<std::string> unexpected;
+  std::size_t mtp = 0;
   for (const std::string& n : ck.names()) {
+    if (is_mtp_tensor(n)) {
+      ++mtp;  // multi-token prediction: accepted, not used
+      continue;
+    }
     const std::string cn = canonical_name(n);
     if (cn.empty()) {
       unexpected.push_back(n);
@@ -275,11 +337,48 @@ checkpoint_plan plan_checkpoint(const std::filesystem::path& dir, const model_co
     }
   }
 
+  if (mtp > 0) {
+    plan.notes.push_back(fmt::format("{}: {} multi-token-prediction tensor{} (mtp.*) in the checkpoint, not used",
+                                     src, mtp, mtp == 1 ? "" : "s"));
+  }
+
   plan.entries = model_tensors(c);
   const std::vector<tensor_entry>& entries = plan.entries;
   std::map<std::string, const tensor_entry*> want;
   for (const auto& e : entries) {
     if (e.in_checkpoint) want[e.name] = &e;
+  }
+  // Routed experts stored one tensor per expert: fused canonical name -> expert -> original
+  // name. A piece of a tensor the config does not have (no such MoE layer, expert index out of
+  // range) stays in `canon` and is reported as unexpected below.
+  std::map<std::string, std::vector<std::string>> pieces;
+  for (auto it = canon.begin(); it != canon.end();) {
+    expert_piece ep;
+    if (parse_expert_piece(it->first, ep)) {
+      auto w = want.find(ep.fused);
+      if (w != want.end() && ep.expert < w->second->shape[0]) {
+        auto& v = pieces[ep.fused];
+        v.resize(static_cast<std::size_t>(w->second->shape[0]));
+        v[static_cast<std::size_t>(ep.expert)] = it->second;
+        it = canon.erase(it);
+        continue;
+      }
+    }
+    ++it;
+  }
+  for (const auto& [fused, parts] : pieces) {
+    if (canon.count(fused)) {
+      std::string one;
+      for (const auto& p : parts) {
+        if (!p.empty()) {
+          one = p;
+          break;
+        }
+      }
+      throw piecewise::config_error(
+          fmt::format("{}: tensor '{}' is given twice (as the fused '{}' and one tensor per expert, e.g. '{}'){}", src,
+                      fused, canon.at(fused), one, layer_note(*want.at(fused), c)));
+    }
   }
   for (const auto& [cn, orig] : canon) {
     if (!want.count(cn)) unexpected.push_back(orig);
@@ -299,7 +398,19 @@ checkpoint_plan plan_checkpoint(const std::filesystem::path& dir, const model_co
   for (const auto& e : entries) {
     if (!e.in_checkpoint || canon.count(e.name)) continue;
     if (e.spec->tied_to_embeddings && c.tie_word_embeddings) continue;
-    missing.push_back(fmt::format("'{}' {}", e.name, shape_str(e.shape)));
+    auto p = pieces.find(e.name);
+    if (p == pieces.end()) {
+      missing.push_back(fmt::format("'{}' {}{}", e.name, shape_str(e.shape), layer_note(e, c)));
+      continue;
+    }
+    // One tensor per expert: every expert must be there.
+    const std::vector<std::int64_t> one(e.shape.begin() + 1, e.shape.end());
+    const std::string proj = e.name.substr(e.name.rfind('.') + 1);  // up_proj / down_proj
+    for (std::size_t x = 0; x < p->second.size(); ++x) {
+      if (!p->second[x].empty()) continue;
+      missing.push_back(fmt::format("'{}mixer.experts.{}.{}.weight' {} (layer {}, expert {} of {})",
+                                    layer_prefix(e.layer), x, proj, shape_str(one), e.layer, x, p->second.size()));
+    }
   }
   if (!missing.empty()) {
     std::string list;
@@ -309,29 +420,36 @@ checkpoint_plan plan_checkpoint(const std::filesystem::path& dir, const model_co
                                               missing.size() == 1 ? "" : "s", c.name, list));
   }
 
-  // Look up one tensor, check its shape; returns the file and entry.
-  auto lookup = [&](const std::string& cn) {
-    const std::string& orig = canon.at(cn);
+  // Look up one checkpoint tensor `orig` standing for (part of) entry `e`, check its shape
+  // (`shape`); returns the file and entry.
+  auto check = [&](const std::string& orig, const tensor_entry& e, const std::vector<std::int64_t>& shape) {
     auto [file, info] = ck.find(orig);
-    const auto& shape = want.at(cn)->shape;
     if (info->shape != shape) {
-      throw piecewise::config_error(fmt::format("{}: tensor '{}' has shape {} but the config expects {}",
+      throw piecewise::config_error(fmt::format("{}: tensor '{}' has shape {} but the config expects {}{}",
                                                 file->path().string(), orig, shape_str(info->shape),
-                                                shape_str(shape)));
+                                                shape_str(shape), layer_note(e, c)));
     }
     return std::pair{file, info};
   };
+  auto lookup = [&](const std::string& cn) { return check(canon.at(cn), *want.at(cn), want.at(cn)->shape); };
   // Check every shape before reading any data (fail fast on a wrong config), and the dtypes
   // the model can store.
   for (const auto& [cn, orig] : canon) (void)lookup(cn);
   plan.items.resize(entries.size());
+  plan.pieces.resize(entries.size());
   for (std::size_t i = 0; i < entries.size(); ++i) {
     const tensor_entry& e = entries[i];
-    if (!e.in_checkpoint || !canon.count(e.name)) continue;
+    if (!e.in_checkpoint) continue;
+    const auto p = pieces.find(e.name);
+    if (!canon.count(e.name) && p == pieces.end()) continue;
     PIECEWISE_EXPECTS(e.spec->type == dtype::bf16 || e.spec->type == dtype::f32,
                       "{}: tensor '{}': dtype {} not supported yet", src, e.name, dtype_name(e.spec->type));
-    auto [file, info] = lookup(e.name);
-    plan.items[i] = {file, info};
+    if (p == pieces.end()) {
+      plan.items[i] = lookup(e.name);
+      continue;
+    }
+    const std::vector<std::int64_t> one(e.shape.begin() + 1, e.shape.end());
+    for (const std::string& orig : p->second) plan.pieces[i].push_back(check(orig, e, one));
   }
   return plan;
 }
@@ -346,6 +464,13 @@ checkpoint_summary check_checkpoint(const std::filesystem::path& dir, const mode
     ++s.tensors;
     s.file_bytes += info->nbytes();
   }
+  for (const auto& parts : plan.pieces) {
+    for (const auto& [file, info] : parts) {
+      ++s.tensors;
+      s.file_bytes += info->nbytes();
+    }
+  }
+  s.notes = plan.notes;
   return s;
 }
 
@@ -361,6 +486,15 @@ model_weights load_weights(const std::filesystem::path& dir, const model_config&
       t = host_tensor(e.name, e.spec->type, e.shape);
       if (t.type() == dtype::bf16) file->read_bf16(*info, t.bf16());
       else file->read_f32(*info, t.f32());
+    } else if (!plan.pieces[i].empty()) {
+      // One checkpoint tensor per expert, stacked along the first axis.
+      t = host_tensor(e.name, e.spec->type, e.shape);
+      const auto per = static_cast<std::size_t>(t.numel()) / plan.pieces[i].size();
+      for (std::size_t x = 0; x < plan.pieces[i].size(); ++x) {
+        const auto [pf, pinfo] = plan.pieces[i][x];
+        if (t.type() == dtype::bf16) pf->read_bf16(*pinfo, t.bf16() + x * per);
+        else pf->read_f32(*pinfo, t.f32() + x * per);
+      }
     } else if (e.spec->tied_to_embeddings && c.tie_word_embeddings) {
       t = tied_copy(w, e);
     } else {
@@ -368,6 +502,7 @@ model_weights load_weights(const std::filesystem::path& dir, const model_config&
     }
   }
   w.check_shapes(c);
+  for (const std::string& n : plan.notes) fmt::print(stderr, "info: {}\n", n);
   return w;
 }
 

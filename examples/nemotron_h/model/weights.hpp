@@ -58,13 +58,19 @@ struct model_weights {
 };
 
 /// Loads a checkpoint (directory with model.safetensors or model.safetensors.index.json,
-/// or a .safetensors file) for `config`. Accepts the prefixes `backbone.` and `model.` and
-/// both `embeddings.weight` and `embedding.weight`; BF16/F16/F32/F64 tensors are converted
-/// to the table's dtype (bf16, or fp32 for A_log, D, dt_bias). When `lm_head.weight` is absent
-/// and tie_word_embeddings is set, lm_head is the embeddings.
+/// or a .safetensors file) for `config`. Accepts the prefixes `backbone.`, `model.` and
+/// `language_model.backbone.` (lm_head also as `language_model.lm_head.weight`), both
+/// `embeddings.weight` and `embedding.weight`, and MoE routed experts either fused
+/// (`mixer.experts.up_proj` [E, F, W], `mixer.experts.down_proj` [E, W, F]) or one tensor per
+/// expert (`mixer.experts.{e}.up_proj.weight` [F, W], ...); `mtp.*` tensors (multi-token
+/// prediction) are accepted and not used (one "info:" line on stderr says how many).
+/// BF16/F16/F32/F64 tensors are converted to the table's dtype (bf16, or fp32 for A_log, D,
+/// dt_bias, e_score_correction_bias). When `lm_head.weight` is absent and tie_word_embeddings
+/// is set, lm_head is the embeddings.
 /// Throws piecewise::config_error naming the file and tensor for: missing tensors, unexpected
-/// tensors (up to five are listed), a tensor given twice under two prefixes, a shape
-/// different from the config's (both shapes in the message), and every checkpoint /
+/// tensors (up to five are listed), a tensor given twice under two prefixes (or fused and per
+/// expert), a shape different from the config's (both shapes, and the layer, in the message;
+/// a missing expert is named with its layer and index), and every checkpoint /
 /// safetensors error (truncated file, corrupt header, missing shard...). Every name and shape
 /// is checked before any tensor data is read.
 model_weights load_weights(const std::filesystem::path& dir, const model_config& config);
@@ -77,8 +83,15 @@ struct checkpoint_plan {
   std::string source;                ///< the checkpoint's index or file, for messages
   std::vector<tensor_entry> entries; ///< model_tensors(config)
   /// Per entry: its file and header entry, or {nullptr, nullptr} when the checkpoint does not
-  /// hold it (a tied lm_head; a tensor the config has no data for: zeros).
+  /// hold it as one tensor (a tied lm_head; a tensor the config has no data for: zeros; routed
+  /// experts stored one tensor per expert: see `pieces`).
   std::vector<std::pair<const safetensors_file*, const st_tensor_info*>> items;
+  /// Per entry: empty, or for a fused expert tensor [E, out, in] that the checkpoint stores one
+  /// tensor per expert (`mixer.experts.{e}.up_proj.weight` [out, in]), those E tensors in
+  /// expert order (stacked along the first axis on load).
+  std::vector<std::vector<std::pair<const safetensors_file*, const st_tensor_info*>>> pieces;
+  /// Informational lines (e.g. the mtp.* tensors left unused).
+  std::vector<std::string> notes;
 };
 /// Opens `dir` and makes every check of load_weights (same errors); reads headers only.
 checkpoint_plan plan_checkpoint(const std::filesystem::path& dir, const model_config& config);
@@ -89,6 +102,7 @@ struct checkpoint_summary {
   std::size_t shards = 0;        ///< safetensors files
   std::size_t tensors = 0;       ///< tensors of the model in the checkpoint
   std::uint64_t file_bytes = 0;  ///< their data bytes in the files (before conversion)
+  std::vector<std::string> notes;  ///< checkpoint_plan::notes (mtp.* tensors not used, ...)
 };
 
 /// plan_checkpoint's checks, summarised for the runner's plan (run_plan): every check

@@ -56,4 +56,52 @@ void ssm_scan(const double* x, const double* dt, const double* A, const double* 
               const double* C, const double* D, double* state, double* y, int T, int H, int P,
               int G, int N);
 
+// ---- MoE, Nemotron 3 (reference/moe_ref.cpp; docs/moe.md) -----------------------------------
+
+/// The routing constants of a MoE layer (model_config's n_routed_experts, num_experts_per_tok,
+/// n_group, topk_group, norm_topk_prob, routed_scaling_factor).
+struct moe_routing {
+  int num_experts = 0;   ///< E
+  int top_k = 0;         ///< k <= topk_group * E / n_group
+  int n_group = 1;       ///< E % n_group == 0; with n_group > 1, at least 2 experts a group
+  int topk_group = 1;    ///< groups kept per token, <= n_group
+  bool norm_topk_prob = true;
+  double routed_scaling_factor = 1.0;
+};
+
+/// The router of one token from its logits (x . gate.weight^T, [E]) and the correction bias
+/// [E]: scores s = sigmoid(logits); the bias is added for choosing only (b = s + bias). With
+/// n_group > 1, a group's score is the sum of its two largest b, and the topk_group best
+/// groups are kept (the other experts cannot be chosen). The k experts with the largest b
+/// among the kept ones are chosen; their weights are the plain s, divided by their sum (+1e-20)
+/// when norm_topk_prob, then times routed_scaling_factor.
+/// Ties (equal b, or equal group scores): the lower index first. `experts` [k] receives the
+/// chosen experts in descending b (ties: lower index first), `weights` [k] their weights.
+void moe_route(const double* logits, const double* bias, const moe_routing& r, int* experts, double* weights);
+
+/// The tensors of one MoE layer (float64, PyTorch layouts), W = the experts' width
+/// (moe_latent_size, or D without latent projections).
+struct moe_layer_ref {
+  const double* gate = nullptr;         ///< [E, D]
+  const double* bias = nullptr;         ///< [E], e_score_correction_bias
+  const double* up = nullptr;           ///< [E, F, W], routed experts' up_proj
+  const double* down = nullptr;         ///< [E, W, F], routed experts' down_proj
+  const double* shared_up = nullptr;    ///< [Fs, D]
+  const double* shared_down = nullptr;  ///< [D, Fs]
+  const double* fc1_latent = nullptr;   ///< [W, D], or nullptr without latent projections
+  const double* fc2_latent = nullptr;   ///< [D, W], or nullptr
+  int F = 0;   ///< moe_intermediate_size
+  int Fs = 0;  ///< moe_shared_expert_intermediate_size
+  int W = 0;   ///< expert width: moe_latent_size, or D
+};
+
+/// The MoE mixer over T tokens: x [T, D] (the normed hidden state) -> out [T, D] =
+/// fc2(sum_j w_j down_j(relu(up_j(fc1(x)))^2)) + shared_down(relu(shared_up(x))^2), with the
+/// experts j and weights w_j of moe_route (the router and the shared expert read x itself; fc1
+/// and fc2 are the identity without latent projections). Each expert is run once over the
+/// tokens routed to it (none: skipped). When `experts` / `weights` are not null they receive
+/// the routing [T, k].
+void moe_forward(const double* x, int T, int D, const moe_layer_ref& w, const moe_routing& r, double* out,
+                 int* experts = nullptr, double* weights = nullptr);
+
 }  // namespace nemotron_h::ref

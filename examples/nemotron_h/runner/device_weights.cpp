@@ -152,6 +152,11 @@ device_weights::device_weights(const model_config& c, const weight_source& src) 
   const model_weights* host = src.how == weight_source::kind::host ? src.host : nullptr;
   PIECEWISE_EXPECTS(src.how != weight_source::kind::host || host != nullptr, "device weights: no host weights given");
   c.validate();
+  // MoE layers have no GPU kernels yet; their 3-D expert tensors (and a checkpoint's
+  // per-expert pieces, checkpoint_plan::pieces) are not uploaded.
+  PIECEWISE_EXPECTS(c.count(layer_kind::moe) == 0,
+                    "device weights: {}: MoE layers ('E') run only on the CPU reference so far (no GPU MoE kernels yet)",
+                    c.name);
   if (host != nullptr) host->check_shapes(c);
   // A checkpoint is opened and every name, shape and dtype checked here, before any memory is
   // taken or any weight byte read.

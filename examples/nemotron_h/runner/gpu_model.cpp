@@ -26,6 +26,8 @@ gpu_model::gpu_model(const model_config& config, const weight_source& source, co
   if (source.how == weight_source::kind::host && source.host != nullptr) source.host->check_shapes(cfg_);
   check_limits(lim_);
   const int D = cfg_.hidden_size;
+  PIECEWISE_EXPECTS(cfg_.count(layer_kind::moe) == 0,
+                    "{}: MoE layers ('E') run only on the CPU reference so far (no GPU MoE kernels yet)", cfg_.name);
   PIECEWISE_EXPECTS(D % 8 == 0, "{}: hidden_size {} must be a multiple of 8 for the GPU kernels", cfg_.name, D);
   PIECEWISE_EXPECTS(cfg_.conv_kernel == 4, "{}: conv_kernel {} is not supported on the GPU (only 4)", cfg_.name,
                     cfg_.conv_kernel);
@@ -129,6 +131,8 @@ void gpu_model::bind_layer(int l, buffer_plan& plan) {
       L.up = w.get("mixer.up_proj.weight");
       L.down = w.get("mixer.down_proj.weight");
       break;  // no split point: captured whole
+    case layer_kind::moe:
+      break;  // refused by the constructor (no GPU MoE kernels yet)
   }
 }
 
@@ -225,6 +229,8 @@ piecewise::forward_fn gpu_model::forward(phase p) {
           relu2_inplace(proj_, static_cast<std::size_t>(T) * cfg_.intermediate_size, s);
           gm.linear(proj_, L.down, h_, T, s, /*accumulate=*/true);
           break;
+        case layer_kind::moe:
+          break;  // refused by the constructor (no GPU MoE kernels yet)
       }
     }
     const batch_view b = batch_->view(T, p);

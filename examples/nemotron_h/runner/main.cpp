@@ -462,6 +462,7 @@ int main(int argc, char** argv) {
   app.add_option("--max-prefill-tokens", a.max_prefill_tokens, "largest prefill bucket; longer prompts are chunked")
       ->capture_default_str();
   app.add_option("--max-decode-batch", a.max_decode_batch, "largest decode bucket")->capture_default_str();
+  app.add_option("--layers", a.layers, "run a truncated stack: the first N layers of the model, same shapes (presets)");
   app.add_option("--buckets", a.buckets,
                  "prefill bucket sizes, comma-separated, positive and strictly increasing (default: generated)");
   app.add_option("--seed", a.seed, "seed of the synthetic weights and random prompts")

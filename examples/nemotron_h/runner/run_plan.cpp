@@ -200,10 +200,15 @@ void check_output_dir(const std::filesystem::path& dir, const char* flag) {
   }
 }
 
-void check_gpu_support(const model_config& c) {
+std::string gpu_support_problems(const model_config& c) {
+  std::vector<std::string> problems;
   auto need = [&](bool ok, const std::string& msg) {
-    if (!ok) fail(c.name, msg + " (a limit of the GPU kernels)");
+    if (!ok) problems.push_back(msg);
   };
+  const auto first_moe = std::find(c.layers.begin(), c.layers.end(), layer_kind::moe);
+  need(first_moe == c.layers.end(),
+       fmt::format("MoE layers ('E') run only on the CPU reference so far (layer {} of {})",
+                   first_moe - c.layers.begin(), c.name));
   need(c.hidden_size % 8 == 0, fmt::format("hidden_size {} is not a multiple of 8", c.hidden_size));
   need(c.in_proj_dim() % 8 == 0, fmt::format("the Mamba in_proj width {} is not a multiple of 8", c.in_proj_dim()));
   need(c.conv_kernel == 4, fmt::format("conv_kernel {} is not 4", c.conv_kernel));
@@ -218,6 +223,13 @@ void check_gpu_support(const model_config& c) {
     need(c.ssm_state_size >= 16 && c.ssm_state_size <= 128 && c.ssm_state_size % 16 == 0,
          fmt::format("ssm_state_size {} is not a multiple of 16 in 16..128", c.ssm_state_size));
   }
+  if (problems.empty()) return {};
+  return fmt::format("{} (limit{} of the GPU kernels)", fmt::join(problems, "; "), problems.size() == 1 ? "" : "s");
+}
+
+void check_gpu_support(const model_config& c) {
+  const std::string p = gpu_support_problems(c);
+  if (!p.empty()) fail(c.name, p);
 }
 
 memory_estimate estimate_memory(const model_config& c, const gpu_model_limits& lim, std::size_t prefill_buckets,
@@ -230,8 +242,13 @@ memory_estimate estimate_memory(const model_config& c, const gpu_model_limits& l
   }
   const auto T = static_cast<std::uint64_t>(max_rows(lim)), S = static_cast<std::uint64_t>(max_sequences(lim));
   const auto D = static_cast<std::uint64_t>(c.hidden_size);
+  // MoE layers ('E'): their weights are in model_tensors (router, experts, shared expert,
+  // latent projections). Their activations are not counted yet: the GPU MoE kernels (and so
+  // their buffers) do not exist; the widest projection covers the shared expert.
+  int moe_proj = 0;
+  if (c.count(layer_kind::moe) > 0) moe_proj = std::max(c.moe_shared_expert_intermediate_size, c.n_routed_experts);
   const auto proj = static_cast<std::uint64_t>(
-      std::max({c.in_proj_dim(), c.q_dim() + 2 * c.kv_dim(), c.intermediate_size}));
+      std::max({c.in_proj_dim(), c.q_dim() + 2 * c.kv_dim(), c.intermediate_size, moe_proj}));
   const auto y = static_cast<std::uint64_t>(std::max(c.d_inner(), 8));
   // The buffers of gpu_model's plan, 2 bytes an element (bf16), ints 4.
   for (std::uint64_t b : {T * D * 2, T * D * 2, T * proj * 2, T * static_cast<std::uint64_t>(std::max(c.conv_dim(), 8)) * 2,
@@ -333,7 +350,17 @@ run_plan make_run_plan(const run_args& a) {
   // 2. The config, then the checkpoint headers (no tensor data).
   const std::string model = !a.model.empty() ? a.model : !a.weights.empty() ? a.weights : std::string("small");
   plan.config = resolve_model(model);
-  check_gpu_support(plan.config);
+  if (a.layers != -1) {
+    expect_arg(a.layers >= 1 && a.layers <= plan.config.num_layers(),
+               fmt::format("--layers {} is out of range: {} has {} layers (use 1..{})", a.layers, plan.config.name,
+                           plan.config.num_layers(), plan.config.num_layers()));
+    expect_arg(a.weights.empty() && is_preset(model),
+               fmt::format("--layers {}: a truncated stack runs synthetic weights (a preset); a checkpoint holds "
+                           "every layer",
+                           a.layers));
+    plan.full_layers = plan.config.num_layers();
+    plan.config = plan.config.first_layers(a.layers);
+  }
   std::filesystem::path dir;
   if (!a.weights.empty()) {
     dir = a.weights;
@@ -389,6 +416,19 @@ run_plan make_run_plan(const run_args& a) {
   if (!a.dot_dir.empty()) check_output_dir(a.dot_dir, "--dot");
 
   plan.memory = estimate_memory(plan.config, lim, plan.prefill_buckets.size(), plan.decode_buckets.size(), plan.modes);
+
+  // 5. The GPU kernels' limits, with what the run would need (a model larger than one card
+  // says so here too).
+  const std::string gpu = gpu_support_problems(plan.config);
+  if (!gpu.empty()) {
+    fail(plan.config.name,
+         fmt::format("cannot run on the GPU: {}. The run would need about {} of device memory (estimate: weights "
+                     "{}){}",
+                     gpu, size_text(plan.memory.total()), size_text(plan.memory.weights),
+                     plan.memory.total() > kH200UsableBytes ? fmt::format(", more than one H200 ({})",
+                                                                          size_text(kH200UsableBytes))
+                                                            : std::string()));
+  }
   return plan;
 }
 
@@ -396,7 +436,12 @@ std::string format_plan(const run_plan& p, const run_args& a) {
   std::string s;
   auto line = [&](const char* key, const std::string& text) { s += fmt::format("{:<8}{}\n", key, text); };
   line("model", p.config.summary());
+  if (p.full_layers > 0) {
+    line("layers", fmt::format("--layers {}: the first {} of the model's {} layers (same shapes)",
+                               p.config.num_layers(), p.config.num_layers(), p.full_layers));
+  }
   line("weights", p.weights_description(a.seed));
+  for (const std::string& n : p.checkpoint.notes) line("", n);
   if (p.prompts.empty()) {
     line("prompts", "none yet: the chat's turns come from the terminal");
   } else {
@@ -439,6 +484,11 @@ std::string format_plan(const run_plan& p, const run_args& a) {
                              "workspaces {}, graphs ~{}",
                              size_text(m.total()), size_text(m.weights), size_text(m.activations), size_text(m.state),
                              size_text(m.workspaces), size_text(m.graphs)));
+  if (m.total() > kH200UsableBytes) {
+    line("", fmt::format("more than one H200 holds ({}): this run does not fit one card; --layers N runs a "
+                         "truncated stack",
+                         size_text(kH200UsableBytes)));
+  }
   if (!a.json_out.empty()) line("json", a.json_out);
   if (!a.logits_out.empty()) line("logits", a.logits_out);
   if (!a.dot_dir.empty()) line("dot", a.dot_dir);

@@ -70,6 +70,9 @@ struct run_args {
   int max_context = 0;               ///< --max-context (0: what the prompts need; 4096 for --chat)
   /// Whether the run takes text (--prompt, --prompt-file or --chat) rather than token ids.
   [[nodiscard]] bool text() const noexcept { return !prompts.empty() || !prompt_file.empty() || chat; }
+  /// --layers N: run a truncated stack, the first N layers of the model with the same shapes
+  /// (-1: not given, all layers). Synthetic weights only (a checkpoint holds every layer).
+  int layers = -1;
 };
 
 /// Device memory a run needs, estimated on the host (bytes).
@@ -102,6 +105,7 @@ struct run_plan {
   std::vector<text_prompt> text_prompts;  ///< one a sequence; prompts[i] holds its ids (chat: the --prompt turn, if any)
   std::vector<int> stop_ids;              ///< ids that end a sequence (eos; with --chat also the end of turn)
   sampling_settings sampling;             ///< the command line's settings (the default of every prompt)
+  int full_layers = 0;                    ///< the model's layer count before --layers (0: not truncated)
   /// "synthetic weights (preset nano-9b-v2, no checkpoint), seed 0" or the checkpoint source.
   [[nodiscard]] std::string weights_description(std::uint64_t seed) const;
 };
@@ -119,17 +123,27 @@ void check_output_file(const std::filesystem::path& path, const char* flag);
 /// is a writable directory). Throws piecewise::config_error naming `flag`.
 void check_output_dir(const std::filesystem::path& dir, const char* flag);
 
-/// The GPU kernels' shape requirements, checked on the host (gpu_model checks them again).
-/// Throws piecewise::config_error naming the config and the field.
+/// The GPU kernels' shape requirements, checked on the host (gpu_model checks them again):
+/// every limit the config hits, in one message (MoE layers first: "MoE layers ('E') run only
+/// on the CPU reference so far (layer 1 of nemotron-3-nano-30b-a3b)"). Returns "" when the
+/// GPU kernels support the config.
+std::string gpu_support_problems(const model_config& config);
+/// Throws piecewise::config_error "<name>: <gpu_support_problems>" when there are any.
 void check_gpu_support(const model_config& config);
+
+/// The device memory of one H200, the card the runner is built for (the driver reports
+/// 143771 MiB, about 140 GiB): plans above it say so.
+inline constexpr std::uint64_t kH200UsableBytes = 140ull << 30;
 
 /// The memory estimate of a run of `config` with `limits`, over these buckets and modes.
 memory_estimate estimate_memory(const model_config& config, const gpu_model_limits& limits,
                                 std::size_t prefill_buckets, std::size_t decode_buckets,
                                 const std::vector<std::string>& modes);
 
-/// Makes the plan: every check of the run, in order arguments, config, checkpoint headers,
-/// prompts, output paths. Touches no GPU and reads no weight data. Throws usage_error for a
+/// Makes the plan: every check of the run, in order arguments, config (and --layers),
+/// checkpoint headers, prompts, output paths, then the GPU kernels' limits (after the memory
+/// estimate, which their message states: a model too large for one card says how much it
+/// needs). Touches no GPU and reads no weight data. Throws usage_error for a
 /// bad argument, piecewise::config_error for a bad input (naming the file, field, tensor,
 /// prompt or path).
 run_plan make_run_plan(const run_args& args);

@@ -37,7 +37,11 @@ nh_cli_case("an unknown option is a usage error" 2 "frobnicate" --frobnicate)
 nh_cli_case("a non-integer --batch is a usage error" 2 "--batch" --batch x)
 nh_cli_case("--gen 0 is a usage error" 2 "--gen 0 is out of range" --gen 0)
 nh_cli_case("a negative --seed is a usage error" 2 "--seed: must not be negative" --seed -1)
+nh_cli_case("--layers 0 is a usage error" 2 "--layers 0 is out of range: tiny has 6 layers" -m tiny --layers 0)
 # bad inputs (3)
+nh_cli_case("a MoE preset is refused for the GPU with the memory it needs" 3
+            "MoE layers \\('E'\\) run only on the CPU reference so far \\(layer 1 of nemotron-3-nano-30b-a3b\\).*would need about"
+            --dry-run -m nemotron-3-nano-30b-a3b)
 nh_cli_case("--model /nonexistent is bad input" 3 "/nonexistent.*neither a preset" --model /nonexistent)
 nh_cli_case("--prompt-ids garbage is bad input" 3 "prompt 0: 'garbage' is not an integer" --prompt-ids garbage)
 nh_cli_case("a prompt id outside the vocabulary is bad input" 3 "prompt 1, token 2: id 384 is outside the vocabulary"
@@ -75,6 +79,8 @@ nh_cli_case("--dry-run on the tiny fixture prints the plan" 0
 nh_cli_case("--dry-run on a preset says synthetic weights" 0
             "synthetic weights \\(preset nano-9b-v2, no checkpoint\\).*memory +[0-9.]+ GiB needed"
             --dry-run -m nano-9b-v2 -b 8 -n 16 --mode compare)
+nh_cli_case("--dry-run --layers 1 runs the first layer of a MoE preset" 0
+            "layers +--layers 1: the first 1 of the model's 52 layers" --dry-run -m nemotron-3-nano-30b-a3b --layers 1)
 nh_cli_case("--weights DIR alone is --model DIR" 0 "weights .*tiny/model.safetensors" --dry-run --weights {DATA}/tiny)
 nh_cli_case("--dry-run leaves an existing --json file untouched" 0 "json +.*keep.json"
             --dry-run --json {WORK}/keep.json PREPARE keep_file KEEP {WORK}/keep.json)

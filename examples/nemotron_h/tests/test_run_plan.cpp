@@ -13,6 +13,7 @@
 using namespace nemotron_h;
 using nh_test::error_of;
 using nh_test::temp_dir;
+using Catch::Matchers::Contains;
 
 namespace {
 
@@ -282,4 +283,72 @@ TEST_CASE("run plan: the printed plan names model, weights, buckets, modes and m
   CHECK_THAT(s, Catch::Contains("decode (20 sizes, generated): 1,2,3"));
   CHECK_THAT(s, Catch::Contains("modes   eager, piecewise, full"));
   CHECK_THAT(s, Catch::Contains("MiB needed (estimate)"));
+}
+
+TEST_CASE("run plan: MoE layers are refused for the GPU with every limit and the memory the run needs", "[run_plan][moe]") {
+  CHECK(gpu_support_problems(preset("tiny")).empty());
+  CHECK_THAT(error_of([] { check_gpu_support(preset("nemotron-3-nano-30b-a3b")); }),
+             Contains("MoE layers ('E') run only on the CPU reference so far (layer 1 of nemotron-3-nano-30b-a3b)"));
+  // Every limit hit, in one message.
+  model_config c = preset("tiny-moe");
+  c.head_dim = 64;
+  c.conv_kernel = 3;
+  const std::string p = gpu_support_problems(c);
+  CHECK_THAT(p, Contains("(layer 3 of tiny-moe)") && Contains("head_dim 64 is not 128") &&
+                    Contains("conv_kernel 3 is not 4") && Contains("limits of the GPU kernels"));
+  CHECK_THAT(gpu_support_problems(preset("nemotron-h-47b")), Contains("ssm_state_size 256"));
+
+  run_args a = tiny_args();
+  a.model = "tiny-moe";
+  CHECK_THAT(input_error_of(a), Contains("tiny-moe: cannot run on the GPU: MoE layers ('E') run only on the CPU "
+                                         "reference so far (layer 3 of tiny-moe)") &&
+                                    Contains("would need about") && Contains("MiB of device memory"));
+  a.model = "nemotron-3-super-120b-a12b";
+  CHECK_THAT(input_error_of(a), Contains("(layer 1 of nemotron-3-super-120b-a12b)") && Contains("GiB of device memory") &&
+                                    Contains("more than one H200"));
+  // The estimate counts the MoE weights: what synthetic_weights holds.
+  const model_config m = preset("tiny-moe");
+  gpu_model_limits lim;
+  lim.max_prefill_tokens = 64;
+  lim.num_slots = 2;
+  lim.max_decode_batch = 2;
+  lim.max_context = 16;
+  lim.max_decode_steps = 4;
+  const memory_estimate e = estimate_memory(m, lim, 4, 2, {"auto"});
+  CHECK(e.weights == synthetic_weights(m, 0).bytes());
+  CHECK(e.weights > estimate_memory(preset("tiny"), lim, 4, 2, {"auto"}).weights);
+}
+
+TEST_CASE("run plan: --layers N runs the first N layers of the same shapes", "[run_plan][moe]") {
+  run_args a = tiny_args();
+  a.model = "tiny-moe";
+  a.layers = 3;  // "M*M": no MoE layer, so the GPU kernels support it
+  const run_plan p = make_run_plan(a);
+  CHECK(p.config.pattern == "M*M");
+  CHECK(p.config.hidden_size == 128);
+  CHECK(p.full_layers == 6);
+  CHECK(p.synthetic);
+  const std::string s = format_plan(p, a);
+  CHECK_THAT(s, Contains("layers  --layers 3: the first 3 of the model's 6 layers (same shapes)"));
+  CHECK_THAT(s, Contains("model   tiny-moe: 3 layers \"M*M\""));
+  CHECK(p.memory.weights == synthetic_weights(p.config, 0).bytes());
+  a.layers = 4;  // "M*ME": the MoE layer is refused
+  CHECK_THAT(input_error_of(a), Contains("(layer 3 of tiny-moe)"));
+  a.layers = 0;
+  CHECK(usage_error_of(a) == "--layers 0 is out of range: tiny-moe has 6 layers (use 1..6)");
+  a.layers = 7;
+  CHECK_THAT(usage_error_of(a), Contains("--layers 7 is out of range"));
+  a = tiny_args();
+  a.model = (nh_test::data_dir() / "tiny").string();
+  a.layers = 2;
+  CHECK_THAT(usage_error_of(a), Contains("--layers 2: a truncated stack runs synthetic weights"));
+  // A big model truncated to its first layers fits; the plan of one that does not fit says so.
+  a = tiny_args();
+  a.model = "nemotron-3-nano-30b-a3b";
+  a.layers = 1;
+  run_plan q = make_run_plan(a);
+  CHECK(q.config.pattern == "M");
+  CHECK_THAT(format_plan(q, a), !Contains("more than one H200"));
+  q.memory.weights = 200ull << 30;
+  CHECK_THAT(format_plan(q, a), Contains("more than one H200 holds (140.00 GiB)"));
 }

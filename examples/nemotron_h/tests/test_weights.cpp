@@ -313,8 +313,9 @@ TEST_CASE("layer kinds: the table is consistent and drives the tensor list", "[w
       CHECK(a.type == b.type);
     }
   }
-  CHECK(find_kind('E') == nullptr);
-  CHECK(find_block_type("moe") == nullptr);
+  CHECK(find_kind('E') == &kind_info(layer_kind::moe));
+  CHECK(find_block_type("moe") == &kind_info(layer_kind::moe));
+  CHECK(find_kind('X') == nullptr);
   CHECK(layer_tensor_index(layer_kind::mlp, "mixer.in_proj.weight") == -1);
 
   const model_config c = test_config();
