@@ -55,6 +55,17 @@ mode to_mode(const std::string& name) {
 
 int code(exit_code c) { return static_cast<int>(c); }
 
+/// The capture progress line, rewritten in place on a terminal; nothing when stderr is a file
+/// or a pipe (the report says how long the capture took).
+piecewise::progress_fn capture_progress_printer() {
+  if (isatty(STDERR_FILENO) == 0) return {};
+  return [](const piecewise::capture_progress& p) {
+    std::fprintf(stderr, "\r  capturing bucket %5d  [%3d/%3d]  %3d graphs  %5d nodes  free %.1f GiB   ", p.bucket,
+                 p.index + 1, p.count, p.segments, p.nodes.total, p.free_bytes / 1073741824.0);
+    if (p.index + 1 == p.count) std::fprintf(stderr, "\n");
+  };
+}
+
 /// Runs a checked plan on the GPU (the caller has probed it).
 int run(const run_args& a, const run_plan& plan, const std::string& device) {
   nlohmann::json js;
@@ -94,11 +105,7 @@ int run(const run_args& a, const run_plan& plan, const std::string& device) {
     std::size_t total_mem = 0, free_before = 0;
     PIECEWISE_CUDA_TRY(cudaMemGetInfo(&free_before, &total_mem));
     const auto t_c = std::chrono::steady_clock::now();
-    mode_runners& r = eng.add_mode(m, buckets, [](const piecewise::capture_progress& p) {
-      std::fprintf(stderr, "\r  capturing bucket %5d  [%3d/%3d]  %3d graphs  %5d nodes  free %.1f GiB   ", p.bucket,
-                   p.index + 1, p.count, p.segments, p.nodes.total, p.free_bytes / 1073741824.0);
-      if (p.index + 1 == p.count) std::fprintf(stderr, "\n");
-    });
+    mode_runners& r = eng.add_mode(m, buckets, capture_progress_printer());
     const double capture_s = seconds_since(t_c);
     std::size_t free_after = 0;
     PIECEWISE_CUDA_TRY(cudaMemGetInfo(&free_after, &total_mem));
@@ -260,11 +267,7 @@ struct text_stream {
 
 mode_runners& capture_mode(engine& eng, mode m, const run_plan& plan) {
   const std::vector<int> buckets = plan.explicit_buckets ? plan.prefill_buckets : std::vector<int>{};
-  return eng.add_mode(m, buckets, [](const piecewise::capture_progress& p) {
-    std::fprintf(stderr, "\r  capturing bucket %5d  [%3d/%3d]  %3d graphs  %5d nodes  free %.1f GiB   ", p.bucket,
-                 p.index + 1, p.count, p.segments, p.nodes.total, p.free_bytes / 1073741824.0);
-    if (p.index + 1 == p.count) std::fprintf(stderr, "\n");
-  });
+  return eng.add_mode(m, buckets, capture_progress_printer());
 }
 
 /// One line of numbers about a sequence's generation.

@@ -190,16 +190,19 @@ def make(out_dir, pattern, moe_kwargs, seed, resave_layout=None):
     # groups) of every token of every MoE layer, recorded by a hook on the router.
     margins = []
 
+    k_top = config.num_experts_per_tok
+
     def hook(mod, inp, out):
-        moe = mod._nh_moe
-        s = out.float().sigmoid() + moe.gate.e_score_correction_bias
+        # From the router's input (what the gate returns differs between versions: logits, or a
+        # tuple of indices and weights): sigmoid scores plus the correction bias.
+        x = inp[0].reshape(-1, inp[0].shape[-1]).float()
+        s = torch.nn.functional.linear(x, mod.weight.float()).sigmoid() + mod.e_score_correction_bias.float()
         srt = s.sort(dim=-1, descending=True).values
-        if moe.top_k < s.shape[-1]:
-            margins.append((srt[:, moe.top_k - 1] - srt[:, moe.top_k]).min().item())
+        if k_top < s.shape[-1]:
+            margins.append((srt[:, k_top - 1] - srt[:, k_top]).min().item())
 
     for m in model.modules():
         if type(m).__name__ == "NemotronHMoE":
-            m.gate._nh_moe = m
             m.gate.register_forward_hook(hook)
 
     T, NUM_CANDIDATES = 40, 128
