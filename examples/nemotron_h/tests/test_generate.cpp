@@ -13,32 +13,14 @@
 #include "model/random_tokens.hpp"
 #include "model/weights.hpp"
 #include "runner/engine.hpp"
+#include "gpu_test_config.hpp"
 
 using namespace nemotron_h;
 using piecewise::mode;
 
 namespace {
 
-model_config gen_config() {
-  model_config c = preset("small");
-  c.name = "generate-test";
-  c.pattern = "M*-M-";
-  c.layers.clear();
-  for (char ch : c.pattern)
-    c.layers.push_back(ch == 'M' ? layer_kind::mamba : ch == '*' ? layer_kind::attention : layer_kind::mlp);
-  c.vocab_size = 512;
-  c.hidden_size = 256;
-  c.intermediate_size = 512;
-  c.num_attention_heads = 4;
-  c.num_key_value_heads = 2;
-  c.head_dim = 128;
-  c.mamba_num_heads = 8;
-  c.mamba_head_dim = 32;
-  c.ssm_state_size = 64;
-  c.n_groups = 2;
-  c.validate();
-  return c;
-}
+model_config gen_config() { return nh_test::gpu_test_config("generate-test", "M*-M-"); }
 
 struct fixture {
   model_config cfg = gen_config();

@@ -8,10 +8,13 @@
 #include "model/safetensors.hpp"
 #include "model/weights.hpp"
 #include "model_test_util.hpp"
+#include "run_plan_test_util.hpp"
 #include "runner/run_plan.hpp"
 
 using namespace nemotron_h;
 using nh_test::error_of;
+using nh_test::input_error_of;
+using nh_test::usage_error_of;
 using nh_test::temp_dir;
 using Catch::Matchers::Contains;
 
@@ -24,33 +27,6 @@ run_args tiny_args() {
   a.prompt_len = 3;
   a.gen = 4;
   return a;
-}
-
-/// The message of a usage_error, "<not a usage error: ...>" for another exception, or
-/// "<no exception>".
-std::string usage_error_of(const run_args& a) {
-  try {
-    (void)make_run_plan(a);
-  } catch (const usage_error& e) {
-    return e.what();
-  } catch (const std::exception& e) {
-    return std::string("<not a usage error: ") + e.what() + ">";
-  }
-  return "<no exception>";
-}
-
-/// The message of a bad-input error (a config_error that is not a usage_error).
-std::string input_error_of(const run_args& a) {
-  try {
-    (void)make_run_plan(a);
-  } catch (const usage_error& e) {
-    return std::string("<usage error: ") + e.what() + ">";
-  } catch (const piecewise::config_error& e) {
-    return e.what();
-  } catch (const std::exception& e) {
-    return std::string("<other exception: ") + e.what() + ">";
-  }
-  return "<no exception>";
 }
 
 std::string read_all(const std::filesystem::path& p) {

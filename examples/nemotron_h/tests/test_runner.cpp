@@ -23,6 +23,7 @@
 #include "kernels/synthetic_fill.cuh"
 #include "model/synthetic_draw.hpp"
 #include "runner/engine.hpp"
+#include "gpu_test_config.hpp"
 
 using namespace nemotron_h;
 using piecewise::mode;
@@ -30,26 +31,7 @@ using piecewise::mode;
 namespace {
 
 // A small model with every layer kind, shaped for the GPU kernels (head_dim 128, P 32, N 64).
-model_config test_config() {
-  model_config c = preset("small");
-  c.name = "runner-test";
-  c.pattern = "M-M*-MM*-";
-  c.layers.clear();
-  for (char ch : c.pattern)
-    c.layers.push_back(ch == 'M' ? layer_kind::mamba : ch == '*' ? layer_kind::attention : layer_kind::mlp);
-  c.vocab_size = 512;
-  c.hidden_size = 256;
-  c.intermediate_size = 512;
-  c.num_attention_heads = 4;
-  c.num_key_value_heads = 2;
-  c.head_dim = 128;
-  c.mamba_num_heads = 8;
-  c.mamba_head_dim = 32;
-  c.ssm_state_size = 64;
-  c.n_groups = 2;
-  c.validate();
-  return c;
-}
+model_config test_config() { return nh_test::gpu_test_config("runner-test", "M-M*-MM*-"); }
 
 std::vector<std::vector<int>> make_prompts(const std::vector<int>& lens, int vocab, unsigned seed) {
   std::vector<std::vector<int>> p;

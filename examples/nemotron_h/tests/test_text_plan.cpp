@@ -7,12 +7,14 @@
 
 #include "model_test_util.hpp"
 #include "runner/prompt_file.hpp"
+#include "run_plan_test_util.hpp"
 #include "runner/run_plan.hpp"
 
 using namespace nemotron_h;
 using nh_test::data_dir;
 using nh_test::error_of;
 using nh_test::temp_dir;
+using nh_test::usage_error_of;
 
 namespace {
 
@@ -21,17 +23,6 @@ run_args tiny_text() {
   a.model = (data_dir() / "tiny").string();
   a.gen = 5;
   return a;
-}
-
-std::string usage_of(const run_args& a) {
-  try {
-    (void)make_run_plan(a);
-  } catch (const usage_error& e) {
-    return e.what();
-  } catch (const std::exception& e) {
-    return std::string("<not a usage error: ") + e.what() + ">";
-  }
-  return "<no exception>";
 }
 
 void write(const std::filesystem::path& p, const std::string& s) { std::ofstream(p, std::ios::binary) << s; }
@@ -139,35 +130,35 @@ TEST_CASE("text plan: conflicting or out-of-range arguments are usage errors", "
   run_args a = tiny_text();
   a.prompts = {"x"};
   a.prompt_ids = "1,2";
-  CHECK_THAT(usage_of(a), Catch::Contains("--prompt-ids gives token ids"));
+  CHECK_THAT(usage_error_of(a), Catch::Contains("--prompt-ids gives token ids"));
   a = tiny_text();
   a.prompts = {"x"};
   a.check = true;
-  CHECK_THAT(usage_of(a), Catch::Contains("--check compares token-id runs"));
+  CHECK_THAT(usage_error_of(a), Catch::Contains("--check compares token-id runs"));
   a = tiny_text();
   a.chat = true;
   a.mode_name = "compare";
-  CHECK_THAT(usage_of(a), Catch::Contains("--chat runs one mode"));
+  CHECK_THAT(usage_error_of(a), Catch::Contains("--chat runs one mode"));
   a = tiny_text();
   a.chat = true;
   a.prompts = {"a", "b"};
-  CHECK_THAT(usage_of(a), Catch::Contains("at most one --prompt"));
+  CHECK_THAT(usage_error_of(a), Catch::Contains("at most one --prompt"));
   a = tiny_text();
   a.system = "s";
-  CHECK_THAT(usage_of(a), Catch::Contains("need text prompts"));
+  CHECK_THAT(usage_error_of(a), Catch::Contains("need text prompts"));
   a = tiny_text();
   a.temperature = 0.8f;
-  CHECK_THAT(usage_of(a), Catch::Contains("token-id runs are greedy"));
+  CHECK_THAT(usage_error_of(a), Catch::Contains("token-id runs are greedy"));
   a = tiny_text();
   a.prompts = {"x"};
   a.temperature = -1.0f;
-  CHECK_THAT(usage_of(a), Catch::Contains("temperature -1 is out of range"));
+  CHECK_THAT(usage_error_of(a), Catch::Contains("temperature -1 is out of range"));
   a.temperature = 1.0f;
   a.min_p = 2.0f;
-  CHECK_THAT(usage_of(a), Catch::Contains("min_p 2 is out of range"));
+  CHECK_THAT(usage_error_of(a), Catch::Contains("min_p 2 is out of range"));
   a.min_p = 0.0f;
   a.max_context = 8;
-  CHECK_THAT(usage_of(a), Catch::Contains("--max-context 8"));
+  CHECK_THAT(usage_error_of(a), Catch::Contains("--max-context 8"));
 }
 
 TEST_CASE("text plan: a preset needs --tokenizer, which must fit the vocabulary", "[run_plan][text]") {
