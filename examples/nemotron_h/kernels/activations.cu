@@ -1,4 +1,5 @@
 // Squared ReLU (see activations.cuh).
+#include "kernels/pdl.cuh"
 #include "kernels/activations.cuh"
 
 #include <algorithm>
@@ -15,6 +16,7 @@ __device__ inline bf16 relu2_one(bf16 v) {
 }
 
 __global__ void relu2_kernel(bf16* __restrict__ x, std::size_t n) {
+  pdl_wait();  // launched with launch_pdl: the previous kernel's writes first
   const std::size_t nv = n / 8;
   const std::size_t stride = static_cast<std::size_t>(gridDim.x) * blockDim.x;
   const std::size_t tid = blockIdx.x * static_cast<std::size_t>(blockDim.x) + threadIdx.x;
@@ -33,6 +35,7 @@ __global__ void relu2_kernel(bf16* __restrict__ x, std::size_t n) {
 }
 
 __global__ void relu2_scalar_kernel(bf16* __restrict__ x, std::size_t n) {
+  pdl_wait();  // launched with launch_pdl: the previous kernel's writes first
   const std::size_t stride = static_cast<std::size_t>(gridDim.x) * blockDim.x;
   for (std::size_t i = blockIdx.x * static_cast<std::size_t>(blockDim.x) + threadIdx.x; i < n;
        i += stride) {
@@ -51,9 +54,9 @@ void relu2_inplace(bf16* x, std::size_t n, cudaStream_t stream) {
   const int blocks = static_cast<int>(std::min<std::size_t>((work + threads - 1) / threads,
                                                             static_cast<std::size_t>(sms) * 8));
   if (vec) {
-    relu2_kernel<<<blocks, threads, 0, stream>>>(x, n);
+    launch_pdl("relu2_inplace", relu2_kernel, blocks, threads, 0, stream, x, n);
   } else {
-    relu2_scalar_kernel<<<blocks, threads, 0, stream>>>(x, n);
+    launch_pdl("relu2_inplace", relu2_scalar_kernel, blocks, threads, 0, stream, x, n);
   }
   NH_CHECK_LAUNCH("relu2_inplace (n=" + std::to_string(n) + ")");
 }

@@ -2,6 +2,7 @@
 #include <cstdint>
 #include <string>
 
+#include "kernels/pdl.cuh"
 #include "kernels/conv1d.cuh"
 
 namespace nemotron_h {
@@ -221,6 +222,7 @@ __global__ void __launch_bounds__(kThreads)
     conv_decode_kernel(const bf16* __restrict__ xbc, int ld, const bf16* __restrict__ weight,
                        const bf16* __restrict__ bias, bf16* conv_state, bf16* __restrict__ out,
                        batch_view b, int C) {
+  pdl_wait();  // launched with launch_pdl: the previous kernel's writes first
   const int c0 = (blockIdx.x * blockDim.x + threadIdx.x) * kVec;
   const int s = blockIdx.y;
   if (c0 >= C) return;
@@ -307,9 +309,8 @@ void conv1d_decode(const bf16* xbc, int ld_xbc, const bf16* weight, const bf16* 
   const int vecs = conv_dim / kVec;
   const int threads = block_threads(vecs, batch.max_seqs, 2 * multiprocessors());
   const dim3 grid(ceil_div(vecs, threads), batch.max_seqs);
-  conv_decode_kernel<4><<<grid, threads, 0, stream>>>(xbc, ld_xbc, weight, bias, conv_state, out,
-                                                        batch, conv_dim);
-  NH_CHECK_LAUNCH("conv_decode_kernel conv_dim=" + std::to_string(conv_dim));
+  launch_pdl("conv_decode_kernel", conv_decode_kernel<4>, grid, threads, 0, stream, xbc, ld_xbc, weight, bias,
+             conv_state, out, batch, conv_dim);
 }
 
 }  // namespace nemotron_h

@@ -2,6 +2,7 @@
 #include <algorithm>
 #include <string>
 
+#include "kernels/pdl.cuh"
 #include "kernels/mamba_decode.cuh"
 
 namespace nemotron_h {
@@ -64,6 +65,7 @@ __global__ void __launch_bounds__(kWarps * 32)
                         const float* __restrict__ dt_bias, float* __restrict__ ssm_state,
                         bf16* __restrict__ y, batch_view b, int H, int P, int G, int splits,
                         int rows_per_split, float dt_min, float dt_max) {
+  pdl_wait();  // launched with launch_pdl: the previous kernel's writes first
   constexpr int N = 32 * NPL;
   const int h = blockIdx.x / splits;
   const int sp = blockIdx.x - h * splits;
@@ -154,19 +156,16 @@ void mamba_decode(const bf16* xbc, const bf16* dt_raw, int ld_dt, const float* A
   const dim3 grid(d.H * splits, batch.max_seqs);
   switch (d.N) {
     case 64:
-      mamba_decode_kernel<2><<<grid, kWarps * 32, 0, stream>>>(
-          xbc, dt_raw, ld_dt, A_log, D, dt_bias, ssm_state, y, batch, d.H, d.P, d.G, splits,
-          rows_per_split, dt_min, dt_max);
+      launch_pdl("mamba_decode_kernel", mamba_decode_kernel<2>, grid, kWarps * 32, 0, stream, xbc, dt_raw, ld_dt,
+                 A_log, D, dt_bias, ssm_state, y, batch, d.H, d.P, d.G, splits, rows_per_split, dt_min, dt_max);
       break;
     case 128:
-      mamba_decode_kernel<4><<<grid, kWarps * 32, 0, stream>>>(
-          xbc, dt_raw, ld_dt, A_log, D, dt_bias, ssm_state, y, batch, d.H, d.P, d.G, splits,
-          rows_per_split, dt_min, dt_max);
+      launch_pdl("mamba_decode_kernel", mamba_decode_kernel<4>, grid, kWarps * 32, 0, stream, xbc, dt_raw, ld_dt,
+                 A_log, D, dt_bias, ssm_state, y, batch, d.H, d.P, d.G, splits, rows_per_split, dt_min, dt_max);
       break;
     default:
-      mamba_decode_kernel<8><<<grid, kWarps * 32, 0, stream>>>(
-          xbc, dt_raw, ld_dt, A_log, D, dt_bias, ssm_state, y, batch, d.H, d.P, d.G, splits,
-          rows_per_split, dt_min, dt_max);
+      launch_pdl("mamba_decode_kernel", mamba_decode_kernel<8>, grid, kWarps * 32, 0, stream, xbc, dt_raw, ld_dt,
+                 A_log, D, dt_bias, ssm_state, y, batch, d.H, d.P, d.G, splits, rows_per_split, dt_min, dt_max);
       break;
   }
   NH_CHECK_LAUNCH("mamba_decode_kernel H=" + std::to_string(d.H) + " P=" + std::to_string(d.P) +

@@ -1,4 +1,5 @@
 // RMSNorm kernels (see norms.cuh).
+#include "kernels/pdl.cuh"
 #include "kernels/norms.cuh"
 
 #include <cstdint>
@@ -33,6 +34,7 @@ union pack8 {
 __global__ void rmsnorm_kernel(const bf16* x, bf16* residual,
                                const bf16* __restrict__ w, bf16* y, int rows, int D, float eps,
                                const int* num_rows, bool fused) {
+  pdl_wait();  // launched with launch_pdl: the previous kernel's writes first
   __shared__ float red[32];
   const int r = blockIdx.x;
   if (r >= rows || (num_rows != nullptr && r >= *num_rows)) return;
@@ -83,6 +85,7 @@ template <int VPT>
 __global__ void rmsnorm_reg_kernel(const bf16* x, bf16* residual, const bf16* __restrict__ w,
                                    bf16* y, int rows, int D, float eps, const int* num_rows,
                                    bool fused) {
+  pdl_wait();  // launched with launch_pdl: the previous kernel's writes first
   __shared__ float red[32];
   const int r = blockIdx.x;
   if (r >= rows || (num_rows != nullptr && r >= *num_rows)) return;
@@ -155,6 +158,7 @@ template <typename Y>
 __global__ void gated_rmsnorm_kernel(const Y* __restrict__ y, int ldy, const bf16* __restrict__ z,
                                      int ldz, const bf16* __restrict__ w, bf16* __restrict__ out,
                                      int ldo, int rows, int gs, float eps, const int* num_rows) {
+  pdl_wait();  // launched with launch_pdl: the previous kernel's writes first
   extern __shared__ float g_s[];
   __shared__ float red[32];
   const int r = blockIdx.x, grp = blockIdx.y;
@@ -196,6 +200,7 @@ template <typename Y, int VPT>
 __global__ void gated_rmsnorm_reg_kernel(const Y* __restrict__ y, int ldy, const bf16* __restrict__ z,
                                          int ldz, const bf16* __restrict__ w, bf16* __restrict__ out,
                                          int ldo, int rows, int gs, float eps, const int* num_rows) {
+  pdl_wait();  // launched with launch_pdl: the previous kernel's writes first
   __shared__ float red[32];
   const int r = blockIdx.x, grp = blockIdx.y;
   if (r >= rows || (num_rows != nullptr && r >= *num_rows)) return;
@@ -263,14 +268,14 @@ void launch_rmsnorm(const bf16* x, bf16* residual, const bf16* w, bf16* y, int r
   if (vpt > 0) {
     const int threads = ceil_div(ceil_div(nv, vpt), 32) * 32;
     switch (vpt) {
-      case 1: rmsnorm_reg_kernel<1><<<rows, threads, 0, stream>>>(x, residual, w, y, rows, D, eps, num_rows, fused); break;
-      case 2: rmsnorm_reg_kernel<2><<<rows, threads, 0, stream>>>(x, residual, w, y, rows, D, eps, num_rows, fused); break;
-      default: rmsnorm_reg_kernel<4><<<rows, threads, 0, stream>>>(x, residual, w, y, rows, D, eps, num_rows, fused); break;
+      case 1: launch_pdl("rmsnorm", rmsnorm_reg_kernel<1>, rows, threads, 0, stream, x, residual, w, y, rows, D, eps, num_rows, fused); break;
+      case 2: launch_pdl("rmsnorm", rmsnorm_reg_kernel<2>, rows, threads, 0, stream, x, residual, w, y, rows, D, eps, num_rows, fused); break;
+      default: launch_pdl("rmsnorm", rmsnorm_reg_kernel<4>, rows, threads, 0, stream, x, residual, w, y, rows, D, eps, num_rows, fused); break;
     }
   } else {
     int threads = kNormThreads;
     while (threads > 32 && threads / 2 >= D / 8) threads /= 2;
-    rmsnorm_kernel<<<rows, threads, 0, stream>>>(x, residual, w, y, rows, D, eps, num_rows, fused);
+    launch_pdl("rmsnorm", rmsnorm_kernel, rows, threads, 0, stream, x, residual, w, y, rows, D, eps, num_rows, fused);
   }
   NH_CHECK_LAUNCH(shape);
 }
@@ -297,13 +302,13 @@ void launch_gated(const Y* y, int ldy, const bf16* z, int ldz, const bf16* w, bf
     const dim3 grid(rows, G);
     switch (vpt) {
       case 1:
-        gated_rmsnorm_reg_kernel<Y, 1><<<grid, threads, 0, stream>>>(y, ldy, z, ldz, w, out, ldo, rows, gs, eps, num_rows);
+        launch_pdl("gated_rmsnorm", gated_rmsnorm_reg_kernel<Y, 1>, grid, threads, 0, stream, y, ldy, z, ldz, w, out, ldo, rows, gs, eps, num_rows);
         break;
       case 2:
-        gated_rmsnorm_reg_kernel<Y, 2><<<grid, threads, 0, stream>>>(y, ldy, z, ldz, w, out, ldo, rows, gs, eps, num_rows);
+        launch_pdl("gated_rmsnorm", gated_rmsnorm_reg_kernel<Y, 2>, grid, threads, 0, stream, y, ldy, z, ldz, w, out, ldo, rows, gs, eps, num_rows);
         break;
       default:
-        gated_rmsnorm_reg_kernel<Y, 4><<<grid, threads, 0, stream>>>(y, ldy, z, ldz, w, out, ldo, rows, gs, eps, num_rows);
+        launch_pdl("gated_rmsnorm", gated_rmsnorm_reg_kernel<Y, 4>, grid, threads, 0, stream, y, ldy, z, ldz, w, out, ldo, rows, gs, eps, num_rows);
         break;
     }
     NH_CHECK_LAUNCH(shape);
@@ -313,8 +318,8 @@ void launch_gated(const Y* y, int ldy, const bf16* z, int ldz, const bf16* w, bf
   require(smem <= 48 * 1024, shape + ": group too large for shared memory");
   int threads = 256;
   while (threads > 32 && threads / 2 >= gs / 4) threads /= 2;
-  gated_rmsnorm_kernel<Y><<<dim3(rows, G), threads, smem, stream>>>(y, ldy, z, ldz, w, out, ldo,
-                                                                    rows, gs, eps, num_rows);
+  launch_pdl("gated_rmsnorm", gated_rmsnorm_kernel<Y>, dim3(rows, G), threads, smem, stream, y, ldy, z, ldz, w, out,
+             ldo, rows, gs, eps, num_rows);
   NH_CHECK_LAUNCH(shape);
 }
 
