@@ -416,6 +416,7 @@ __device__ __forceinline__ int find_top(Val val, unsigned long long base, Pred p
 struct kernel_args {
   const bf16* logits;
   int V;
+  int ld;  // row stride of logits (>= V)
   const int* num_seqs;
   const int* cu_seqlens;
   const int* context_lens;
@@ -433,7 +434,7 @@ template <bool kCl, bool kVec>
 __device__ __forceinline__ void sample_row(const kernel_args& a, int r, shared_state<kCl>& s, uint4* skeys) {
   const int tid = threadIdx.x, warp = tid >> 5;
   const unsigned rank = my_rank<kCl>();
-  const bf16* row = a.logits + static_cast<std::size_t>(r) * a.V;
+  const bf16* row = a.logits + static_cast<std::size_t>(r) * a.ld;
   const int slice = kCl ? (a.V + 8 * kCluster - 1) / (8 * kCluster) * 8 : a.V;
   const int lo = min(a.V, static_cast<int>(rank) * slice);
   const slice_view<kCl> view{row, skeys, lo, min(a.V, lo + slice) - lo};
@@ -727,8 +728,10 @@ bool cluster_available() {
 __global__ void bump_kernel(int* step) { ++*step; }
 
 void launch(const bf16* logits, int V, const batch_view& batch, const sampling_params* params, int* ids, int* history,
-            int history_ld, int* step, std::size_t workspace_bytes, int* debug, cudaStream_t s) {
+            int history_ld, int* step, std::size_t workspace_bytes, int* debug, cudaStream_t s, int ld) {
   PIECEWISE_EXPECTS(V >= 1 && V <= kMaxV, "sample_rows: V = {} is outside [1, {}]", V, kMaxV);
+  if (ld == 0) ld = V;
+  PIECEWISE_EXPECTS(ld >= V, "sample_rows: row stride {} is below V = {}", ld, V);
   PIECEWISE_EXPECTS(batch.max_seqs >= 0 && batch.max_seqs <= 65535, "sample_rows: max_seqs = {}",
                     batch.max_seqs);
   const std::size_t need = sampling_workspace_bytes(batch.max_seqs, V);
@@ -736,9 +739,9 @@ void launch(const bf16* logits, int V, const batch_view& batch, const sampling_p
                     need);
   const int rows = batch.max_seqs;
   if (rows > 0) {
-    kernel_args a{logits,     V,     batch.num_seqs, batch.cu_seqlens, batch.context_lens, batch.slots, rows,
+    kernel_args a{logits,     V,     ld,    batch.num_seqs, batch.cu_seqlens, batch.context_lens, batch.slots, rows,
                   params,     ids,   history,        history_ld,       step,               debug};
-    const bool vec = V % 8 == 0 && (reinterpret_cast<std::uintptr_t>(logits) & 15u) == 0;
+    const bool vec = V % 8 == 0 && ld % 8 == 0 && (reinterpret_cast<std::uintptr_t>(logits) & 15u) == 0;
     const int slice = (V + 8 * kCluster - 1) / (8 * kCluster) * 8;
     if (cluster_available() && slice <= kMaxClusterSlice) {
       cudaLaunchConfig_t cfg{};
@@ -774,14 +777,14 @@ void launch(const bf16* logits, int V, const batch_view& batch, const sampling_p
 std::size_t sampling_workspace_bytes(int, int) noexcept { return 0; }
 
 void sample_rows(const bf16* logits, int V, const batch_view& batch, const sampling_params* params, int* ids,
-                 int* history, int history_ld, int* step, void*, std::size_t workspace_bytes, cudaStream_t s) {
-  launch(logits, V, batch, params, ids, history, history_ld, step, workspace_bytes, nullptr, s);
+                 int* history, int history_ld, int* step, void*, std::size_t workspace_bytes, cudaStream_t s, int ld) {
+  launch(logits, V, batch, params, ids, history, history_ld, step, workspace_bytes, nullptr, s, ld);
 }
 
 void sample_rows_debug(const bf16* logits, int V, const batch_view& batch, const sampling_params* params, int* ids,
                        int* history, int history_ld, int* step, void*, std::size_t workspace_bytes, int* debug,
                        cudaStream_t s) {
-  launch(logits, V, batch, params, ids, history, history_ld, step, workspace_bytes, debug, s);
+  launch(logits, V, batch, params, ids, history, history_ld, step, workspace_bytes, debug, s, 0);
 }
 
 }  // namespace nemotron_h

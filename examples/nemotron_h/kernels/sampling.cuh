@@ -57,9 +57,11 @@ struct sampling_params {
 /// Throws piecewise::config_error for V < 1 or V > 2^22, batch.max_seqs > 65535, or a
 /// workspace that is too small; piecewise::cuda_error if a launch fails.
 /// One launch (plus the step bump), no allocation, no sync: capture-safe.
+/// `ld`: the row stride of `logits` in elements (0: V; else >= V, for a vocabulary padded to a
+/// multiple of 8 inside the model).
 void sample_rows(const bf16* logits, int V, const batch_view& batch, const sampling_params* params, int* ids,
                  int* history, int history_ld, int* step, void* workspace, std::size_t workspace_bytes,
-                 cudaStream_t s);
+                 cudaStream_t s, int ld = 0);
 
 /// Device workspace sample_rows needs for `rows` rows of `V` logits (0 in this version).
 std::size_t sampling_workspace_bytes(int rows, int V) noexcept;

@@ -204,6 +204,11 @@ device_weights::device_weights(const model_config& c, const weight_source& src) 
 
   // Views and checks, before any device memory is taken.
   buffer_plan bplan;
+  struct padding {
+    const device_tensor* t;
+    std::size_t offset, bytes;  // the zero rows after the tensor's data
+  };
+  std::vector<padding> paddings;
   for (const upload_group& g : groups) {
     device_tensor& t = target(g);
     const part& first = g.parts.front();
@@ -221,17 +226,27 @@ device_weights::device_weights(const model_config& c, const weight_source& src) 
     }
     PIECEWISE_EXPECTS(rows <= INT_MAX && first.cols <= INT_MAX, "device weights: '{}' is too large ({} x {})", t.name,
                       rows, first.cols);
+    PIECEWISE_EXPECTS(first.type == dtype::bf16 || first.type == dtype::f32,
+                      "device weights: tensor '{}' has dtype {}: not supported yet", t.name, dtype_name(first.type));
+    // A linear weight whose output width is not a multiple of 8 (a vocabulary of 321, an
+    // in_proj of 4 Mamba heads) gets zero rows up to the next multiple: the GEMM's output rows
+    // stay 16-byte aligned, and the model reads the real columns only.
+    std::int64_t padded = rows;
+    if (g.linear && rows % 8 != 0) padded = (rows + 7) / 8 * 8;
+    const std::size_t pad_bytes = static_cast<std::size_t>(padded - rows) * static_cast<std::size_t>(first.cols) *
+                                  dtype_storage_bytes(first.type, 1);
     t.view.type = first.type;
-    t.view.rows = static_cast<int>(rows);
+    t.view.rows = static_cast<int>(padded);
     t.view.cols = static_cast<int>(first.cols);
     t.view.name = t.name.c_str();  // the strings no longer move: every list is complete
     if (g.linear) gemm_engine::require_supported(t.view);
-    PIECEWISE_EXPECTS(first.type == dtype::bf16 || first.type == dtype::f32,
-                      "device weights: tensor '{}' has dtype {}: not supported yet", t.name, dtype_name(first.type));
-    bplan.add_bytes(t.name, bytes, [&t](void* p) { t.view.data = p; });
+    bplan.add_bytes(t.name, bytes + pad_bytes, [&t](void* p) { t.view.data = p; });
+    if (pad_bytes > 0) paddings.push_back({&t, bytes, pad_bytes});
   }
 
   arena_ = bplan.allocate();
+  for (const padding& p : paddings)
+    PIECEWISE_CUDA_TRY(cudaMemset(static_cast<std::uint8_t*>(const_cast<void*>(p.t->view.data)) + p.offset, 0, p.bytes));
   auto* const arena_base = static_cast<std::uint8_t*>(arena_->data());
   entries_.resize(entries.size());
   for (const upload_group& g : groups) {

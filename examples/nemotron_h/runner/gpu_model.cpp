@@ -34,12 +34,14 @@ gpu_model::gpu_model(const model_config& config, const weight_source& source, co
   PIECEWISE_EXPECTS(cfg_.count(layer_kind::attention) == 0 || cfg_.head_dim == 128,
                     "{}: head_dim {} is not supported by the GPU attention kernels (only 128)", cfg_.name,
                     cfg_.head_dim);
-  PIECEWISE_EXPECTS(cfg_.in_proj_dim() % 8 == 0,
-                    "{}: the Mamba in_proj width {} must be a multiple of 8 (mamba_num_heads {} % 8)", cfg_.name,
-                    cfg_.in_proj_dim(), cfg_.mamba_num_heads);
   md_ = mamba_dims{cfg_.mamba_num_heads, cfg_.mamba_head_dim, cfg_.ssm_state_size, cfg_.n_groups, cfg_.conv_kernel};
   // The widest output of a layer's first projection (in_proj, q|k|v, up_proj): proj_ holds it.
-  proj_width_ = std::max({cfg_.in_proj_dim(), cfg_.q_dim() + 2 * cfg_.kv_dim(), cfg_.intermediate_size});
+  // Output widths that are not multiples of 8 (in_proj with a Mamba head count that is not,
+  // the vocabulary) are padded inside the model: device_weights gives those matrices zero rows
+  // up to the next multiple of 8, and their outputs keep that row stride.
+  in_proj_ld_ = (cfg_.in_proj_dim() + 7) / 8 * 8;
+  vocab_ld_ = (cfg_.vocab_size + 7) / 8 * 8;
+  proj_width_ = std::max({in_proj_ld_, cfg_.q_dim() + 2 * cfg_.kv_dim(), cfg_.intermediate_size});
   // Row widths of the Mamba / attention split outputs (at least 8 so a model without such
   // layers still has valid buffers).
   y_cols_ = static_cast<std::size_t>(std::max(cfg_.d_inner(), 8));
@@ -66,7 +68,7 @@ gpu_model::gpu_model(const model_config& config, const weight_source& source, co
   plan.add("attn_out", T * attn_cols_, attn_out_);
   plan.add("last_hidden", S * Du, last_h_);
   plan.add("last_normed", S * Du, last_n_);
-  plan.add("logits", S * static_cast<std::size_t>(cfg_.vocab_size), logits_);
+  plan.add("logits", S * static_cast<std::size_t>(vocab_ld_), logits_);
   plan.add("next_ids", S, next_ids_);
   plan.add("history", static_cast<std::size_t>(lim_.max_decode_steps) * S, history_);
   if (lim_.sampling) {
@@ -152,7 +154,7 @@ void gpu_model::build_tables() {
     }
     t->declare_input(
         piecewise::row_buffer{"ids", batch_->ids(), sizeof(int), 0, max_rows_, piecewise::element_type::i32});
-    t->declare_output(piecewise::row_buffer{"logits", logits_, static_cast<std::size_t>(cfg_.vocab_size) * sizeof(bf16),
+    t->declare_output(piecewise::row_buffer{"logits", logits_, static_cast<std::size_t>(vocab_ld_) * sizeof(bf16),
                                             0, max_seqs_, piecewise::element_type::bf16});
     (p == phase::prefill ? prefill_table_ : decode_table_) = std::move(t);
   }
@@ -161,7 +163,7 @@ void gpu_model::build_tables() {
 void gpu_model::mamba_split(int l, const piecewise::split_args& a, phase p) {
   const layer_dev& L = layers_[static_cast<std::size_t>(l)];
   const batch_view b = batch_->view(a.padded_tokens, p);
-  const int W = cfg_.in_proj_dim();
+  const int W = in_proj_ld_;  // the row stride of proj_ (padded in_proj width)
   const bf16* xbc = proj_ + md_.xbc_offset();
   const bf16* dt = proj_ + md_.dt_offset();
   const auto dt_min = static_cast<float>(cfg_.time_step_limit_lo);
@@ -215,7 +217,7 @@ piecewise::forward_fn gpu_model::forward(phase p) {
         case layer_kind::mamba:
           gm.linear(xn_, L.in_proj, proj_, T, s);
           ctx.split(l);
-          gated_rmsnorm(y_, cfg_.d_inner(), proj_, cfg_.in_proj_dim(), L.gnorm, g_, cfg_.d_inner(), T, cfg_.d_inner(),
+          gated_rmsnorm(y_, cfg_.d_inner(), proj_, in_proj_ld_, L.gnorm, g_, cfg_.d_inner(), T, cfg_.d_inner(),
                         cfg_.n_groups, eps, s);
           gm.linear(g_, L.out_proj, h_, T, s, /*accumulate=*/true);
           break;
@@ -243,9 +245,10 @@ piecewise::forward_fn gpu_model::forward(phase p) {
     int* hist = p == phase::prefill ? nullptr : history_;
     int* step = p == phase::prefill ? nullptr : batch_->step();
     if (lim_.sampling) {
-      sample_rows(logits_, cfg_.vocab_size, b, sampling_, out, hist, max_seqs_, step, sample_ws_, sample_ws_bytes_, s);
+      sample_rows(logits_, cfg_.vocab_size, b, sampling_, out, hist, max_seqs_, step, sample_ws_, sample_ws_bytes_, s,
+                  vocab_ld_);
     } else {
-      argmax_rows(logits_, cfg_.vocab_size, out, b.max_seqs, batch_->num_seqs(), hist, max_seqs_, step, s);
+      argmax_rows(logits_, cfg_.vocab_size, out, b.max_seqs, batch_->num_seqs(), hist, max_seqs_, step, s, vocab_ld_);
     }
     if (p == phase::decode) advance_context(batch_->context_lens(), batch_->num_seqs(), b.max_seqs, s);
   };
@@ -266,11 +269,13 @@ void gpu_model::set_sampling(int slot, const sampling_params& params, cudaStream
 }
 
 std::vector<float> gpu_model::read_logits(int n, cudaStream_t s) const {
-  std::vector<bf16_bits> raw(static_cast<std::size_t>(n) * cfg_.vocab_size);
+  const auto V = static_cast<std::size_t>(cfg_.vocab_size), ld = static_cast<std::size_t>(vocab_ld_);
+  std::vector<bf16_bits> raw(static_cast<std::size_t>(n) * ld);
   PIECEWISE_CUDA_TRY(cudaMemcpyAsync(raw.data(), logits_, raw.size() * sizeof(bf16), cudaMemcpyDeviceToHost, s));
   PIECEWISE_CUDA_TRY(cudaStreamSynchronize(s));
-  std::vector<float> out(raw.size());
-  for (std::size_t i = 0; i < raw.size(); ++i) out[i] = piecewise::bf16_bits_to_float(raw[i]);
+  std::vector<float> out(static_cast<std::size_t>(n) * V);  // the padded columns dropped
+  for (std::size_t r = 0; r < static_cast<std::size_t>(n); ++r)
+    for (std::size_t j = 0; j < V; ++j) out[r * V + j] = piecewise::bf16_bits_to_float(raw[r * ld + j]);
   return out;
 }
 

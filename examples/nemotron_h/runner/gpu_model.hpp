@@ -86,7 +86,8 @@ class gpu_model {
 
   // ---- results (synchronize `s`) ----
 
-  /// Logits of the first `n` rows of the last-position buffer (one row a sequence), as float.
+  /// Logits of the first `n` rows of the last-position buffer (one row a sequence), as float,
+  /// [n, vocab] (the padding columns of a vocabulary that is not a multiple of 8 dropped).
   std::vector<float> read_logits(int n, cudaStream_t s) const;
   /// Greedy ids of the first `n` sequences after the last forward.
   std::vector<int> read_next_ids(int n, cudaStream_t s) const;
@@ -140,6 +141,8 @@ class gpu_model {
   gpu_model_limits lim_;
   mamba_dims md_;
   int proj_width_ = 0;
+  int in_proj_ld_ = 0;  // in_proj's output width rounded up to 8: the row stride of proj_ in Mamba layers
+  int vocab_ld_ = 0;    // the vocabulary rounded up to 8: the row stride of logits_
   std::size_t y_cols_ = 0, attn_cols_ = 0;
   int max_rows_ = 0;  // token rows of every activation buffer
   int max_seqs_ = 0;  // rows of the per-sequence buffers

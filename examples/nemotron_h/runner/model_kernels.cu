@@ -123,7 +123,7 @@ constexpr int kArgmaxCluster = 8;
 constexpr int kArgmaxThreads = 512;
 template <bool kVec>
 __global__ void __launch_bounds__(kArgmaxThreads)
-    argmax_cluster_kernel(const bf16* logits, int V, int* ids, int rows, const int* num_rows,
+    argmax_cluster_kernel(const bf16* logits, int V, int ld, int* ids, int rows, const int* num_rows,
                           int* history, int history_ld, const int* step) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
   __shared__ float sv[32];
@@ -132,7 +132,7 @@ __global__ void __launch_bounds__(kArgmaxThreads)
   __shared__ int res_i;
   const int r = blockIdx.y;
   if (r >= rows || r >= *num_rows) return;  // uniform over the cluster (same row)
-  const bf16* row = logits + static_cast<std::size_t>(r) * V;
+  const bf16* row = logits + static_cast<std::size_t>(r) * ld;
   // Slices of ceil(V / cluster) elements, rounded up to 8 (16-byte loads).
   const int slice = (V + 8 * kArgmaxCluster - 1) / (8 * kArgmaxCluster) * 8;
   const int lo = min(V, static_cast<int>(blockIdx.x) * slice);
@@ -167,13 +167,13 @@ __global__ void __launch_bounds__(kArgmaxThreads)
 // Fallback without clusters (devices before sm_90): one block per row.
 template <bool kVec>
 __global__ void __launch_bounds__(kArgmaxThreads)
-    argmax_block_kernel(const bf16* logits, int V, int* ids, int rows, const int* num_rows,
+    argmax_block_kernel(const bf16* logits, int V, int ld, int* ids, int rows, const int* num_rows,
                         int* history, int history_ld, const int* step) {
   __shared__ float sv[32];
   __shared__ int si[32];
   const int r = blockIdx.x;
   if (r >= rows || r >= *num_rows) return;
-  const bf16* row = logits + static_cast<std::size_t>(r) * V;
+  const bf16* row = logits + static_cast<std::size_t>(r) * ld;
   float best = -INFINITY;
   int best_i = 0x7fffffff;
   scan_range<kVec>(row, 0, V, best, best_i);
@@ -222,10 +222,12 @@ void gather_last_rows(const bf16* h, bf16* out, const batch_view& batch, int D, 
 }
 
 void argmax_rows(const bf16* logits, int V, int* ids, int rows, const int* num_rows, int* history,
-                 int history_ld, int* step, cudaStream_t s) {
+                 int history_ld, int* step, cudaStream_t s, int ld) {
   PIECEWISE_EXPECTS(V > 0 && rows >= 0, "argmax_rows: V = {}, rows = {}", V, rows);
+  if (ld == 0) ld = V;
+  PIECEWISE_EXPECTS(ld >= V, "argmax_rows: row stride {} is below V = {}", ld, V);
   if (rows > 0) {
-    const bool vec = V % 8 == 0 && (reinterpret_cast<std::uintptr_t>(logits) & 15u) == 0;
+    const bool vec = V % 8 == 0 && ld % 8 == 0 && (reinterpret_cast<std::uintptr_t>(logits) & 15u) == 0;
     if (cluster_argmax_available() && rows <= 65535) {
       cudaLaunchConfig_t cfg{};
       cfg.gridDim = dim3(kArgmaxCluster, rows);
@@ -242,14 +244,14 @@ void argmax_rows(const bf16* logits, int V, int* ids, int rows, const int* num_r
       const int* nr = num_rows;
       const int* st = step;
       PIECEWISE_CUDA_TRY_CTX(
-          vec ? cudaLaunchKernelEx(&cfg, argmax_cluster_kernel<true>, logits, V, ids, rows, nr, history, history_ld, st)
-              : cudaLaunchKernelEx(&cfg, argmax_cluster_kernel<false>, logits, V, ids, rows, nr, history, history_ld, st),
+          vec ? cudaLaunchKernelEx(&cfg, argmax_cluster_kernel<true>, logits, V, ld, ids, rows, nr, history, history_ld, st)
+              : cudaLaunchKernelEx(&cfg, argmax_cluster_kernel<false>, logits, V, ld, ids, rows, nr, history, history_ld, st),
           "argmax_rows (cluster launch)");
     } else if (vec) {
-      argmax_block_kernel<true><<<rows, kArgmaxThreads, 0, s>>>(logits, V, ids, rows, num_rows, history,
+      argmax_block_kernel<true><<<rows, kArgmaxThreads, 0, s>>>(logits, V, ld, ids, rows, num_rows, history,
                                                                history_ld, step);
     } else {
-      argmax_block_kernel<false><<<rows, kArgmaxThreads, 0, s>>>(logits, V, ids, rows, num_rows, history,
+      argmax_block_kernel<false><<<rows, kArgmaxThreads, 0, s>>>(logits, V, ld, ids, rows, num_rows, history,
                                                                 history_ld, step);
     }
     NH_CHECK_LAUNCH("argmax_rows");

@@ -17,8 +17,9 @@ void gather_last_rows(const bf16* h, bf16* out, const batch_view& batch, int D, 
 /// ids[s] = argmax(logits[s, :]) (first index on ties) for s < *num_rows; also appends the
 /// id to history[*step * history_ld + s] when history is not null, and increments *step
 /// (one thread) after the rows are done when `step` is not null. logits: bf16 [rows, V].
+/// `ld`: the row stride of `logits` in elements (0: V).
 void argmax_rows(const bf16* logits, int V, int* ids, int rows, const int* num_rows, int* history,
-                 int history_ld, int* step, cudaStream_t s);
+                 int history_ld, int* step, cudaStream_t s, int ld = 0);
 
 /// Decode bookkeeping after a step: context_lens[s] += 1 for s < *num_seqs.
 void advance_context(int* context_lens, const int* num_seqs, int max_seqs, cudaStream_t s);

@@ -210,7 +210,6 @@ std::string gpu_support_problems(const model_config& c) {
        fmt::format("MoE layers ('E') run only on the CPU reference so far (layer {} of {})",
                    first_moe - c.layers.begin(), c.name));
   need(c.hidden_size % 8 == 0, fmt::format("hidden_size {} is not a multiple of 8", c.hidden_size));
-  need(c.in_proj_dim() % 8 == 0, fmt::format("the Mamba in_proj width {} is not a multiple of 8", c.in_proj_dim()));
   need(c.conv_kernel == 4, fmt::format("conv_kernel {} is not 4", c.conv_kernel));
   if (c.count(layer_kind::attention) > 0) {
     need(c.head_dim == 128, fmt::format("head_dim {} is not 128", c.head_dim));

@@ -51,8 +51,7 @@ struct workload_spec {
 
 // Runs each workload in eager, piecewise and full mode: tokens and last logits must agree bit
 // for bit, and eager must match the float64 CPU reference.
-void check_modes_agree(const std::vector<workload_spec>& workloads) {
-  const model_config cfg = test_config();
+void check_modes_agree(const std::vector<workload_spec>& workloads, const model_config& cfg = test_config()) {
   synthetic_options so;
   so.randomize_vectors = true;
   const model_weights w = synthetic_weights(cfg, 7, so);
@@ -66,7 +65,8 @@ void check_modes_agree(const std::vector<workload_spec>& workloads) {
   const std::vector<int> buckets = {16, 32, 64, 128};
   for (mode m : {mode::eager, mode::piecewise, mode::full}) eng.add_mode(m, buckets, {});
   REQUIRE(eng.runners(mode::full).prefill->active_mode() == mode::full);
-  REQUIRE(eng.runners(mode::piecewise).prefill->all_bucket_stats().front().segments == 7);  // 6 splits
+  REQUIRE(eng.runners(mode::piecewise).prefill->all_bucket_stats().front().segments ==
+          cfg.count(layer_kind::mamba) + cfg.count(layer_kind::attention) + 1);  // a segment after each split
 
   const cpu_model cm(cfg, w);
   for (const auto& [lens, seed] : workloads) {
@@ -113,6 +113,19 @@ TEST_CASE("runner: eager, piecewise and full agree bit for bit and match the CPU
 
 TEST_CASE("runner: eager, piecewise and full agree bit for bit and match the CPU reference (packed, chunked)") {
   check_modes_agree({{{31, 32, 33}, 4}, {{1, 63, 64}, 5}, {{300, 5}, 9}, {{40, 41, 42, 43, 44, 45}, 10}});
+}
+
+TEST_CASE("runner: widths that are not multiples of 8 (vocab 321, 4 Mamba heads) are padded inside the model") {
+  // in_proj = 2 * 128 + 2 * 2 * 64 + 4 = 516 columns and a vocabulary of 321: both padded to
+  // the next multiple of 8 on the GPU (zero weight rows, the real columns read); the results
+  // must still agree across modes bit for bit and with the CPU reference.
+  model_config c = test_config();
+  c.name = "runner-test-odd";
+  c.vocab_size = 321;
+  c.mamba_num_heads = 4;
+  c.validate();
+  REQUIRE(c.in_proj_dim() % 8 != 0);
+  check_modes_agree({{{5}, 21}, {{17, 40}, 22}, {{130}, 23}}, c);
 }
 
 TEST_CASE("runner: bad workloads are rejected with clear errors and the engine stays usable") {
