@@ -11,6 +11,7 @@
 #include "model/dtype.hpp"
 #include "model/layer_kinds.hpp"
 #include "model/messages.hpp"
+#include "model/quant_config.hpp"
 #include "model/random_tokens.hpp"
 #include "model/splitmix.hpp"
 #include "piecewise/buckets.hpp"
@@ -378,6 +379,14 @@ run_plan make_run_plan(const run_args& a) {
   if (!dir.empty()) {
     plan.synthetic = false;
     plan.checkpoint_dir = dir;
+    // A quantized checkpoint (ModelOpt FP8 / NVFP4) is named before its tensors' dtypes are.
+    if (const auto q = read_quant_config(dir)) {
+      if (q->mixed || q->algo != quant_algo::none)
+        throw piecewise::config_error(fmt::format(
+            "{}: the checkpoint is quantized, {}; the GPU kernels run bf16 weights only so far (FP8 and NVFP4 "
+            "are not supported yet)",
+            dir.string(), q->summary()));
+    }
     plan.checkpoint = check_checkpoint(dir, plan.config);
   }
 

@@ -59,6 +59,9 @@ nh_cli_case("a text prompt on a preset without --tokenizer is bad input" 3 "pres
             -m tiny -p Hello)
 nh_cli_case("a bad JSONL prompt file is bad input naming the line and key" 3 "p.jsonl:2: unknown key \"temp\""
             -m {DATA}/tiny --prompt-file {WORK}/p.jsonl PREPARE bad_jsonl)
+nh_cli_case("a quantized checkpoint is named as such before the GPU" 3
+            "the checkpoint is quantized, FP8 \\(ModelOpt, [^)]*hf_quant_config.json\\), KV cache FP8.*not supported yet"
+            --dry-run -m {WORK} PREPARE quantized)
 nh_cli_case("a tokenizer larger than the vocabulary is bad input" 3 "has 4100 ids but the model's vocabulary is 384"
             -m tiny -p Hello --tokenizer {DATA}/tokenizer/golden/tokenizer.json)
 nh_cli_case("--temperature out of range is a usage error" 2 "temperature 200 is out of range"

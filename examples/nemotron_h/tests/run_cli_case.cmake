@@ -10,6 +10,7 @@
 #   config_only        the tiny config.json and no checkpoint
 #   keep_file          WORK/keep.json holding "keep" (KEEP: a file that must be unchanged after)
 #   bad_jsonl          WORK/p.jsonl whose second line has an unknown key
+#   quantized          the tiny checkpoint with an hf_quant_config.json declaring FP8
 #   chat_turns         WORK/turns.txt with two user turns (INPUT={WORK}/turns.txt feeds it as stdin)
 cmake_policy(VERSION 3.25)
 foreach(v EXE RC EXPECT)
@@ -37,6 +38,9 @@ elseif(PREPARE STREQUAL "keep_file")
   file(WRITE "${WORK}/keep.json" "keep")
 elseif(PREPARE STREQUAL "bad_jsonl")
   file(WRITE "${WORK}/p.jsonl" "{\"prompt\": \"Hello\"}\n{\"prompt\": \"Hi\", \"temp\": 1}\n")
+elseif(PREPARE STREQUAL "quantized")
+  file(COPY "${DATA}/tiny/config.json" "${DATA}/tiny/model.safetensors" DESTINATION "${WORK}")
+  file(WRITE "${WORK}/hf_quant_config.json" "{\"quantization\": {\"quant_algo\": \"FP8\", \"kv_cache_quant_algo\": \"FP8\"}}\n")
 elseif(PREPARE STREQUAL "chat_turns")
   file(WRITE "${WORK}/turns.txt" "Hello, who are you?\nTell me about the sea.\n")
 elseif(DEFINED PREPARE)
