@@ -12,6 +12,7 @@
 #include "model/json_depth.hpp"
 #include "model/layer_kinds.hpp"
 #include "model/messages.hpp"
+#include "model/read_file.hpp"
 #include "piecewise/error.hpp"
 
 namespace nemotron_h {
@@ -343,21 +344,6 @@ model_config parse_json_object(const json& j, std::string_view origin) {
   return c;
 }
 
-std::string read_text_file(const std::filesystem::path& path) {
-  std::error_code ec;
-  const std::string p = path.string();
-  if (!std::filesystem::exists(path, ec)) fail(p, "file not found");
-  if (std::filesystem::is_directory(path, ec)) fail(p, "is a directory, expected a config.json file");
-  const auto size = std::filesystem::file_size(path, ec);
-  if (ec) fail(p, fmt::format("cannot stat: {}", ec.message()));
-  if (size > kMaxConfigBytes) fail(p, fmt::format("{} bytes is too large for a config.json", size));
-  std::ifstream f(path, std::ios::binary);
-  if (!f) fail(p, "cannot open for reading");
-  std::string text(static_cast<std::size_t>(size), '\0');
-  f.read(text.data(), static_cast<std::streamsize>(size));
-  if (static_cast<std::uintmax_t>(f.gcount()) != size) fail(p, "short read");
-  return text;
-}
 
 }  // namespace
 
@@ -548,7 +534,7 @@ model_config parse_config_json_text(std::string_view text, std::string_view orig
 }
 
 model_config parse_config_json(const std::filesystem::path& path) {
-  const std::string text = read_text_file(path);
+  const std::string text = read_small_file(path, kMaxConfigBytes, "a config.json");
   return parse_config_json_text(text, path.string());
 }
 

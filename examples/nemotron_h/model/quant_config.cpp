@@ -2,13 +2,12 @@
 
 #include <fnmatch.h>
 
-#include <fstream>
-#include <sstream>
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
 #include "model/messages.hpp"
+#include "model/read_file.hpp"
 #include "piecewise/error.hpp"
 
 namespace nemotron_h {
@@ -16,6 +15,9 @@ namespace nemotron_h {
 namespace {
 
 using json = nlohmann::json;
+
+// The same bound as config.json's (model/config.cpp).
+constexpr std::uintmax_t kMaxQuantConfigBytes = 16u << 20;
 
 quant_algo algo_named(const json& v, const std::string& origin, const char* field, bool allow_mixed, bool* mixed) {
   if (v.is_null()) return quant_algo::none;
@@ -51,13 +53,6 @@ json parse_text(std::string_view text, const std::string& origin) {
   }
 }
 
-std::string read_file(const std::filesystem::path& p) {
-  std::ifstream f(p, std::ios::binary);
-  if (!f) fail(p.string(), "cannot be read");
-  std::stringstream ss;
-  ss << f.rdbuf();
-  return ss.str();
-}
 
 }  // namespace
 
@@ -152,9 +147,11 @@ std::optional<quant_config> parse_quant_config(std::string_view text, const std:
 std::optional<quant_config> read_quant_config(const std::filesystem::path& dir) {
   std::error_code ec;
   const std::filesystem::path hf = dir / "hf_quant_config.json";
-  if (std::filesystem::is_regular_file(hf, ec)) return parse_quant_config(read_file(hf), hf.string(), true);
+  if (std::filesystem::is_regular_file(hf, ec))
+    return parse_quant_config(read_small_file(hf, kMaxQuantConfigBytes, "an hf_quant_config.json"), hf.string(), true);
   const std::filesystem::path cfg = dir / "config.json";
-  if (std::filesystem::is_regular_file(cfg, ec)) return parse_quant_config(read_file(cfg), cfg.string(), false);
+  if (std::filesystem::is_regular_file(cfg, ec))
+    return parse_quant_config(read_small_file(cfg, kMaxQuantConfigBytes, "a config.json"), cfg.string(), false);
   return std::nullopt;
 }
 

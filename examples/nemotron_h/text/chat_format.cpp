@@ -1,11 +1,10 @@
 #include "text/chat_format.hpp"
 
-#include <fstream>
-#include <sstream>
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include "model/read_file.hpp"
 #include "piecewise/error.hpp"
 
 namespace nemotron_h::text {
@@ -34,12 +33,9 @@ std::string turn_end(chat_style s) {
 }
 
 nlohmann::json read_json(const std::filesystem::path& p) {
-  std::ifstream f(p, std::ios::binary);
-  if (!f) throw piecewise::config_error(fmt::format("{}: cannot be read", p.string()));
-  std::stringstream ss;
-  ss << f.rdbuf();
+  const std::string text = read_small_file(p, 64u << 20, "a JSON");  // tokenizer_config.json may hold long templates
   try {
-    return nlohmann::json::parse(ss.str());
+    return nlohmann::json::parse(text);
   } catch (const nlohmann::json::exception& e) {
     throw piecewise::config_error(fmt::format("{}: invalid JSON ({})", p.string(), e.what()));
   }
