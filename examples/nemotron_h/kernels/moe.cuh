@@ -75,8 +75,15 @@ void moe_route(const float* logits, int ld, const float* bias, const moe_route_p
 
 /// From plan.topk_ids: expert_offsets, sorted_token and assignment_row (a stable counting sort:
 /// within an expert, assignments in increasing t * k + j), and the tile list the grouped GEMMs
-/// walk. Capture-safe; deterministic.
+/// walk. Assignments t >= *num_tokens (and invalid ids) get assignment_row -1. One launch of
+/// ceil(E / 32) blocks. Throws piecewise::config_error for a bad view. Capture-safe;
+/// deterministic.
 void moe_build_plan(const moe_plan_view& plan, const int* num_tokens, cudaStream_t s);
+
+/// Which tile shape moe_grouped_gemm uses. Both give bit-identical results (same k16 mma
+/// sequence per output element); `automatic` picks from the host bounds (large_m when
+/// plan.rows * k >= 32 * E). Forcing a path is for tests and benchmarks.
+enum class moe_gemm_path { automatic, small_m, large_m };
 
 /// Grouped GEMM over the routed experts: for every permuted row i < expert_offsets[E] of expert
 /// e, Y[i, :N] = act(A_i W[e]^T), with A_i = X[sorted_token[i], :K] when `gather` (X indexed by
@@ -85,12 +92,16 @@ void moe_build_plan(const moe_plan_view& plan, const int* num_tokens, cudaStream
 /// layout), act = relu(.)^2 when `relu2` else identity; fp32 accumulation, one bf16 rounding.
 /// Rows i >= expert_offsets[E] of Y are not written. Requires K, N, ldx, ldy multiples of 8,
 /// ldx >= K, ldy >= N, 16-byte aligned pointers (piecewise::config_error otherwise).
-/// Reads only the weights of experts that received a row. Capture-safe.
+/// Reads only the weights of experts that received a row. Needs moe_build_plan's tile list.
+/// Capture-safe (the grid is sized from plan.rows * k and E; surplus blocks exit at once).
 void moe_grouped_gemm(const bf16* X, int ldx, bool gather, const bf16* W, int N, int K, bf16* Y, int ldy, bool relu2,
-                      const moe_plan_view& plan, cudaStream_t s);
+                      const moe_plan_view& plan, cudaStream_t s,
+                      moe_gemm_path path = moe_gemm_path::automatic);
 
 /// out[t, :W] = (accumulate ? out[t, :W] : 0) + sum_{j < k} topk_weights[t, j] * Y[assignment_row[t * k + j], :W]
-/// for t < *num_tokens, summed in fp32 in j order, one bf16 rounding. Rows t >= *num_tokens
+/// for t < *num_tokens: the j terms summed in fp32 in j order (fmaf), then added to the old
+/// out value (when `accumulate`), one bf16 rounding; assignments without a permuted row
+/// (assignment_row -1) are skipped. Rows t >= *num_tokens
 /// (up to plan.rows) are left alone when `accumulate`, zeroed otherwise. W, ldy, ldo multiples
 /// of 8. Capture-safe.
 void moe_combine(const bf16* Y, int ldy, const moe_plan_view& plan, bf16* out, int ldo, int W, bool accumulate,

@@ -1,0 +1,600 @@
+// MoE kernels (see moe.cuh): routing (one warp per token row), the plan (one warp per expert,
+// a ballot scan over the assignments in order: a stable counting sort), the grouped GEMM
+// (mma.sync m16n8k16 bf16 with a cp.async multi-stage pipeline, two tile shapes that run the
+// same per-element k16 instruction sequence) and the weighted combine.
+#include "kernels/moe.cuh"
+
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <string>
+
+#include "kernels/tensor_core.cuh"
+
+namespace nemotron_h {
+
+namespace {
+
+// fmt::format does not compile under nvcc in C++20 mode; format with snprintf instead.
+template <class... A>
+std::string strf(const char* f, A... a) {
+  char buf[512];
+  std::snprintf(buf, sizeof(buf), f, a...);
+  return buf;
+}
+
+void expects(bool cond, const std::string& msg) {
+  if (!cond) throw piecewise::config_error(msg);
+}
+
+bool aligned16(const void* p) { return (reinterpret_cast<std::uintptr_t>(p) & 15u) == 0; }
+
+std::size_t align256(std::size_t n) { return (n + 255) / 256 * 256; }
+
+// The two GEMM tile shapes. Both use BK = 64 and the same k16 mma sequence per element.
+constexpr int kSmallBM = 16;
+constexpr int kLargeBM = 128;
+
+// internal layout: tile_prefix_small [E + 1], tile_prefix_large [E + 1] (ints).
+struct plan_internal {
+  int* tiles_small;
+  int* tiles_large;
+};
+plan_internal internal_of(const moe_plan_view& p) {
+  int* base = static_cast<int*>(p.internal);
+  return {base, base + p.num_experts + 1};
+}
+
+void check_view(const moe_plan_view& p, const char* what) {
+  expects(p.rows >= 0 && p.num_experts >= 1 && p.num_experts <= kMoeMaxExperts && p.top_k >= 1 &&
+              p.top_k <= p.num_experts && p.top_k <= kMoeMaxTopK,
+          strf("%s: bad plan view (rows %d, E %d, k %d)", what, p.rows, p.num_experts, p.top_k));
+  expects(p.topk_ids != nullptr && p.topk_weights != nullptr && p.expert_offsets != nullptr &&
+              p.sorted_token != nullptr && p.assignment_row != nullptr && p.internal != nullptr,
+          strf("%s: plan view with null pointers (make it with make_moe_plan_view)", what));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Routing: one warp per token row.
+
+constexpr int kRouteWarps = 4;
+
+__device__ inline float sigmoidf_(float x) { return 1.0f / (1.0f + expf(-x)); }
+
+// The better of (v, i) and (w, j): larger value, ties (and invalid -1) by lower index.
+__device__ inline bool better(float v, int i, float w, int j) {
+  if (j < 0) return i >= 0;
+  if (i < 0) return false;
+  return v > w || (v == w && i < j);
+}
+
+__device__ inline void warp_argmax(float& v, int& i) {
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) {
+    const float w = __shfl_xor_sync(0xffffffffu, v, o);
+    const int j = __shfl_xor_sync(0xffffffffu, i, o);
+    if (better(w, j, v, i)) {
+      v = w;
+      i = j;
+    }
+  }
+}
+
+__global__ void moe_route_kernel(const float* __restrict__ logits, int ld, const float* __restrict__ bias,
+                                 moe_route_params p, int rows, int* __restrict__ ids, float* __restrict__ wts,
+                                 const int* __restrict__ num_tokens) {
+  extern __shared__ float route_smem[];
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  const int E = p.num_experts, k = p.top_k;
+  float* b = route_smem + warp * (E + p.n_group);  // biased scores; NaN = not choosable
+  float* gs = b + E;                               // group scores
+  const int t = blockIdx.x * kRouteWarps + warp;
+  if (t >= rows) return;
+  int n = *num_tokens;
+  n = n < 0 ? 0 : (n > rows ? rows : n);
+  int* out_ids = ids + static_cast<std::size_t>(t) * k;
+  float* out_w = wts + static_cast<std::size_t>(t) * k;
+  if (t >= n) {
+    for (int j = lane; j < k; j += 32) {
+      out_ids[j] = -1;
+      out_w[j] = 0.0f;
+    }
+    return;
+  }
+  const float* l = logits + static_cast<std::size_t>(t) * ld;
+  for (int e = lane; e < E; e += 32) b[e] = sigmoidf_(l[e]) + (bias != nullptr ? bias[e] : 0.0f);
+  __syncwarp();
+  if (p.n_group > 1) {
+    const int per = E / p.n_group;
+    // Group scores: the sum of the two largest b (the reference's scan, in expert order).
+    for (int g = lane; g < p.n_group; g += 32) {
+      float a1 = -INFINITY, a2 = -INFINITY;
+      for (int e = g * per; e < (g + 1) * per; ++e) {
+        const float v = b[e];
+        if (v > a1) {
+          a2 = a1;
+          a1 = v;
+        } else if (v > a2) {
+          a2 = v;
+        }
+      }
+      gs[g] = a1 + a2;
+    }
+    __syncwarp();
+    // Keep the topk_group best groups (ties: lower index); a kept group's score becomes NaN.
+    for (int r = 0; r < p.topk_group; ++r) {
+      float v = 0.0f;
+      int i = -1;
+      for (int g = lane; g < p.n_group; g += 32) {
+        const float w = gs[g];
+        if (!isnan(w) && better(w, g, v, i)) {
+          v = w;
+          i = g;
+        }
+      }
+      warp_argmax(v, i);
+      if (lane == 0) gs[i] = NAN;
+      __syncwarp();
+    }
+    // Experts of the groups not kept cannot be chosen.
+    for (int e = lane; e < E; e += 32) {
+      if (!isnan(gs[e / per])) b[e] = NAN;
+    }
+    __syncwarp();
+  }
+  float my_s = 0.0f;  // lane j keeps the score of its chosen expert j
+  int my_e = -1;
+  for (int j = 0; j < k; ++j) {
+    float v = 0.0f;
+    int i = -1;
+    for (int e = lane; e < E; e += 32) {
+      const float w = b[e];
+      if (!isnan(w) && better(w, e, v, i)) {
+        v = w;
+        i = e;
+      }
+    }
+    warp_argmax(v, i);
+    if (lane == 0) b[i] = NAN;
+    if (lane == j) my_e = i;
+    __syncwarp();
+  }
+  if (lane < k) my_s = sigmoidf_(l[my_e]);
+  // Sum in j order (lane 0 adds them one by one), like the reference.
+  float sum = 0.0f;
+  for (int j = 0; j < k; ++j) sum += __shfl_sync(0xffffffffu, my_s, j);
+  if (lane < k) {
+    float w = my_s;
+    if (p.renormalize) w /= sum + 1e-20f;
+    w *= p.scaling;
+    out_ids[lane] = my_e;
+    out_w[lane] = w;
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Plan: every block computes the histogram and the offsets (cheap, redundant), then each warp
+// places the assignments of one expert in increasing assignment order (ballot + popc).
+
+constexpr int kPlanThreads = 1024;
+constexpr int kPlanWarps = kPlanThreads / 32;
+
+// Exclusive scan of v over the block (1024 threads); returns the total through *total.
+__device__ int block_exclusive_scan(int v, int* warp_sums, int* total) {
+  const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
+  int x = v;
+#pragma unroll
+  for (int o = 1; o < 32; o <<= 1) {
+    const int y = __shfl_up_sync(0xffffffffu, x, o);
+    if (lane >= o) x += y;
+  }
+  if (lane == 31) warp_sums[warp] = x;
+  __syncthreads();
+  if (warp == 0) {
+    int s = warp_sums[lane];
+#pragma unroll
+    for (int o = 1; o < 32; o <<= 1) {
+      const int y = __shfl_up_sync(0xffffffffu, s, o);
+      if (lane >= o) s += y;
+    }
+    warp_sums[lane] = s;  // inclusive
+  }
+  __syncthreads();
+  const int excl = x - v + (warp > 0 ? warp_sums[warp - 1] : 0);
+  *total = warp_sums[kPlanWarps - 1];
+  __syncthreads();
+  return excl;
+}
+
+__global__ void __launch_bounds__(kPlanThreads)
+    moe_plan_kernel(const int* __restrict__ ids, int rows, int E, int k, const int* __restrict__ num_tokens,
+                    int* __restrict__ offsets, int* __restrict__ sorted_token, int* __restrict__ assignment_row,
+                    int* __restrict__ tiles_small, int* __restrict__ tiles_large) {
+  __shared__ int cnt[kMoeMaxExperts];
+  __shared__ int off[kMoeMaxExperts];
+  __shared__ int warp_sums[kPlanWarps];
+  const int tid = threadIdx.x, lane = tid % 32, warp = tid / 32;
+  int nt = *num_tokens;
+  nt = nt < 0 ? 0 : (nt > rows ? rows : nt);
+  const int n = nt * k, R = rows * k;
+  for (int e = tid; e < E; e += kPlanThreads) cnt[e] = 0;
+  __syncthreads();
+  for (int a = tid; a < n; a += kPlanThreads) {
+    const int e = ids[a];
+    if (e >= 0 && e < E) atomicAdd(&cnt[e], 1);
+  }
+  __syncthreads();
+  // E <= 1024 = kPlanThreads: one expert a thread.
+  const int c = tid < E ? cnt[tid] : 0;
+  int total = 0;
+  const int o = block_exclusive_scan(c, warp_sums, &total);
+  if (tid < E) off[tid] = o;
+  if (blockIdx.x == 0) {
+    if (tid < E) offsets[tid] = o;
+    if (tid == 0) offsets[E] = total;
+  }
+  const int ts = (c + kSmallBM - 1) / kSmallBM, tl = (c + kLargeBM - 1) / kLargeBM;
+  int tot_s = 0, tot_l = 0;
+  const int os = block_exclusive_scan(ts, warp_sums, &tot_s);
+  const int ol = block_exclusive_scan(tl, warp_sums, &tot_l);
+  if (blockIdx.x == 0) {
+    if (tid < E) {
+      tiles_small[tid] = os;
+      tiles_large[tid] = ol;
+    }
+    if (tid == 0) {
+      tiles_small[E] = tot_s;
+      tiles_large[E] = tot_l;
+    }
+  }
+  __syncthreads();
+  // Padding assignments (t >= *num_tokens) have no permuted row.
+  for (int a = n + blockIdx.x * kPlanThreads + tid; a < R; a += gridDim.x * kPlanThreads) assignment_row[a] = -1;
+  const int e = blockIdx.x * kPlanWarps + warp;
+  if (e >= E) return;
+  int base = off[e];
+  const unsigned lt = (1u << lane) - 1u;
+  for (int a0 = 0; a0 < n; a0 += 32) {
+    const int a = a0 + lane;
+    const int id = a < n ? ids[a] : -2;
+    const bool hit = id == e;
+    const unsigned m = __ballot_sync(0xffffffffu, hit);
+    if (hit) {
+      const int pos = base + __popc(m & lt);
+      sorted_token[pos] = a / k;
+      assignment_row[a] = pos;
+    }
+    if (e == 0 && a < n && (id < 0 || id >= E)) assignment_row[a] = -1;  // an invalid id: unrouted
+    base += __popc(m);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Grouped GEMM. Block tile BM x BN x 64, warps WM x WN, each warp (BM/WM) x (BN/WN); smem rows
+// of 64 bf16 (eight 16-byte chunks, XOR-swizzled by row). Every output element is accumulated
+// by the same sequence of m16n8k16 mma over k16 steps 0, 16, 32, ... < K (steps entirely past
+// K are skipped, a partial last step is zero-padded), with one fp32 accumulator, so the result
+// is the same in both tile shapes.
+
+constexpr int kBK = 64;
+
+template <int BM, int BN, int WM, int WN, int STAGES>
+struct gemm_cfg {
+  static constexpr int threads = WM * WN * 32;
+  static constexpr int TM = BM / WM, TN = BN / WN;
+  static constexpr int MF = TM / 16, NF = TN / 8;
+  static constexpr int a_iters = BM * 8 / threads, b_iters = BN * 8 / threads;
+  static constexpr int stage_elems = (BM + BN) * kBK;
+  static constexpr int smem_bytes = STAGES * stage_elems * 2;
+  static_assert(TM % 16 == 0 && TN % 16 == 0, "warp tile");
+  static_assert(a_iters >= 1 && BM * 8 % threads == 0 && BN * 8 % threads == 0, "load split");
+};
+
+__device__ inline int swz(int row, int chunk) { return row * kBK + ((chunk ^ (row & 7)) << 3); }
+
+template <int BM, int BN, int WM, int WN, int STAGES>
+__global__ void __launch_bounds__(WM* WN * 32)
+    moe_gemm_kernel(const bf16* __restrict__ X, int ldx, int gather, const bf16* __restrict__ W, int N, int K,
+                    bf16* __restrict__ Y, int ldy, int relu2, int E, const int* __restrict__ offsets,
+                    const int* __restrict__ sorted_token, const int* __restrict__ tile_prefix) {
+  using C = gemm_cfg<BM, BN, WM, WN, STAGES>;
+  extern __shared__ __align__(128) unsigned char gemm_smem[];
+  bf16* smem = reinterpret_cast<bf16*>(gemm_smem);
+  const int mt = blockIdx.y;
+  if (mt >= tile_prefix[E]) return;
+  // The expert of this tile: the last e with tile_prefix[e] <= mt.
+  int lo = 0, hi = E - 1;
+  while (lo < hi) {
+    const int mid = (lo + hi + 1) >> 1;
+    if (tile_prefix[mid] <= mt) lo = mid; else hi = mid - 1;
+  }
+  const int e = lo;
+  const int row0 = offsets[e] + (mt - tile_prefix[e]) * BM;
+  const int row_end = offsets[e + 1];
+  const int n0 = blockIdx.x * BN;
+  const bf16* We = W + static_cast<std::size_t>(e) * N * K;
+
+  const int tid = threadIdx.x, lane = tid % 32, warp = tid / 32;
+  const int wm = warp / WN, wn = warp % WN;
+
+  // Per-thread load sources (fixed rows and chunk column for the whole K loop).
+  const bf16* a_src[C::a_iters];
+  bool a_ok[C::a_iters];
+  int a_dst[C::a_iters];
+#pragma unroll
+  for (int it = 0; it < C::a_iters; ++it) {
+    const int id = tid + it * C::threads, r = id >> 3, ch = id & 7;
+    const int i = row0 + r;
+    a_ok[it] = i < row_end;
+    const int src_row = a_ok[it] ? (gather ? sorted_token[i] : i) : 0;
+    a_src[it] = X + static_cast<std::size_t>(src_row) * ldx + ch * 8;
+    a_dst[it] = swz(r, ch);
+  }
+  const bf16* b_src[C::b_iters];
+  bool b_ok[C::b_iters];
+  int b_dst[C::b_iters];
+#pragma unroll
+  for (int it = 0; it < C::b_iters; ++it) {
+    const int id = tid + it * C::threads, r = id >> 3, ch = id & 7;
+    b_ok[it] = n0 + r < N;
+    b_src[it] = We + static_cast<std::size_t>(b_ok[it] ? n0 + r : 0) * K + ch * 8;
+    b_dst[it] = BM * kBK + swz(r, ch);
+  }
+  const int chunk_k = (tid & 7) * 8;  // the k offset of this thread's chunks within a k tile
+
+  const std::uint32_t sbase = detail::smem_addr(smem);
+  const int ktiles = (K + kBK - 1) / kBK;
+  auto load = [&](int kt, int slot) {
+    const int k0 = kt * kBK;
+    const bool kok = k0 + chunk_k < K;
+    const std::uint32_t st = sbase + slot * C::stage_elems * 2;
+#pragma unroll
+    for (int it = 0; it < C::a_iters; ++it)
+      detail::cp_async16(st + a_dst[it] * 2, a_src[it] + (kok ? k0 : 0), a_ok[it] && kok);
+#pragma unroll
+    for (int it = 0; it < C::b_iters; ++it)
+      detail::cp_async16(st + b_dst[it] * 2, b_src[it] + (kok ? k0 : 0), b_ok[it] && kok);
+  };
+
+  float acc[C::MF][C::NF][4];
+#pragma unroll
+  for (int i = 0; i < C::MF; ++i)
+#pragma unroll
+    for (int j = 0; j < C::NF; ++j)
+#pragma unroll
+      for (int q = 0; q < 4; ++q) acc[i][j][q] = 0.0f;
+
+#pragma unroll
+  for (int s = 0; s < STAGES - 1; ++s) {
+    if (s < ktiles) load(s, s);
+    detail::cp_async_commit();
+  }
+  for (int kt = 0; kt < ktiles; ++kt) {
+    detail::cp_async_wait<STAGES - 2>();
+    __syncthreads();
+    const int pf = kt + STAGES - 1;
+    if (pf < ktiles) load(pf, pf % STAGES);
+    detail::cp_async_commit();
+    const std::uint32_t st = sbase + (kt % STAGES) * C::stage_elems * 2;
+#pragma unroll
+    for (int kk = 0; kk < kBK / 16; ++kk) {
+      if (kt * kBK + kk * 16 >= K) break;  // uniform: steps past K are skipped in every shape
+      std::uint32_t af[C::MF][4];
+#pragma unroll
+      for (int mf = 0; mf < C::MF; ++mf) {
+        const int r = wm * C::TM + mf * 16 + (lane & 15);
+        detail::ldmatrix_x4(af[mf], st + swz(r, kk * 2 + (lane >> 4)) * 2);
+      }
+#pragma unroll
+      for (int np = 0; np < C::NF / 2; ++np) {
+        std::uint32_t bfr[4];
+        const int r = wn * C::TN + np * 16 + (lane & 7) + ((lane >> 4) << 3);
+        detail::ldmatrix_x4(bfr, st + (BM * kBK + swz(r, kk * 2 + ((lane >> 3) & 1))) * 2);
+#pragma unroll
+        for (int mf = 0; mf < C::MF; ++mf) {
+          detail::mma_bf16(acc[mf][2 * np], af[mf], bfr[0], bfr[1]);
+          detail::mma_bf16(acc[mf][2 * np + 1], af[mf], bfr[2], bfr[3]);
+        }
+      }
+    }
+  }
+  detail::cp_async_wait<0>();
+
+  // Epilogue: optional relu^2 in fp32, one bf16 rounding, rows of this expert only.
+  const int g = lane >> 2, q = lane & 3;
+#pragma unroll
+  for (int mf = 0; mf < C::MF; ++mf) {
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+      const int i = row0 + wm * C::TM + mf * 16 + g + h * 8;
+      if (i >= row_end) continue;
+      bf16* yrow = Y + static_cast<std::size_t>(i) * ldy;
+#pragma unroll
+      for (int nf = 0; nf < C::NF; ++nf) {
+        const int col = n0 + wn * C::TN + nf * 8 + 2 * q;
+        if (col >= N) continue;
+        float v0 = acc[mf][nf][2 * h], v1 = acc[mf][nf][2 * h + 1];
+        if (relu2) {
+          v0 = fmaxf(v0, 0.0f);
+          v1 = fmaxf(v1, 0.0f);
+          v0 *= v0;
+          v1 *= v1;
+        }
+        *reinterpret_cast<std::uint32_t*>(yrow + col) = detail::pack_bf16x2(v0, v1);
+      }
+    }
+  }
+}
+
+// Small-M (decode) and large-M (prefill) shapes.
+using small_cfg = gemm_cfg<kSmallBM, 64, 1, 4, 4>;
+using large_cfg = gemm_cfg<kLargeBM, 128, 2, 4, 3>;
+
+template <int BM, int BN, int WM, int WN, int STAGES>
+void launch_gemm(const bf16* X, int ldx, bool gather, const bf16* W, int N, int K, bf16* Y, int ldy, bool relu2,
+                 const moe_plan_view& plan, const int* tile_prefix, cudaStream_t s) {
+  using C = gemm_cfg<BM, BN, WM, WN, STAGES>;
+  auto kern = moe_gemm_kernel<BM, BN, WM, WN, STAGES>;
+  PIECEWISE_CUDA_TRY_CTX(cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, C::smem_bytes),
+                         "moe_grouped_gemm: shared memory attribute");
+  const long long R = static_cast<long long>(plan.rows) * plan.top_k;
+  const long long nonempty = R < plan.num_experts ? R : plan.num_experts;
+  const long long mtiles = (R + nonempty * (BM - 1)) / BM;
+  if (mtiles == 0) return;
+  const dim3 grid(static_cast<unsigned>(ceil_div(N, BN)), static_cast<unsigned>(mtiles));
+  kern<<<grid, C::threads, C::smem_bytes, s>>>(X, ldx, gather ? 1 : 0, W, N, K, Y, ldy, relu2 ? 1 : 0,
+                                               plan.num_experts, plan.expert_offsets, plan.sorted_token,
+                                               tile_prefix);
+  NH_CHECK_LAUNCH("moe_grouped_gemm");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Combine: one thread per (token row, 8 columns).
+
+__global__ void moe_combine_kernel(const bf16* __restrict__ Y, int ldy, const int* __restrict__ arow,
+                                   const float* __restrict__ wts, int k, int rows, bf16* __restrict__ out, int ldo,
+                                   int W, int accumulate, const int* __restrict__ num_tokens) {
+  const int chunks = W / 8;
+  const long long idx = static_cast<long long>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (idx >= static_cast<long long>(rows) * chunks) return;
+  const int t = static_cast<int>(idx / chunks), c = static_cast<int>(idx % chunks) * 8;
+  int n = *num_tokens;
+  n = n < 0 ? 0 : (n > rows ? rows : n);
+  bf16* o = out + static_cast<std::size_t>(t) * ldo + c;
+  if (t >= n) {
+    if (!accumulate) *reinterpret_cast<uint4*>(o) = make_uint4(0, 0, 0, 0);
+    return;
+  }
+  float s[8];
+#pragma unroll
+  for (int i = 0; i < 8; ++i) s[i] = 0.0f;
+  for (int j = 0; j < k; ++j) {
+    const int r = arow[static_cast<std::size_t>(t) * k + j];
+    if (r < 0) continue;
+    const float w = wts[static_cast<std::size_t>(t) * k + j];
+    const uint4 v = *reinterpret_cast<const uint4*>(Y + static_cast<std::size_t>(r) * ldy + c);
+    const bf16* y = reinterpret_cast<const bf16*>(&v);
+#pragma unroll
+    for (int i = 0; i < 8; ++i) s[i] = fmaf(w, to_float(y[i]), s[i]);
+  }
+  if (accumulate) {
+    const uint4 v = *reinterpret_cast<const uint4*>(o);
+    const bf16* x = reinterpret_cast<const bf16*>(&v);
+#pragma unroll
+    for (int i = 0; i < 8; ++i) s[i] = to_float(x[i]) + s[i];
+  }
+  uint4 r;
+  std::uint32_t* rp = reinterpret_cast<std::uint32_t*>(&r);
+#pragma unroll
+  for (int i = 0; i < 4; ++i) rp[i] = detail::pack_bf16x2(s[2 * i], s[2 * i + 1]);
+  *reinterpret_cast<uint4*>(o) = r;
+}
+
+}  // namespace
+
+std::size_t moe_plan_bytes(int rows, int num_experts, int top_k) {
+  expects(rows >= 0 && num_experts >= 1 && num_experts <= kMoeMaxExperts && top_k >= 1 && top_k <= kMoeMaxTopK,
+          strf("moe_plan_bytes: bad sizes (rows %d, E %d, k %d)", rows, num_experts, top_k));
+  const std::size_t R = static_cast<std::size_t>(rows) * top_k, E = num_experts;
+  return align256(R * 4) * 4 + align256((E + 1) * 4) + align256(2 * (E + 1) * 4);
+}
+
+moe_plan_view make_moe_plan_view(void* p, int rows, int num_experts, int top_k) {
+  const std::size_t bytes = moe_plan_bytes(rows, num_experts, top_k);
+  (void)bytes;
+  expects(p != nullptr && (reinterpret_cast<std::uintptr_t>(p) & 255u) == 0,
+          "make_moe_plan_view: the block must be non-null and 256-byte aligned");
+  const std::size_t R = static_cast<std::size_t>(rows) * top_k, E = num_experts;
+  auto* c = static_cast<unsigned char*>(p);
+  moe_plan_view v;
+  v.rows = rows;
+  v.num_experts = num_experts;
+  v.top_k = top_k;
+  v.topk_ids = reinterpret_cast<int*>(c);
+  c += align256(R * 4);
+  v.topk_weights = reinterpret_cast<float*>(c);
+  c += align256(R * 4);
+  v.sorted_token = reinterpret_cast<int*>(c);
+  c += align256(R * 4);
+  v.assignment_row = reinterpret_cast<int*>(c);
+  c += align256(R * 4);
+  v.expert_offsets = reinterpret_cast<int*>(c);
+  c += align256((E + 1) * 4);
+  v.internal = c;
+  v.internal_bytes = align256(2 * (E + 1) * 4);
+  return v;
+}
+
+void moe_route(const float* logits, int ld, const float* bias, const moe_route_params& p, const moe_plan_view& plan,
+               const int* num_tokens, cudaStream_t s) {
+  check_view(plan, "moe_route");
+  const int E = p.num_experts, k = p.top_k;
+  expects(E >= 1 && E <= kMoeMaxExperts, strf("moe_route: num_experts %d out of 1..%d", E, kMoeMaxExperts));
+  expects(k >= 1 && k <= E && k <= kMoeMaxTopK, strf("moe_route: top_k %d out of 1..min(E %d, %d)", k, E, kMoeMaxTopK));
+  expects(p.n_group >= 1 && E % p.n_group == 0 && p.topk_group >= 1 && p.topk_group <= p.n_group,
+          strf("moe_route: bad grouping (E %d, n_group %d, topk_group %d)", E, p.n_group, p.topk_group));
+  expects(p.n_group == 1 || E / p.n_group >= 2,
+          strf("moe_route: n_group %d leaves fewer than 2 experts a group (E %d)", p.n_group, E));
+  expects(k <= p.topk_group * (E / p.n_group),
+          strf("moe_route: top_k %d above the %d experts of the kept groups", k, p.topk_group * (E / p.n_group)));
+  expects(plan.num_experts == E && plan.top_k == k,
+          strf("moe_route: plan made for E %d k %d, params say E %d k %d", plan.num_experts, plan.top_k, E, k));
+  expects(ld >= E, strf("moe_route: ld %d < E %d", ld, E));
+  expects(num_tokens != nullptr && (logits != nullptr || plan.rows == 0), "moe_route: null logits or num_tokens");
+  if (plan.rows == 0) return;
+  const int smem = kRouteWarps * (E + p.n_group) * static_cast<int>(sizeof(float));
+  moe_route_kernel<<<ceil_div(plan.rows, kRouteWarps), kRouteWarps * 32, smem, s>>>(
+      logits, ld, bias, p, plan.rows, plan.topk_ids, plan.topk_weights, num_tokens);
+  NH_CHECK_LAUNCH("moe_route");
+}
+
+void moe_build_plan(const moe_plan_view& plan, const int* num_tokens, cudaStream_t s) {
+  check_view(plan, "moe_build_plan");
+  expects(num_tokens != nullptr, "moe_build_plan: null num_tokens");
+  const plan_internal in = internal_of(plan);
+  const int blocks = ceil_div(plan.num_experts, kPlanWarps);
+  moe_plan_kernel<<<blocks, kPlanThreads, 0, s>>>(plan.topk_ids, plan.rows, plan.num_experts, plan.top_k, num_tokens,
+                                                  plan.expert_offsets, plan.sorted_token, plan.assignment_row,
+                                                  in.tiles_small, in.tiles_large);
+  NH_CHECK_LAUNCH("moe_build_plan");
+}
+
+void moe_grouped_gemm(const bf16* X, int ldx, bool gather, const bf16* W, int N, int K, bf16* Y, int ldy, bool relu2,
+                      const moe_plan_view& plan, cudaStream_t s, moe_gemm_path path) {
+  check_view(plan, "moe_grouped_gemm");
+  expects(K >= 8 && N >= 8 && K % 8 == 0 && N % 8 == 0,
+          strf("moe_grouped_gemm: K %d and N %d must be multiples of 8 (>= 8)", K, N));
+  expects(ldx >= K && ldx % 8 == 0 && ldy >= N && ldy % 8 == 0,
+          strf("moe_grouped_gemm: ldx %d / ldy %d must be multiples of 8, >= K %d / N %d", ldx, ldy, K, N));
+  expects(X != nullptr && W != nullptr && Y != nullptr && aligned16(X) && aligned16(W) && aligned16(Y),
+          "moe_grouped_gemm: X, W, Y must be non-null and 16-byte aligned");
+  const plan_internal in = internal_of(plan);
+  const long long R = static_cast<long long>(plan.rows) * plan.top_k;
+  bool large = R >= 32LL * plan.num_experts;
+  if (path == moe_gemm_path::small_m) large = false;
+  if (path == moe_gemm_path::large_m) large = true;
+  // grid.y limit: the small shape's tile bound must fit.
+  if (!large && (R + static_cast<long long>(plan.num_experts) * (kSmallBM - 1)) / kSmallBM > 65535) large = true;
+  if (large) {
+    launch_gemm<kLargeBM, 128, 2, 4, 3>(X, ldx, gather, W, N, K, Y, ldy, relu2, plan, in.tiles_large, s);
+  } else {
+    launch_gemm<kSmallBM, 64, 1, 4, 4>(X, ldx, gather, W, N, K, Y, ldy, relu2, plan, in.tiles_small, s);
+  }
+}
+
+void moe_combine(const bf16* Y, int ldy, const moe_plan_view& plan, bf16* out, int ldo, int W, bool accumulate,
+                 const int* num_tokens, cudaStream_t s) {
+  check_view(plan, "moe_combine");
+  expects(W >= 8 && W % 8 == 0 && ldy >= W && ldy % 8 == 0 && ldo >= W && ldo % 8 == 0,
+          strf("moe_combine: W %d, ldy %d, ldo %d must be multiples of 8 with ldy, ldo >= W", W, ldy, ldo));
+  expects(Y != nullptr && out != nullptr && aligned16(Y) && aligned16(out) && num_tokens != nullptr,
+          "moe_combine: Y, out must be non-null and 16-byte aligned, num_tokens non-null");
+  const long long n = static_cast<long long>(plan.rows) * (W / 8);
+  if (n == 0) return;
+  moe_combine_kernel<<<static_cast<unsigned>((n + 255) / 256), 256, 0, s>>>(Y, ldy, plan.assignment_row,
+                                                                            plan.topk_weights, plan.top_k, plan.rows,
+                                                                            out, ldo, W, accumulate ? 1 : 0, num_tokens);
+  NH_CHECK_LAUNCH("moe_combine");
+}
+
+}  // namespace nemotron_h
