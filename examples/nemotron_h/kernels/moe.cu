@@ -31,18 +31,18 @@ bool aligned16(const void* p) { return (reinterpret_cast<std::uintptr_t>(p) & 15
 
 std::size_t align256(std::size_t n) { return (n + 255) / 256 * 256; }
 
-// The two GEMM tile shapes. Both use BK = 64 and the same k16 mma sequence per element.
+// The GEMM tile heights (rows of one expert a block). All shapes use BK = 64 and the same
+// k16 mma sequence per element.
 constexpr int kSmallBM = 16;
+constexpr int kMediumBM = 64;
 constexpr int kLargeBM = 128;
+constexpr int kTileKinds = 3;
+__host__ __device__ constexpr int tile_bm(int kind) { return kind == 0 ? kSmallBM : kind == 1 ? kMediumBM : kLargeBM; }
 
-// internal layout: tile_prefix_small [E + 1], tile_prefix_large [E + 1] (ints).
-struct plan_internal {
-  int* tiles_small;
-  int* tiles_large;
-};
-plan_internal internal_of(const moe_plan_view& p) {
-  int* base = static_cast<int*>(p.internal);
-  return {base, base + p.num_experts + 1};
+// internal layout: for each tile height, tile_prefix [E + 1] (ints): the first m-tile of
+// expert e; [E] = the m-tile count.
+int* tile_prefix(const moe_plan_view& p, int kind) {
+  return static_cast<int*>(p.internal) + static_cast<std::size_t>(kind) * (p.num_experts + 1);
 }
 
 void check_view(const moe_plan_view& p, const char* what) {
@@ -133,7 +133,7 @@ __global__ void moe_route_kernel(const float* __restrict__ logits, int ld, const
         }
       }
       warp_argmax(v, i);
-      if (lane == 0) gs[i] = NAN;
+      if (lane == 0 && i >= 0) gs[i] = NAN;  // i < 0 only for NaN scores
       __syncwarp();
     }
     // Experts of the groups not kept cannot be chosen.
@@ -155,11 +155,11 @@ __global__ void moe_route_kernel(const float* __restrict__ logits, int ld, const
       }
     }
     warp_argmax(v, i);
-    if (lane == 0) b[i] = NAN;
+    if (lane == 0 && i >= 0) b[i] = NAN;  // i < 0 only for NaN scores: left unrouted (-1)
     if (lane == j) my_e = i;
     __syncwarp();
   }
-  if (lane < k) my_s = sigmoidf_(l[my_e]);
+  if (lane < k && my_e >= 0) my_s = sigmoidf_(l[my_e]);
   // Sum in j order (lane 0 adds them one by one), like the reference.
   float sum = 0.0f;
   for (int j = 0; j < k; ++j) sum += __shfl_sync(0xffffffffu, my_s, j);
@@ -209,7 +209,7 @@ __device__ int block_exclusive_scan(int v, int* warp_sums, int* total) {
 __global__ void __launch_bounds__(kPlanThreads)
     moe_plan_kernel(const int* __restrict__ ids, int rows, int E, int k, const int* __restrict__ num_tokens,
                     int* __restrict__ offsets, int* __restrict__ sorted_token, int* __restrict__ assignment_row,
-                    int* __restrict__ tiles_small, int* __restrict__ tiles_large) {
+                    int* __restrict__ tile_prefixes) {
   __shared__ int cnt[kMoeMaxExperts];
   __shared__ int off[kMoeMaxExperts];
   __shared__ int warp_sums[kPlanWarps];
@@ -233,18 +233,15 @@ __global__ void __launch_bounds__(kPlanThreads)
     if (tid < E) offsets[tid] = o;
     if (tid == 0) offsets[E] = total;
   }
-  const int ts = (c + kSmallBM - 1) / kSmallBM, tl = (c + kLargeBM - 1) / kLargeBM;
-  int tot_s = 0, tot_l = 0;
-  const int os = block_exclusive_scan(ts, warp_sums, &tot_s);
-  const int ol = block_exclusive_scan(tl, warp_sums, &tot_l);
-  if (blockIdx.x == 0) {
-    if (tid < E) {
-      tiles_small[tid] = os;
-      tiles_large[tid] = ol;
-    }
-    if (tid == 0) {
-      tiles_small[E] = tot_s;
-      tiles_large[E] = tot_l;
+#pragma unroll
+  for (int kind = 0; kind < kTileKinds; ++kind) {
+    const int bm = tile_bm(kind);
+    int tot = 0;
+    const int ot = block_exclusive_scan((c + bm - 1) / bm, warp_sums, &tot);
+    if (blockIdx.x == 0) {
+      int* tp = tile_prefixes + kind * (E + 1);
+      if (tid < E) tp[tid] = ot;
+      if (tid == 0) tp[E] = tot;
     }
   }
   __syncthreads();
@@ -426,9 +423,6 @@ __global__ void __launch_bounds__(WM* WN * 32)
   }
 }
 
-// Small-M (decode) and large-M (prefill) shapes.
-using small_cfg = gemm_cfg<kSmallBM, 64, 1, 4, 4>;
-using large_cfg = gemm_cfg<kLargeBM, 128, 2, 4, 3>;
 
 template <int BM, int BN, int WM, int WN, int STAGES>
 void launch_gemm(const bf16* X, int ldx, bool gather, const bf16* W, int N, int K, bf16* Y, int ldy, bool relu2,
@@ -496,7 +490,7 @@ std::size_t moe_plan_bytes(int rows, int num_experts, int top_k) {
   expects(rows >= 0 && num_experts >= 1 && num_experts <= kMoeMaxExperts && top_k >= 1 && top_k <= kMoeMaxTopK,
           strf("moe_plan_bytes: bad sizes (rows %d, E %d, k %d)", rows, num_experts, top_k));
   const std::size_t R = static_cast<std::size_t>(rows) * top_k, E = num_experts;
-  return align256(R * 4) * 4 + align256((E + 1) * 4) + align256(2 * (E + 1) * 4);
+  return align256(R * 4) * 4 + align256((E + 1) * 4) + align256(kTileKinds * (E + 1) * 4);
 }
 
 moe_plan_view make_moe_plan_view(void* p, int rows, int num_experts, int top_k) {
@@ -521,7 +515,7 @@ moe_plan_view make_moe_plan_view(void* p, int rows, int num_experts, int top_k) 
   v.expert_offsets = reinterpret_cast<int*>(c);
   c += align256((E + 1) * 4);
   v.internal = c;
-  v.internal_bytes = align256(2 * (E + 1) * 4);
+  v.internal_bytes = align256(kTileKinds * (E + 1) * 4);
   return v;
 }
 
@@ -551,11 +545,10 @@ void moe_route(const float* logits, int ld, const float* bias, const moe_route_p
 void moe_build_plan(const moe_plan_view& plan, const int* num_tokens, cudaStream_t s) {
   check_view(plan, "moe_build_plan");
   expects(num_tokens != nullptr, "moe_build_plan: null num_tokens");
-  const plan_internal in = internal_of(plan);
   const int blocks = ceil_div(plan.num_experts, kPlanWarps);
   moe_plan_kernel<<<blocks, kPlanThreads, 0, s>>>(plan.topk_ids, plan.rows, plan.num_experts, plan.top_k, num_tokens,
                                                   plan.expert_offsets, plan.sorted_token, plan.assignment_row,
-                                                  in.tiles_small, in.tiles_large);
+                                                  tile_prefix(plan, 0));
   NH_CHECK_LAUNCH("moe_build_plan");
 }
 
@@ -568,17 +561,24 @@ void moe_grouped_gemm(const bf16* X, int ldx, bool gather, const bf16* W, int N,
           strf("moe_grouped_gemm: ldx %d / ldy %d must be multiples of 8, >= K %d / N %d", ldx, ldy, K, N));
   expects(X != nullptr && W != nullptr && Y != nullptr && aligned16(X) && aligned16(W) && aligned16(Y),
           "moe_grouped_gemm: X, W, Y must be non-null and 16-byte aligned");
-  const plan_internal in = internal_of(plan);
-  const long long R = static_cast<long long>(plan.rows) * plan.top_k;
-  bool large = R >= 32LL * plan.num_experts;
-  if (path == moe_gemm_path::small_m) large = false;
-  if (path == moe_gemm_path::large_m) large = true;
-  // grid.y limit: the small shape's tile bound must fit.
-  if (!large && (R + static_cast<long long>(plan.num_experts) * (kSmallBM - 1)) / kSmallBM > 65535) large = true;
-  if (large) {
-    launch_gemm<kLargeBM, 128, 2, 4, 3>(X, ldx, gather, W, N, K, Y, ldy, relu2, plan, in.tiles_large, s);
-  } else {
-    launch_gemm<kSmallBM, 64, 1, 4, 4>(X, ldx, gather, W, N, K, Y, ldy, relu2, plan, in.tiles_small, s);
+  const long long R = static_cast<long long>(plan.rows) * plan.top_k, E = plan.num_experts;
+  // From the host bounds: the mean rows an expert (when all rows are real).
+  if (path == moe_gemm_path::automatic) {
+    path = R < 24 * E ? moe_gemm_path::small_m : R < 128 * E ? moe_gemm_path::medium_m : moe_gemm_path::large_m;
+  }
+  // grid.y limit (65535 m-tiles): a taller tile when the bound does not fit.
+  if (path == moe_gemm_path::small_m && (R + E * (kSmallBM - 1)) / kSmallBM > 65535) path = moe_gemm_path::medium_m;
+  if (path == moe_gemm_path::medium_m && (R + E * (kMediumBM - 1)) / kMediumBM > 65535) path = moe_gemm_path::large_m;
+  switch (path) {
+    case moe_gemm_path::small_m:
+      launch_gemm<kSmallBM, 64, 1, 4, 4>(X, ldx, gather, W, N, K, Y, ldy, relu2, plan, tile_prefix(plan, 0), s);
+      break;
+    case moe_gemm_path::medium_m:
+      launch_gemm<kMediumBM, 128, 2, 2, 4>(X, ldx, gather, W, N, K, Y, ldy, relu2, plan, tile_prefix(plan, 1), s);
+      break;
+    default:
+      launch_gemm<kLargeBM, 128, 2, 4, 3>(X, ldx, gather, W, N, K, Y, ldy, relu2, plan, tile_prefix(plan, 2), s);
+      break;
   }
 }
 

@@ -80,10 +80,11 @@ void moe_route(const float* logits, int ld, const float* bias, const moe_route_p
 /// deterministic.
 void moe_build_plan(const moe_plan_view& plan, const int* num_tokens, cudaStream_t s);
 
-/// Which tile shape moe_grouped_gemm uses. Both give bit-identical results (same k16 mma
-/// sequence per output element); `automatic` picks from the host bounds (large_m when
-/// plan.rows * k >= 32 * E). Forcing a path is for tests and benchmarks.
-enum class moe_gemm_path { automatic, small_m, large_m };
+/// Which tile shape moe_grouped_gemm uses: 16, 64 or 128 rows of one expert a block. All give
+/// bit-identical results (the same k16 mma sequence per output element); `automatic` picks
+/// from the host bounds' mean rows an expert, plan.rows * k / E (small below 24, medium below
+/// 128, large above). Forcing a shape is for tests and benchmarks.
+enum class moe_gemm_path { automatic, small_m, medium_m, large_m };
 
 /// Grouped GEMM over the routed experts: for every permuted row i < expert_offsets[E] of expert
 /// e, Y[i, :N] = act(A_i W[e]^T), with A_i = X[sorted_token[i], :K] when `gather` (X indexed by

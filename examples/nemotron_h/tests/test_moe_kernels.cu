@@ -18,6 +18,7 @@
 #include <set>
 #include <vector>
 
+#include "bench/hash_fill.cuh"
 #include "kernel_test_util.cuh"
 #include "kernels/gemm.cuh"
 #include "kernels/moe.cuh"
@@ -301,7 +302,8 @@ void run_gemm_case(const gemm_case& c, std::mt19937& gen, const stream& st) {
   dw.upload(W);
   const auto Rf = ref_gemm(X, ldx, c.gather, W, c.N, c.K, c.relu2, off, sorted);
   std::vector<bf16> first;
-  for (auto path : {nh::moe_gemm_path::small_m, nh::moe_gemm_path::large_m, nh::moe_gemm_path::automatic}) {
+  for (auto path : {nh::moe_gemm_path::small_m, nh::moe_gemm_path::medium_m, nh::moe_gemm_path::large_m,
+                    nh::moe_gemm_path::automatic}) {
     dbuf<bf16> dy(static_cast<std::size_t>(R) * ldy);
     dy.poison();
     nh::moe_grouped_gemm(dx.get(), ldx, c.gather, dw.get(), c.N, c.K, dy.get(), ldy, c.relu2, P.v, st.s, path);
@@ -348,6 +350,18 @@ struct chain {
     nh::moe_combine(y.get(), D, P.v, out.get(), D, D, accumulate, P.ntok.get(), s);
   }
 };
+
+__global__ void hash_fill_bf16(bf16* p, std::size_t n, unsigned seed, float scale) {
+  for (std::size_t i = blockIdx.x * static_cast<std::size_t>(blockDim.x) + threadIdx.x; i < n;
+       i += static_cast<std::size_t>(gridDim.x) * blockDim.x) {
+    p[i] = __float2bfloat16(scale * nh::hash_uniform(i, seed));
+  }
+}
+
+void hash_fill(dbuf<bf16>& b, unsigned seed, float scale) {
+  hash_fill_bf16<<<1024, 256>>>(b.get(), b.size(), seed, scale);
+  PIECEWISE_CUDA_TRY(cudaDeviceSynchronize());
+}
 
 }  // namespace
 
@@ -542,6 +556,7 @@ TEST_CASE("moe chain: a token's bits do not depend on the rows bound, other rows
                                  {256, T, nh::moe_gemm_path::automatic},
                                  {256, 200, nh::moe_gemm_path::automatic},
                                  {256, 200, nh::moe_gemm_path::small_m},
+                                 {256, 200, nh::moe_gemm_path::medium_m},
                                  {1024, 1000, nh::moe_gemm_path::automatic}};
   std::vector<bf16> first;
   for (const cfg& c : cfgs) {
@@ -716,9 +731,10 @@ TEST_CASE("moe kernels timing at Nano-30B shapes in captured graphs", "[.][bench
   const auto p = rp(E, k);
   const int maxT = 4096;
   chain C(maxT, E, k, D, F, p);
-  C.up.upload(rand_bf16(C.up.size(), gen, 0.02, nullptr));
-  C.down.upload(rand_bf16(C.down.size(), gen, 0.02, nullptr));
-  C.x.upload(rand_bf16(C.x.size(), gen, 1.0, nullptr));
+  hash_fill(C.up, 1, 0.03f);
+  hash_fill(C.down, 2, 0.03f);
+  hash_fill(C.x, 3, 1.0f);
+  hash_fill(C.y, 4, 1.0f);
   std::vector<float> bias(E, 0.0f), L(static_cast<std::size_t>(maxT) * E);
   std::normal_distribution<float> d(0.0f, 2.0f);
   for (auto& v : L) v = d(gen);
@@ -739,27 +755,31 @@ TEST_CASE("moe kernels timing at Nano-30B shapes in captured graphs", "[.][bench
     const double wbytes = static_cast<double>(distinct.size()) * F * D * 2;
     const double flops = 2.0 * T * k * static_cast<double>(F) * D;
     const captured g_route(st.s, run_route);
-    const captured g_up(st.s, [&](cudaStream_t s) {
-      nh::moe_grouped_gemm(C.x.get(), D, true, C.up.get(), F, D, C.u.get(), F, true, P.v, s);
-    });
-    const captured g_down(st.s, [&](cudaStream_t s) {
-      nh::moe_grouped_gemm(C.u.get(), F, false, C.down.get(), D, F, C.y.get(), D, false, P.v, s);
-    });
     const captured g_comb(st.s, [&](cudaStream_t s) {
       nh::moe_combine(C.y.get(), D, P.v, C.out.get(), D, D, false, P.ntok.get(), s);
     });
     // The same FLOPs as one dense GEMM [T * k, D] x [D, F] (C.y has T * k rows of width D).
     eng.prepare(T * k, D, F);
     const captured g_dense(st.s, [&](cudaStream_t s) { eng.linear(C.y.get(), C.up.get(), C.u.get(), T * k, D, F, s); });
-    const double t_route = time_graph(g_route), t_up = time_graph(g_up), t_down = time_graph(g_down),
-                 t_comb = time_graph(g_comb), t_dense = time_graph(g_dense);
-    const double dense_flops = flops;
-    std::printf(
-        "T=%5d experts read %3zu  route+plan %7.2f us  up %8.2f us (%6.1f TFLOP/s %6.0f GB/s)  down %8.2f us "
-        "(%6.1f TFLOP/s %6.0f GB/s)  combine %6.2f us  | cuBLASLt dense [%d x %d x %d] %8.2f us %6.1f TFLOP/s\n",
-        T, distinct.size() - (distinct.count(-1) ? 1 : 0), t_route, t_up, flops / t_up * 1e-6, wbytes / t_up * 1e-3,
-        t_down, flops / t_down * 1e-6, wbytes / t_down * 1e-3, t_comb, T * k, F, D, t_dense,
-        dense_flops / t_dense * 1e-6);
+    const double t_route = time_graph(g_route), t_comb = time_graph(g_comb), t_dense = time_graph(g_dense);
+    std::printf("T=%5d  experts read %3zu  route+plan %7.2f us  combine %7.2f us  cuBLASLt dense [%d x %d x %d] %8.2f us "
+                "%6.1f TFLOP/s\n",
+                T, distinct.size() - (distinct.count(-1) ? 1 : 0), t_route, t_comb, T * k, D, F, t_dense,
+                flops / t_dense * 1e-6);
+    for (auto path : {nh::moe_gemm_path::automatic, nh::moe_gemm_path::small_m, nh::moe_gemm_path::medium_m,
+                      nh::moe_gemm_path::large_m}) {
+      const captured g_up(st.s, [&](cudaStream_t s) {
+        nh::moe_grouped_gemm(C.x.get(), D, true, C.up.get(), F, D, C.u.get(), F, true, P.v, s, path);
+      });
+      const captured g_down(st.s, [&](cudaStream_t s) {
+        nh::moe_grouped_gemm(C.u.get(), F, false, C.down.get(), D, F, C.y.get(), D, false, P.v, s, path);
+      });
+      const double t_up = time_graph(g_up), t_down = time_graph(g_down);
+      static const char* names[] = {"auto", "small", "medium", "large"};
+      std::printf("   %-6s up %8.2f us (%6.1f TFLOP/s %6.0f GB/s)  down %8.2f us (%6.1f TFLOP/s %6.0f GB/s)\n",
+                  names[static_cast<int>(path)], t_up, flops / t_up * 1e-6, wbytes / t_up * 1e-3, t_down,
+                  flops / t_down * 1e-6, wbytes / t_down * 1e-3);
+    }
   }
   std::fflush(stdout);
   cudaEventDestroy(e0);
