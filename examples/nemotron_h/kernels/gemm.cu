@@ -59,7 +59,7 @@ void gemm_engine::require_supported(const weight& W) {
                                  dtype_name(W.type)));
 }
 
-const gemm_engine::plan& gemm_engine::make_plan(int M, int K, int N, int ldx, int ldy) {
+const gemm_engine::plan& gemm_engine::make_plan(int M, int K, int N, int ldx, int ldy, bool f32_out) {
   expects(M > 0 && K > 0 && N > 0, strf("gemm_engine: bad shape M=%d K=%d N=%d", M, K, N));
   expects(K % 8 == 0 && N % 8 == 0 && ldx % 8 == 0 && ldy % 8 == 0 && ldx >= K &&
                         ldy >= N, strf("gemm_engine: K, N and row strides must be multiples of 8 (M=%d K=%d N=%d "
@@ -76,7 +76,7 @@ const gemm_engine::plan& gemm_engine::make_plan(int M, int K, int N, int ldx, in
              "set TRANSB", M, K, N);
     lt_check(cublasLtMatrixLayoutCreate(&p->a, CUDA_R_16BF, K, N, K), "layout W", M, K, N);
     lt_check(cublasLtMatrixLayoutCreate(&p->b, CUDA_R_16BF, K, M, ldx), "layout x", M, K, N);
-    lt_check(cublasLtMatrixLayoutCreate(&p->c, CUDA_R_16BF, N, M, ldy), "layout y", M, K, N);
+    lt_check(cublasLtMatrixLayoutCreate(&p->c, f32_out ? CUDA_R_32F : CUDA_R_16BF, N, M, ldy), "layout y", M, K, N);
 
     cublasLtMatmulPreference_t pref = nullptr;
     lt_check(cublasLtMatmulPreferenceCreate(&pref), "PreferenceCreate", M, K, N);
@@ -102,31 +102,35 @@ const gemm_engine::plan& gemm_engine::make_plan(int M, int K, int N, int ldx, in
     delete p;
     throw;
   }
-  plans_[key{M, K, N, ldx, ldy}] = p;
+  plans_[key{M, K, N, ldx, ldy, f32_out ? 1 : 0}] = p;
   return *p;
 }
 
 void gemm_engine::prepare(int M, int K, int N) {
-  if (!prepared(M, K, N)) make_plan(M, K, N, K, N);
+  if (!prepared(M, K, N)) make_plan(M, K, N, K, N, false);
+}
+
+void gemm_engine::prepare_f32_out(int M, int K, int N, int ldy) {
+  if (plans_.count(key{M, K, N, K, ldy, 1}) == 0) make_plan(M, K, N, K, ldy, true);
 }
 
 bool gemm_engine::prepared(int M, int K, int N) const {
-  return plans_.count(key{M, K, N, K, N}) != 0;
+  return plans_.count(key{M, K, N, K, N, 0}) != 0;
 }
 
-const gemm_engine::plan& gemm_engine::get_plan(int M, int K, int N, int ldx, int ldy,
+const gemm_engine::plan& gemm_engine::get_plan(int M, int K, int N, int ldx, int ldy, bool f32_out,
                                                cudaStream_t s) {
-  auto it = plans_.find(key{M, K, N, ldx, ldy});
+  auto it = plans_.find(key{M, K, N, ldx, ldy, f32_out ? 1 : 0});
   if (it != plans_.end()) return *it->second;
   cudaStreamCaptureStatus cs = cudaStreamCaptureStatusNone;
   PIECEWISE_CUDA_TRY(cudaStreamIsCapturing(s, &cs));
   if (cs != cudaStreamCaptureStatusNone) {
     throw piecewise::config_error(strf(
-        "gemm_engine: shape M=%d K=%d N=%d (ldx=%d ldy=%d) was not prepared before stream "
+        "gemm_engine: shape M=%d K=%d N=%d (ldx=%d ldy=%d%s) was not prepared before stream "
         "capture; call prepare() for every captured shape first",
-        M, K, N, ldx, ldy));
+        M, K, N, ldx, ldy, f32_out ? ", fp32 out" : ""));
   }
-  return make_plan(M, K, N, ldx, ldy);
+  return make_plan(M, K, N, ldx, ldy, f32_out);
 }
 
 void gemm_engine::linear(const bf16* x, const weight& W, bf16* y, int M, cudaStream_t s, bool accumulate) {
@@ -141,12 +145,28 @@ void gemm_engine::linear_strided(const bf16* x, int ldx, const weight& Wv, bf16*
   const auto* W = static_cast<const bf16*>(Wv.data);
   auto misaligned = [](const void* p) { return (reinterpret_cast<std::uintptr_t>(p) & 15) != 0; };
   expects(!misaligned(x) && !misaligned(W) && !misaligned(y), strf("gemm_engine: pointers must be 16-byte aligned (M=%d K=%d N=%d)", M, K, N));
-  const plan& p = get_plan(M, K, N, ldx, ldy, s);
+  const plan& p = get_plan(M, K, N, ldx, ldy, false, s);
   const float alpha = 1.0f;
   const float beta = accumulate ? 1.0f : 0.0f;
   cublasStatus_t st = cublasLtMatmul(handle_, p.op, &alpha, W, p.a, x, p.b, &beta, y, p.c, y, p.c,
                                      &p.algo, workspace_.data(), workspace_bytes_, s);
   lt_check(st, "cublasLtMatmul", M, K, N);
+}
+
+void gemm_engine::linear_f32_out(const bf16* x, const weight& Wv, float* y, int ldy, int M, cudaStream_t s) {
+  expects(Wv.type == dtype::bf16, strf("gemm_engine: weight '%s' has dtype %s: the fp32-output GEMM reads bf16 only",
+                                       Wv.name, dtype_name(Wv.type)));
+  if (M == 0) return;
+  const int K = Wv.cols, N = Wv.rows;
+  const auto* W = static_cast<const bf16*>(Wv.data);
+  auto misaligned = [](const void* p) { return (reinterpret_cast<std::uintptr_t>(p) & 15) != 0; };
+  expects(!misaligned(x) && !misaligned(W) && !misaligned(y),
+          strf("gemm_engine: pointers must be 16-byte aligned (M=%d K=%d N=%d, fp32 out)", M, K, N));
+  const plan& p = get_plan(M, K, N, K, ldy, true, s);
+  const float alpha = 1.0f, beta = 0.0f;
+  cublasStatus_t st = cublasLtMatmul(handle_, p.op, &alpha, W, p.a, x, p.b, &beta, y, p.c, y, p.c, &p.algo,
+                                     workspace_.data(), workspace_bytes_, s);
+  lt_check(st, "cublasLtMatmul (fp32 out)", M, K, N);
 }
 
 }  // namespace nemotron_h

@@ -109,14 +109,22 @@ class gemm_engine {
     linear_strided(x, ldx, weight::bf16_matrix(W, N, K), y, ldy, M, s, accumulate);
   }
 
+  /// y[M, N] (fp32, row stride ldy >= N, a multiple of 8) = x[M, K] W[N, K]^T with bf16 x and
+  /// W, fp32 accumulation and no rounding of the result: the MoE router's logits, which
+  /// transformers computes in fp32. Same preparation, alignment and capture rules as linear()
+  /// (prepare with prepare_f32_out). Throws piecewise::config_error for a weight that is not bf16.
+  void linear_f32_out(const bf16* x, const weight& W, float* y, int ldy, int M, cudaStream_t s);
+  /// prepare() for linear_f32_out with output row stride ldy.
+  void prepare_f32_out(int M, int K, int N, int ldy);
+
   [[nodiscard]] cublasLtHandle_t handle() const noexcept { return handle_; }
   [[nodiscard]] std::size_t workspace_bytes() const noexcept { return workspace_bytes_; }
 
  private:
   struct plan;  // descriptors + algorithm for one shape (defined in gemm.cu)
-  using key = std::tuple<int, int, int, int, int>;  // M, K, N, ldx, ldy
-  const plan& get_plan(int M, int K, int N, int ldx, int ldy, cudaStream_t s);
-  const plan& make_plan(int M, int K, int N, int ldx, int ldy);
+  using key = std::tuple<int, int, int, int, int, int>;  // M, K, N, ldx, ldy, fp32 out
+  const plan& get_plan(int M, int K, int N, int ldx, int ldy, bool f32_out, cudaStream_t s);
+  const plan& make_plan(int M, int K, int N, int ldx, int ldy, bool f32_out);
 
   std::size_t workspace_bytes_ = 0;
   piecewise::device_buffer workspace_;  // before handle_: freed after it

@@ -2,6 +2,7 @@
 // capture safety (prepared shapes replay, unprepared shapes throw while capturing).
 #include <catch2/catch.hpp>
 
+#include <cmath>
 #include <random>
 #include <vector>
 
@@ -85,6 +86,46 @@ TEST_CASE("gemm_engine::linear_strided reads and writes row-strided views", "[de
   }
   CHECK(rel_err(got, want) < kTol);
   CHECK(gap_untouched);
+}
+
+TEST_CASE("gemm_engine::linear_f32_out gives fp32 logits (the MoE router), strided, in a graph",
+          "[dense][gemm][moe]") {
+  nh::gemm_engine eng;
+  stream st;
+  // Nano-30B's router (E 128 over D 2688), Super's (512 over 4096), a tiny one with ld > N.
+  for (auto c : {gemm_case{3, 2688, 128}, gemm_case{130, 4096, 512}, gemm_case{5, 128, 8}}) {
+    const int ldy = c.N == 8 ? 16 : c.N;
+    CAPTURE(c.M, c.K, c.N, ldy);
+    std::mt19937 gen(c.K + c.N);
+    std::vector<double> x, W;
+    auto hx = rand_bf16(static_cast<std::size_t>(c.M) * c.K, gen, 1.0, &x);
+    auto hW = rand_bf16(static_cast<std::size_t>(c.N) * c.K, gen, 0.02, &W);
+    dbuf<bf16> dx(hx.size()), dW(hW.size());
+    dbuf<float> dy(static_cast<std::size_t>(c.M) * ldy);
+    dx.upload(hx);
+    dW.upload(hW);
+    const nh::weight w = nh::weight::bf16_matrix(dW.get(), c.N, c.K, "mixer.gate.weight");
+    eng.prepare_f32_out(c.M, c.K, c.N, ldy);
+    dy.poison();
+    const captured g(st.s, [&](cudaStream_t s) { eng.linear_f32_out(dx.get(), w, dy.get(), ldy, c.M, s); });
+    g.replay();
+    st.sync();
+    std::vector<double> want(static_cast<std::size_t>(c.M) * c.N);
+    nh::ref::linear(x.data(), W.data(), want.data(), c.M, c.K, c.N);
+    const auto y = dy.download();
+    std::vector<double> got(want.size());
+    bool gap_untouched = true;
+    for (int m = 0; m < c.M; ++m) {
+      for (int n = 0; n < c.N; ++n) got[static_cast<std::size_t>(m) * c.N + n] = y[static_cast<std::size_t>(m) * ldy + n];
+      for (int n = c.N; n < ldy; ++n) gap_untouched = gap_untouched && std::isnan(y[static_cast<std::size_t>(m) * ldy + n]);
+    }
+    // fp32 output: the error is the fp32 accumulation's, far below bf16's 4e-3.
+    CHECK(rel_err(got, want) < 1e-5);
+    CHECK(gap_untouched);
+  }
+  nh::weight f8 = nh::weight::bf16_matrix(nullptr, 8, 64, "mixer.gate.weight");
+  f8.type = nh::dtype::f32;
+  CHECK_THROWS_WITH(eng.linear_f32_out(nullptr, f8, nullptr, 8, 1, st.s), Catch::Contains("mixer.gate.weight"));
 }
 
 TEST_CASE("gemm_engine is capture-safe for prepared shapes and refuses unprepared ones",
