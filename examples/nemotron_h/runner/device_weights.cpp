@@ -152,11 +152,6 @@ device_weights::device_weights(const model_config& c, const weight_source& src) 
   const model_weights* host = src.how == weight_source::kind::host ? src.host : nullptr;
   PIECEWISE_EXPECTS(src.how != weight_source::kind::host || host != nullptr, "device weights: no host weights given");
   c.validate();
-  // MoE layers have no GPU kernels yet; their 3-D expert tensors (and a checkpoint's
-  // per-expert pieces, checkpoint_plan::pieces) are not uploaded.
-  PIECEWISE_EXPECTS(c.count(layer_kind::moe) == 0,
-                    "device weights: {}: MoE layers ('E') run only on the CPU reference so far (no GPU MoE kernels yet)",
-                    c.name);
   if (host != nullptr) host->check_shapes(c);
   // A checkpoint is opened and every name, shape and dtype checked here, before any memory is
   // taken or any weight byte read.
@@ -231,8 +226,11 @@ device_weights::device_weights(const model_config& c, const weight_source& src) 
     // A linear weight whose output width is not a multiple of 8 (a vocabulary of 321, an
     // in_proj of 4 Mamba heads) gets zero rows up to the next multiple: the GEMM's output rows
     // stay 16-byte aligned, and the model reads the real columns only.
+    // The MoE router (not `linear`: it stays bf16 in quantized checkpoints and runs with fp32
+    // output) is padded the same way, for an expert count that is not a multiple of 8.
+    const bool router = g.layer >= 0 && t.suffix == "mixer.gate.weight";
     std::int64_t padded = rows;
-    if (g.linear && rows % 8 != 0) padded = (rows + 7) / 8 * 8;
+    if ((g.linear || router) && rows % 8 != 0) padded = (rows + 7) / 8 * 8;
     const std::size_t pad_bytes = static_cast<std::size_t>(padded - rows) * static_cast<std::size_t>(first.cols) *
                                   dtype_storage_bytes(first.type, 1);
     t.view.type = first.type;
@@ -292,12 +290,24 @@ device_weights::device_weights(const model_config& c, const weight_source& src) 
     case weight_source::kind::checkpoint: {
       open_files files;
       std::vector<read_job> jobs;
+      auto add_job = [&](const safetensors_file* file, const st_tensor_info* info, std::uint8_t* dst) {
+        jobs.push_back({files.fd(file), file->header().data_offset + info->begin, info->nbytes(),
+                        static_cast<std::uint64_t>(dst - arena_base),
+                        fmt::format("{}: tensor '{}'", file->path().string(), info->name)});
+      };
       for (std::size_t i = 0; i < entries.size(); ++i) {
         const auto [file, info] = plan.items[i];
-        if (file == nullptr || !same_storage(info->dtype, entries[i].spec->type)) continue;
-        jobs.push_back({files.fd(file), file->header().data_offset + info->begin, info->nbytes(),
-                        static_cast<std::uint64_t>(data(i) - arena_base),
-                        fmt::format("{}: tensor '{}'", file->path().string(), info->name)});
+        if (file != nullptr) {
+          if (same_storage(info->dtype, entries[i].spec->type)) add_job(file, info, data(i));
+          continue;
+        }
+        // Routed experts stored one tensor per expert: each lands at its expert's offset.
+        const auto& pieces = plan.pieces[i];
+        for (std::size_t x = 0; x < pieces.size(); ++x) {
+          const auto [pf, pinfo] = pieces[x];
+          if (same_storage(pinfo->dtype, entries[i].spec->type))
+            add_job(pf, pinfo, data(i) + x * (entries_[i].bytes / pieces.size()));
+        }
       }
       staged_read_options o = src.staging;
       PIECEWISE_EXPECTS(o.threads >= 1 && o.slots_per_thread >= 1 && o.chunk_bytes > 0,
@@ -326,6 +336,22 @@ device_weights::device_weights(const model_config& c, const weight_source& src) 
           else file->read_f32(*info, t.f32());
           PIECEWISE_CUDA_TRY_CTX(cudaMemcpy(data(i), t.data(), t.data_bytes(), cudaMemcpyHostToDevice),
                                  fmt::format("uploading {}", e.name));
+        } else if (!plan.pieces[i].empty()) {
+          // Per-expert pieces in another dtype (F32, F16...): converted one expert at a time.
+          const auto& pieces = plan.pieces[i];
+          const std::size_t piece_bytes = entries_[i].bytes / pieces.size();
+          for (std::size_t x = 0; x < pieces.size(); ++x) {
+            const auto [pf, pinfo] = pieces[x];
+            if (same_storage(pinfo->dtype, e.spec->type)) continue;
+            std::vector<std::int64_t> shape(e.shape.begin() + 1, e.shape.end());
+            host_tensor t(pinfo->name, e.spec->type, shape);
+            if (t.type() == dtype::bf16) pf->read_bf16(*pinfo, t.bf16());
+            else pf->read_f32(*pinfo, t.f32());
+            PIECEWISE_EXPECTS(t.data_bytes() == piece_bytes, "device weights: expert tensor '{}' has {} bytes, {} expected",
+                              pinfo->name, t.data_bytes(), piece_bytes);
+            PIECEWISE_CUDA_TRY_CTX(cudaMemcpy(data(i) + x * piece_bytes, t.data(), t.data_bytes(), cudaMemcpyHostToDevice),
+                                   fmt::format("uploading {}", pinfo->name));
+          }
         } else if (tied(e)) {
           PIECEWISE_CUDA_TRY(cudaMemcpy(data(i), data(emb), entries_[i].bytes, cudaMemcpyDeviceToDevice));
         } else {
