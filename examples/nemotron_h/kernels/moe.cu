@@ -36,7 +36,7 @@ std::size_t align256(std::size_t n) { return (n + 255) / 256 * 256; }
 constexpr int kSmallBM = 16;
 constexpr int kMediumBM = 64;
 constexpr int kLargeBM = 128;
-constexpr int kTileKinds = 3;
+constexpr int kTileKinds = kMoeTileKinds;
 __host__ __device__ constexpr int tile_bm(int kind) { return kind == 0 ? kSmallBM : kind == 1 ? kMediumBM : kLargeBM; }
 
 // internal layout: for each tile height, tile_prefix [E + 1] (ints): the first m-tile of
@@ -489,8 +489,7 @@ __global__ void moe_combine_kernel(const bf16* __restrict__ Y, int ldy, const in
 std::size_t moe_plan_bytes(int rows, int num_experts, int top_k) {
   expects(rows >= 0 && num_experts >= 1 && num_experts <= kMoeMaxExperts && top_k >= 1 && top_k <= kMoeMaxTopK,
           strf("moe_plan_bytes: bad sizes (rows %d, E %d, k %d)", rows, num_experts, top_k));
-  const std::size_t R = static_cast<std::size_t>(rows) * top_k, E = num_experts;
-  return align256(R * 4) * 4 + align256((E + 1) * 4) + align256(kTileKinds * (E + 1) * 4);
+  return moe_plan_bytes_unchecked(rows, num_experts, top_k);
 }
 
 moe_plan_view make_moe_plan_view(void* p, int rows, int num_experts, int top_k) {

@@ -27,6 +27,7 @@
 #include <cstddef>
 
 #include "kernels/common.cuh"
+#include "kernels/moe_plan_size.hpp"
 
 namespace nemotron_h {
 
@@ -41,12 +42,12 @@ struct moe_route_params {
   float scaling = 1.0f;     ///< routed_scaling_factor
 };
 
-inline constexpr int kMoeMaxExperts = 1024;
-inline constexpr int kMoeMaxTopK = 32;
 
 /// The routing and plan of one MoE layer in device memory (non-owning views into one block
-/// from make_moe_plan_view). `rows` and E are those the view was made for. One view can serve
-/// every MoE layer of a model in turn (layers run one after another on one stream).
+/// from make_moe_plan_view). `rows` and E are those the view was made for; a caller may lower
+/// `rows` in a copy of the view to the rows of one call (a smaller bucket: the grids shrink
+/// with it), as the layout depends only on the rows it was made for. One view can serve every
+/// MoE layer of a model in turn (layers run one after another on one stream).
 struct moe_plan_view {
   int rows = 0;              ///< token rows this view was sized for (host bound)
   int num_experts = 0;       ///< E
@@ -60,7 +61,8 @@ struct moe_plan_view {
   std::size_t internal_bytes = 0;
 };
 
-/// Device bytes of a plan for `rows` token rows, E experts, top-k. Host only.
+/// Device bytes of a plan for `rows` token rows, E experts, top-k (moe_plan_bytes_unchecked,
+/// kernels/moe_plan_size.hpp, after range checks: piecewise::config_error). Host only.
 std::size_t moe_plan_bytes(int rows, int num_experts, int top_k);
 /// Carves a plan view out of `p` (moe_plan_bytes(rows, E, k) bytes, 256-byte aligned).
 moe_plan_view make_moe_plan_view(void* p, int rows, int num_experts, int top_k);

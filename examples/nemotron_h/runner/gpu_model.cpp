@@ -10,6 +10,7 @@
 #include "kernels/conv1d.cuh"
 #include "kernels/embedding.cuh"
 #include "kernels/mamba_decode.cuh"
+#include "kernels/moe.cuh"
 #include "kernels/norms.cuh"
 #include "kernels/ssd_scan.cuh"
 #include "piecewise/element_type.hpp"
@@ -26,8 +27,6 @@ gpu_model::gpu_model(const model_config& config, const weight_source& source, co
   if (source.how == weight_source::kind::host && source.host != nullptr) source.host->check_shapes(cfg_);
   check_limits(lim_);
   const int D = cfg_.hidden_size;
-  PIECEWISE_EXPECTS(cfg_.count(layer_kind::moe) == 0,
-                    "{}: MoE layers ('E') run only on the CPU reference so far (no GPU MoE kernels yet)", cfg_.name);
   PIECEWISE_EXPECTS(D % 8 == 0, "{}: hidden_size {} must be a multiple of 8 for the GPU kernels", cfg_.name, D);
   PIECEWISE_EXPECTS(cfg_.conv_kernel == 4, "{}: conv_kernel {} is not supported on the GPU (only 4)", cfg_.name,
                     cfg_.conv_kernel);
@@ -41,7 +40,20 @@ gpu_model::gpu_model(const model_config& config, const weight_source& source, co
   // up to the next multiple of 8, and their outputs keep that row stride.
   in_proj_ld_ = (cfg_.in_proj_dim() + 7) / 8 * 8;
   vocab_ld_ = (cfg_.vocab_size + 7) / 8 * 8;
-  proj_width_ = std::max({in_proj_ld_, cfg_.q_dim() + 2 * cfg_.kv_dim(), cfg_.intermediate_size});
+  const bool moe = cfg_.count(layer_kind::moe) > 0;
+  if (moe) {
+    // The grouped GEMMs and the combine need 8-aligned widths (16-byte rows).
+    for (const auto& [v, field] : {std::pair{cfg_.moe_intermediate_size, "moe_intermediate_size"},
+                                   std::pair{cfg_.moe_shared_expert_intermediate_size, "moe_shared_expert_intermediate_size"},
+                                   std::pair{cfg_.moe_width(), cfg_.latent_moe() ? "moe_latent_size" : "hidden_size"}})
+      PIECEWISE_EXPECTS(v % 8 == 0, "{}: {} {} is not a multiple of 8 (needed by the GPU MoE kernels)", cfg_.name, field,
+                        v);
+    PIECEWISE_EXPECTS(cfg_.n_routed_experts <= kMoeMaxExperts && cfg_.num_experts_per_tok <= kMoeMaxTopK,
+                      "{}: {} experts, top {}: the GPU MoE kernels take at most {} experts and top {}", cfg_.name,
+                      cfg_.n_routed_experts, cfg_.num_experts_per_tok, kMoeMaxExperts, kMoeMaxTopK);
+  }
+  proj_width_ = std::max({in_proj_ld_, cfg_.q_dim() + 2 * cfg_.kv_dim(), cfg_.intermediate_size,
+                          moe ? cfg_.moe_shared_expert_intermediate_size : 0});
   // Row widths of the Mamba / attention split outputs (at least 8 so a model without such
   // layers still has valid buffers).
   y_cols_ = static_cast<std::size_t>(std::max(cfg_.d_inner(), 8));
@@ -87,6 +99,17 @@ gpu_model::gpu_model(const model_config& config, const weight_source& source, co
   plan.add_bytes("ssd_workspace", ssd_ws_bytes_, [this](void* p) { ssd_ws_ = p; });
   // Zeroed with the other buffers below: attention_decode needs its split counters zero once.
   plan.add_bytes("decode_attention_workspace", dec_ws_bytes_, [this](void* p) { dec_ws_ = p; });
+  if (moe) {
+    const int E = cfg_.n_routed_experts, k = cfg_.num_experts_per_tok;
+    const auto Tk = T * static_cast<std::size_t>(k);
+    router_ld_ = (E + 7) / 8 * 8;
+    plan.add("moe_router_logits", T * static_cast<std::size_t>(router_ld_), router_logits_);
+    plan.add_bytes("moe_plan", moe_plan_bytes(max_rows_, E, k),
+                   [this, E, k](void* p) { moe_plan_ = make_moe_plan_view(p, max_rows_, E, k); });
+    plan.add("moe_up", Tk * static_cast<std::size_t>(cfg_.moe_intermediate_size), moe_up_);
+    plan.add("moe_down", Tk * static_cast<std::size_t>(cfg_.moe_width()), moe_down_);
+    if (cfg_.latent_moe()) plan.add("moe_latent", T * static_cast<std::size_t>(cfg_.moe_latent_size), moe_latent_);
+  }
   layers_.resize(static_cast<std::size_t>(cfg_.num_layers()));
   for (int l = 0; l < cfg_.num_layers(); ++l) bind_layer(l, plan);
 
@@ -134,7 +157,17 @@ void gpu_model::bind_layer(int l, buffer_plan& plan) {
       L.down = w.get("mixer.down_proj.weight");
       break;  // no split point: captured whole
     case layer_kind::moe:
-      break;  // refused by the constructor (no GPU MoE kernels yet)
+      L.gate = w.get("mixer.gate.weight");
+      L.gate_bias = f32_data(w.get("mixer.gate.e_score_correction_bias"));
+      L.experts_up = bf16_data(w.get("mixer.experts.up_proj"));
+      L.experts_down = bf16_data(w.get("mixer.experts.down_proj"));
+      L.shared_up = w.get("mixer.shared_experts.up_proj.weight");
+      L.shared_down = w.get("mixer.shared_experts.down_proj.weight");
+      if (cfg_.latent_moe()) {
+        L.fc1_latent = w.get("mixer.fc1_latent_proj.weight");
+        L.fc2_latent = w.get("mixer.fc2_latent_proj.weight");
+      }
+      break;  // no split point: captured whole
   }
 }
 
@@ -193,11 +226,54 @@ void gpu_model::attention_split(int l, const piecewise::split_args& a, phase p) 
   }
 }
 
+void gpu_model::moe_layer(const layer_dev& L, const batch_view& b, cudaStream_t s) {
+  const int T = b.padded_tokens;
+  gemm_engine& gm = *gemm_;
+  moe_route_params rp;
+  rp.num_experts = cfg_.n_routed_experts;
+  rp.top_k = cfg_.num_experts_per_tok;
+  rp.n_group = cfg_.n_group;
+  rp.topk_group = cfg_.topk_group;
+  rp.renormalize = cfg_.norm_topk_prob;
+  rp.scaling = static_cast<float>(cfg_.routed_scaling_factor);
+  // Router in fp32 from the full normed state; the routing and its plan for the real rows.
+  gm.linear_f32_out(xn_, L.gate, router_logits_, router_ld_, T, s);
+  // The plan made for max_rows_, its grids bounded by this call's rows.
+  moe_plan_view plan = moe_plan_;
+  plan.rows = T;
+  moe_route(router_logits_, router_ld_, L.gate_bias, rp, plan, b.num_tokens, s);
+  moe_build_plan(plan, b.num_tokens, s);
+  // The routed experts, at the latent width when the model has one.
+  const int F = cfg_.moe_intermediate_size, W = cfg_.moe_width(), D = cfg_.hidden_size;
+  const bf16* x = xn_;
+  if (cfg_.latent_moe()) {
+    gm.linear(xn_, L.fc1_latent, moe_latent_, T, s);
+    x = moe_latent_;
+  }
+  moe_grouped_gemm(x, W, /*gather=*/true, L.experts_up, F, W, moe_up_, F, /*relu2=*/true, plan, s);
+  moe_grouped_gemm(moe_up_, F, /*gather=*/false, L.experts_down, W, F, moe_down_, W, /*relu2=*/false, plan, s);
+  // The shared expert (unscaled) into the residual, then the weighted routed sum.
+  gm.linear(xn_, L.shared_up, proj_, T, s);
+  relu2_inplace(proj_, static_cast<std::size_t>(T) * cfg_.moe_shared_expert_intermediate_size, s);
+  gm.linear(proj_, L.shared_down, h_, T, s, /*accumulate=*/true);
+  if (cfg_.latent_moe()) {
+    // The latent rows are free again: the combine writes the latent sum there (padding rows
+    // zeroed), and fc2 maps it back into the residual.
+    moe_combine(moe_down_, W, plan, moe_latent_, W, W, /*accumulate=*/false, b.num_tokens, s);
+    gm.linear(moe_latent_, L.fc2_latent, h_, T, s, /*accumulate=*/true);
+  } else {
+    moe_combine(moe_down_, W, plan, h_, D, D, /*accumulate=*/true, b.num_tokens, s);
+  }
+}
+
 void gpu_model::prepare(phase p, int padded) {
   // Every linear weight of a layer is applied to all `padded` rows; lm_head to one row a sequence.
-  for (const layer_dev& L : layers_)
-    for (const weight* w : {&L.in_proj, &L.out_proj, &L.qkv, &L.o_proj, &L.up, &L.down})
+  for (const layer_dev& L : layers_) {
+    for (const weight* w : {&L.in_proj, &L.out_proj, &L.qkv, &L.o_proj, &L.up, &L.down, &L.shared_up, &L.shared_down,
+                            &L.fc1_latent, &L.fc2_latent})
       if (w->data != nullptr) gemm_->prepare(padded, w->cols, w->rows);
+    if (L.gate.data != nullptr) gemm_->prepare_f32_out(padded, L.gate.cols, L.gate.rows, router_ld_);
+  }
   const weight& lm = weights_->lm_head();
   gemm_->prepare(batch_->view(padded, p).max_seqs, lm.cols, lm.rows);
 }
@@ -232,7 +308,8 @@ piecewise::forward_fn gpu_model::forward(phase p) {
           gm.linear(proj_, L.down, h_, T, s, /*accumulate=*/true);
           break;
         case layer_kind::moe:
-          break;  // refused by the constructor (no GPU MoE kernels yet)
+          moe_layer(L, batch_->view(T, p), s);
+          break;
       }
     }
     const batch_view b = batch_->view(T, p);
@@ -284,6 +361,17 @@ std::vector<int> gpu_model::read_next_ids(int n, cudaStream_t s) const {
   PIECEWISE_CUDA_TRY(cudaMemcpyAsync(v.data(), next_ids_, v.size() * sizeof(int), cudaMemcpyDeviceToHost, s));
   PIECEWISE_CUDA_TRY(cudaStreamSynchronize(s));
   return v;
+}
+
+std::vector<int> gpu_model::read_expert_counts(cudaStream_t s) const {
+  if (moe_plan_.expert_offsets == nullptr) return {};
+  std::vector<int> off(static_cast<std::size_t>(cfg_.n_routed_experts) + 1);
+  PIECEWISE_CUDA_TRY(
+      cudaMemcpyAsync(off.data(), moe_plan_.expert_offsets, off.size() * sizeof(int), cudaMemcpyDeviceToHost, s));
+  PIECEWISE_CUDA_TRY(cudaStreamSynchronize(s));
+  std::vector<int> counts(static_cast<std::size_t>(cfg_.n_routed_experts));
+  for (std::size_t e = 0; e < counts.size(); ++e) counts[e] = off[e + 1] - off[e];
+  return counts;
 }
 
 std::vector<int> gpu_model::read_history(int steps, int n, cudaStream_t s) const {

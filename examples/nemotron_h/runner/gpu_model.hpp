@@ -22,6 +22,7 @@
 #include "kernels/gemm.cuh"
 #include "kernels/kv_cache.cuh"
 #include "kernels/mamba_state.cuh"
+#include "kernels/moe.cuh"
 #include "kernels/sampling.cuh"
 #include "model/config.hpp"
 #include "model/weights.hpp"
@@ -50,7 +51,7 @@ class gpu_model {
   [[nodiscard]] const model_config& config() const noexcept { return cfg_; }
   [[nodiscard]] const gpu_model_limits& limits() const noexcept { return lim_; }
   /// The segment table of a phase: one entry per layer; Mamba and attention layers are split
-  /// points (capture-safe), MLP layers null.
+  /// points (capture-safe), MLP and MoE layers null (captured whole).
   [[nodiscard]] const piecewise::segment_table& table(phase p) const noexcept {
     return p == phase::prefill ? *prefill_table_ : *decode_table_;
   }
@@ -91,6 +92,9 @@ class gpu_model {
   std::vector<float> read_logits(int n, cudaStream_t s) const;
   /// Greedy ids of the first `n` sequences after the last forward.
   std::vector<int> read_next_ids(int n, cudaStream_t s) const;
+  /// Tokens routed to each expert by the last MoE layer of the last forward ([E]; empty for a
+  /// model without MoE layers): the expert load the benchmarks report.
+  std::vector<int> read_expert_counts(cudaStream_t s) const;
   /// Token history of the decode steps run since set_decode_batch: [steps][n].
   std::vector<int> read_history(int steps, int n, cudaStream_t s) const;
 
@@ -129,6 +133,12 @@ class gpu_model {
     kv_cache_view cache;
     // mlp
     weight up, down;
+    // moe: the router [E rounded up to 8, D] and its correction bias [E] (fp32), the routed
+    // experts [E, F, W] and [E, W, F], the shared expert, the latent projections (or empty)
+    weight gate;
+    const float* gate_bias = nullptr;
+    const bf16 *experts_up = nullptr, *experts_down = nullptr;
+    weight shared_up, shared_down, fc1_latent, fc2_latent;
     split_decl split;
   };
 
@@ -136,6 +146,10 @@ class gpu_model {
   void build_tables();
   void mamba_split(int layer, const piecewise::split_args& a, phase p);
   void attention_split(int layer, const piecewise::split_args& a, phase p);
+  /// One MoE layer on the normed rows xn_ (router, routed experts, shared expert), added
+  /// into the residual stream h_. Captured whole: every kernel reads the token count from the
+  /// batch metadata.
+  void moe_layer(const layer_dev& L, const batch_view& b, cudaStream_t s);
 
   model_config cfg_;
   gpu_model_limits lim_;
@@ -163,6 +177,12 @@ class gpu_model {
   std::size_t ssd_ws_bytes_ = 0;
   void* dec_ws_ = nullptr;
   std::size_t dec_ws_bytes_ = 0;
+  // MoE layers: router logits fp32 [max_rows_, router_ld_], the routing plan, the experts'
+  // permuted rows (up: [max_rows_ * k, F]; down: [max_rows_ * k, W]) and the latent rows.
+  int router_ld_ = 0;
+  float* router_logits_ = nullptr;
+  moe_plan_view moe_plan_{};
+  bf16 *moe_up_ = nullptr, *moe_down_ = nullptr, *moe_latent_ = nullptr;
   std::unique_ptr<piecewise::segment_table> prefill_table_, decode_table_;
 };
 

@@ -541,6 +541,15 @@ int main(int argc, char** argv) {
     const double free_gib = static_cast<double>(free_bytes) / 1073741824.0;
     fmt::print("plan    {:.2f} GiB needed (estimate, --dry-run itemises it), {:.2f} GiB free on {}\n", need_gib, free_gib,
                gpu.device);
+    if (plan.memory.weights > free_bytes) {
+      // The weights alone (an exact count) do not fit: refuse before allocating anything.
+      std::fprintf(stderr,
+                   "error: %s: the weights alone need %.2f GiB (the whole run about %.2f GiB) but %.2f GiB are free "
+                   "on %s; --layers N runs a truncated stack of the same shapes\n",
+                   plan.config.name.c_str(), static_cast<double>(plan.memory.weights) / 1073741824.0, need_gib,
+                   free_gib, gpu.device.c_str());
+      return code(exit_code::bad_input);
+    }
     if (plan.memory.total() > free_bytes)
       std::fprintf(stderr, "warning: the run needs about %.2f GiB but only %.2f GiB are free\n", need_gib, free_gib);
   }

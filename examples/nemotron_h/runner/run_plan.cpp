@@ -8,6 +8,7 @@
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 
+#include "kernels/moe_plan_size.hpp"
 #include "model/dtype.hpp"
 #include "model/layer_kinds.hpp"
 #include "model/messages.hpp"
@@ -206,10 +207,15 @@ std::string gpu_support_problems(const model_config& c) {
   auto need = [&](bool ok, const std::string& msg) {
     if (!ok) problems.push_back(msg);
   };
-  const auto first_moe = std::find(c.layers.begin(), c.layers.end(), layer_kind::moe);
-  need(first_moe == c.layers.end(),
-       fmt::format("MoE layers ('E') run only on the CPU reference so far (layer {} of {})",
-                   first_moe - c.layers.begin(), c.name));
+  if (c.count(layer_kind::moe) > 0) {
+    for (const auto& [v, field] : {std::pair{c.moe_intermediate_size, "moe_intermediate_size"},
+                                   std::pair{c.moe_shared_expert_intermediate_size, "moe_shared_expert_intermediate_size"},
+                                   std::pair{c.moe_latent_size, "moe_latent_size"}})
+      need(v % 8 == 0, fmt::format("{} {} is not a multiple of 8", field, v));
+    need(c.n_routed_experts <= kMoeMaxExperts, fmt::format("n_routed_experts {} is above {}", c.n_routed_experts, kMoeMaxExperts));
+    need(c.num_experts_per_tok <= kMoeMaxTopK,
+         fmt::format("num_experts_per_tok {} is above {}", c.num_experts_per_tok, kMoeMaxTopK));
+  }
   need(c.hidden_size % 8 == 0, fmt::format("hidden_size {} is not a multiple of 8", c.hidden_size));
   need(c.conv_kernel == 4, fmt::format("conv_kernel {} is not 4", c.conv_kernel));
   if (c.count(layer_kind::attention) > 0) {
@@ -243,12 +249,21 @@ memory_estimate estimate_memory(const model_config& c, const gpu_model_limits& l
   const auto T = static_cast<std::uint64_t>(max_rows(lim)), S = static_cast<std::uint64_t>(max_sequences(lim));
   const auto D = static_cast<std::uint64_t>(c.hidden_size);
   // MoE layers ('E'): their weights are in model_tensors (router, experts, shared expert,
-  // latent projections). Their activations are not counted yet: the GPU MoE kernels (and so
-  // their buffers) do not exist; the widest projection covers the shared expert.
-  int moe_proj = 0;
-  if (c.count(layer_kind::moe) > 0) moe_proj = std::max(c.moe_shared_expert_intermediate_size, c.n_routed_experts);
+  // latent projections); the shared expert's up projection goes through the projection
+  // buffer; the router logits, the plan and the experts' permuted rows are gpu_model's
+  // moe_* buffers.
+  const bool moe = c.count(layer_kind::moe) > 0;
+  const int moe_proj = moe ? c.moe_shared_expert_intermediate_size : 0;
   const auto proj = static_cast<std::uint64_t>(
-      std::max({c.in_proj_dim(), c.q_dim() + 2 * c.kv_dim(), c.intermediate_size, moe_proj}));
+      std::max({(c.in_proj_dim() + 7) / 8 * 8, c.q_dim() + 2 * c.kv_dim(), c.intermediate_size, moe_proj}));
+  if (moe) {
+    const auto E = static_cast<std::uint64_t>(c.n_routed_experts), k = static_cast<std::uint64_t>(c.num_experts_per_tok);
+    m.activations += align256(T * ((E + 7) / 8 * 8) * 4) +
+                     moe_plan_bytes_unchecked(static_cast<int>(T), c.n_routed_experts, c.num_experts_per_tok) +
+                     align256(T * k * static_cast<std::uint64_t>(c.moe_intermediate_size) * 2) +
+                     align256(T * k * static_cast<std::uint64_t>(c.moe_width()) * 2) +
+                     (c.latent_moe() ? align256(T * static_cast<std::uint64_t>(c.moe_latent_size) * 2) : 0);
+  }
   const auto y = static_cast<std::uint64_t>(std::max(c.d_inner(), 8));
   // The buffers of gpu_model's plan, 2 bytes an element (bf16), ints 4.
   for (std::uint64_t b : {T * D * 2, T * D * 2, T * proj * 2, T * static_cast<std::uint64_t>(std::max(c.conv_dim(), 8)) * 2,

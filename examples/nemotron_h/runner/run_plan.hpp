@@ -124,9 +124,9 @@ void check_output_file(const std::filesystem::path& path, const char* flag);
 void check_output_dir(const std::filesystem::path& dir, const char* flag);
 
 /// The GPU kernels' shape requirements, checked on the host (gpu_model checks them again):
-/// every limit the config hits, in one message (MoE layers first: "MoE layers ('E') run only
-/// on the CPU reference so far (layer 1 of nemotron-3-nano-30b-a3b)"). Returns "" when the
-/// GPU kernels support the config.
+/// every limit the config hits, in one message ("moe_intermediate_size 60 is not a multiple of
+/// 8; head_dim 64 is not 128 (limits of the GPU kernels)"). Returns "" when the GPU kernels
+/// support the config.
 std::string gpu_support_problems(const model_config& config);
 /// Throws piecewise::config_error "<name>: <gpu_support_problems>" when there are any.
 void check_gpu_support(const model_config& config);

@@ -21,7 +21,7 @@ add_library(nh_runner STATIC
   ${CMAKE_CURRENT_LIST_DIR}/engine.cpp
   ${CMAKE_CURRENT_LIST_DIR}/model_kernels.cu
   ${CMAKE_CURRENT_LIST_DIR}/../kernels/synthetic_fill.cu)
-target_link_libraries(nh_runner PUBLIC nh_model nh_batching nh_dense_kernels nh_mamba_kernels nh_sampling_kernels nh_common)
+target_link_libraries(nh_runner PUBLIC nh_model nh_batching nh_dense_kernels nh_mamba_kernels nh_sampling_kernels nh_moe_kernels nh_common)
 
 add_executable(nemotron_h_run ${CMAKE_CURRENT_LIST_DIR}/main.cpp ${CMAKE_CURRENT_LIST_DIR}/gpu_probe.cpp)
 target_link_libraries(nemotron_h_run PRIVATE nh_runner nh_run_plan CLI11::CLI11 ${CMAKE_DL_LIBS})

@@ -39,9 +39,9 @@ nh_cli_case("--gen 0 is a usage error" 2 "--gen 0 is out of range" --gen 0)
 nh_cli_case("a negative --seed is a usage error" 2 "--seed: must not be negative" --seed -1)
 nh_cli_case("--layers 0 is a usage error" 2 "--layers 0 is out of range: tiny has 6 layers" -m tiny --layers 0)
 # bad inputs (3)
-nh_cli_case("a MoE preset is refused for the GPU with the memory it needs" 3
-            "MoE layers \\('E'\\) run only on the CPU reference so far \\(layer 1 of nemotron-3-nano-30b-a3b\\).*would need about"
-            --dry-run -m nemotron-3-nano-30b-a3b)
+nh_cli_case("a model larger than one H200 plans with the memory it needs and says so" 0
+            "nemotron-3-super-120b-a12b.*GiB needed.*more than one H200 holds"
+            --dry-run -m nemotron-3-super-120b-a12b)
 nh_cli_case("--model /nonexistent is bad input" 3 "/nonexistent.*neither a preset" --model /nonexistent)
 nh_cli_case("--prompt-ids garbage is bad input" 3 "prompt 0: 'garbage' is not an integer" --prompt-ids garbage)
 nh_cli_case("a prompt id outside the vocabulary is bad input" 3 "prompt 1, token 2: id 384 is outside the vocabulary"

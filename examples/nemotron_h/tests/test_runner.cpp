@@ -128,6 +128,30 @@ TEST_CASE("runner: widths that are not multiples of 8 (vocab 321, 4 Mamba heads)
   check_modes_agree({{{5}, 21}, {{17, 40}, 22}, {{130}, 23}}, c);
 }
 
+// MoE layers ('E') between the others: routed experts (grouped routing, the correction bias
+// randomised so that choosing with it matters), the shared expert, and a latent variant.
+model_config moe_test_config(const char* name, bool latent) {
+  model_config c = nh_test::gpu_test_config(name, latent ? "ME*E-M" : "M-E*ME");
+  c.n_routed_experts = latent ? 32 : 16;
+  c.num_experts_per_tok = latent ? 6 : 4;
+  c.moe_intermediate_size = 64;
+  c.moe_shared_expert_intermediate_size = 128;
+  c.n_group = latent ? 1 : 4;
+  c.topk_group = latent ? 1 : 2;
+  c.routed_scaling_factor = 2.5;
+  c.moe_latent_size = latent ? 64 : 0;
+  c.validate();
+  return c;
+}
+
+TEST_CASE("runner: MoE layers agree bit for bit across modes and match the CPU reference", "[moe]") {
+  check_modes_agree({{{15}, 31}, {{17, 40}, 32}, {{129}, 33}, {{1, 63, 64}, 34}}, moe_test_config("runner-moe", false));
+}
+
+TEST_CASE("runner: latent MoE layers agree bit for bit across modes and match the CPU reference", "[moe]") {
+  check_modes_agree({{{16}, 41}, {{5, 70}, 42}, {{200}, 43}}, moe_test_config("runner-latent-moe", true));
+}
+
 TEST_CASE("runner: bad workloads are rejected with clear errors and the engine stays usable") {
   const model_config cfg = test_config();
   const model_weights w = synthetic_weights(cfg, 3);
@@ -155,11 +179,13 @@ TEST_CASE("runner: bad workloads are rejected with clear errors and the engine s
   REQUIRE(r.tokens[0].size() == 3);
 }
 
-TEST_CASE("runner: the GPU reproduces transformers' logits on the tiny checkpoint fixture") {
-  // tests/data/tiny: a random-init NemotronH saved by transformers 5.17 (bf16) and its
-  // float32 logits for every position of a 40-token prompt. The 40 prefixes of the prompt
-  // run as one packed batch, so prefix k's last-position logits are fixture row k - 1.
-  const std::filesystem::path dir = std::filesystem::path(NH_TEST_DATA_DIR) / "tiny";
+namespace {
+
+// A fixture of tests/data (a random-init NemotronH saved by transformers 5.17 in bf16, and its
+// float32 logits for every position of a prompt): the prompt's prefixes run as one packed
+// batch, so prefix k's last-position logits are fixture row k - 1.
+void compare_fixture_on_gpu(const char* name) {
+  const std::filesystem::path dir = std::filesystem::path(NH_TEST_DATA_DIR) / name;
   const model_config cfg = parse_config_json(dir / "config.json");
   const model_weights w = load_weights(dir, cfg);
   std::ifstream f(dir / "prompt_ids.json");
@@ -193,10 +219,26 @@ TEST_CASE("runner: the GPU reproduces transformers' logits on the tiny checkpoin
     if (argmax(got) == argmax(want)) ++argmax_equal;
   }
   INFO("worst relative error " << worst << ", argmax equal at " << argmax_equal << " of " << T << " positions");
-  // bf16 activations against transformers' float32: about 1e-2; the fixture's closest top-2
-  // gap (0.017 at three positions) may flip under bf16 rounding.
+  // bf16 activations against transformers' float32: about 1e-2; the tiny fixture's closest
+  // top-2 gap (0.017 at three positions) may flip under bf16 rounding.
   CHECK(worst < 2e-2);
   CHECK(argmax_equal >= T - 3);
+}
+
+}  // namespace
+
+TEST_CASE("runner: the GPU reproduces transformers' logits on the tiny checkpoint fixture") {
+  compare_fixture_on_gpu("tiny");
+}
+
+TEST_CASE("runner: the GPU reproduces transformers' logits on the MoE fixtures (grouped, latent, both layouts)",
+          "[moe]") {
+  // tiny_moe: grouped routing (n_group 2), experts stored as transformers saves them;
+  // tiny_latent_moe: latent MoE, re-saved in the other expert layout (tests/data/make_moe_fixture.py).
+  for (const char* name : {"tiny_moe", "tiny_latent_moe"}) {
+    INFO(name);
+    compare_fixture_on_gpu(name);
+  }
 }
 
 TEST_CASE("runner soak: 10,000 mixed prefill/decode steps match eager token for token, memory flat") {
