@@ -26,6 +26,7 @@
 #include <vector>
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include "bench/roofline.cuh"
 #include "model/config.hpp"
@@ -70,8 +71,27 @@ double prefill_flops(const model_config& c, double T) {
     for (std::int64_t d : e.shape) n *= static_cast<double>(d);
     per_token += 2.0 * n;
   }
+  // MoE layers: the router, and the k routed experts a token runs (up and down); the shared
+  // expert and the latent projections are linear weights, counted above.
+  per_token += c.count(layer_kind::moe) * 2.0 *
+               (static_cast<double>(c.n_routed_experts) * c.hidden_size +
+                2.0 * c.num_experts_per_tok * static_cast<double>(c.moe_intermediate_size) * c.moe_width());
   const double attn = c.count(layer_kind::attention) * 2.0 * 2.0 * c.q_dim() * T * (T + 1) / 2;  // QK^T, PV
   return per_token * T + attn + 2.0 * c.hidden_size * c.vocab_size;
+}
+
+/// Device bytes of one routed expert (up and down, bf16).
+double expert_bytes(const model_config& c) {
+  return 2.0 * 2.0 * static_cast<double>(c.moe_intermediate_size) * c.moe_width();
+}
+
+/// "min / median / max tokens per expert, experts with none" of an expert-load vector.
+std::string load_summary(std::vector<int> counts) {
+  if (counts.empty()) return "-";
+  const long zeros = std::count(counts.begin(), counts.end(), 0);
+  std::sort(counts.begin(), counts.end());
+  return fmt::format("min {} / median {} / max {} tokens per expert, {} of {} experts without a token", counts.front(),
+                     counts[counts.size() / 2], counts.back(), zeros, counts.size());
 }
 
 double seconds_since(std::chrono::steady_clock::time_point t0) {
@@ -268,9 +288,16 @@ int main(int argc, char** argv) try {
     const double frac = prefill_flops(cfg, T) / (ms[2] * 1e-3) / (tflops * 1e12);
     fmt::print("{:>6} {:>11.3f} {:>11.3f} {:>11.3f} {:>9.2f} {:>9.2f} {:>11.1f}%\n", T, ms[0], ms[1], ms[2], ms[0] / ms[1],
                ms[0] / ms[2], 100 * frac);
+    std::string load;
+    if (cfg.count(layer_kind::moe) > 0) {
+      // The synthetic router's expert load (the last MoE layer of this prefill).
+      const std::vector<int> counts = eng.model().read_expert_counts(nullptr);
+      fmt::print("       expert load: {}\n", load_summary(counts));
+      load = fmt::format(", \"expert_load_last_layer\": [{}]", fmt::join(counts, ", "));
+    }
     json += fmt::format("    {{\"tokens\": {}, \"eager_ms\": {:.4f}, \"piecewise_ms\": {:.4f}, \"full_ms\": {:.4f}, "
-                        "\"full_gemm_fraction\": {:.4f}}}{}\n",
-                        T, ms[0], ms[1], ms[2], frac, i + 1 == prefill.size() ? "" : ",");
+                        "\"full_gemm_fraction\": {:.4f}{}}}{}\n",
+                        T, ms[0], ms[1], ms[2], frac, load, i + 1 == prefill.size() ? "" : ",");
   }
   json += "  ],\n";
 
@@ -289,9 +316,23 @@ int main(int argc, char** argv) try {
       for (int r = 0; r < std::max(1, reps / 2); ++r) v.push_back(eng.run(m, p, 33).decode_ms_per_step);
       ms[k++] = median(v);
     }
-    fmt::print("{:>6} {:>12.3f} {:>12.3f} {:>12.3f} {:>10.2f}\n", B, ms[0], ms[1], ms[2], ms[0] / floor_ms);
-    json += fmt::format("    {{\"batch\": {}, \"full_ms\": {:.4f}, \"piecewise_ms\": {:.4f}, \"eager_ms\": {:.4f}}}{}\n", B,
-                        ms[0], ms[1], ms[2], i + 1 == decode.size() ? "" : ",");
+    if (cfg.count(layer_kind::moe) == 0) {
+      fmt::print("{:>6} {:>12.3f} {:>12.3f} {:>12.3f} {:>10.2f}\n", B, ms[0], ms[1], ms[2], ms[0] / floor_ms);
+      json += fmt::format("    {{\"batch\": {}, \"full_ms\": {:.4f}, \"piecewise_ms\": {:.4f}, \"eager_ms\": {:.4f}}}{}\n",
+                          B, ms[0], ms[1], ms[2], i + 1 == decode.size() ? "" : ",");
+      continue;
+    }
+    // MoE: a step reads only the experts its tokens chose. The floor counts, in every MoE
+    // layer, as many experts as the last MoE layer of the last step used (k at batch 1).
+    const std::vector<int> counts = eng.model().read_expert_counts(nullptr);
+    const long used = static_cast<long>(counts.size()) - std::count(counts.begin(), counts.end(), 0);
+    const double unread = cfg.count(layer_kind::moe) * static_cast<double>(cfg.n_routed_experts - used) * expert_bytes(cfg);
+    const double moe_floor = (static_cast<double>(eng.model().weight_bytes()) - unread) / (bw * 1e9) * 1e3;
+    fmt::print("{:>6} {:>12.3f} {:>12.3f} {:>12.3f} {:>10.2f}   (experts used {} of {}: floor {:.3f} ms, full/floor {:.2f})\n",
+               B, ms[0], ms[1], ms[2], ms[0] / floor_ms, used, cfg.n_routed_experts, moe_floor, ms[0] / moe_floor);
+    json += fmt::format("    {{\"batch\": {}, \"full_ms\": {:.4f}, \"piecewise_ms\": {:.4f}, \"eager_ms\": {:.4f}, "
+                        "\"experts_used\": {}, \"read_floor_ms\": {:.4f}}}{}\n",
+                        B, ms[0], ms[1], ms[2], used, moe_floor, i + 1 == decode.size() ? "" : ",");
   }
   json += "  ]\n}\n";
   if (!json_path.empty()) std::ofstream(json_path) << json;
