@@ -412,8 +412,8 @@ TEST_CASE("moe_route breaks exact ties by the lower expert index", "[moe]") {
         case 1:  // few levels, many ties at every level
           for (int e = 0; e < E; ++e) l[e] = 0.5f * static_cast<float>(e % 3);
           break;
-        case 2:  // descending blocks of equal values, reversed index order
-          for (int e = 0; e < E; ++e) l[e] = static_cast<float>((E - 1 - e) / 4) * 0.1f;
+        case 2:  // descending blocks of four equal values in [-3, 3], reversed index order
+          for (int e = 0; e < E; ++e) l[e] = -3.0f + static_cast<float>((E - 1 - e) / 4) * (24.0f / E);
           break;
         default: {  // well separated random values with planted equal pairs at the top
           std::normal_distribution<float> d(0.0f, 1.0f);
@@ -478,7 +478,7 @@ TEST_CASE("moe_grouped_gemm matches float64 of the bf16 operands", "[moe]") {
       {40, 40, 8, 2, 32, 64, true, false, 0, 8},  {40, 33, 8, 2, 32, 64, false, true, 0, 16},
       {64, 64, 4, 1, 32, 64, true, true, 1},      {300, 300, 4, 2, 40, 72, true, true},  // K tail, tiles across experts
       {200, 150, 16, 3, 136, 200, false, false},  {1, 1, 128, 6, 64, 64, true, true},
-      {64, 50, 128, 6, 2688, 1856, true, true},   {64, 50, 128, 6, 1856, 2688, false, false},
+      {150, 140, 8, 2, 2688, 1856, true, true},   {150, 140, 8, 2, 1856, 2688, false, false},  // Nano-30B
       {300, 300, 8, 2, 256, 128, true, true, 0, 8}};
   for (const gemm_case& c : cases) run_gemm_case(c, gen, st);
 }
