@@ -73,12 +73,14 @@ struct cfg {
   static constexpr int tok_elems = BT * kBK, w_elems = BW * kBK;
   static constexpr int stage_bytes = (tok_elems + w_elems) * 2;  // multiple of 1024
   static constexpr int smem_bytes = STAGES * stage_bytes + 1024;  // + alignment slack
+  static_assert(STAGES >= 3, "prefetch distance STAGES - 2");
+  static_assert(BT * (BW + 8) * 2 <= STAGES * stage_bytes, "the output tile fits the pipeline smem");
   static constexpr int t_iters = (BT * 8 + threads - 1) / threads;
   static constexpr int w_iters = BW * 8 / threads;
   static_assert(stage_bytes % 1024 == 0, "swizzle atoms");
 };
 
-template <int BT, int WG, int STAGES>
+template <int BT, int WG, int STAGES, bool W1, bool SEPI>
 __global__ void __launch_bounds__(WG * 128)
     moe_gemm_sm90_kernel(const bf16* __restrict__ X, int ldx, int gather, const bf16* __restrict__ W, int N, int K,
                          bf16* __restrict__ Y, int ldy, int relu2, int E, const int* __restrict__ offsets,
@@ -143,23 +145,25 @@ __global__ void __launch_bounds__(WG * 128)
   for (int i = 0; i < BT / 2; ++i) d[i] = 0.0f;
   const int wg = tid / 128;
 
+  // W1: prefetch distance STAGES - 2; the slot refilled at step kt was last read by the wgmma
+  // of kt - 2, which wgmma_wait<1> at step kt - 1 completed (one wgmma group stays in flight).
+  // Otherwise distance STAGES - 1 and every step waits for its wgmma (wgmma_wait<0>).
+  constexpr int PF = W1 ? STAGES - 2 : STAGES - 1;
 #pragma unroll
-  for (int s = 0; s < STAGES - 1; ++s) {
+  for (int s = 0; s < PF; ++s) {
     if (s < ktiles) load(s, s);
     cp_async_commit();
   }
   for (int kt = 0; kt < ktiles; ++kt) {
-    cp_async_wait<STAGES - 2>();
+    cp_async_wait<PF - 1>();
     hopper::fence_proxy_async();
     __syncthreads();
-    // The slot refilled here was read by the wgmma of kt - 1, complete before the barrier.
-    const int pf = kt + STAGES - 1;
+    const int pf = kt + PF;
     if (pf < ktiles) load(pf, pf % STAGES);
     cp_async_commit();
     const std::uint32_t st = sbase + (kt % STAGES) * C::stage_bytes;
     const std::uint32_t ta = st, wa = st + C::tok_elems * 2 + wg * 64 * 128;
     hopper::wgmma_fence();
-    fence_acc(d);
     if (kt * kBK + kBK <= K) {
 #pragma unroll
       for (int kk = 0; kk < kBK / 16; ++kk) {
@@ -173,35 +177,70 @@ __global__ void __launch_bounds__(WG * 128)
       }
     }
     hopper::wgmma_commit();
-    hopper::wgmma_wait<0>();
-    fence_acc(d);
+    if constexpr (W1) {
+      hopper::wgmma_wait<1>();
+    } else {
+      hopper::wgmma_wait<0>();
+    }
   }
+  hopper::wgmma_wait<0>();
+  fence_acc(d);
   cp_async_wait<0>();
+  __syncthreads();  // every wgmma and copy done: the pipeline smem holds the output tile now
 
-  // d[4j + q]: weight row 16 w + g + 8 (q >> 1), token 8 j + 2 t + (q & 1).
+  if constexpr (!SEPI) {  // direct 2-byte stores
+    const int lane = tid & 31, w = (tid / 32) & 3, g = lane >> 2, t = lane & 3;
+#pragma unroll
+    for (int j = 0; j < BT / 8; ++j) {
+#pragma unroll
+      for (int q = 0; q < 4; ++q) {
+        const int i = row0 + 8 * j + 2 * t + (q & 1);
+        const int n = n0 + wg * 64 + 16 * w + g + 8 * (q >> 1);
+        if (i < row_end && n < N) {
+          float v = d[4 * j + q];
+          if (relu2) {
+            v = fmaxf(v, 0.0f);
+            v *= v;
+          }
+          Y[static_cast<std::size_t>(i) * ldy + n] = __float2bfloat16(v);
+        }
+      }
+    }
+    return;
+  }
+  // d[4j + q]: weight row 16 w + g + 8 (q >> 1), token 8 j + 2 t + (q & 1). Staged through
+  // shared memory as [token][weight row] (padded rows), then written in 16-byte pieces.
+  constexpr int LD = C::BW + 8;
+  bf16* tile = reinterpret_cast<bf16*>(smem_raw + (sbase - raw));
   const int lane = tid & 31, w = (tid / 32) & 3, g = lane >> 2, t = lane & 3;
 #pragma unroll
   for (int j = 0; j < BT / 8; ++j) {
 #pragma unroll
     for (int q = 0; q < 4; ++q) {
-      const int i = row0 + 8 * j + 2 * t + (q & 1);
-      const int n = n0 + wg * 64 + 16 * w + g + 8 * (q >> 1);
-      if (i < row_end && n < N) {
-        float v = d[4 * j + q];
-        if (relu2) {
-          v = fmaxf(v, 0.0f);
-          v *= v;
-        }
-        Y[static_cast<std::size_t>(i) * ldy + n] = __float2bfloat16(v);
+      float v = d[4 * j + q];
+      if (relu2) {
+        v = fmaxf(v, 0.0f);
+        v *= v;
       }
+      tile[(8 * j + 2 * t + (q & 1)) * LD + wg * 64 + 16 * w + g + 8 * (q >> 1)] = __float2bfloat16(v);
+    }
+  }
+  __syncthreads();
+  constexpr int chunks = BT * C::BW / 8;
+  for (int c = tid; c < chunks; c += C::threads) {
+    const int r = c / (C::BW / 8), cc = (c % (C::BW / 8)) * 8;
+    const int i = row0 + r, n = n0 + cc;
+    if (i < row_end && n < N) {
+      *reinterpret_cast<uint4*>(Y + static_cast<std::size_t>(i) * ldy + n) =
+          *reinterpret_cast<const uint4*>(tile + r * LD + cc);
     }
   }
 }
 
-template <int BT, int WG, int STAGES>
+template <int BT, int WG, int STAGES, bool W1, bool SEPI = true>
 void launch(const moe_gemm_sm90_args& a, cudaStream_t s) {
   using C = cfg<BT, WG, STAGES>;
-  auto kern = moe_gemm_sm90_kernel<BT, WG, STAGES>;
+  auto kern = moe_gemm_sm90_kernel<BT, WG, STAGES, W1, SEPI>;
   PIECEWISE_CUDA_TRY_CTX(cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, C::smem_bytes),
                          "moe_grouped_gemm (sm90): shared memory attribute");
   const long long nonempty = a.R < a.E ? a.R : a.E;
@@ -235,12 +274,14 @@ bool moe_gemm_sm90_supported() {
 }
 
 void moe_gemm_sm90(const moe_gemm_sm90_args& a, int bm, cudaStream_t s) {
+  // Measured at Nano-30B shapes, 4096 tokens: keeping one wgmma group in flight (W1), deeper
+  // pipelines (5 stages) and direct 2-byte stores were all within noise of these.
   if (bm == 16) {
-    launch<16, 1, 8>(a, s);
+    launch<16, 1, 8, false>(a, s);
   } else if (bm == 64) {
-    launch<64, 2, 4>(a, s);
+    launch<64, 2, 4, false>(a, s);
   } else {
-    launch<128, 2, 3>(a, s);
+    launch<128, 2, 3, false>(a, s);
   }
 }
 
