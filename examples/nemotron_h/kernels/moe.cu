@@ -9,6 +9,7 @@
 #include <cstdio>
 #include <string>
 
+#include "kernels/moe_sm90.cuh"
 #include "kernels/tensor_core.cuh"
 
 namespace nemotron_h {
@@ -37,7 +38,6 @@ constexpr int kSmallBM = 16;
 constexpr int kMediumBM = 64;
 constexpr int kLargeBM = 128;
 constexpr int kTileKinds = kMoeTileKinds;
-__host__ __device__ constexpr int tile_bm(int kind) { return kind == 0 ? kSmallBM : kind == 1 ? kMediumBM : kLargeBM; }
 
 // internal layout: for each tile height, tile_prefix [E + 1] (ints): the first m-tile of
 // expert e; [E] = the m-tile count.
@@ -173,37 +173,52 @@ __global__ void moe_route_kernel(const float* __restrict__ logits, int ld, const
 }
 
 // ---------------------------------------------------------------------------------------------
-// Plan: every block computes the histogram and the offsets (cheap, redundant), then each warp
-// places the assignments of one expert in increasing assignment order (ballot + popc).
+// Plan: every block computes the histogram and the offsets (cheap, redundant), then places
+// the assignments of its 32 experts: the assignments are cut into 32 contiguous ranges, one a
+// warp; each warp counts its range's hits per expert, the counts are scanned over the ranges
+// (in range order), and each warp walks its range again in order, ranking equal experts
+// within a 32-wide step with __match_any_sync. The result is the stable order.
 
 constexpr int kPlanThreads = 1024;
 constexpr int kPlanWarps = kPlanThreads / 32;
 
-// Exclusive scan of v over the block (1024 threads); returns the total through *total.
-__device__ int block_exclusive_scan(int v, int* warp_sums, int* total) {
+// Exclusive scan of v[0..3] over the block (1024 threads, one scan for all four); totals too.
+__device__ void block_exclusive_scan4(const int (&v)[4], int (&excl)[4], int (&total)[4], int (*warp_sums)[4]) {
   const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
-  int x = v;
+  int x[4];
+#pragma unroll
+  for (int c = 0; c < 4; ++c) x[c] = v[c];
 #pragma unroll
   for (int o = 1; o < 32; o <<= 1) {
-    const int y = __shfl_up_sync(0xffffffffu, x, o);
-    if (lane >= o) x += y;
+#pragma unroll
+    for (int c = 0; c < 4; ++c) {
+      const int y = __shfl_up_sync(0xffffffffu, x[c], o);
+      if (lane >= o) x[c] += y;
+    }
   }
-  if (lane == 31) warp_sums[warp] = x;
+  if (lane == 31) {
+#pragma unroll
+    for (int c = 0; c < 4; ++c) warp_sums[warp][c] = x[c];
+  }
   __syncthreads();
   if (warp == 0) {
-    int s = warp_sums[lane];
 #pragma unroll
-    for (int o = 1; o < 32; o <<= 1) {
-      const int y = __shfl_up_sync(0xffffffffu, s, o);
-      if (lane >= o) s += y;
+    for (int c = 0; c < 4; ++c) {
+      int s = warp_sums[lane][c];
+#pragma unroll
+      for (int o = 1; o < 32; o <<= 1) {
+        const int y = __shfl_up_sync(0xffffffffu, s, o);
+        if (lane >= o) s += y;
+      }
+      warp_sums[lane][c] = s;  // inclusive
     }
-    warp_sums[lane] = s;  // inclusive
   }
   __syncthreads();
-  const int excl = x - v + (warp > 0 ? warp_sums[warp - 1] : 0);
-  *total = warp_sums[kPlanWarps - 1];
-  __syncthreads();
-  return excl;
+#pragma unroll
+  for (int c = 0; c < 4; ++c) {
+    excl[c] = x[c] - v[c] + (warp > 0 ? warp_sums[warp - 1][c] : 0);
+    total[c] = warp_sums[kPlanWarps - 1][c];
+  }
 }
 
 __global__ void __launch_bounds__(kPlanThreads)
@@ -212,57 +227,73 @@ __global__ void __launch_bounds__(kPlanThreads)
                     int* __restrict__ tile_prefixes) {
   __shared__ int cnt[kMoeMaxExperts];
   __shared__ int off[kMoeMaxExperts];
-  __shared__ int warp_sums[kPlanWarps];
+  __shared__ int wbase[kPlanWarps][33];  // [range][expert of this block]: count, then base
+  __shared__ int warp_sums[kPlanWarps][4];
   const int tid = threadIdx.x, lane = tid % 32, warp = tid / 32;
+  const int e0 = blockIdx.x * 32;
   int nt = *num_tokens;
   nt = nt < 0 ? 0 : (nt > rows ? rows : nt);
   const int n = nt * k, R = rows * k;
+  // Warp w's range [w * span, (w + 1) * span), span a multiple of 32.
+  const int span = (n + 32 * kPlanWarps - 1) / (32 * kPlanWarps) * 32;
+  const int r0 = warp * span, r1 = min(n, r0 + span);
   for (int e = tid; e < E; e += kPlanThreads) cnt[e] = 0;
+  wbase[warp][lane] = 0;
   __syncthreads();
   for (int a = tid; a < n; a += kPlanThreads) {
     const int e = ids[a];
     if (e >= 0 && e < E) atomicAdd(&cnt[e], 1);
   }
+  for (int a = r0 + lane; a < r1; a += 32) {
+    const int e = ids[a] - e0;
+    if (e >= 0 && e < 32 && e0 + e < E) atomicAdd(&wbase[warp][e], 1);
+  }
   __syncthreads();
   // E <= 1024 = kPlanThreads: one expert a thread.
   const int c = tid < E ? cnt[tid] : 0;
-  int total = 0;
-  const int o = block_exclusive_scan(c, warp_sums, &total);
-  if (tid < E) off[tid] = o;
+  const int v[4] = {c, (c + kSmallBM - 1) / kSmallBM, (c + kMediumBM - 1) / kMediumBM, (c + kLargeBM - 1) / kLargeBM};
+  int ex[4], tot[4];
+  block_exclusive_scan4(v, ex, tot, warp_sums);
+  if (tid < E) off[tid] = ex[0];
   if (blockIdx.x == 0) {
-    if (tid < E) offsets[tid] = o;
-    if (tid == 0) offsets[E] = total;
-  }
+    if (tid < E) offsets[tid] = ex[0];
+    if (tid == 0) offsets[E] = tot[0];
 #pragma unroll
-  for (int kind = 0; kind < kTileKinds; ++kind) {
-    const int bm = tile_bm(kind);
-    int tot = 0;
-    const int ot = block_exclusive_scan((c + bm - 1) / bm, warp_sums, &tot);
-    if (blockIdx.x == 0) {
+    for (int kind = 0; kind < kTileKinds; ++kind) {
       int* tp = tile_prefixes + kind * (E + 1);
-      if (tid < E) tp[tid] = ot;
-      if (tid == 0) tp[E] = tot;
+      if (tid < E) tp[tid] = ex[kind + 1];
+      if (tid == 0) tp[E] = tot[kind + 1];
+    }
+  }
+  // Padding assignments (t >= *num_tokens) have no permuted row.
+  for (int a = n + blockIdx.x * kPlanThreads + tid; a < R; a += gridDim.x * kPlanThreads) assignment_row[a] = -1;
+  __syncthreads();
+  if (warp == 0 && e0 + lane < E) {
+    int run = off[e0 + lane];
+    for (int w = 0; w < kPlanWarps; ++w) {
+      const int t = wbase[w][lane];
+      wbase[w][lane] = run;
+      run += t;
     }
   }
   __syncthreads();
-  // Padding assignments (t >= *num_tokens) have no permuted row.
-  for (int a = n + blockIdx.x * kPlanThreads + tid; a < R; a += gridDim.x * kPlanThreads) assignment_row[a] = -1;
-  const int e = blockIdx.x * kPlanWarps + warp;
-  if (e >= E) return;
-  int base = off[e];
   const unsigned lt = (1u << lane) - 1u;
-  for (int a0 = 0; a0 < n; a0 += 32) {
+  for (int a0 = r0; a0 < r1; a0 += 32) {
     const int a = a0 + lane;
-    const int id = a < n ? ids[a] : -2;
-    const bool hit = id == e;
-    const unsigned m = __ballot_sync(0xffffffffu, hit);
+    const int id = a < r1 ? ids[a] : -1;
+    const int e = id - e0;
+    const bool hit = a < r1 && e >= 0 && e < 32 && id < E;
+    const unsigned m = __match_any_sync(0xffffffffu, hit ? e : -1);
+    const int base = hit ? wbase[warp][e] : 0;
+    __syncwarp();
     if (hit) {
       const int pos = base + __popc(m & lt);
       sorted_token[pos] = a / k;
       assignment_row[a] = pos;
+      if ((m & lt) == 0) wbase[warp][e] = base + __popc(m);  // the lowest lane of the group
     }
-    if (e == 0 && a < n && (id < 0 || id >= E)) assignment_row[a] = -1;  // an invalid id: unrouted
-    base += __popc(m);
+    if (blockIdx.x == 0 && a < r1 && (id < 0 || id >= E)) assignment_row[a] = -1;  // invalid id: unrouted
+    __syncwarp();
   }
 }
 
@@ -568,9 +599,29 @@ void moe_grouped_gemm(const bf16* X, int ldx, bool gather, const bf16* W, int N,
   // grid.y limit (65535 m-tiles): a taller tile when the bound does not fit.
   if (path == moe_gemm_path::small_m && (R + E * (kSmallBM - 1)) / kSmallBM > 65535) path = moe_gemm_path::medium_m;
   if (path == moe_gemm_path::medium_m && (R + E * (kMediumBM - 1)) / kMediumBM > 65535) path = moe_gemm_path::large_m;
+  if (detail::moe_gemm_sm90_supported()) {  // every tile height on wgmma on this device
+    detail::moe_gemm_sm90_args a;
+    a.X = X;
+    a.ldx = ldx;
+    a.gather = gather;
+    a.W = W;
+    a.N = N;
+    a.K = K;
+    a.Y = Y;
+    a.ldy = ldy;
+    a.relu2 = relu2;
+    a.E = plan.num_experts;
+    a.R = R;
+    a.offsets = plan.expert_offsets;
+    a.sorted_token = plan.sorted_token;
+    const int kind = path == moe_gemm_path::small_m ? 0 : path == moe_gemm_path::medium_m ? 1 : 2;
+    a.tile_prefix = tile_prefix(plan, kind);
+    detail::moe_gemm_sm90(a, kind == 0 ? kSmallBM : kind == 1 ? kMediumBM : kLargeBM, s);
+    return;
+  }
   switch (path) {
     case moe_gemm_path::small_m:
-      launch_gemm<kSmallBM, 64, 1, 4, 4>(X, ldx, gather, W, N, K, Y, ldy, relu2, plan, tile_prefix(plan, 0), s);
+      launch_gemm<kSmallBM, 64, 1, 4, 8>(X, ldx, gather, W, N, K, Y, ldy, relu2, plan, tile_prefix(plan, 0), s);
       break;
     case moe_gemm_path::medium_m:
       launch_gemm<kMediumBM, 128, 2, 2, 4>(X, ldx, gather, W, N, K, Y, ldy, relu2, plan, tile_prefix(plan, 1), s);
