@@ -114,10 +114,14 @@ __device__ inline void merge_warps(const float* red, const float* wml, int G, Em
   }
 }
 
-template <int STAGES>
+// SUB: the group has more than 16 query heads and is cut into p.nsub blocks per KV head;
+// without it (every group of at most 16) the block index is the KV head, as before.
+template <int STAGES, bool SUB>
 __global__ void __launch_bounds__(kThreads) attention_decode_kernel(const decode_params p) {
   extern __shared__ __align__(128) unsigned char smem[];
-  const int kh = blockIdx.x / p.nsub, sub = blockIdx.x - kh * p.nsub, split = blockIdx.y, s = blockIdx.z;
+  const int nsub = SUB ? p.nsub : 1;
+  const int kh = SUB ? blockIdx.x / nsub : blockIdx.x, sub = SUB ? blockIdx.x - kh * nsub : 0;
+  const int split = blockIdx.y, s = blockIdx.z;
   // All metadata loads issued together (s < max_seqs keeps them in bounds), then the checks:
   // one memory latency instead of a chain of them.
   const int n_seqs = *p.batch.num_seqs;
@@ -135,8 +139,8 @@ __global__ void __launch_bounds__(kThreads) attention_decode_kernel(const decode
   const int key0 = split * tps * kTile;
   const int key_end = min(total, key0 + tps * kTile);
   const int my_tiles = (key_end - key0 + kTile - 1) / kTile;
-  const int h0 = sub * p.gsub;               // first query head of the block within the group
-  const int G = min(p.gsub, p.group - h0);  // query heads of this block (<= 16)
+  const int h0 = SUB ? sub * p.gsub : 0;                   // first query head of the block in the group
+  const int G = SUB ? min(p.gsub, p.group - h0) : p.group;  // query heads of this block (<= 16)
   const int Hkv = p.cache.num_kv_heads;
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
 
@@ -308,7 +312,7 @@ __global__ void __launch_bounds__(kThreads) attention_decode_kernel(const decode
   __shared__ int last;
   __syncthreads();  // the block's partial stores precede thread 0's release below
   if (threadIdx.x == 0) {
-    int* counter = p.counters_end - 1 - (pair * p.nsub + sub);
+    int* counter = p.counters_end - 1 - (pair * nsub + sub);
     __threadfence();
     const int prev = atomicAdd(counter, 1);
     last = prev == nsplit - 1;
@@ -364,32 +368,34 @@ __global__ void __launch_bounds__(kThreads) attention_decode_kernel(const decode
 
 using kernel_fn = void (*)(decode_params);
 
-kernel_fn kernel_for(int stages) {
+kernel_fn kernel_for(int stages, bool sub) {
   switch (stages) {
-    case 2: return attention_decode_kernel<2>;
-    case 3: return attention_decode_kernel<3>;
-    default: return attention_decode_kernel<4>;
+    case 2: return sub ? attention_decode_kernel<2, true> : attention_decode_kernel<2, false>;
+    case 3: return sub ? attention_decode_kernel<3, true> : attention_decode_kernel<3, false>;
+    default: return sub ? attention_decode_kernel<4, true> : attention_decode_kernel<4, false>;
   }
 }
 
-// Resident blocks per SM of each pipeline depth (index = stages); sets the dynamic shared
-// memory limits once. Host only; not a stream operation (fine during capture).
-int blocks_per_sm(int stages) {
-  static const std::array<int, 5> table = [] {
-    std::array<int, 5> r{};
-    for (int st = 2; st <= 4; ++st) {
-      const kernel_fn fn = kernel_for(st);
-      int n = 0;
-      if (cudaFuncSetAttribute(fn, cudaFuncAttributeMaxDynamicSharedMemorySize, smem_bytes(st)) != cudaSuccess ||
-          cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, fn, kThreads, smem_bytes(st)) != cudaSuccess) {
-        (void)cudaGetLastError();
-        n = std::max(1, (227 * 1024) / (smem_bytes(st) + 1024));  // no device: a shared-memory bound
+// Resident blocks per SM of each pipeline depth (index = stages) of the kernel without (sub =
+// false) or with query sub-groups; sets the dynamic shared memory limits once. Host only; not
+// a stream operation (fine during capture).
+int blocks_per_sm(int stages, bool sub) {
+  static const std::array<std::array<int, 5>, 2> table = [] {
+    std::array<std::array<int, 5>, 2> r{};
+    for (int v = 0; v < 2; ++v)
+      for (int st = 2; st <= 4; ++st) {
+        const kernel_fn fn = kernel_for(st, v == 1);
+        int n = 0;
+        if (cudaFuncSetAttribute(fn, cudaFuncAttributeMaxDynamicSharedMemorySize, smem_bytes(st)) != cudaSuccess ||
+            cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, fn, kThreads, smem_bytes(st)) != cudaSuccess) {
+          (void)cudaGetLastError();
+          n = std::max(1, (227 * 1024) / (smem_bytes(st) + 1024));  // no device: a shared-memory bound
+        }
+        r[static_cast<std::size_t>(v)][static_cast<std::size_t>(st)] = std::max(1, n);
       }
-      r[st] = std::max(1, n);
-    }
     return r;
   }();
-  return table[static_cast<std::size_t>(stages)];
+  return table[sub ? 1 : 0][static_cast<std::size_t>(stages)];
 }
 
 void require(bool cond, const char* what, const std::string& shape) {
@@ -414,8 +420,9 @@ int splits_for(int max_seqs, int num_q_heads, int num_kv_heads, int max_context,
   // 4, 8 and 16 splits for 4, 16 and 64 tiles: longer runs per block beat more blocks there.
   const int pmax = std::clamp(static_cast<int>(std::lround(2.0 * std::sqrt(static_cast<double>(tiles)))), 1,
                               std::min(tiles, kMaxSplits));
-  const int slots = blocks_per_sm(stages_of(tune)) * multiprocessors();
-  const int pairs = std::max(1, max_seqs * num_kv_heads * subgroups(num_q_heads / num_kv_heads));
+  const int nsub = subgroups(num_q_heads / num_kv_heads);
+  const int slots = blocks_per_sm(stages_of(tune), nsub > 1) * multiprocessors();
+  const int pairs = std::max(1, max_seqs * num_kv_heads * nsub);
   const int p0 = std::clamp(slots / pairs, 1, pmax);
   // Smallest count from p0 whose last wave of blocks is at least 90% full.
   for (int sp = p0; sp <= std::min(pmax, 4 * p0); ++sp) {
@@ -510,7 +517,7 @@ void attention_decode(const bf16* q, int ldq, const bf16* k, const bf16* v, int 
   }
   if (batch.max_seqs <= 0) return;
   const int stages = stages_of(tune);
-  (void)blocks_per_sm(stages);  // sets the shared-memory limits
+  (void)blocks_per_sm(stages, false);  // sets the shared-memory limits (of both kernels)
   decode_params p{};
   p.q = q;
   p.ldq = ldq;
@@ -530,7 +537,7 @@ void attention_decode(const bf16* q, int ldq, const bf16* k, const bf16* v, int 
   p.counters_end = reinterpret_cast<int*>(base) + workspace_bytes / sizeof(int);
   p.ml = reinterpret_cast<float*>(base);
   p.o_part = reinterpret_cast<float*>(base + w.ml);
-  kernel_for(stages)<<<dim3(Hkv * p.nsub, p.splits, batch.max_seqs), kThreads, smem_bytes(stages), stream>>>(p);
+  kernel_for(stages, p.nsub > 1)<<<dim3(Hkv * p.nsub, p.splits, batch.max_seqs), kThreads, smem_bytes(stages), stream>>>(p);
   PIECEWISE_CUDA_TRY_CTX(cudaGetLastError(), "attention_decode");
 }
 
