@@ -73,22 +73,22 @@ void BM_roofline(benchmark::State& state) {
 BENCHMARK(BM_roofline)->UseManualTime()->Iterations(1)->Unit(benchmark::kMillisecond);
 
 // Decode attention: batch B, context C (C-1 cached + the new token), 9B heads; args 2 and 3
-// are the tuning (splits, stages; 0 = automatic). The work is captured as a graph of R calls
+// are the tuning (splits, stages; 0 = automatic). BM_attention_decode_gqa: other head counts
+// (Nano-30B / Super 32/2, Ultra 64/2). The work is captured as a graph of R calls
 // that rotate over R copies of the cache (>= 192 MB in all, so K/V come from HBM, not the
 // 50 MB L2, as in a model step); the reported time is one call inside the graph. eager_us:
 // one call launched on its own (launch latency included).
-void BM_attention_decode(benchmark::State& state) {
-  const int B = static_cast<int>(state.range(0)), C = static_cast<int>(state.range(1));
-  const nh::attention_decode_tuning tune{static_cast<int>(state.range(2)), static_cast<int>(state.range(3))};
-  const double bytes = 2.0 * B * C * kHkv * kHD * 2;  // K and V read once
+void decode_attention_bench(benchmark::State& state, int B, int C, nh::attention_decode_tuning tune, int Hq,
+                            int Hkv) {
+  const double bytes = 2.0 * B * C * Hkv * kHD * 2;  // K and V read once
   const int R = std::clamp(static_cast<int>(192e6 / bytes) + 1, 1, 256), calls = std::max(R, 16);
-  const std::size_t cache_elems = static_cast<std::size_t>(R) * B * C * kHkv * kHD;
+  const std::size_t cache_elems = static_cast<std::size_t>(R) * B * C * Hkv * kHD;
   bf16* kv = dalloc<bf16>(2 * cache_elems);
   nh::fill_random(kv, 2 * cache_elems, 3u);
-  nh::kv_cache_view cache = nh::make_kv_cache_view(kv, R * B, C, kHkv, kHD);
-  const int ld = (kHq + 2 * kHkv) * kHD;
+  nh::kv_cache_view cache = nh::make_kv_cache_view(kv, R * B, C, Hkv, kHD);
+  const int ld = (Hq + 2 * Hkv) * kHD;
   bf16* qkv = dalloc<bf16>(static_cast<std::size_t>(B) * ld);
-  bf16* out = dalloc<bf16>(static_cast<std::size_t>(B) * kHq * kHD);
+  bf16* out = dalloc<bf16>(static_cast<std::size_t>(B) * Hq * kHD);
   nh::fill_random(qkv, static_cast<std::size_t>(B) * ld, 4u);
   // Metadata of copy r: one packed batch (bench/packed_batch.hpp) each.
   const std::size_t per = nh::packed_batch_ints(B);
@@ -106,14 +106,14 @@ void BM_attention_decode(benchmark::State& state) {
   PIECEWISE_CUDA_TRY(cudaMemcpy(d, meta.data(), meta.size() * sizeof(int), cudaMemcpyHostToDevice));
   std::vector<nh::batch_view> views;
   for (int r = 0; r < R; ++r) views.push_back(nh::packed_batch_view(d + r * per, B, B, 1));
-  const std::size_t ws_bytes = nh::attention_decode_workspace_bytes(B, kHq, kHkv, kHD, C, tune);
+  const std::size_t ws_bytes = nh::attention_decode_workspace_bytes(B, Hq, Hkv, kHD, C, tune);
   void* ws = dalloc<char>(ws_bytes);
   PIECEWISE_CUDA_TRY(cudaMemset(ws, 0, ws_bytes));  // split counters start at zero
   cudaStream_t st = nullptr;
   PIECEWISE_CUDA_TRY(cudaStreamCreateWithFlags(&st, cudaStreamNonBlocking));
   auto call = [&](int i, cudaStream_t s) {
-    nh::attention_decode(qkv, ld, qkv + kHq * kHD, qkv + (kHq + kHkv) * kHD, ld, cache, views[i % R], kHq, out,
-                         kHq * kHD, ws, ws_bytes, C, s, tune);
+    nh::attention_decode(qkv, ld, qkv + Hq * kHD, qkv + (Hq + Hkv) * kHD, ld, cache, views[i % R], Hq, out,
+                         Hq * kHD, ws, ws_bytes, C, s, tune);
   };
   call(0, st);  // first call outside the capture (sets kernel attributes)
   PIECEWISE_CUDA_TRY(cudaStreamSynchronize(st));
@@ -141,6 +141,21 @@ void BM_attention_decode(benchmark::State& state) {
   cudaFree(d);
   cudaFree(ws);
 }
+void BM_attention_decode(benchmark::State& state) {
+  decode_attention_bench(state, static_cast<int>(state.range(0)), static_cast<int>(state.range(1)),
+                         {static_cast<int>(state.range(2)), static_cast<int>(state.range(3))}, kHq, kHkv);
+}
+// The same at other head counts (automatic tuning): args batch, context, Hq, Hkv.
+void BM_attention_decode_gqa(benchmark::State& state) {
+  decode_attention_bench(state, static_cast<int>(state.range(0)), static_cast<int>(state.range(1)), {},
+                         static_cast<int>(state.range(2)), static_cast<int>(state.range(3)));
+}
+BENCHMARK(BM_attention_decode_gqa)
+    ->ArgNames({"batch", "context", "Hq", "Hkv"})
+    ->ArgsProduct({{1, 8, 64}, {1024, 4096}, {32, 64}, {2}})
+    ->Iterations(1)
+    ->UseManualTime()
+    ->Unit(benchmark::kMicrosecond);
 // Defaults at b1/b8/b64 x context 256/1024/4096, then a sweep of the tunables.
 void decode_attention_args(benchmark::internal::Benchmark* b) {
   for (int B : {1, 8, 64})

@@ -30,6 +30,7 @@ namespace {
 
 using nemotron_h::bf16;
 constexpr nemotron_h::mamba_dims k9B{128, 80, 128, 8, 4};
+constexpr nemotron_h::mamba_dims k47B{256, 64, 256, 8, 4};  // Nemotron-H 47B / 56B (N = 256)
 constexpr int kHidden = 4480;
 
 double g_copy_gbs = 0;   // measured copy bandwidth, GB/s
@@ -129,9 +130,8 @@ void BM_gemm_in_out_proj(benchmark::State& state) {
 }
 BENCHMARK(BM_gemm_in_out_proj)->UseManualTime()->Unit(benchmark::kMicrosecond)->MinTime(0.3);
 
-void BM_mamba_decode(benchmark::State& state) {
+void mamba_decode_bench(benchmark::State& state, const nemotron_h::mamba_dims d) {
   const int batch = static_cast<int>(state.range(0));
-  const auto d = k9B;
   const std::size_t st_elems = static_cast<std::size_t>(batch) * d.H * d.P * d.N;
   dev<float> st(st_elems), A_log(d.H), D(d.H), dtb(d.H);
   dev<bf16> xbc(static_cast<std::size_t>(batch) * d.conv_dim()), zx(static_cast<std::size_t>(batch) * d.in_proj_dim()),
@@ -164,6 +164,9 @@ void BM_mamba_decode(benchmark::State& state) {
   state.counters["frac_of_copy"] = g_copy_gbs > 0 ? gbs / g_copy_gbs : 0;
   state.counters["best_us"] = best * 1e3;
 }
+void BM_mamba_decode(benchmark::State& state) { mamba_decode_bench(state, k9B); }
+void BM_mamba_decode_47b(benchmark::State& state) { mamba_decode_bench(state, k47B); }
+BENCHMARK(BM_mamba_decode_47b)->Arg(1)->Arg(64)->UseManualTime()->Unit(benchmark::kMicrosecond)->MinTime(0.3);
 BENCHMARK(BM_mamba_decode)->Arg(64)->UseManualTime()->Unit(benchmark::kMicrosecond)->MinTime(0.3);
 
 void BM_conv_prefill(benchmark::State& state) {
@@ -194,10 +197,9 @@ void BM_conv_prefill(benchmark::State& state) {
 }
 BENCHMARK(BM_conv_prefill)->UseManualTime()->Unit(benchmark::kMicrosecond)->MinTime(0.3);
 
-void BM_ssd_scan(benchmark::State& state) {
+void ssd_scan_bench(benchmark::State& state, const nemotron_h::mamba_dims d) {
   const int nseq = static_cast<int>(state.range(0));
   const int T = 4096;
-  const auto d = k9B;
   std::vector<int> lens(nseq, T / nseq);
   meta m(lens, 0);
   const std::size_t wsb = nemotron_h::ssd_scan_workspace_bytes(T, nseq, d);
@@ -226,6 +228,10 @@ void BM_ssd_scan(benchmark::State& state) {
   state.counters["gemm_us"] = g_gemm_ms * 1e3;
   state.counters["frac_of_gemm"] = g_gemm_ms > 0 ? best / g_gemm_ms : 0;
 }
+void BM_ssd_scan(benchmark::State& state) { ssd_scan_bench(state, k9B); }
+// gemm_us / frac_of_gemm there compare with the 9B projections (g_gemm_ms).
+void BM_ssd_scan_47b(benchmark::State& state) { ssd_scan_bench(state, k47B); }
+BENCHMARK(BM_ssd_scan_47b)->Arg(1)->Arg(8)->UseManualTime()->Unit(benchmark::kMicrosecond)->MinTime(0.3);
 BENCHMARK(BM_ssd_scan)->Arg(1)->Arg(8)->UseManualTime()->Unit(benchmark::kMicrosecond)->MinTime(0.3);
 
 }  // namespace

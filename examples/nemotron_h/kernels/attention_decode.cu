@@ -4,6 +4,9 @@
 // of K and V through a cp.async ring of STAGES tiles; each warp owns 16 keys of a tile and
 // keeps its own online softmax over the block's keys. Scores and P V use mma.sync m16n8k16
 // with the group's query heads as the 16 rows (rows >= Hq/Hkv are zero and never stored).
+// A group of more than 16 query heads (Hq/Hkv up to 32) is cut into ceil(G/16) nearly equal
+// sub-groups, one block each (grid x = Hkv * sub-groups); those blocks are adjacent, so the
+// second read of the K/V rows mostly hits L2.
 // The new tokens' keys come straight from the k/v inputs; the block whose run contains them
 // also writes them into the cache. With one split the block writes the output; otherwise it
 // writes an fp32 partial (O, max, sum) and bumps the (sequence, KV head) counter; the block
@@ -26,7 +29,8 @@ constexpr int kHD = 128;
 constexpr int kTile = kDecodeTileKeys;
 constexpr int kWarps = 4;
 constexpr int kThreads = kWarps * 32;
-constexpr int kMaxGroup = kDecodeMaxGroup;
+constexpr int kMaxGroup = 16;  // query heads per block (one m16 tile)
+constexpr int kMaxSub = (kDecodeMaxGroup + kMaxGroup - 1) / kMaxGroup;  // blocks per KV head
 constexpr int kMaxSplits = kDecodeMaxSplits;
 constexpr int kTileBytes = kTile * kHD * 2;  // one of K or V: 16 KiB
 constexpr int kQBytes = 16 * kHD * 2;        // 16 query-head rows
@@ -46,11 +50,13 @@ struct decode_params {
   kv_cache_view cache;
   batch_view batch;
   int group;   // Hq / Hkv
+  int nsub;    // blocks per KV head: ceil(group / 16)
+  int gsub;    // query heads per block: ceil(group / nsub) (the last block may have fewer)
   int splits;  // most splits per (sequence, KV head)
   float scale_log2;
   bf16* out;
   int ldo;
-  int* counters_end;  // one past the last counter; (s, kh)'s is counters_end[-1 - (s * Hkv + kh)]
+  int* counters_end;  // one past the last counter; (s, kh, sub)'s is counters_end[-1 - ((s * Hkv + kh) * nsub + sub)]
   float* ml;      // [max_seqs][Hkv][splits][group][2]
   float* o_part;  // [max_seqs][Hkv][splits][group][kHD]
 };
@@ -108,10 +114,14 @@ __device__ inline void merge_warps(const float* red, const float* wml, int G, Em
   }
 }
 
-template <int STAGES>
+// SUB: the group has more than 16 query heads and is cut into p.nsub blocks per KV head;
+// without it (every group of at most 16) the block index is the KV head, as before.
+template <int STAGES, bool SUB>
 __global__ void __launch_bounds__(kThreads) attention_decode_kernel(const decode_params p) {
   extern __shared__ __align__(128) unsigned char smem[];
-  const int kh = blockIdx.x, split = blockIdx.y, s = blockIdx.z;
+  const int nsub = SUB ? p.nsub : 1;
+  const int kh = SUB ? blockIdx.x / nsub : blockIdx.x, sub = SUB ? blockIdx.x - kh * nsub : 0;
+  const int split = blockIdx.y, s = blockIdx.z;
   // All metadata loads issued together (s < max_seqs keeps them in bounds), then the checks:
   // one memory latency instead of a chain of them.
   const int n_seqs = *p.batch.num_seqs;
@@ -129,7 +139,8 @@ __global__ void __launch_bounds__(kThreads) attention_decode_kernel(const decode
   const int key0 = split * tps * kTile;
   const int key_end = min(total, key0 + tps * kTile);
   const int my_tiles = (key_end - key0 + kTile - 1) / kTile;
-  const int G = p.group;
+  const int h0 = SUB ? sub * p.gsub : 0;                   // first query head of the block in the group
+  const int G = SUB ? min(p.gsub, p.group - h0) : p.group;  // query heads of this block (<= 16)
   const int Hkv = p.cache.num_kv_heads;
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
 
@@ -140,7 +151,7 @@ __global__ void __launch_bounds__(kThreads) attention_decode_kernel(const decode
 
   // Query rows of the group's heads (rows >= G zero-filled), in the first cp.async group.
   {
-    const bf16* qrow = p.q + static_cast<std::size_t>(end - 1) * p.ldq + static_cast<std::size_t>(kh) * G * kHD;
+    const bf16* qrow = p.q + static_cast<std::size_t>(end - 1) * p.ldq + (static_cast<std::size_t>(kh) * p.group + h0) * kHD;
 #pragma unroll
     for (int i = 0; i < 16 * 16 / kThreads; ++i) {
       const int idx = threadIdx.x + i * kThreads;
@@ -156,8 +167,8 @@ __global__ void __launch_bounds__(kThreads) attention_decode_kernel(const decode
   }
 
   // Fused KV append: the new rows in this block's run go into the cache (read from k/v above,
-  // never from the cache, so no ordering with the loads is needed).
-  {
+  // never from the cache, so no ordering with the loads is needed). Sub-group 0 only.
+  if (sub == 0) {
     const int first = max(key0, ctx);
     const int rows = max(0, min(key_end, p.cache.max_context) - first);
     for (int idx = threadIdx.x; idx < rows * 16; idx += kThreads) {
@@ -280,13 +291,14 @@ __global__ void __launch_bounds__(kThreads) attention_decode_kernel(const decode
   }
   __syncthreads();
   const std::size_t pair = static_cast<std::size_t>(s) * Hkv + kh;
-  const std::size_t part0 = pair * p.splits;  // partial of split i: (part0 + i) * G + h
-  bf16* out_row = p.out + static_cast<std::size_t>(end - 1) * p.ldo + static_cast<std::size_t>(kh) * G * kHD;
+  // Partial of split i, head h of this block: (part0 + i) * group + h0 + h.
+  const std::size_t part0 = pair * p.splits;
+  bf16* out_row = p.out + static_cast<std::size_t>(end - 1) * p.ldo + (static_cast<std::size_t>(kh) * p.group + h0) * kHD;
   merge_warps(red, wml, G, [&](int h, int d, float O, float M, float L) {
     if (nsplit == 1) {
       out_row[h * kHD + d] = to_bf16(O / L);
     } else {
-      const std::size_t pi = (part0 + split) * G + h;
+      const std::size_t pi = (part0 + split) * p.group + h0 + h;
       p.o_part[pi * kHD + d] = O;
       if (d == 0) {
         p.ml[2 * pi] = M;
@@ -300,7 +312,7 @@ __global__ void __launch_bounds__(kThreads) attention_decode_kernel(const decode
   __shared__ int last;
   __syncthreads();  // the block's partial stores precede thread 0's release below
   if (threadIdx.x == 0) {
-    int* counter = p.counters_end - 1 - pair;
+    int* counter = p.counters_end - 1 - (pair * nsub + sub);
     __threadfence();
     const int prev = atomicAdd(counter, 1);
     last = prev == nsplit - 1;
@@ -325,7 +337,7 @@ __global__ void __launch_bounds__(kThreads) attention_decode_kernel(const decode
 #pragma unroll
     for (int h = 0; h < kMaxGroup; ++h) {
       if (h < G) {
-        const std::size_t pi = (part0 + i) * G + h;
+        const std::size_t pi = (part0 + i) * p.group + h0 + h;
         const float2 ml = __ldcg(reinterpret_cast<const float2*>(p.ml) + pi);
         const float4 x = __ldcg(reinterpret_cast<const float4*>(p.o_part + pi * kHD) + lane);
         const float mn = fmaxf(mr[h], ml.x);
@@ -356,32 +368,34 @@ __global__ void __launch_bounds__(kThreads) attention_decode_kernel(const decode
 
 using kernel_fn = void (*)(decode_params);
 
-kernel_fn kernel_for(int stages) {
+kernel_fn kernel_for(int stages, bool sub) {
   switch (stages) {
-    case 2: return attention_decode_kernel<2>;
-    case 3: return attention_decode_kernel<3>;
-    default: return attention_decode_kernel<4>;
+    case 2: return sub ? attention_decode_kernel<2, true> : attention_decode_kernel<2, false>;
+    case 3: return sub ? attention_decode_kernel<3, true> : attention_decode_kernel<3, false>;
+    default: return sub ? attention_decode_kernel<4, true> : attention_decode_kernel<4, false>;
   }
 }
 
-// Resident blocks per SM of each pipeline depth (index = stages); sets the dynamic shared
-// memory limits once. Host only; not a stream operation (fine during capture).
-int blocks_per_sm(int stages) {
-  static const std::array<int, 5> table = [] {
-    std::array<int, 5> r{};
-    for (int st = 2; st <= 4; ++st) {
-      const kernel_fn fn = kernel_for(st);
-      int n = 0;
-      if (cudaFuncSetAttribute(fn, cudaFuncAttributeMaxDynamicSharedMemorySize, smem_bytes(st)) != cudaSuccess ||
-          cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, fn, kThreads, smem_bytes(st)) != cudaSuccess) {
-        (void)cudaGetLastError();
-        n = std::max(1, (227 * 1024) / (smem_bytes(st) + 1024));  // no device: a shared-memory bound
+// Resident blocks per SM of each pipeline depth (index = stages) of the kernel without (sub =
+// false) or with query sub-groups; sets the dynamic shared memory limits once. Host only; not
+// a stream operation (fine during capture).
+int blocks_per_sm(int stages, bool sub) {
+  static const std::array<std::array<int, 5>, 2> table = [] {
+    std::array<std::array<int, 5>, 2> r{};
+    for (int v = 0; v < 2; ++v)
+      for (int st = 2; st <= 4; ++st) {
+        const kernel_fn fn = kernel_for(st, v == 1);
+        int n = 0;
+        if (cudaFuncSetAttribute(fn, cudaFuncAttributeMaxDynamicSharedMemorySize, smem_bytes(st)) != cudaSuccess ||
+            cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, fn, kThreads, smem_bytes(st)) != cudaSuccess) {
+          (void)cudaGetLastError();
+          n = std::max(1, (227 * 1024) / (smem_bytes(st) + 1024));  // no device: a shared-memory bound
+        }
+        r[static_cast<std::size_t>(v)][static_cast<std::size_t>(st)] = std::max(1, n);
       }
-      r[st] = std::max(1, n);
-    }
     return r;
   }();
-  return table[static_cast<std::size_t>(stages)];
+  return table[sub ? 1 : 0][static_cast<std::size_t>(stages)];
 }
 
 void require(bool cond, const char* what, const std::string& shape) {
@@ -394,8 +408,11 @@ bool aligned16(const void* ptr) { return reinterpret_cast<std::uintptr_t>(ptr) %
 
 int stages_of(const attention_decode_tuning& tune) { return tune.stages == 0 ? kDefaultStages : tune.stages; }
 
+// Blocks per KV head for a group of g query heads.
+int subgroups(int g) { return std::max(1, ceil_div(g, kMaxGroup)); }
+
 // Splits per (sequence, KV head) for these host bounds.
-int splits_for(int max_seqs, int num_kv_heads, int max_context, const attention_decode_tuning& tune) {
+int splits_for(int max_seqs, int num_q_heads, int num_kv_heads, int max_context, const attention_decode_tuning& tune) {
   const int tiles = ceil_div(max_context, kTile);
   if (tune.splits > 0) return std::min({tune.splits, tiles, kMaxSplits});
   // Automatic: at most 2 sqrt(tiles) splits. The sweep in BM_attention_decode (H200,
@@ -403,8 +420,9 @@ int splits_for(int max_seqs, int num_kv_heads, int max_context, const attention_
   // 4, 8 and 16 splits for 4, 16 and 64 tiles: longer runs per block beat more blocks there.
   const int pmax = std::clamp(static_cast<int>(std::lround(2.0 * std::sqrt(static_cast<double>(tiles)))), 1,
                               std::min(tiles, kMaxSplits));
-  const int slots = blocks_per_sm(stages_of(tune)) * multiprocessors();
-  const int pairs = std::max(1, max_seqs * num_kv_heads);
+  const int nsub = subgroups(num_q_heads / num_kv_heads);
+  const int slots = blocks_per_sm(stages_of(tune), nsub > 1) * multiprocessors();
+  const int pairs = std::max(1, max_seqs * num_kv_heads * nsub);
   const int p0 = std::clamp(slots / pairs, 1, pmax);
   // Smallest count from p0 whose last wave of blocks is at least 90% full.
   for (int sp = p0; sp <= std::min(pmax, 4 * p0); ++sp) {
@@ -425,7 +443,7 @@ struct ws_layout {
 ws_layout layout_for(int max_seqs, int num_q_heads, int num_kv_heads, int max_context,
                      const attention_decode_tuning& tune) {
   ws_layout w{};
-  const int sp = splits_for(max_seqs, num_kv_heads, max_context, tune);
+  const int sp = splits_for(max_seqs, num_q_heads, num_kv_heads, max_context, tune);
   const std::size_t n = sp > 1 ? static_cast<std::size_t>(max_seqs) * sp * num_q_heads : 0;
   w.ml = round256(n * 2 * sizeof(float));
   w.o_part = round256(n * kHD * sizeof(float));
@@ -444,13 +462,13 @@ std::string describe(int max_seqs, int num_q_heads, int num_kv_heads, int head_d
 void check_sizes(int max_seqs, int num_q_heads, int num_kv_heads, int head_dim, int max_context,
                  const attention_decode_tuning& tune) {
   const bool ok_shape = head_dim == kHD && num_kv_heads > 0 && num_q_heads > 0 &&
-                        num_q_heads % num_kv_heads == 0 && num_q_heads / num_kv_heads <= kMaxGroup;
+                        num_q_heads % num_kv_heads == 0 && num_q_heads / num_kv_heads <= kDecodeMaxGroup;
   const bool ok_bounds = max_seqs >= 0 && max_seqs <= 65535 && max_context > 0;
   const bool ok_tune = tune.splits >= 0 && tune.splits <= kMaxSplits &&
                        (tune.stages == 0 || (tune.stages >= 2 && tune.stages <= 4));
   if (ok_shape && ok_bounds && ok_tune) return;
   const std::string shape = describe(max_seqs, num_q_heads, num_kv_heads, head_dim, max_context, tune);
-  require(ok_shape, "head_dim must be 128, Hq a multiple of Hkv and Hq/Hkv <= 16", shape);
+  require(ok_shape, "head_dim must be 128, Hq a multiple of Hkv and Hq/Hkv <= 32", shape);
   require(ok_bounds, "max_seqs must be in [0, 65535] and max_context positive", shape);
   require(ok_tune, "tuning: splits in [0, 128], stages 0 or 2..4", shape);
 }
@@ -458,7 +476,7 @@ void check_sizes(int max_seqs, int num_q_heads, int num_kv_heads, int head_dim, 
 }  // namespace
 
 std::size_t attention_decode_counter_bytes(int max_seqs, int num_kv_heads) {
-  return (static_cast<std::size_t>(std::max(max_seqs, 0)) * std::max(num_kv_heads, 0) * sizeof(int) + 255) /
+  return (static_cast<std::size_t>(std::max(max_seqs, 0)) * std::max(num_kv_heads, 0) * kMaxSub * sizeof(int) + 255) /
          256 * 256;
 }
 
@@ -499,7 +517,7 @@ void attention_decode(const bf16* q, int ldq, const bf16* k, const bf16* v, int 
   }
   if (batch.max_seqs <= 0) return;
   const int stages = stages_of(tune);
-  (void)blocks_per_sm(stages);  // sets the shared-memory limits
+  (void)blocks_per_sm(stages, false);  // sets the shared-memory limits (of both kernels)
   decode_params p{};
   p.q = q;
   p.ldq = ldq;
@@ -509,7 +527,9 @@ void attention_decode(const bf16* q, int ldq, const bf16* k, const bf16* v, int 
   p.cache = cache;
   p.batch = batch;
   p.group = num_q_heads / Hkv;
-  p.splits = splits_for(batch.max_seqs, Hkv, max_context, tune);
+  p.nsub = subgroups(p.group);
+  p.gsub = ceil_div(p.group, p.nsub);
+  p.splits = splits_for(batch.max_seqs, num_q_heads, Hkv, max_context, tune);
   p.scale_log2 = 1.4426950408889634f / sqrtf(static_cast<float>(kHD));
   p.out = out;
   p.ldo = ldo;
@@ -517,7 +537,7 @@ void attention_decode(const bf16* q, int ldq, const bf16* k, const bf16* v, int 
   p.counters_end = reinterpret_cast<int*>(base) + workspace_bytes / sizeof(int);
   p.ml = reinterpret_cast<float*>(base);
   p.o_part = reinterpret_cast<float*>(base + w.ml);
-  kernel_for(stages)<<<dim3(Hkv, p.splits, batch.max_seqs), kThreads, smem_bytes(stages), stream>>>(p);
+  kernel_for(stages, p.nsub > 1)<<<dim3(Hkv * p.nsub, p.splits, batch.max_seqs), kThreads, smem_bytes(stages), stream>>>(p);
   PIECEWISE_CUDA_TRY_CTX(cudaGetLastError(), "attention_decode");
 }
 

@@ -15,8 +15,10 @@ namespace nemotron_h {
 
 /// Keys per pipeline tile (a split is a whole number of tiles).
 inline constexpr int kDecodeTileKeys = 64;
-/// Largest Hq / Hkv ratio attention_decode supports (one m16 tensor-core tile of query heads).
-inline constexpr int kDecodeMaxGroup = 16;
+/// Largest Hq / Hkv ratio attention_decode supports. Up to 16 query heads of a KV head share
+/// one block (one m16 tensor-core tile); larger groups (up to 32: Nemotron-3-Ultra's 64/2) take
+/// ceil(ratio / 16) blocks per KV head.
+inline constexpr int kDecodeMaxGroup = 32;
 /// Largest number of splits per sequence.
 inline constexpr int kDecodeMaxSplits = 128;
 
@@ -33,7 +35,7 @@ struct attention_decode_tuning {
 
 /// Workspace bytes attention_decode() needs for any batch with batch.max_seqs <= max_seqs
 /// and this max_context: fp32 partial outputs and (max, sum) pairs of the splits, then the
-/// per-(sequence, KV head) split counters at the end. max_context bounds context_lens[s] + 1 over the batch.
+/// per-(sequence, KV head, query sub-group) split counters at the end. max_context bounds context_lens[s] + 1 over the batch.
 /// Host only; it queries the current device (SM count, occupancy). Throws
 /// piecewise::config_error for non-positive sizes or out-of-range tuning.
 [[nodiscard]] std::size_t attention_decode_workspace_bytes(int max_seqs, int num_q_heads,
@@ -42,7 +44,8 @@ struct attention_decode_tuning {
                                                            const attention_decode_tuning& tune = {});
 
 /// Bytes at the END of the workspace (of workspace_bytes as passed to attention_decode) that
-/// hold the split counters of batches up to max_seqs sequences. They must be zero before the
+/// hold the split counters of batches up to max_seqs sequences (room for the
+/// ceil(kDecodeMaxGroup / 16) query sub-groups of any supported ratio). They must be zero before the
 /// first attention_decode() call on a workspace (e.g. cudaMemset of the whole workspace once
 /// after allocation); every call leaves them zero again, so pass the same workspace_bytes
 /// every call. The rest of the workspace needs no initialization. Host only.
@@ -52,10 +55,12 @@ struct attention_decode_tuning {
 /// cu_seqlens[s+1]-1; their K/V are written to slot slots[s] at positions context_lens[s] + i
 /// (as kv_cache_append would, dropping positions >= cache.max_context), and the query of the
 /// last row attends to keys 0 .. context_lens[s] + len - 1 (the new keys are read from k/v
-/// directly). All Hq/Hkv query heads of a KV head are processed by the same block, so each
-/// K/V row is read once. The context is split over up to `splits` blocks per (sequence, KV
-/// head) chosen from the host bounds; the last block of a (sequence, KV head) to finish
-/// merges the splits in a fixed order, so results are deterministic.
+/// directly). The Hq/Hkv query heads of a KV head are processed by the same block when there
+/// are at most 16 of them, so each K/V row is read once; a larger group is cut into
+/// ceil(ratio / 16) sub-groups of nearly equal size, one block each (adjacent blocks: the
+/// repeated K/V reads mostly hit L2). The context is split over up to `splits` blocks per
+/// (sequence, KV head, sub-group) chosen from the host bounds; the last block of each to
+/// finish merges the splits in a fixed order, so results are deterministic.
 /// q: [tokens, Hq*hd] row stride ldq; k, v: [tokens, Hkv*hd] row stride ldkv (see
 /// attention_prefill for the fused-qkv convention); out: [tokens, Hq*hd] row stride ldo
 /// (only the sequences' last rows are written). workspace: device memory of at least
@@ -66,7 +71,7 @@ struct attention_decode_tuning {
 /// Requirements (piecewise::config_error otherwise): head_dim == 128, Hq % Hkv == 0,
 /// Hq / Hkv <= kDecodeMaxGroup, strides multiples of 8, 16-byte aligned pointers, a large
 /// enough workspace, tuning in range.
-/// Capture-safe: metadata from device memory, grid (Hkv, splits, max_seqs) from host bounds,
+/// Capture-safe: metadata from device memory, grid (Hkv * sub-groups, splits, max_seqs) from host bounds,
 /// surplus blocks exit early, no allocation or host sync.
 void attention_decode(const bf16* q, int ldq, const bf16* k, const bf16* v, int ldkv,
                       const kv_cache_view& cache, const batch_view& batch, int num_q_heads,

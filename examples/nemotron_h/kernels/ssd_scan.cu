@@ -716,15 +716,21 @@ __global__ void __launch_bounds__(kStThreads, 2)
 //   per head: Y = exp(Acs_l) (C H_c^T) + (CB o exp(Acs_l - Acs_s) dt_s, s <= l) X + D x, the
 //             decay-masked CB converted to A fragments in registers (never stored);
 //             X, H_c, dt, Acs of the head stream through 3 cp.async stages (2 heads ahead).
+// BIG (N > 128, up to 256): the C fragments would not fit in registers next to C B^T, so C
+// stays in shared memory after the head stages and its fragments are reloaded per head; B
+// and C are loaded before any head (B overlays the head stages until C B^T is computed), and
+// P = 80 uses 2 head stages so that everything fits in 227 KiB. The N <= 128 path is
+// unchanged (BIG = false, 3 stages).
 constexpr int kOutThreads = 256;
 constexpr int kOutHeads = 16;
 constexpr int kOutStages = 3;
+constexpr int kOutMaxN = 256;
 
 struct o_layout {
   int ldx, ldh;
   std::size_t h_off, dt_off, acs_off, stage, c_off, b_off, bytes;
 };
-__host__ __device__ inline o_layout o_smem_layout(int P, int N) {
+__host__ __device__ inline o_layout o_smem_layout(int P, int N, bool big = false, int stages = kOutStages) {
   o_layout o;
   o.ldx = P + kPad;
   o.ldh = N + kPad;
@@ -732,6 +738,14 @@ __host__ __device__ inline o_layout o_smem_layout(int P, int N) {
   o.dt_off = o.h_off + sizeof(bf16) * P * o.ldh;
   o.acs_off = o.dt_off + sizeof(float) * L;
   o.stage = (o.acs_off + sizeof(float) * L + 127) / 128 * 128;
+  if (big) {
+    // B (row stride ldh) overlays the head stages until C B^T is in registers; C stays after
+    // the stages for the whole chunk.
+    o.b_off = 0;
+    o.c_off = stages * o.stage;
+    o.bytes = o.c_off + sizeof(bf16) * L * o.ldh;
+    return o;
+  }
   // C and B (row stride ldh) live in stages 1.. until C B^T is in registers.
   o.c_off = o.stage;
   o.b_off = o.c_off + sizeof(bf16) * L * o.ldh;
@@ -740,14 +754,15 @@ __host__ __device__ inline o_layout o_smem_layout(int P, int N) {
   return o;
 }
 
-template <int NP>
+template <int NP, bool BIG, int STAGES>
 __global__ void __launch_bounds__(kOutThreads, 1)
     ssd_output_mma(const bf16* __restrict__ xbc, const float* __restrict__ Dv, ws_layout ws,
                    bf16* __restrict__ y, batch_view b, int H, int N, int G, int splits) {
   constexpr int P = 16 * NP;
+  static_assert(BIG || STAGES == kOutStages, "the N <= 128 path keeps its 3 stages");
   extern __shared__ __align__(128) unsigned char smem[];
   __shared__ int sh_loc[3];
-  const o_layout lay = o_smem_layout(P, N);
+  const o_layout lay = o_smem_layout(P, N, BIG, STAGES);
   const int hpg = H / G;
   const int grp = blockIdx.y / splits, sp = blockIdx.y - grp * splits;
   const int hb = (hpg + splits - 1) / splits;
@@ -807,10 +822,16 @@ __global__ void __launch_bounds__(kOutThreads, 1)
       cp_async16(Cs + l * ldh + j * 8, ok ? row + G * N : xbc, ok);
     }
     cp_async_commit();
-    issue_head(0, 0);
-    cp_async_commit();
+    if constexpr (!BIG) {
+      issue_head(0, 0);
+      cp_async_commit();
+    }
   }
-  cp_async_wait<1>();
+  if constexpr (BIG) {
+    cp_async_wait<0>();
+  } else {
+    cp_async_wait<1>();
+  }
   __syncthreads();
   // A warp whose 16 rows all lie past the chunk's end computes nothing (its rows would be
   // zero and are never written); it still takes part in the copies and barriers.
@@ -818,11 +839,37 @@ __global__ void __launch_bounds__(kOutThreads, 1)
 
   // C B^T for this warp's 16 rows (column tiles j <= rt), C fragments kept in registers.
   float cb[16][4];
-  unsigned cf[8][4];
+  unsigned cf[BIG ? 1 : 8][4];
 #pragma unroll
   for (int j = 0; j < 16; ++j)
 #pragma unroll
     for (int e = 0; e < 4; ++e) cb[j][e] = 0.f;
+  if constexpr (BIG) {
+    if (live) {
+      const bf16* Cs = reinterpret_cast<const bf16*>(smem + lay.c_off);
+      const bf16* Bs = reinterpret_cast<const bf16*>(smem + lay.b_off);
+#pragma unroll 2
+      for (int k = 0; k < nk; ++k) {
+        unsigned af[4];
+        ldsm_x4(af, Cs + (16 * rt + (lane & 15)) * ldh + 16 * k + (lane >> 4) * 8);
+#pragma unroll
+        for (int j = 0; j < 8; ++j) {
+          if (j <= rt) {
+            unsigned bf[4];
+            ldsm_x4(bf, Bs + (16 * j + (lane & 7) + (lane >> 4) * 8) * ldh + 16 * k + ((lane >> 3) & 1) * 8);
+            detail::mma_bf16(cb[2 * j], af, bf[0], bf[1]);
+            detail::mma_bf16(cb[2 * j + 1], af, bf[2], bf[3]);
+          }
+        }
+      }
+    }
+    __syncthreads();  // B (over the head stages) is free
+#pragma unroll
+    for (int i = 0; i < STAGES; ++i) {
+      if (i < nh) issue_head(i, i);
+      cp_async_commit();
+    }
+  } else {
   if (live) {
     const bf16* Cs = reinterpret_cast<const bf16*>(smem + lay.c_off);
     const bf16* Bs = reinterpret_cast<const bf16*>(smem + lay.b_off);
@@ -850,12 +897,13 @@ __global__ void __launch_bounds__(kOutThreads, 1)
   cp_async_commit();
   if (nh > 2) issue_head(2, 2);
   cp_async_commit();
+  }  // !BIG
 
   const int r0 = 16 * rt + g8, r1 = r0 + 8;
   for (int hh = 0; hh < nh; ++hh) {
-    const int st = hh % kOutStages;
+    const int st = hh % STAGES;
     const int h = h_first + hh;
-    cp_async_wait<kOutStages - 1>();
+    cp_async_wait<STAGES - 1>();
     __syncthreads();
     const unsigned char* sb = smem + st * lay.stage;
     const bf16* Xs = reinterpret_cast<const bf16*>(sb);
@@ -870,6 +918,21 @@ __global__ void __launch_bounds__(kOutThreads, 1)
 #pragma unroll
       for (int e = 0; e < 4; ++e) acc[j][e] = 0.f;
     // C H_c^T
+    if constexpr (BIG) {
+      const bf16* Cs = reinterpret_cast<const bf16*>(smem + lay.c_off);
+#pragma unroll 2
+      for (int k = 0; k < nk; ++k) {
+        unsigned af[4];
+        ldsm_x4(af, Cs + (16 * rt + (lane & 15)) * ldh + 16 * k + (lane >> 4) * 8);
+#pragma unroll
+        for (int jp = 0; jp < NP; ++jp) {
+          unsigned bf[4];
+          ldsm_x4(bf, Hs + (16 * jp + (lane & 7) + (lane >> 4) * 8) * ldh + 16 * k + ((lane >> 3) & 1) * 8);
+          detail::mma_bf16(acc[2 * jp], af, bf[0], bf[1]);
+          detail::mma_bf16(acc[2 * jp + 1], af, bf[2], bf[3]);
+        }
+      }
+    } else {
 #pragma unroll
     for (int k = 0; k < 8; ++k) {
       if (k < nk) {
@@ -882,6 +945,7 @@ __global__ void __launch_bounds__(kOutThreads, 1)
         }
       }
     }
+    }  // !BIG
     const float al0 = acs[r0], al1 = acs[r1];
     {
       const float e0 = __expf(al0), e1 = __expf(al1);
@@ -940,7 +1004,7 @@ __global__ void __launch_bounds__(kOutThreads, 1)
     }
     }  // live
     __syncthreads();  // stage st is free
-    if (hh + kOutStages < nh) issue_head(hh + kOutStages, st);
+    if (hh + STAGES < nh) issue_head(hh + STAGES, st);
     cp_async_commit();
   }
   cp_async_wait<0>();
@@ -995,6 +1059,22 @@ out_grid output_grid(Kernel kernel, int smem_bytes, const batch_view& b, int chu
   return {best, std::min(chunks, std::max(est, slots / per_chunk))};
 }
 
+template <int NP, bool BIG, int STAGES>
+void launch_output_mma(const bf16* xbc, const float* D, const ws_layout& ws, bf16* y, const batch_view& b,
+                       int chunks, const mamba_dims& d, cudaStream_t stream, const std::string& shape) {
+  const auto kernel = ssd_output_mma<NP, BIG, STAGES>;
+  const o_layout ol = o_smem_layout(16 * NP, d.N, BIG, STAGES);
+  PIECEWISE_EXPECTS(!BIG || STAGES * ol.stage >= sizeof(bf16) * L * ol.ldh,
+                    "ssd_output_mma: B does not fit over the head stages [{}]", shape);
+  PIECEWISE_CUDA_TRY(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                          static_cast<int>(ol.bytes)));
+  const out_grid og = output_grid(kernel, static_cast<int>(ol.bytes), b, chunks, d);
+  const int splits = og.splits;
+  kernel<<<dim3(og.chunk_blocks, d.G * splits), kOutThreads, ol.bytes, stream>>>(xbc, D, ws, y, b, d.H, d.N, d.G,
+                                                                                 splits);
+  NH_CHECK_LAUNCH("ssd_output_mma " + shape);
+}
+
 template <int NP>
 void launch_mma_path(const bf16* xbc, const float* D, const ws_layout& ws, float* ssm_state, bf16* y,
                      const batch_view& b, int chunks, const mamba_dims& d, cudaStream_t stream,
@@ -1008,14 +1088,11 @@ void launch_mma_path(const bf16* xbc, const float* D, const ws_layout& ws, float
       xbc, ws, ssm_state, b, d.H, d.N, d.G);
   NH_CHECK_LAUNCH("ssd_state_mma " + shape);
 
-  const o_layout ol = o_smem_layout(16 * NP, d.N);
-  PIECEWISE_CUDA_TRY(cudaFuncSetAttribute(ssd_output_mma<NP>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                          static_cast<int>(ol.bytes)));
-  const out_grid og = output_grid(ssd_output_mma<NP>, static_cast<int>(ol.bytes), b, chunks, d);
-  const int splits = og.splits;
-  ssd_output_mma<NP><<<dim3(og.chunk_blocks, d.G * splits), kOutThreads, ol.bytes, stream>>>(
-      xbc, D, ws, y, b, d.H, d.N, d.G, splits);
-  NH_CHECK_LAUNCH("ssd_output_mma " + shape);
+  if (d.N <= 128) {
+    launch_output_mma<NP, false, kOutStages>(xbc, D, ws, y, b, chunks, d, stream, shape);
+  } else {
+    launch_output_mma<NP, true, NP == 5 ? 2 : kOutStages>(xbc, D, ws, y, b, chunks, d, stream, shape);
+  }
 }
 
 }  // namespace
@@ -1039,8 +1116,8 @@ void ssd_scan(const bf16* xbc, const bf16* dt_raw, int ld_dt, const float* A_log
                             " N=" + std::to_string(d.N) + " G=" + std::to_string(d.G);
   PIECEWISE_EXPECTS(d.P == 32 || d.P == 64 || d.P == 80,
                     "ssd_scan: head dim P={} unsupported (32, 64 or 80) [{}]", d.P, shape);
-  PIECEWISE_EXPECTS(d.N >= 16 && d.N <= 128 && d.N % 16 == 0,
-                    "ssd_scan: state size N={} unsupported (multiple of 16, <= 128) [{}]", d.N, shape);
+  PIECEWISE_EXPECTS(d.N >= 16 && d.N <= kOutMaxN && d.N % 16 == 0,
+                    "ssd_scan: state size N={} unsupported (multiple of 16, <= 256) [{}]", d.N, shape);
   PIECEWISE_EXPECTS(d.H > 0 && d.G > 0 && d.H % d.G == 0, "ssd_scan: bad H/G [{}]", shape);
   PIECEWISE_EXPECTS(xbc && dt_raw && A_log && D && dt_bias && ssm_state && y && workspace,
                     "ssd_scan: null pointer argument [{}]", shape);
@@ -1074,6 +1151,7 @@ void ssd_scan(const bf16* xbc, const bf16* dt_raw, int ld_dt, const float* A_log
     return;
   }
   // Legacy wmma path (NH_SSD_SCAN_LEGACY=1): kept as an A/B baseline.
+  PIECEWISE_EXPECTS(d.N <= 128, "ssd_scan: the legacy path (NH_SSD_SCAN_LEGACY=1) takes N <= 128 [{}]", shape);
   const std::size_t st_smem = state_smem_bytes(d.N);
   PIECEWISE_CUDA_TRY(cudaFuncSetAttribute(ssd_chunk_state,
                                           cudaFuncAttributeMaxDynamicSharedMemorySize,

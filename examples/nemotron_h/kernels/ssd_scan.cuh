@@ -20,7 +20,8 @@
 // dt_raw bf16 strided (element (t,h) at dt_raw[t*ld_dt + h]); A_log, D, dt_bias fp32 [H];
 // ssm_state fp32 [num_slots][H][P][N]; y bf16 [tokens, H*P] contiguous (rows >= num_tokens
 // are not written). Accumulation fp32; matmul operands rounded to bf16.
-// Supported shapes: P in {32, 64, 80}, N % 16 == 0 with 16 <= N <= 128 (shared memory of the output kernel), H % G == 0,
+// Supported shapes: P in {32, 64, 80}, N % 16 == 0 with 16 <= N <= 256 (N > 128: the output
+// kernel keeps C in shared memory instead of registers; N <= 128 under NH_SSD_SCAN_LEGACY=1), H % G == 0,
 // conv_dim % 8 == 0 (config_error otherwise).
 #pragma once
 

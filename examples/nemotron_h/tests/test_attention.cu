@@ -232,6 +232,10 @@ TEST_CASE("prefill attention: packed sequences with and without cached prefixes"
       // Several 128-key tiles (the wgmma K/V ring wraps), tile-edge lengths and prefixes.
       {8, 2, {1000, 129, 128, 127}, {0, 300, 0, 1}, {3, 0, 1, 2}},
       {16, 4, {513, 256}, {255, 640}, {1, 4}},
+      // Nemotron-3 Nano-30B / Super heads (ratio 16) and Ultra's (ratio 32).
+      {32, 2, {300, 1, 129}, {0, 77, 200}, {2, 0, 1}},
+      {64, 2, {257, 64}, {130, 0}, {1, 3}},
+      {10, 2, {190}, {66}, {4}},  // ratio 5 with few KV heads
   };
   for (const auto& var : prefill_variants())
   for (const auto& c : cases) {
@@ -304,10 +308,11 @@ TEST_CASE("prefill over a cached prefix plus new tokens equals attention over th
 
 TEST_CASE("prefill attention replays from a captured graph with new metadata",
           "[dense][attention][prefill][graph]") {
-  for (const auto& var : prefill_variants()) {
-  CAPTURE(var.name);
-  const int Hq = 40, Hkv = 8, padded = 512, max_seqs = 4;
-  std::mt19937 gen(91);
+  for (const auto& var : prefill_variants())
+  for (const auto& heads : {std::pair{40, 8}, std::pair{32, 2}}) {  // ratios 5 and 16
+  CAPTURE(var.name, heads.first, heads.second);
+  const int Hq = heads.first, Hkv = heads.second, padded = 512, max_seqs = 4;
+  std::mt19937 gen(91 + Hq);
   kv_env env(Hq, Hkv, 6, 1024);
   batch_buffers bb(max_seqs, padded, padded);
   qkv_io io(true, Hq, Hkv, padded);
@@ -410,10 +415,12 @@ std::function<void(cudaStream_t)> decode_launch(kv_env& env, batch_buffers& bb, 
   };
 }
 
-TEST_CASE("decode attention over contexts 1..5000 (GQA groups 5, 4, 8 and 16, several split counts)",
+TEST_CASE("decode attention over contexts 1..5000 (GQA groups 5, 4, 8, 16, 24 and 32, several split counts)",
           "[dense][attention][decode]") {
   const std::vector<nh::attention_decode_tuning> tunings = {{0, 0}, {1, 2}, {3, 2}, {7, 4}, {128, 3}};
-  for (const auto& heads : {std::pair{40, 8}, std::pair{32, 8}, std::pair{16, 2}, std::pair{32, 2}}) {
+  // Groups above 16 take two blocks per KV head (24: two sub-groups of 12, 32: of 16).
+  for (const auto& heads : {std::pair{40, 8}, std::pair{32, 8}, std::pair{16, 2}, std::pair{32, 2},
+                            std::pair{48, 2}, std::pair{64, 2}}) {
     const int Hq = heads.first, Hkv = heads.second;  // not a structured binding: captured below
     for (const auto& tune : tunings) {
       // Every tuning at the 9B heads; automatic and one forced split count for the others.
@@ -457,12 +464,15 @@ TEST_CASE("decode attention over contexts 1..5000 (GQA groups 5, 4, 8 and 16, se
   }
 }
 
-TEST_CASE("decode attention at 9B heads: batch 1 and 8 at long and short contexts",
+TEST_CASE("decode attention at 9B, Nano-30B and Ultra heads: batch 1 and 8 at long and short contexts",
           "[dense][attention][decode]") {
-  const int Hq = 40, Hkv = 8;
+  // Batch 1 at long context takes the split-K path with many splits (the merge in the last
+  // block); heads 40/8 (ratio 5), 32/2 (16) and 64/2 (32).
+  for (const auto& heads : {std::pair{40, 8}, std::pair{32, 2}, std::pair{64, 2}})
   for (const auto& bc : {std::pair{1, 4096}, std::pair{1, 256}, std::pair{8, 1024}, std::pair{8, 4096}}) {
+    const int Hq = heads.first, Hkv = heads.second;
     const int B = bc.first, C = bc.second;
-    CAPTURE(B, C);
+    CAPTURE(Hq, Hkv, B, C);
     std::mt19937 gen(4000 + B + C);
     kv_env env(Hq, Hkv, B, C);
     batch_buffers bb(B, B, 1);
@@ -485,8 +495,10 @@ TEST_CASE("decode attention at 9B heads: batch 1 and 8 at long and short context
 
 TEST_CASE("decode attention replays from captured graphs with new metadata",
           "[dense][attention][decode][graph]") {
-  const int Hq = 40, Hkv = 8, max_seqs = 8, max_context = 3000;
-  std::mt19937 gen(606);
+  for (const auto& heads : {std::pair{40, 8}, std::pair{32, 2}, std::pair{64, 2}}) {
+  const int Hq = heads.first, Hkv = heads.second, max_seqs = 8, max_context = 3000;
+  CAPTURE(Hq, Hkv);
+  std::mt19937 gen(606 + Hq);
   kv_env env(Hq, Hkv, 10, max_context);
   // Two buckets (8 and 1 sequences, as a runner captures them) share one workspace sized
   // for the larger: the bucket of 1 splits more, its partials must not touch the counters.
@@ -510,6 +522,7 @@ TEST_CASE("decode attention replays from captured graphs with new metadata",
     CHECK(r.cache_ok);
     CHECK(ws.counters_zero());
   }
+  }
 }
 
 TEST_CASE("attention entry points reject unsupported shapes", "[dense][attention]") {
@@ -524,8 +537,9 @@ TEST_CASE("attention entry points reject unsupported shapes", "[dense][attention
   CHECK_THROWS_AS(nh::attention_decode(q.get(), 4 * kHD, q.get(), q.get(), 2 * kHD, env.cache, bb.view,
                                        4, out.get(), 4 * kHD, nullptr, 0, 16, nullptr),
                   piecewise::config_error);
-  // Decode: a group above 16, out-of-range tuning, a workspace too small.
-  CHECK_THROWS_AS(nh::attention_decode_workspace_bytes(1, 34, 2, kHD, 16), piecewise::config_error);
+  // Decode: a group above 32, out-of-range tuning, a workspace too small.
+  CHECK_THROWS_AS(nh::attention_decode_workspace_bytes(1, 66, 2, kHD, 16), piecewise::config_error);
+  CHECK_NOTHROW(nh::attention_decode_workspace_bytes(1, 64, 2, kHD, 16));
   CHECK_THROWS_AS(nh::attention_decode_workspace_bytes(1, 4, 2, kHD, 16, {0, 5}), piecewise::config_error);
   CHECK_THROWS_AS(nh::attention_decode_workspace_bytes(1, 4, 2, kHD, 16, {129, 0}), piecewise::config_error);
   const std::size_t need = nh::attention_decode_workspace_bytes(1, 4, 2, kHD, 16);

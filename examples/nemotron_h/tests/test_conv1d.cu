@@ -131,6 +131,28 @@ TEST_CASE("conv1d: NemotronH-Nano-9B-v2 shapes", "[mamba][conv1d][9b]") {
   f.check("9B decode batch 4");
 }
 
+TEST_CASE("conv1d: Nemotron-H 47B/56B shapes (N = 256), eager and replayed", "[mamba][conv1d][n256]") {
+  // conv1d sees N only through conv_dim = 256*64 + 2*8*256 = 20480; in_proj width
+  // 16384 + 20480 + 256 = 37120; xBC at column 16384.
+  std::mt19937 rng(107);
+  conv_fixture f(20480, 37120, 16384, 6, 400, 4, rng);
+  f.make({1, 129, 200}, {3, 0, 5}, {5, 0, 2}, rng);
+  prefill(f, nullptr);
+  PIECEWISE_CUDA_TRY(cudaDeviceSynchronize());
+  f.check("47B prefill pack of 3");
+  stream st;
+  captured g(st.s, [&](cudaStream_t s) { prefill(f, s); });
+  f.make({64, 1, 250}, {0, 7, 1}, {1, 4, 3}, rng);
+  g.replay();
+  f.check("47B prefill, graph replay with a new batch");
+  conv_fixture d(20480, 37120, 16384, 6, 4, 4, rng);
+  d.make({1, 1}, {1, 1}, {0, 1}, rng);
+  captured gd(st.s, [&](cudaStream_t s) { decode(d, s); });
+  d.make({1, 1, 1, 1}, {2, 0, 9, 1}, {5, 3, 0, 2}, rng);
+  gd.replay();
+  d.check("47B decode batch 4, graph replay");
+}
+
 TEST_CASE("conv1d: captured graphs replayed with new metadata", "[mamba][conv1d][graph]") {
   std::mt19937 rng(104);
   conv_fixture f(512, 776, 256, 8, 300, 6, rng);

@@ -47,9 +47,25 @@ TEST_CASE("mamba_decode: NemotronH-Nano-9B-v2 shapes", "[mamba][decode][9b]") {
   f.check("9B decode batch 8", kTolY, kTolState);
 }
 
+TEST_CASE("mamba_decode: Nemotron-H 47B/56B shapes (N = 256), batch 8 and batch 1", "[mamba][decode][n256]") {
+  std::mt19937 rng(305);
+  ssm_fixture f(mamba_dims{256, 64, 256, 8, 4}, 10, 8, 8, rng);
+  f.make({1, 1, 1, 1, 1, 1, 1, 1}, {3, 1, 0, 9, 2, 5, 1, 1}, {9, 0, 5, 3, 8, 1, 2, 7}, rng);
+  decode(f, nullptr);
+  PIECEWISE_CUDA_TRY(cudaDeviceSynchronize());
+  f.check("47B decode batch 8", kTolY, kTolState);
+  ssm_fixture g(mamba_dims{256, 64, 256, 8, 4}, 2, 1, 1, rng);
+  g.make({1}, {6}, {1}, rng);
+  decode(g, nullptr);
+  PIECEWISE_CUDA_TRY(cudaDeviceSynchronize());
+  g.check("47B decode batch 1 (split heads)", kTolY, kTolState);
+}
+
 TEST_CASE("mamba_decode: captured graph replayed with new metadata", "[mamba][decode][graph]") {
   std::mt19937 rng(303);
-  ssm_fixture f(mamba_dims{128, 80, 128, 8, 4}, 8, 6, 6, rng);
+  for (const mamba_dims& d : {mamba_dims{128, 80, 128, 8, 4}, mamba_dims{256, 64, 256, 8, 4}}) {
+  CAPTURE(d.N);
+  ssm_fixture f(d, 8, 6, 6, rng);
   f.make({1, 1}, {1, 1}, {0, 1}, rng);
   stream st;
   captured g(st.s, [&](cudaStream_t s) { decode(f, s); });
@@ -58,6 +74,7 @@ TEST_CASE("mamba_decode: captured graph replayed with new metadata", "[mamba][de
   f.make({1, 1, 1, 1, 1, 1}, {2, 0, 7, 1, 1, 3}, {7, 2, 4, 6, 0, 5}, rng);
   g.replay();
   f.check("graph: replay with new batch of 6", kTolY, kTolState);
+  }
 }
 
 TEST_CASE("mamba_decode: batch of one (split heads), fresh and cached, odd P", "[mamba][decode][split]") {

@@ -277,6 +277,7 @@ TEST_CASE("run plan: MoE models pass the GPU checks, and the MoE kernels' limits
   CHECK_THAT(p, Contains("moe_intermediate_size 60 is not a multiple of 8") && Contains("head_dim 64 is not 128") &&
                     Contains("conv_kernel 3 is not 4") && Contains("num_experts_per_tok 40 is above 32") &&
                     Contains("n_routed_experts 1100 is above 1024") && Contains("limits of the GPU kernels"));
+  CHECK(gpu_support_problems(preset("nemotron-h-47b")).empty());
 
   run_args a = tiny_args();
   a.model = "tiny-moe";
@@ -298,6 +299,40 @@ TEST_CASE("run plan: MoE models pass the GPU checks, and the MoE kernels' limits
   const memory_estimate e = estimate_memory(m, lim, 4, 2, {"auto"});
   CHECK(e.weights == synthetic_weights(m, 0).bytes());
   CHECK(e.weights > estimate_memory(preset("tiny"), lim, 4, 2, {"auto"}).weights);
+}
+
+TEST_CASE("run plan: GPU limits of attention group size and SSM state size", "[run_plan]") {
+  // Every dense preset runs on the GPU: 47B / 56B have N = 256, the others ratio 4 or 5.
+  for (const char* name : {"nano-9b-v2", "nano-12b-v2", "nemotron-h-4b", "nemotron-h-8b", "nemotron-h-47b",
+                           "nemotron-h-56b", "nemotron-3-nano-4b"}) {
+    CAPTURE(name);
+    CHECK(gpu_support_problems(preset(name)).empty());
+  }
+  // The MoE presets' attention (32/2, 64/2: ratios 16 and 32) is no longer a limit.
+  for (const char* name : {"nemotron-3-nano-30b-a3b", "nemotron-3-super-120b-a12b", "nemotron-3-ultra-550b-a55b"}) {
+    CAPTURE(name);
+    CHECK_THAT(gpu_support_problems(preset(name)), !Contains("query heads per KV head") && !Contains("ssm_state_size"));
+  }
+  model_config c = preset("tiny");
+  c.num_attention_heads = 32;
+  c.num_key_value_heads = 1;
+  c.validate();
+  CHECK(gpu_support_problems(c).empty());
+  c.num_attention_heads = 66;
+  c.num_key_value_heads = 2;
+  c.validate();
+  CHECK_THAT(gpu_support_problems(c), Contains("33 query heads per KV head (at most 32)"));
+  c = preset("tiny");
+  for (int n : {64, 128, 256}) {
+    c.ssm_state_size = n;
+    c.validate();
+    CHECK(gpu_support_problems(c).empty());
+  }
+  for (int n : {32, 192, 512}) {
+    c.ssm_state_size = n;
+    c.validate();
+    CHECK_THAT(gpu_support_problems(c), Contains("ssm_state_size " + std::to_string(n) + " is not 64, 128 or 256"));
+  }
 }
 
 TEST_CASE("run plan: --layers N runs the first N layers of the same shapes", "[run_plan][moe]") {

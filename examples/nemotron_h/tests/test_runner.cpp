@@ -86,16 +86,21 @@ void check_modes_agree(const std::vector<workload_spec>& workloads, const model_
       const std::vector<double> gpu(ref.last_logits[i].begin(), ref.last_logits[i].end());
       INFO("prompt " << i << " of length " << prompts[i].size());
       CHECK(rel_norm_error(gpu, logits) < 2e-2);
-      CHECK(argmax(logits) == ref.tokens[i][0]);
-      // Teacher-forced greedy decode: the GPU's token must be the CPU's argmax, or a near-tie
-      // (within 1% of the logit range) that bf16 rounding can legitimately flip.
+      // The GPU's token must be the CPU's argmax, or a near-tie (within 1% of the logit range)
+      // that bf16 rounding can legitimately flip: after the prefill (e.g. the 16-heads-per-KV-
+      // head case's prompt 1 of 40 tokens: CPU logits 1.02622 vs 1.02461, 0.08% of the range)
+      // and at every step of a teacher-forced greedy decode.
+      auto near_argmax = [&](const std::vector<double>& lg, int token, std::size_t step) {
+        const double best = lg[static_cast<std::size_t>(argmax(lg))];
+        const double lo = *std::min_element(lg.begin(), lg.end());
+        const double mine = lg[static_cast<std::size_t>(token)];
+        INFO("step " << step << ": GPU token " << token << ", CPU argmax " << argmax(lg));
+        CHECK(best - mine <= 0.01 * (best - lo));
+      };
+      near_argmax(logits, ref.tokens[i][0], 0);
       for (std::size_t t = 1; t < ref.tokens[i].size(); ++t) {
         logits = sess.decode(ref.tokens[i][t - 1]);
-        const double best = logits[static_cast<std::size_t>(argmax(logits))];
-        const double lo = *std::min_element(logits.begin(), logits.end());
-        const double mine = logits[static_cast<std::size_t>(ref.tokens[i][t])];
-        INFO("decode step " << t << ": GPU token " << ref.tokens[i][t] << ", CPU argmax " << argmax(logits));
-        CHECK(best - mine <= 0.01 * (best - lo));
+        near_argmax(logits, ref.tokens[i][t], t);
       }
     }
   }
@@ -150,6 +155,32 @@ TEST_CASE("runner: MoE layers agree bit for bit across modes and match the CPU r
 
 TEST_CASE("runner: latent MoE layers agree bit for bit across modes and match the CPU reference", "[moe]") {
   check_modes_agree({{{16}, 41}, {{5, 70}, 42}, {{200}, 43}}, moe_test_config("runner-latent-moe", true));
+}
+
+TEST_CASE("runner: 16 query heads per KV head (Nemotron-3 Nano-30B / Super attention) agree across modes and with the CPU") {
+  model_config c = test_config();
+  c.name = "runner-test-gqa16";
+  c.num_attention_heads = 32;
+  c.num_key_value_heads = 2;
+  c.validate();
+  check_modes_agree({{{17, 40}, 31}, {{130}, 32}}, c);
+}
+
+TEST_CASE("runner: 32 query heads per KV head (Nemotron-3 Ultra attention) agree across modes and with the CPU") {
+  model_config c = test_config();
+  c.name = "runner-test-gqa32";
+  c.num_attention_heads = 32;
+  c.num_key_value_heads = 1;
+  c.validate();
+  check_modes_agree({{{9, 33}, 33}}, c);
+}
+
+TEST_CASE("runner: SSM state size N = 256 (Nemotron-H 47B / 56B Mamba) agrees across modes and with the CPU") {
+  model_config c = test_config();
+  c.name = "runner-test-n256";
+  c.ssm_state_size = 256;
+  c.validate();
+  check_modes_agree({{{17, 40}, 41}, {{130}, 42}}, c);
 }
 
 TEST_CASE("runner: bad workloads are rejected with clear errors and the engine stays usable") {

@@ -1,6 +1,6 @@
 // GPU tests of the SSD chunked scan (kernels/ssd_scan.cuh) against the float64 sequential
 // reference: sequence lengths around the chunk size, several chunks, packs of different
-// lengths, non-zero initial states, final states, small and 9B shapes, equality with the
+// lengths, non-zero initial states, final states, small, 9B and N = 256 (47B) shapes, equality with the
 // token-by-token decode update, and replay from a captured graph with new metadata.
 #include <catch2/catch.hpp>
 
@@ -33,6 +33,12 @@ struct scan_runner {
 const mamba_dims kSmall{8, 32, 64, 2, 4};
 const mamba_dims kSmall64{4, 64, 32, 2, 4};
 const mamba_dims k9B{128, 80, 128, 8, 4};
+// N > 128: the output kernel keeps C in shared memory (P = 80 with 2 head stages).
+const mamba_dims kN256{16, 64, 256, 2, 4};
+const mamba_dims kN256P80{8, 80, 256, 2, 4};
+const mamba_dims kN256P32{8, 32, 256, 1, 4};
+const mamba_dims kN192{8, 64, 192, 2, 4};
+const mamba_dims k47B{256, 64, 256, 8, 4};  // Nemotron-H 47B / 56B
 
 }  // namespace
 
@@ -84,9 +90,40 @@ TEST_CASE("ssd_scan: NemotronH-Nano-9B-v2 shapes", "[mamba][ssd][9b]") {
   f.check("9B pack 1/129/128/127", kTolY, kTolState);
 }
 
+TEST_CASE("ssd_scan: state size N = 256 (and 192), several chunks and sequences, states from context",
+          "[mamba][ssd][n256]") {
+  std::mt19937 rng(207);
+  for (const mamba_dims& d : {kN256, kN256P80, kN256P32, kN192}) {
+    CAPTURE(d.H, d.P, d.N, d.G);
+    ssm_fixture f(d, 6, 800, 5, rng);
+    scan_runner run(f);
+    f.make({300, 1, 129, 200, 128}, {0, 5, 17, 0, 3}, {3, 0, 5, 1, 2}, rng);
+    run(nullptr);
+    PIECEWISE_CUDA_TRY(cudaDeviceSynchronize());
+    char name[96];
+    std::snprintf(name, sizeof name, "pack of 5, H=%d P=%d N=%d G=%d", d.H, d.P, d.N, d.G);
+    f.check(name, kTolY, kTolState);
+    f.make({3 * 128 + 5}, {9}, {4}, rng);
+    run(nullptr);
+    PIECEWISE_CUDA_TRY(cudaDeviceSynchronize());
+    std::snprintf(name, sizeof name, "T=3L+5 with state, H=%d P=%d N=%d", d.H, d.P, d.N);
+    f.check(name, kTolY, kTolState);
+  }
+}
+
+TEST_CASE("ssd_scan: Nemotron-H 47B/56B shapes (H=256, P=64, N=256, G=8)", "[mamba][ssd][n256][47b]") {
+  std::mt19937 rng(208);
+  ssm_fixture f(k47B, 3, 260 + 131 + 1, 3, rng);
+  scan_runner run(f);
+  f.make({260, 131, 1}, {4, 0, 2}, {1, 2, 0}, rng);
+  run(nullptr);
+  PIECEWISE_CUDA_TRY(cudaDeviceSynchronize());
+  f.check("47B pack 260/131/1", kTolY, kTolState);
+}
+
 TEST_CASE("ssd_scan equals the decode update token by token", "[mamba][ssd][decode]") {
   std::mt19937 rng(204);
-  for (const mamba_dims& d : {kSmall, k9B}) {
+  for (const mamba_dims& d : {kSmall, k9B, kN256}) {
     const std::vector<int> lens = {1, 130, 7};
     const std::vector<int> ctx = {2, 1, 0}, slots = {2, 0, 1};
     ssm_fixture f(d, 3, 140, 3, rng);
@@ -148,7 +185,7 @@ TEST_CASE("ssd_scan equals the decode update token by token", "[mamba][ssd][deco
 
 TEST_CASE("ssd_scan: captured graph replayed with new metadata", "[mamba][ssd][graph]") {
   std::mt19937 rng(205);
-  for (const mamba_dims& d : {kSmall, k9B}) {
+  for (const mamba_dims& d : {kSmall, k9B, kN256, kN256P80}) {
     ssm_fixture f(d, 6, 520, 5, rng);
     scan_runner run(f);
     f.make({40, 3}, {0, 2}, {0, 1}, rng);
