@@ -51,6 +51,7 @@ variant("unigram.json", lambda j: j["model"].__setitem__("type", "Unigram"))
 variant("added_id_clash.json", lambda j: j["added_tokens"][3].__setitem__("id", 261))
 variant("added_empty.json", lambda j: j["added_tokens"][3].__setitem__("content", ""))
 variant("id_negative.json", lambda j: j["model"]["vocab"].__setitem__("hello", -1))
+variant("id_sparse.json", lambda j: j["model"]["vocab"].__setitem__("far", 1 << 30))
 variant("behavior_bad.json", lambda j: j["pre_tokenizer"]["pretokenizers"][0].__setitem__("behavior", "Sideways"))
 variant("template_unknown.json", lambda j: j["post_processor"]["single"][0]["SpecialToken"].__setitem__("id", "<x>"))
 

@@ -319,6 +319,15 @@ TEST_CASE("tokenizer.json: unsupported or broken fields give clear errors", "[to
   j["added_tokens"][3]["id"] = 261;
   expect(j, "added_tokens[3]: id 261 is \"Ġthe\" in model.vocab but \"<|im_start|>\" here");
   j = tiny_json();
+  j["model"]["vocab"]["far"] = 1 << 30;
+  expect(j, "token ids run up to 1073741824 but only ");
+  j = tiny_json();
+  j["added_tokens"][0]["id"] = 100000;
+  expect(j, "token ids run up to 100000 but only ");
+  j = tiny_json();
+  j["model"]["vocab"]["near"] = 1200;  // a few holes are fine
+  CHECK(error_of_json(j) == "<no exception>");
+  j = tiny_json();
   j["added_tokens"][0]["special"] = "yes";
   expect(j, "field 'added_tokens[0].special' must be true or false");
   j = tiny_json();

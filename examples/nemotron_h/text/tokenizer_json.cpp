@@ -17,6 +17,8 @@ namespace {
 
 using json = nlohmann::json;
 constexpr int kMaxJsonDepth = 64;
+// Unused ids tolerated beyond one per defined token (see check_ids).
+constexpr std::uint64_t kSpareIds = 1024;
 
 /// A short, printable rendering of a JSON value for messages (cut at 80 characters).
 std::string show(const json& v) {
@@ -341,6 +343,22 @@ struct reader {
       for (std::uint32_t v : *ids) {
         if (by_id[v] == nullptr) fail(fmt::format("post_processor: id {} is neither in model.vocab nor in added_tokens", v));
       }
+    }
+    // The tokenizer keeps one entry per id, so the id space has to be mostly used: a stray
+    // id of 2^30 would otherwise cost gigabytes before the first token is encoded.
+    std::uint64_t defined = spec.model.vocab.size(), top = 0;
+    std::uint32_t top_id = 0;
+    for (const auto& [tok, v] : spec.model.vocab) {
+      if (v + 1ull > top) top = v + 1ull, top_id = v;
+    }
+    for (const added_token_spec& a : spec.added_tokens) {
+      if (by_id[a.id] == &a.content) ++defined;  // not also in model.vocab
+      if (a.id + 1ull > top) top = a.id + 1ull, top_id = a.id;
+    }
+    if (top > 2 * defined + kSpareIds) {
+      fail(fmt::format("token ids run up to {} but only {} tokens are defined: more than half the id space would be unused "
+                       "(at most 2 x tokens + {} ids are accepted)",
+                       top_id, defined, kSpareIds));
     }
   }
 };

@@ -70,7 +70,8 @@ struct tokenizer_spec {
 /// Parses tokenizer.json text. `source` names it in messages. Throws piecewise::config_error
 /// for invalid JSON, a missing or mistyped field, an unsupported component (the message names
 /// the field and its value), a merge whose parts or result are not in the vocabulary, a
-/// duplicate id, and nesting deeper than 64 levels.
+/// duplicate id, an id space mostly unused (ids above 2 x the tokens defined + 1024: the
+/// tokenizer keeps one entry per id), and nesting deeper than 64 levels.
 tokenizer_spec parse_tokenizer_json_text(std::string_view text, const std::string& source);
 
 /// Reads and parses `path` (at most 1 GiB). Throws piecewise::config_error when it cannot be
