@@ -9,12 +9,18 @@
 
 namespace nh_test {
 
-inline nemotron_h::model_config gpu_test_config(const std::string& name, const std::string& pattern) {
-  nemotron_h::model_config c = nemotron_h::preset("small");
-  c.name = name;
+/// Sets `c`'s layer pattern and layer list (not validated: an 'E' layer needs the MoE fields).
+inline void set_pattern(nemotron_h::model_config& c, const std::string& pattern) {
   c.pattern = pattern;
   c.layers.clear();
   for (char ch : pattern) c.layers.push_back(nemotron_h::find_kind(ch)->kind);
+}
+
+/// The shared shapes with layers `pattern`, validated (so no 'E': see moe_test_config).
+inline nemotron_h::model_config gpu_test_config(const std::string& name, const std::string& pattern) {
+  nemotron_h::model_config c = nemotron_h::preset("small");
+  c.name = name;
+  set_pattern(c, pattern);
   c.vocab_size = 512;
   c.hidden_size = 256;
   c.intermediate_size = 512;
