@@ -8,6 +8,7 @@
 #include <limits>
 
 #include "model/layer_kinds.hpp"
+#include "model/quant_formats.hpp"
 #include "piecewise/error.hpp"
 #include "reference/reference.hpp"
 
@@ -24,16 +25,33 @@ ref::moe_routing moe_routing_of(const model_config& c) {
   return r;
 }
 
+namespace {
+
+/// The static activation scale the reference applies: FP8 weights with an input scale only.
+float fp8_input_scale(const host_tensor& t) {
+  return t.type() == dtype::fp8_e4m3 && t.scales && t.scales->input > 0 ? t.scales->input : 0.0f;
+}
+
+}  // namespace
+
 cpu_model::cpu_model(model_config config, const model_weights& w) : config_(std::move(config)) {
   config_.validate();
   w.check_shapes(config_);
   embeddings = w.embeddings().to_f64();
   norm_f = w.norm_f().to_f64();
   lm_head = w.lm_head().to_f64();
+  lm_head_input_scale = fp8_input_scale(w.lm_head());
   layers.resize(w.layers.size());
   for (std::size_t i = 0; i < w.layers.size(); ++i) {
     layers[i].kind = w.layers[i].kind;
-    for (const host_tensor& t : w.layers[i].tensors) layers[i].tensors.push_back(t.to_f64());
+    for (const host_tensor& t : w.layers[i].tensors) {
+      layers[i].tensors.push_back(t.to_f64());
+      layers[i].input_scales.push_back(fp8_input_scale(t));
+      if (layers[i].kind == layer_kind::moe && layers[i].input_scales.back() > 0) {
+        throw piecewise::config_error(fmt::format(
+            "cpu_model: tensor '{}' (layer {}) has FP8 activations: not supported yet in the MoE reference", t.name(), i));
+      }
+    }
   }
 }
 
@@ -59,6 +77,28 @@ void cpu_session::reset() {
       state_.conv[i].assign(static_cast<std::size_t>(c.conv_kernel - 1) * c.conv_dim(), 0.0);
       state_.ssm[i].assign(static_cast<std::size_t>(c.mamba_num_heads) * c.mamba_head_dim * c.ssm_state_size, 0.0);
     }
+  }
+}
+
+void cpu_session::linear(int li, std::string_view suffix, const double* x, double* y, int T, int K, int N) {
+  const cpu_model& m = *model_;
+  const std::vector<double>* w = &m.lm_head;
+  float scale = m.lm_head_input_scale;
+  if (li >= 0) {
+    const cpu_model::layer& L = m.layers[static_cast<std::size_t>(li)];
+    const int i = layer_tensor_index(L.kind, suffix);
+    PIECEWISE_EXPECTS(i >= 0, "cpu_model: a {} layer has no tensor '{}'", kind_info(L.kind).name, suffix);
+    w = &L.tensors[static_cast<std::size_t>(i)];
+    scale = L.input_scales[static_cast<std::size_t>(i)];
+  }
+  const std::size_t n = static_cast<std::size_t>(T) * K;
+  if (observer_) observer_(li, suffix, std::span<const double>(x, n));
+  if (scale > 0) {
+    std::vector<double> q(x, x + n);
+    for (double& v : q) v = quant::fp8_fake_quant(v, scale);
+    ref::linear(q.data(), w->data(), y, T, K, N);
+  } else {
+    ref::linear(x, w->data(), y, T, K, N);
   }
 }
 
@@ -90,18 +130,16 @@ std::vector<double> cpu_session::prefill(std::span<const std::int32_t> tokens, s
     ref::rmsnorm(h.data(), L.get("norm.weight").data(), x.data(), T, D, c.eps);
     switch (L.kind) {
       case layer_kind::mamba: {
-        const auto& in_proj = L.get("mixer.in_proj.weight");
         const auto& conv_w = L.get("mixer.conv1d.weight");
         const auto& conv_b = L.get("mixer.conv1d.bias");
         const auto& A_log = L.get("mixer.A_log");
         const auto& Dskip = L.get("mixer.D");
         const auto& dt_bias = L.get("mixer.dt_bias");
         const auto& gnorm = L.get("mixer.norm.weight");
-        const auto& out_proj = L.get("mixer.out_proj.weight");
         std::vector<double> A(A_log.size());  // A = -exp(A_log)
         for (std::size_t i = 0; i < A.size(); ++i) A[i] = -std::exp(A_log[i]);
         std::vector<double> zxbcdt(static_cast<std::size_t>(T) * inproj);
-        ref::linear(x.data(), in_proj.data(), zxbcdt.data(), T, D, inproj);
+        linear(li, "mixer.in_proj.weight", x.data(), zxbcdt.data(), T, D, inproj);
         std::vector<double> z(static_cast<std::size_t>(T) * dinner), xbc(static_cast<std::size_t>(T) * conv),
             dt_raw(static_cast<std::size_t>(T) * H);
         for (int t = 0; t < T; ++t) {
@@ -128,21 +166,17 @@ std::vector<double> cpu_session::prefill(std::span<const std::int32_t> tokens, s
                       T, H, P, G, N);
         std::vector<double> g(y.size());
         ref::gated_rmsnorm(y.data(), z.data(), gnorm.data(), g.data(), T, dinner, G, c.eps);
-        ref::linear(g.data(), out_proj.data(), out.data(), T, dinner, D);
+        linear(li, "mixer.out_proj.weight", g.data(), out.data(), T, dinner, D);
         break;
       }
       case layer_kind::attention: {
-        const auto& wq = L.get("mixer.q_proj.weight");
-        const auto& wk = L.get("mixer.k_proj.weight");
-        const auto& wv = L.get("mixer.v_proj.weight");
-        const auto& wo = L.get("mixer.o_proj.weight");
         const int Hq = c.num_attention_heads, Hkv = c.num_key_value_heads, hd = c.head_dim;
         const int qd = c.q_dim(), kvd = c.kv_dim();
         std::vector<double> q(static_cast<std::size_t>(T) * qd), k(static_cast<std::size_t>(T) * kvd),
             v(static_cast<std::size_t>(T) * kvd);
-        ref::linear(x.data(), wq.data(), q.data(), T, D, qd);
-        ref::linear(x.data(), wk.data(), k.data(), T, D, kvd);
-        ref::linear(x.data(), wv.data(), v.data(), T, D, kvd);
+        linear(li, "mixer.q_proj.weight", x.data(), q.data(), T, D, qd);
+        linear(li, "mixer.k_proj.weight", x.data(), k.data(), T, D, kvd);
+        linear(li, "mixer.v_proj.weight", x.data(), v.data(), T, D, kvd);
         auto& kc = state_.k[li];
         auto& vc = state_.v[li];
         kc.insert(kc.end(), k.begin(), k.end());
@@ -150,15 +184,15 @@ std::vector<double> cpu_session::prefill(std::span<const std::int32_t> tokens, s
         const int Tk = static_cast<int>(kc.size() / static_cast<std::size_t>(kvd));
         std::vector<double> a(static_cast<std::size_t>(T) * qd);
         ref::attention(q.data(), kc.data(), vc.data(), a.data(), T, Tk, Hq, Hkv, hd);
-        ref::linear(a.data(), wo.data(), out.data(), T, qd, D);
+        linear(li, "mixer.o_proj.weight", a.data(), out.data(), T, qd, D);
         break;
       }
       case layer_kind::mlp: {
         const int F = c.intermediate_size;
         std::vector<double> u(static_cast<std::size_t>(T) * F);
-        ref::linear(x.data(), L.get("mixer.up_proj.weight").data(), u.data(), T, D, F);
+        linear(li, "mixer.up_proj.weight", x.data(), u.data(), T, D, F);
         ref::relu2(u.data(), u.size());
-        ref::linear(u.data(), L.get("mixer.down_proj.weight").data(), out.data(), T, F, D);
+        linear(li, "mixer.down_proj.weight", u.data(), out.data(), T, F, D);
         break;
       }
       case layer_kind::moe: {
@@ -190,7 +224,7 @@ std::vector<double> cpu_session::prefill(std::span<const std::int32_t> tokens, s
   std::vector<double> hn(static_cast<std::size_t>(rows) * D);
   ref::rmsnorm(h.data() + static_cast<std::size_t>(first) * D, m.norm_f.data(), hn.data(), rows, D, c.eps);
   std::vector<double> logits(static_cast<std::size_t>(rows) * V);
-  ref::linear(hn.data(), m.lm_head.data(), logits.data(), rows, D, V);
+  linear(-1, "lm_head.weight", hn.data(), logits.data(), rows, D, V);
   std::vector<double> last(logits.end() - V, logits.end());
   if (all_logits) *all_logits = std::move(logits);
   return last;

@@ -11,6 +11,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <span>
 #include <string_view>
 #include <vector>
@@ -28,20 +29,26 @@ ref::moe_routing moe_routing_of(const model_config& config);
 class cpu_model {
  public:
   /// Converts `w` (checked against `config`) to float64.
-  /// Throws piecewise::config_error when the weights do not match the config.
+  /// Throws piecewise::config_error when the weights do not match the config, or when an MoE
+  /// layer's weight asks for FP8 activations (not supported by the MoE reference yet).
   cpu_model(model_config config, const model_weights& w);
 
   [[nodiscard]] const model_config& config() const noexcept { return config_; }
 
-  /// One layer in float64: its tensors in layer_tensor_specs(kind) order.
+  /// One layer in float64: its tensors in layer_tensor_specs(kind) order (quantized weights
+  /// dequantized exactly).
   struct layer {
     layer_kind kind;
     std::vector<std::vector<double>> tensors;
+    /// Per tensor: the static FP8 scale its GEMM input is fake-quantized with (an fp8_e4m3
+    /// weight with an input scale, W8A8), else 0. NVFP4 weights run weight-only (as on Hopper).
+    std::vector<float> input_scales;
     /// The tensor with table suffix `suffix`. Throws piecewise::config_error when the kind
     /// has none.
     [[nodiscard]] const std::vector<double>& get(std::string_view suffix) const;
   };
   std::vector<double> embeddings, norm_f, lm_head;
+  float lm_head_input_scale = 0;  ///< as layer::input_scales, for lm_head
   std::vector<layer> layers;
 
  private:
@@ -76,9 +83,21 @@ class cpu_session {
   /// Forgets every cached token (zero state).
   void reset();
 
+  /// Called with the input of every GEMM of a linear weight before it is (fake-)quantized:
+  /// the layer (-1 for lm_head), the weight's table suffix ("mixer.in_proj.weight"), the
+  /// [T, K] input. Calibration (model/quantize.hpp) records amax with it. Not called inside
+  /// MoE layers.
+  using linear_observer = std::function<void(int layer, std::string_view suffix, std::span<const double> x)>;
+  void set_linear_observer(linear_observer f) { observer_ = std::move(f); }
+
  private:
+  /// y[T, N] = x[T, K] W^T for the linear weight `suffix` of layer `li` (-1: lm_head), its
+  /// input fake-quantized when the weight has an FP8 input scale.
+  void linear(int li, std::string_view suffix, const double* x, double* y, int T, int K, int N);
+
   const cpu_model* model_;
   cpu_sequence_state state_;
+  linear_observer observer_;
 };
 
 /// The result of cpu_forward.

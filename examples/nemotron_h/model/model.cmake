@@ -11,7 +11,8 @@ add_library(nh_model STATIC
   ${CMAKE_CURRENT_LIST_DIR}/weights.cpp
   ${CMAKE_CURRENT_LIST_DIR}/cpu_forward.cpp
   ${CMAKE_CURRENT_LIST_DIR}/npy.cpp
-  ${CMAKE_CURRENT_LIST_DIR}/quant_config.cpp)
+  ${CMAKE_CURRENT_LIST_DIR}/quant_config.cpp
+  ${CMAKE_CURRENT_LIST_DIR}/quantize.cpp)
 # Host only: no CUDA include path or library, so a CUDA header reached from model/ (directly
 # or through another header) fails this build, as it fails the fuzzers' (fuzz/run_fuzzers.sh).
 target_include_directories(nh_model PUBLIC ${CMAKE_CURRENT_SOURCE_DIR})
@@ -33,6 +34,7 @@ if(PIECEWISE_BUILD_TESTS)
     ${_nh_model_test_dir}/test_fuzz_corpus.cpp
     ${_nh_model_test_dir}/test_moe.cpp
     ${_nh_model_test_dir}/test_quant_config.cpp
+    ${_nh_model_test_dir}/test_quantize.cpp
     LIBS nh_model)
   target_compile_definitions(nh_model_tests PRIVATE
     NH_TEST_DATA_DIR="${_nh_model_test_dir}/data"

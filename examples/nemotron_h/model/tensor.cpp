@@ -4,6 +4,7 @@
 #include <fmt/format.h>
 
 #include "model/messages.hpp"
+#include "model/quant_formats.hpp"
 #include "piecewise/element_type.hpp"
 #include "piecewise/error.hpp"
 
@@ -31,7 +32,7 @@ std::int64_t host_tensor::cols() const noexcept {
 }
 
 std::size_t host_tensor::bytes() const noexcept {
-  return data_.size() + (scales ? sizeof(float) + scales->block.size() : 0);
+  return data_.size() + (scales ? sizeof(float) + scales->block.size() + (scales->input > 0 ? sizeof(float) : 0) : 0);
 }
 
 void host_tensor::expect(dtype t) const {
@@ -73,11 +74,30 @@ std::vector<double> host_tensor::to_f64() const {
       for (std::size_t i = 0; i < n; ++i) out[i] = p[i];
       break;
     }
-    case dtype::fp8_e4m3:
-    case dtype::nvfp4:
-      throw piecewise::config_error(fmt::format(
-          "tensor '{}' has dtype {}: not supported yet (the CPU reference reads bf16 and f32)", name_,
-          dtype_name(type_)));
+    case dtype::fp8_e4m3: {
+      if (!scales) throw piecewise::config_error(fmt::format("tensor '{}' is fp8_e4m3 but has no scales", name_));
+      const double s = scales->global;
+      for (std::size_t i = 0; i < n; ++i) out[i] = static_cast<double>(quant::e4m3_to_float(data_[i])) * s;
+      break;
+    }
+    case dtype::nvfp4: {
+      const auto r = static_cast<std::size_t>(rows()), c = static_cast<std::size_t>(cols());
+      const std::vector<std::int64_t> want{rows(), cols() / quant::kNvfp4Block};
+      if (!scales) throw piecewise::config_error(fmt::format("tensor '{}' is nvfp4 but has no scales", name_));
+      if (c % quant::kNvfp4Block != 0 || scales->block_shape != want || scales->block.size() != r * (c / quant::kNvfp4Block)) {
+        throw piecewise::config_error(fmt::format(
+            "tensor '{}' is nvfp4 [{} x {}]: its block scales must be e4m3 [{}, {}] (one per {} elements of a row){}",
+            name_, r, c, r, c / quant::kNvfp4Block, quant::kNvfp4Block,
+            c % quant::kNvfp4Block ? ", and the row length a multiple of 16" : ""));
+      }
+      const double g = scales->global;
+      for (std::size_t i = 0; i < n; ++i) {
+        const std::uint8_t nib = static_cast<std::uint8_t>(i % 2 ? data_[i / 2] >> 4 : data_[i / 2] & 0xf);
+        const double bs = quant::e4m3_to_float(scales->block[(i / c) * (c / quant::kNvfp4Block) + (i % c) / quant::kNvfp4Block]);
+        out[i] = static_cast<double>(quant::e2m1_to_float(nib)) * bs * g;
+      }
+      break;
+    }
   }
   return out;
 }

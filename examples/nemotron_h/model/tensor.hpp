@@ -23,9 +23,13 @@ struct tensor_scales {
   /// nvfp4: `weight_scale`, e4m3 bytes of shape block_shape = [rows, cols / 16]; empty otherwise.
   std::vector<std::int64_t> block_shape;
   std::vector<std::uint8_t> block;
+  /// `input_scale`: the static per-tensor scale the GEMM's input is quantized with (FP8 W8A8,
+  /// NVFP4 W4A4); 0 when the checkpoint has none (weight-only, W4A16). Hopper runs NVFP4
+  /// weight-only, so for nvfp4 it is carried but not applied.
+  float input = 0.0f;
 
   friend bool operator==(const tensor_scales& a, const tensor_scales& b) noexcept {
-    return a.global == b.global && a.block_shape == b.block_shape && a.block == b.block;
+    return a.global == b.global && a.block_shape == b.block_shape && a.block == b.block && a.input == b.input;
   }
   friend bool operator!=(const tensor_scales& a, const tensor_scales& b) noexcept { return !(a == b); }
 };
@@ -51,7 +55,7 @@ class host_tensor {
   [[nodiscard]] const std::uint8_t* data() const noexcept { return data_.data(); }
   [[nodiscard]] std::uint8_t* data() noexcept { return data_.data(); }
   [[nodiscard]] std::size_t data_bytes() const noexcept { return data_.size(); }
-  /// Bytes held: the elements plus the scales.
+  /// Bytes held: the elements plus the scales (global, blocks, input scale when set).
   [[nodiscard]] std::size_t bytes() const noexcept;
 
   /// The elements as bf16 bit patterns / as floats. Throw piecewise::config_error naming the
@@ -61,8 +65,10 @@ class host_tensor {
   [[nodiscard]] const float* f32() const;
   [[nodiscard]] float* f32();
 
-  /// The values in float64 (exact for bf16 and f32). Throws piecewise::config_error naming the
-  /// tensor for the quantized formats ("not supported yet").
+  /// The values in float64: exact for bf16 and f32; the quantized formats dequantized exactly
+  /// (fp8_e4m3: e4m3 x scale; nvfp4: e2m1 x e4m3 block scale x global scale, model/quant_formats.hpp).
+  /// Throws piecewise::config_error naming the tensor when a quantized tensor has no scales or
+  /// its block scales do not match its shape.
   [[nodiscard]] std::vector<double> to_f64() const;
 
   /// Scales of a quantized tensor; empty for bf16 and f32.
