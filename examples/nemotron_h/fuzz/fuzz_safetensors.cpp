@@ -56,6 +56,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
           sum += d;
           break;
         }
+        case st_dtype::f8_e4m3:
+        case st_dtype::u8: sum += e[0]; break;
       }
     }
   }

@@ -14,6 +14,7 @@
 
 #include "model/json_depth.hpp"
 #include "model/messages.hpp"
+#include "model/quant_formats.hpp"
 #include "piecewise/element_type.hpp"
 #include "piecewise/error.hpp"
 
@@ -47,13 +48,15 @@ bool parse_dtype(const std::string& s, st_dtype& out) {
   else if (s == "F16") out = st_dtype::f16;
   else if (s == "F32") out = st_dtype::f32;
   else if (s == "F64") out = st_dtype::f64;
+  else if (s == "F8_E4M3") out = st_dtype::f8_e4m3;
+  else if (s == "U8") out = st_dtype::u8;
   else return false;
   return true;
 }
 
 bool known_unsupported_dtype(const std::string& s) {
-  static const std::set<std::string> known = {"BOOL", "U8", "I8", "I16", "U16", "I32", "U32", "I64", "U64",
-                                              "F8_E4M3", "F8_E5M2", "F8_E8M0", "F4", "F6_E2M3", "F6_E3M2",
+  static const std::set<std::string> known = {"BOOL", "I8", "I16", "U16", "I32", "U32", "I64", "U64",
+                                              "F8_E5M2", "F8_E8M0", "F4", "F6_E2M3", "F6_E3M2",
                                               "C64"};
   return known.count(s) != 0;
 }
@@ -94,6 +97,8 @@ const char* st_dtype_name(st_dtype t) noexcept {
     case st_dtype::f16: return "F16";
     case st_dtype::f32: return "F32";
     case st_dtype::f64: return "F64";
+    case st_dtype::f8_e4m3: return "F8_E4M3";
+    case st_dtype::u8: return "U8";
   }
   return "?";
 }
@@ -104,6 +109,8 @@ std::size_t st_dtype_size(st_dtype t) noexcept {
     case st_dtype::f16: return 2;
     case st_dtype::f32: return 4;
     case st_dtype::f64: return 8;
+    case st_dtype::f8_e4m3:
+    case st_dtype::u8: return 1;
   }
   return 0;
 }
@@ -159,7 +166,7 @@ st_header parse_safetensors_header_json(std::string_view header_json, std::uint6
     const std::string ds = dt->get<std::string>();
     if (!parse_dtype(ds, t.dtype)) {
       if (known_unsupported_dtype(ds)) {
-        fail_tensor(name, tname, fmt::format("unsupported dtype {} (supported: BF16, F16, F32, F64)", ds));
+        fail_tensor(name, tname, fmt::format("unsupported dtype {} (supported: BF16, F16, F32, F64, F8_E4M3, U8)", ds));
       }
       fail_tensor(name, tname, fmt::format("unknown dtype \"{}\"", printable(ds, 32)));
     }
@@ -300,6 +307,12 @@ std::vector<std::uint8_t> safetensors_file::read_raw(const st_tensor_info& t) co
   return buf;
 }
 
+void safetensors_file::expect_numbers(const st_tensor_info& t, const char* as) const {
+  if (t.dtype == st_dtype::u8) {
+    fail_tensor(path_.string(), t.name, fmt::format("U8 (packed data) cannot be read as {} numbers", as));
+  }
+}
+
 std::vector<std::uint16_t> safetensors_file::read_bf16(const st_tensor_info& t) const {
   std::vector<std::uint16_t> out(static_cast<std::size_t>(t.numel()));
   read_bf16(t, out.data());
@@ -307,6 +320,7 @@ std::vector<std::uint16_t> safetensors_file::read_bf16(const st_tensor_info& t) 
 }
 
 void safetensors_file::read_bf16(const st_tensor_info& t, std::uint16_t* out) const {
+  expect_numbers(t, "bf16");
   const std::vector<std::uint8_t> raw = read_raw(t);
   const std::size_t n = static_cast<std::size_t>(t.numel());
   const std::uint8_t* r = raw.data();
@@ -334,6 +348,8 @@ void safetensors_file::read_bf16(const st_tensor_info& t, std::uint16_t* out) co
         out[i] = float_to_bf16_bits(f);
         break;
       }
+      case st_dtype::f8_e4m3: out[i] = float_to_bf16_bits(quant::e4m3_to_float(r[i])); break;  // exact
+      case st_dtype::u8: break;  // refused above
     }
   }
 }
@@ -345,6 +361,7 @@ std::vector<float> safetensors_file::read_f32(const st_tensor_info& t) const {
 }
 
 void safetensors_file::read_f32(const st_tensor_info& t, float* out) const {
+  expect_numbers(t, "fp32");
   const std::vector<std::uint8_t> raw = read_raw(t);
   const std::size_t n = static_cast<std::size_t>(t.numel());
   const std::uint8_t* r = raw.data();
@@ -364,6 +381,8 @@ void safetensors_file::read_f32(const st_tensor_info& t, float* out) const {
         out[i] = static_cast<float>(std::bit_cast<double>(u));
         break;
       }
+      case st_dtype::f8_e4m3: out[i] = quant::e4m3_to_float(r[i]); break;
+      case st_dtype::u8: break;  // refused above
     }
   }
 }
@@ -545,6 +564,9 @@ st_write_tensor make_tensor_from_floats(std::string name, std::vector<std::int64
         for (int b = 0; b < 8; ++b) o[8 * i + b] = static_cast<std::uint8_t>(u >> (8 * b));
         break;
       }
+      case st_dtype::f8_e4m3: o[i] = quant::float_to_e4m3(values[i]); break;
+      case st_dtype::u8:
+        throw piecewise::config_error(fmt::format("make_tensor_from_floats: tensor '{}': U8 is not a number format", t.name));
     }
   }
   return t;

@@ -20,12 +20,13 @@
 
 namespace nemotron_h {
 
-/// Element types the reader understands (all converted to bf16 or fp32 on read).
-enum class st_dtype : std::uint8_t { bf16, f16, f32, f64 };
+/// Element types the reader understands: the floating-point ones convert to bf16 or fp32 on
+/// read (F8_E4M3 exactly); U8 (NVFP4's packed e2m1 pairs) is read raw only.
+enum class st_dtype : std::uint8_t { bf16, f16, f32, f64, f8_e4m3, u8 };
 
-/// "BF16", "F16", "F32", "F64".
+/// "BF16", "F16", "F32", "F64", "F8_E4M3", "U8".
 const char* st_dtype_name(st_dtype t) noexcept;
-/// Bytes per element: 2, 2, 4, 8.
+/// Bytes per element: 2, 2, 4, 8, 1, 1.
 std::size_t st_dtype_size(st_dtype t) noexcept;
 
 /// One tensor entry of a header. Offsets are relative to the start of the data section.
@@ -87,6 +88,7 @@ class safetensors_file {
   /// Raw bytes of a tensor (in its file dtype). Throws on a short read (file changed).
   [[nodiscard]] std::vector<std::uint8_t> read_raw(const st_tensor_info& t) const;
   /// The tensor converted to bf16 (as uint16 bit patterns; F32/F64 rounded to nearest even).
+  /// Throws piecewise::config_error naming the file and tensor for U8 (not numbers).
   [[nodiscard]] std::vector<std::uint16_t> read_bf16(const st_tensor_info& t) const;
   /// The same into `out` (t.numel() values).
   void read_bf16(const st_tensor_info& t, std::uint16_t* out) const;
@@ -96,6 +98,8 @@ class safetensors_file {
   void read_f32(const st_tensor_info& t, float* out) const;
 
  private:
+  void expect_numbers(const st_tensor_info& t, const char* as) const;
+
   std::filesystem::path path_;
   st_header header_;
   struct stream;

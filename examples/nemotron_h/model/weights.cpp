@@ -3,6 +3,7 @@
 #include "model/weights.hpp"
 
 #include <fmt/format.h>
+#include <nlohmann/json.hpp>
 
 #include <algorithm>
 #include <bit>
@@ -10,6 +11,7 @@
 #include <cstring>
 #include <fstream>
 #include <map>
+#include <set>
 #include <thread>
 
 #include "model/messages.hpp"
@@ -52,6 +54,37 @@ bool is_mtp_tensor(const std::string& n) {
   }
   return false;
 }
+
+/// ModelOpt's scale tensors, named after the weight's module: "X.weight_scale" etc.
+constexpr const char* kScaleSuffixes[] = {"weight_scale_2", "weight_scale", "input_scale", "k_scale", "v_scale"};
+
+/// "backbone.layers.3.mixer.in_proj.weight_scale" -> weight "backbone.layers.3.mixer.in_proj.weight",
+/// suffix "weight_scale"; false for a name that is no scale tensor.
+bool split_scale_name(const std::string& n, std::string& weight, std::string& suffix) {
+  for (const char* sfx : kScaleSuffixes) {
+    const std::string tail = std::string(".") + sfx;
+    if (n.size() > tail.size() && n.compare(n.size() - tail.size(), tail.size(), tail) == 0) {
+      weight = n.substr(0, n.size() - tail.size()) + ".weight";
+      suffix = sfx;
+      return true;
+    }
+  }
+  return false;
+}
+
+/// A checkpoint name without its ".weight" (the module ModelOpt's configs name).
+std::string module_of(const std::string& weight_name) {
+  const std::string_view w = ".weight";
+  return weight_name.size() > w.size() && weight_name.ends_with(w) ? weight_name.substr(0, weight_name.size() - w.size())
+                                                                     : weight_name;
+}
+
+/// The checkpoint dtype a quantization algorithm stores a weight in (bf16 for none: any float).
+st_dtype stored_as(quant_algo a) {
+  return a == quant_algo::fp8 ? st_dtype::f8_e4m3 : a == quant_algo::none ? st_dtype::bf16 : st_dtype::u8;
+}
+
+bool is_quantized_storage(st_dtype t) { return t == st_dtype::f8_e4m3 || t == st_dtype::u8; }
 
 /// A canonical per-expert tensor name, "backbone.layers.{layer}.mixer.experts.{expert}.{proj}.weight":
 /// its layer, expert and the canonical name of the fused tensor it is a slice of.
@@ -308,6 +341,110 @@ std::size_t model_weights::bytes() const noexcept {
 
 // ---- loading ----------------------------------------------------------------------------------
 
+namespace {
+
+/// plan_checkpoint's checks of a quantized checkpoint (see weights.hpp): fills plan.quant and
+/// plan.quantization. `canon`: canonical -> original names of the weights; `sidecars`: the
+/// scale tensors by the canonical weight they belong to.
+void check_quantization(checkpoint_plan& plan, const model_config& c, const std::map<std::string, std::string>& canon,
+                        const std::map<std::string, std::map<std::string, std::string>>& sidecars,
+                        const std::filesystem::path& dir) {
+  const checkpoint& ck = *plan.ck;
+  std::error_code ec;
+  plan.quantization = read_quant_config(std::filesystem::is_directory(dir, ec) ? dir : dir.parent_path());
+  plan.quant.resize(plan.entries.size());
+  std::map<std::string, std::size_t> index;
+  for (std::size_t i = 0; i < plan.entries.size(); ++i) index[plan.entries[i].name] = i;
+  for (const auto& [weight, parts] : sidecars) {
+    const auto it = index.find(weight);
+    const std::string& one = parts.begin()->second;
+    if (it == index.end()) {
+      throw piecewise::config_error(fmt::format(
+          "{}: scale tensor '{}' belongs to no weight of the model{}", plan.source, one,
+          weight.find("mixer.experts.") != std::string::npos ? " (quantized routed experts are not supported yet)" : ""));
+    }
+    if (!canon.count(weight)) {
+      throw piecewise::config_error(fmt::format("{}: scale tensor '{}' without its weight '{}'", plan.source, one, weight));
+    }
+  }
+  std::size_t kv_scales = 0;
+  for (std::size_t i = 0; i < plan.entries.size(); ++i) {
+    const tensor_entry& e = plan.entries[i];
+    checkpoint_plan::quantized_entry& q = plan.quant[i];
+    q.type = e.spec->type;
+    const auto [file, info] = plan.items[i];
+    if (info == nullptr || !e.spec->linear) continue;
+    const std::string& orig = canon.at(e.name);
+    const std::string module = module_of(orig);
+    const std::string where = file->path().string();
+    const std::string note = layer_note(e, c);
+    const bool quantized = is_quantized_storage(info->dtype);
+    const quant_algo algo = plan.quantization ? plan.quantization->algo_of(module) : quant_algo::none;
+    if (quantized && !plan.quantization) {
+      throw piecewise::config_error(fmt::format(
+          "{}: tensor '{}' is {} but the checkpoint declares no quantization (no hf_quant_config.json, no "
+          "quantization_config in config.json){}",
+          where, orig, st_dtype_name(info->dtype), note));
+    }
+    if (quantized != (algo != quant_algo::none) || (quantized && info->dtype != stored_as(algo))) {
+      throw piecewise::config_error(fmt::format("{}: tensor '{}' is {} but {} declares {} for module '{}'{}", where, orig,
+                                                st_dtype_name(info->dtype), plan.quantization->source, to_string(algo),
+                                                module, note));
+    }
+    if (quantized) q.type = info->dtype == st_dtype::f8_e4m3 ? dtype::fp8_e4m3 : dtype::nvfp4;
+    const auto sc = sidecars.find(e.name);
+    const std::map<std::string, std::string> none;
+    const auto& parts = sc == sidecars.end() ? none : sc->second;
+    // Which scales this weight needs and may have.
+    std::vector<std::string> need, allowed;
+    if (q.type == dtype::fp8_e4m3) need = {"weight_scale", "input_scale"};
+    if (q.type == dtype::nvfp4) {
+      need = {"weight_scale", "weight_scale_2"};
+      allowed = {"input_scale"};
+    }
+    const std::string proj = e.spec->suffix;
+    if (proj == "mixer.k_proj.weight") allowed.push_back("k_scale");
+    if (proj == "mixer.v_proj.weight") allowed.push_back("v_scale");
+    for (const std::string& n : need) {
+      if (!parts.count(n)) {
+        throw piecewise::config_error(fmt::format("{}: tensor '{}' is {} ({}) but '{}.{}' is missing{}", where, orig,
+                                                  st_dtype_name(info->dtype), to_string(algo), module, n, note));
+      }
+    }
+    for (const auto& [suffix, name] : parts) {
+      const bool ok = std::find(need.begin(), need.end(), suffix) != need.end() ||
+                      std::find(allowed.begin(), allowed.end(), suffix) != allowed.end();
+      if (!ok) {
+        throw piecewise::config_error(fmt::format("{}: scale tensor '{}' does not belong with a {} weight{}", plan.source,
+                                                  name, dtype_name(q.type), note));
+      }
+      auto [sf, si] = ck.find(name);
+      const bool block = q.type == dtype::nvfp4 && suffix == "weight_scale";
+      if (block) {
+        const std::vector<std::int64_t> want{e.shape[0], e.shape[1] / 16};
+        if (e.shape[1] % 16 != 0 || si->dtype != st_dtype::f8_e4m3 || si->shape != want) {
+          throw piecewise::config_error(fmt::format(
+              "{}: tensor '{}' is {} {}, NVFP4 block scales of a [{}, {}] weight must be F8_E4M3 [{}, {}]{}{}",
+              sf->path().string(), name, st_dtype_name(si->dtype), shape_str(si->shape), e.shape[0], e.shape[1],
+              e.shape[0], e.shape[1] / 16, e.shape[1] % 16 ? " (and its rows a multiple of 16 long)" : "", note));
+        }
+      } else if (si->numel() != 1 || si->dtype == st_dtype::u8) {
+        throw piecewise::config_error(fmt::format("{}: tensor '{}' is {} {}, a scale must be one number{}",
+                                                  sf->path().string(), name, st_dtype_name(si->dtype),
+                                                  shape_str(si->shape), note));
+      }
+      if (suffix == "k_scale" || suffix == "v_scale") ++kv_scales;
+      q.scales[suffix] = {sf, si};
+    }
+  }
+  if (kv_scales > 0) {
+    plan.notes.push_back(fmt::format("{}: {} FP8 KV-cache scale{} (k_scale / v_scale): not used yet, the KV cache stays bf16",
+                                     plan.source, kv_scales, kv_scales == 1 ? "" : "s"));
+  }
+}
+
+}  // namespace
+
 checkpoint_plan plan_checkpoint(const std::filesystem::path& dir, const model_config& c) {
   c.validate();
   checkpoint_plan plan;
@@ -334,6 +471,19 @@ checkpoint_plan plan_checkpoint(const std::filesystem::path& dir, const model_co
     if (!inserted) {
       throw piecewise::config_error(
           fmt::format("{}: tensor '{}' is given twice (as '{}' and '{}')", src, cn, it->second, n));
+    }
+  }
+
+  // ModelOpt's scale tensors, by the canonical weight they belong to (checked below, once the
+  // weights themselves are known to be right).
+  std::map<std::string, std::map<std::string, std::string>> sidecars;  // weight -> suffix -> original
+  for (auto it = canon.begin(); it != canon.end();) {
+    std::string weight, suffix;
+    if (split_scale_name(it->first, weight, suffix)) {
+      sidecars[weight][suffix] = it->second;
+      it = canon.erase(it);
+    } else {
+      ++it;
     }
   }
 
@@ -431,7 +581,25 @@ checkpoint_plan plan_checkpoint(const std::filesystem::path& dir, const model_co
     }
     return std::pair{file, info};
   };
-  auto lookup = [&](const std::string& cn) { return check(canon.at(cn), *want.at(cn), want.at(cn)->shape); };
+  // A quantized tensor must be a linear weight; NVFP4 (U8) stores two elements a byte.
+  auto lookup = [&](const std::string& cn) {
+    const tensor_entry& e = *want.at(cn);
+    const std::string& orig = canon.at(cn);
+    auto [file, info] = ck.find(orig);
+    if (is_quantized_storage(info->dtype)) {
+      if (e.name.find("mixer.experts.") != std::string::npos) {
+        throw piecewise::config_error(fmt::format("{}: tensor '{}' is {}: quantized routed experts are not supported yet{}",
+                                                  file->path().string(), orig, st_dtype_name(info->dtype), layer_note(e, c)));
+      }
+      if (!e.spec->linear) {
+        throw piecewise::config_error(fmt::format("{}: tensor '{}' is {}, but only linear weights can be quantized{}",
+                                                  file->path().string(), orig, st_dtype_name(info->dtype), layer_note(e, c)));
+      }
+    }
+    std::vector<std::int64_t> shape = e.shape;
+    if (info->dtype == st_dtype::u8) shape.back() = (shape.back() + 1) / 2;
+    return check(orig, e, shape);
+  };
   // Check every shape before reading any data (fail fast on a wrong config), and the dtypes
   // the model can store.
   for (const auto& [cn, orig] : canon) (void)lookup(cn);
@@ -449,8 +617,16 @@ checkpoint_plan plan_checkpoint(const std::filesystem::path& dir, const model_co
       continue;
     }
     const std::vector<std::int64_t> one(e.shape.begin() + 1, e.shape.end());
-    for (const std::string& orig : p->second) plan.pieces[i].push_back(check(orig, e, one));
+    for (const std::string& orig : p->second) {
+      plan.pieces[i].push_back(check(orig, e, one));
+      if (is_quantized_storage(plan.pieces[i].back().second->dtype)) {
+        throw piecewise::config_error(fmt::format("{}: tensor '{}' is {}: quantized routed experts are not supported yet{}",
+                                                  plan.pieces[i].back().first->path().string(), orig,
+                                                  st_dtype_name(plan.pieces[i].back().second->dtype), layer_note(e, c)));
+      }
+    }
   }
+  check_quantization(plan, c, canon, sidecars, dir);
   return plan;
 }
 
@@ -474,15 +650,70 @@ checkpoint_summary check_checkpoint(const std::filesystem::path& dir, const mode
   return s;
 }
 
+namespace {
+
+/// The scales of every quantized entry of `plan`, read and checked (see load_weights).
+std::vector<std::optional<tensor_scales>> read_scales(const checkpoint_plan& plan, const model_config& c) {
+  std::vector<std::optional<tensor_scales>> out(plan.entries.size());
+  for (std::size_t i = 0; i < plan.entries.size(); ++i) {
+    const checkpoint_plan::quantized_entry& q = plan.quant[i];
+    if (!dtype_is_quantized(q.type)) continue;
+    const tensor_entry& e = plan.entries[i];
+    tensor_scales s;
+    auto scalar = [&](const char* suffix) {
+      const auto [file, info] = q.scales.at(suffix);
+      const float v = file->read_f32(*info)[0];
+      if (!std::isfinite(v) || !(v > 0)) {
+        throw piecewise::config_error(fmt::format("{}: tensor '{}' = {}: a scale must be finite and positive{}",
+                                                  file->path().string(), info->name, v, layer_note(e, c)));
+      }
+      return v;
+    };
+    if (q.type == dtype::fp8_e4m3) {
+      s.global = scalar("weight_scale");
+      s.input = scalar("input_scale");
+    } else {
+      s.global = scalar("weight_scale_2");
+      if (q.scales.count("input_scale")) s.input = scalar("input_scale");
+      const auto [file, info] = q.scales.at("weight_scale");
+      s.block_shape = info->shape;
+      s.block = file->read_raw(*info);
+      for (std::size_t k = 0; k < s.block.size(); ++k) {
+        const std::uint8_t b = s.block[k];
+        if ((b & 0x7f) == 0x7f || (b & 0x80 && b != 0x80)) {
+          throw piecewise::config_error(fmt::format(
+              "{}: tensor '{}': block scale {} (row {}, block {}) is {}: block scales must be finite and not negative{}",
+              file->path().string(), info->name, k, k / static_cast<std::size_t>(info->shape[1]),
+              k % static_cast<std::size_t>(info->shape[1]), (b & 0x7f) == 0x7f ? "NaN" : "negative", layer_note(e, c)));
+        }
+      }
+    }
+    out[i] = std::move(s);
+  }
+  return out;
+}
+
+}  // namespace
+
 model_weights load_weights(const std::filesystem::path& dir, const model_config& c) {
   const checkpoint_plan plan = plan_checkpoint(dir, c);
+  // Every scale is read and checked before any weight.
+  std::vector<std::optional<tensor_scales>> scales = read_scales(plan, c);
 
   model_weights w = empty_layout(c);
   for (std::size_t i = 0; i < plan.entries.size(); ++i) {
     const tensor_entry& e = plan.entries[i];
     host_tensor& t = w.at(e);
     const auto [file, info] = plan.items[i];
-    if (file != nullptr) {
+    if (scales[i]) {
+      t = host_tensor(e.name, plan.quant[i].type, e.shape);
+      const std::vector<std::uint8_t> raw = file->read_raw(*info);
+      PIECEWISE_EXPECTS(raw.size() == t.data_bytes(), "{}: tensor '{}' holds {} bytes, {} {} needs {}",
+                        file->path().string(), info->name, raw.size(), dtype_name(t.type()), shape_str(e.shape),
+                        t.data_bytes());
+      std::memcpy(t.data(), raw.data(), raw.size());
+      t.scales = std::move(scales[i]);
+    } else if (file != nullptr) {
       t = host_tensor(e.name, e.spec->type, e.shape);
       if (t.type() == dtype::bf16) file->read_bf16(*info, t.bf16());
       else file->read_f32(*info, t.f32());
@@ -563,15 +794,89 @@ void save_checkpoint(const std::filesystem::path& dir, const model_config& c, co
   if (!f) throw piecewise::config_error(fmt::format("{}: write failed", path.string()));
 }
 
+namespace {
+
+/// The algorithm a quantized host tensor was made with.
+quant_algo algo_of_tensor(const host_tensor& t) {
+  if (t.type() == dtype::fp8_e4m3) return quant_algo::fp8;
+  if (t.type() == dtype::nvfp4) return t.scales && t.scales->input > 0 ? quant_algo::nvfp4 : quant_algo::w4a16_nvfp4;
+  return quant_algo::none;
+}
+
+/// A little-endian fp32 scalar tensor.
+st_write_tensor scalar_tensor(std::string name, float v) {
+  return make_tensor_from_floats(std::move(name), {}, {v}, st_dtype::f32);
+}
+
+/// save_weights for weights with quantized linear tensors: ModelOpt's layout and an
+/// hf_quant_config.json declaring it.
+void save_quantized(const std::filesystem::path& dir, const model_config& c, const model_weights& w,
+                    const std::string& prefix, bool omit_tied_lm_head) {
+  std::vector<st_write_tensor> out;
+  std::map<std::string, quant_algo> quantized;  // module -> algorithm
+  std::vector<std::string> kept_bf16;           // linear modules left unquantized
+  for (const tensor_entry& e : model_tensors(c)) {
+    if (!e.in_checkpoint) continue;
+    if (e.spec->tied_to_embeddings && c.tie_word_embeddings && omit_tied_lm_head) continue;
+    const host_tensor& t = w.at(e);
+    const std::string name = e.name.rfind("backbone.", 0) == 0 ? prefix + e.name.substr(9) : e.name;
+    const std::string module = module_of(name);
+    const quant_algo a = algo_of_tensor(t);
+    if (a == quant_algo::none) {
+      st_write_tensor x{name, t.type() == dtype::f32 ? st_dtype::f32 : st_dtype::bf16, t.shape(),
+                        std::vector<std::uint8_t>(t.data(), t.data() + t.data_bytes())};
+      out.push_back(std::move(x));
+      if (e.spec->linear) kept_bf16.push_back(module);
+      continue;
+    }
+    quantized[module] = a;
+    std::vector<std::int64_t> shape = t.shape();
+    if (t.type() == dtype::nvfp4) shape.back() = (shape.back() + 1) / 2;
+    out.push_back({name, t.type() == dtype::fp8_e4m3 ? st_dtype::f8_e4m3 : st_dtype::u8, shape,
+                   std::vector<std::uint8_t>(t.data(), t.data() + t.data_bytes())});
+    if (t.type() == dtype::fp8_e4m3) {
+      out.push_back(scalar_tensor(module + ".weight_scale", t.scales->global));
+    } else {
+      out.push_back({module + ".weight_scale", st_dtype::f8_e4m3, t.scales->block_shape, t.scales->block});
+      out.push_back(scalar_tensor(module + ".weight_scale_2", t.scales->global));
+    }
+    if (t.scales->input > 0) out.push_back(scalar_tensor(module + ".input_scale", t.scales->input));
+  }
+  std::error_code ec;
+  std::filesystem::create_directories(dir, ec);
+  write_safetensors(dir / "model.safetensors", out, {{"format", "pt"}});
+
+  nlohmann::json q;
+  std::set<quant_algo> algos;
+  for (const auto& [m, a] : quantized) algos.insert(a);
+  if (algos.size() == 1) {
+    q["quant_algo"] = std::string(to_string(*algos.begin()));
+    q["exclude_modules"] = kept_bf16;
+  } else {
+    q["quant_algo"] = "MIXED_PRECISION";
+    nlohmann::json layers = nlohmann::json::object();
+    for (const auto& [m, a] : quantized) layers[m] = {{"quant_algo", std::string(to_string(a))}};
+    q["quantized_layers"] = layers;
+  }
+  if (algos.count(quant_algo::nvfp4) || algos.count(quant_algo::w4a16_nvfp4)) q["group_size"] = 16;
+  const nlohmann::json root = {{"producer", {{"name", "piecewise nemotron_h save_weights"}}}, {"quantization", q}};
+  const std::filesystem::path path = dir / "hf_quant_config.json";
+  std::ofstream f(path, std::ios::trunc);
+  f << root.dump(2) << "\n";
+  f.close();
+  if (!f) throw piecewise::config_error(fmt::format("{}: write failed", path.string()));
+}
+
+}  // namespace
+
 void save_weights(const std::filesystem::path& dir, const model_config& c, const model_weights& w,
                   const std::string& prefix, bool omit_tied_lm_head) {
   w.check_shapes(c);
-  for (const tensor_entry& e : model_tensors(c)) {
-    const host_tensor& t = w.at(e);
-    if (t.type() != dtype::bf16 && t.type() != dtype::f32) {
-      throw piecewise::config_error(
-          fmt::format("save_weights: tensor '{}': dtype {} not supported yet", e.name, dtype_name(t.type())));
-    }
+  bool any_quantized = false;
+  for (const tensor_entry& e : model_tensors(c)) any_quantized |= dtype_is_quantized(w.at(e).type());
+  if (any_quantized) {
+    save_quantized(dir, c, w, prefix, omit_tied_lm_head);
+    return;
   }
   save_checkpoint(
       dir, c,

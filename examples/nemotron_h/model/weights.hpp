@@ -11,13 +11,16 @@
 #include <cstdint>
 #include <filesystem>
 #include <functional>
+#include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
 
 #include "model/config.hpp"
 #include "model/layer_kinds.hpp"
+#include "model/quant_config.hpp"
 #include "model/safetensors.hpp"
 #include "model/tensor.hpp"
 
@@ -66,7 +69,11 @@ struct model_weights {
 /// prediction) are accepted and not used (one "info:" line on stderr says how many).
 /// BF16/F16/F32/F64 tensors are converted to the table's dtype (bf16, or fp32 for A_log, D,
 /// dt_bias, e_score_correction_bias). When `lm_head.weight` is absent and tie_word_embeddings
-/// is set, lm_head is the embeddings.
+/// is set, lm_head is the embeddings. A ModelOpt-quantized checkpoint (FP8 per tensor, NVFP4
+/// per block; see plan_checkpoint) keeps its linear weights quantized, with their scales
+/// (host_tensor::scales); every scale value is checked finite and positive (block scales: not
+/// NaN, not negative) before any weight is read. FP8 KV-cache scales are not used yet (an
+/// "info:" line says so); quantized routed experts are refused ("not supported yet").
 /// Throws piecewise::config_error naming the file and tensor for: missing tensors, unexpected
 /// tensors (up to five are listed), a tensor given twice under two prefixes (or fused and per
 /// expert), a shape different from the config's (both shapes, and the layer, in the message;
@@ -92,8 +99,28 @@ struct checkpoint_plan {
   std::vector<std::vector<std::pair<const safetensors_file*, const st_tensor_info*>>> pieces;
   /// Informational lines (e.g. the mtp.* tensors left unused).
   std::vector<std::string> notes;
+
+  /// How the checkpoint stores a linear weight that NVIDIA ModelOpt quantized: `type`
+  /// fp8_e4m3 (F8_E4M3 [out, in]) or nvfp4 (U8 [out, in / 2]), and its scale tensors by their
+  /// ModelOpt suffix: "weight_scale" (FP8: fp32 scalar; NVFP4: F8_E4M3 [out, in / 16]),
+  /// "weight_scale_2" (NVFP4 global), "input_scale"; also "k_scale" / "v_scale" (FP8 KV cache)
+  /// on k_proj / v_proj whatever their type. `type` is the table's dtype and `scales` holds
+  /// only KV-cache scales for an unquantized weight.
+  struct quantized_entry {
+    dtype type = dtype::bf16;
+    std::map<std::string, std::pair<const safetensors_file*, const st_tensor_info*>> scales;
+  };
+  /// Per entry (empty scales and the table dtype for the tensors that are not quantized).
+  std::vector<quantized_entry> quant;
+  /// The quantization the checkpoint declares (hf_quant_config.json, or config.json's
+  /// quantization_config, next to the checkpoint), if any.
+  std::optional<quant_config> quantization;
 };
-/// Opens `dir` and makes every check of load_weights (same errors); reads headers only.
+/// Opens `dir` and makes every check of load_weights (same errors) that headers allow: for a
+/// quantized checkpoint also that every FP8 / NVFP4 tensor is a linear weight of the type the
+/// declared quantization gives its module, with every scale tensor it needs, of the right
+/// dtype and shape (errors name the file, the tensor, the module and the layer); reads headers
+/// and the quantization config only.
 checkpoint_plan plan_checkpoint(const std::filesystem::path& dir, const model_config& config);
 
 /// What check_checkpoint found.
@@ -154,8 +181,10 @@ std::vector<expected_tensor> expected_tensors(const model_config& config);
 
 /// Writes `w` as a single model.safetensors (each tensor in its dtype: bf16, fp32 for
 /// A_log/D/dt_bias) into `dir` with the given prefix ("backbone." or "model."), plus lm_head
-/// unless tied and `omit_tied_lm_head`. Throws piecewise::config_error on I/O errors and for a
-/// quantized tensor ("not supported yet").
+/// unless tied and `omit_tied_lm_head`. Quantized weights are written in ModelOpt's layout
+/// (see checkpoint_plan::quantized_entry) with an hf_quant_config.json that declares them
+/// (one algorithm: its name and the linear modules left unquantized as exclude_modules; more
+/// than one: MIXED_PRECISION). Throws piecewise::config_error on I/O errors.
 void save_weights(const std::filesystem::path& dir, const model_config& config, const model_weights& w,
                   const std::string& prefix = "backbone.", bool omit_tied_lm_head = true);
 

@@ -157,6 +157,11 @@ device_weights::device_weights(const model_config& c, const weight_source& src) 
   // taken or any weight byte read.
   checkpoint_plan plan;
   if (src.how == weight_source::kind::checkpoint) plan = plan_checkpoint(src.path, c);
+  for (std::size_t i = 0; i < plan.quant.size(); ++i) {
+    PIECEWISE_EXPECTS(!dtype_is_quantized(plan.quant[i].type),
+                      "device weights: {}: tensor '{}' is {}: quantized weights do not run on the GPU yet", plan.source,
+                      plan.entries[i].name, dtype_name(plan.quant[i].type));
+  }
   const std::vector<tensor_entry> entries = src.how == weight_source::kind::checkpoint ? plan.entries : model_tensors(c);
 
   // Which tensors make each device tensor: one each, except the table's fused groups.

@@ -5,6 +5,11 @@
 
 #include <algorithm>
 #include <cmath>
+#include <fstream>
+#include <functional>
+#include <iterator>
+#include <memory>
+#include <tuple>
 #include <limits>
 #include <set>
 #include <vector>
@@ -14,6 +19,7 @@
 #include "model/quant_formats.hpp"
 #include "model/quantize.hpp"
 #include "model/random_tokens.hpp"
+#include "model/safetensors.hpp"
 #include "model/splitmix.hpp"
 #include "model_test_util.hpp"
 #include "piecewise/element_type.hpp"
@@ -178,7 +184,7 @@ TEST_CASE("quantize_nvfp4: layout (low nibble first, block scales per 16 of a ro
   }
 }
 
-TEST_CASE("quantize_nvfp4: random weights within the format's step; bad shapes are refused", "[quant]") {
+TEST_CASE("quantize_nvfp4: random weights within the format step, bad shapes refused", "[quant]") {
   const host_tensor w = random_bf16("y.weight", 12, 64, 0.02, 5);
   const host_tensor q = quantize_nvfp4(w, 0);
   const std::vector<double> v = w.to_f64(), d = q.to_f64();
@@ -311,4 +317,198 @@ TEST_CASE("CPU reference on FP8 and NVFP4 weights: close to bf16, FP8 activation
   CAPTURE(e4);
   CHECK(e4 > e_w8);
   CHECK(e4 < 0.4);
+}
+
+namespace {
+
+/// Every tensor of `dir`/model.safetensors, raw.
+std::vector<st_write_tensor> read_all(const std::filesystem::path& dir) {
+  const safetensors_file f(dir / "model.safetensors");
+  std::vector<st_write_tensor> out;
+  for (const st_tensor_info& t : f.header().tensors) out.push_back({t.name, t.dtype, t.shape, f.read_raw(t)});
+  return out;
+}
+
+st_write_tensor& find_tensor(std::vector<st_write_tensor>& ts, const std::string& name) {
+  for (auto& t : ts) {
+    if (t.name == name) return t;
+  }
+  FAIL("no tensor " << name);
+  return ts.front();
+}
+
+void write_text(const std::filesystem::path& p, const std::string& text) {
+  std::ofstream f(p, std::ios::trunc);
+  f << text;
+}
+
+/// The tiny model with FP8 Mamba / MLP projections (attention and lm_head bf16).
+model_weights fp8_tiny(const model_config& c, const model_weights& w) {
+  std::uint64_t st = 9;
+  const std::vector<std::int32_t> tokens = random_token_ids(16, c.vocab_size, st);
+  quant_config q;
+  q.source = "test";
+  q.algo = quant_algo::fp8;
+  q.exclude = {"*.mixer.?_proj", "lm_head"};
+  model_weights fw = w;
+  quantize_weights(fw, c, q, calibrate_input_amax(c, w, tokens));
+  return fw;
+}
+
+}  // namespace
+
+TEST_CASE("quantized checkpoints: save_weights writes ModelOpt's layout, load_weights reads it back bit for bit",
+          "[quant][weights]") {
+  const model_config c = preset("tiny");
+  const model_weights w = synthetic_weights(c, 11, {.randomize_vectors = true});
+  const model_weights fw = fp8_tiny(c, w);
+  // FP8 everywhere it was quantized, then NVFP4 (weight-only) for the MLP layers: mixed.
+  model_weights mixed = fw;
+  for (int l : {3, 5}) {
+    for (const char* p : {"mixer.up_proj.weight", "mixer.down_proj.weight"}) {
+      host_tensor& t = mixed.layers[static_cast<std::size_t>(l)].get(p);
+      t = quantize_nvfp4(w.layers[static_cast<std::size_t>(l)].get(p), 0);
+    }
+  }
+  for (const auto& [name, weights, prefix] : {std::tuple{"fp8", &fw, "backbone."}, std::tuple{"mixed", static_cast<const model_weights*>(&mixed), "model."}}) {
+    CAPTURE(name);
+    nh_test::temp_dir td(std::string("quant_") + name);
+    save_weights(td.path, c, *weights, prefix);
+    const auto q = read_quant_config(td.path);
+    REQUIRE(q);
+    CHECK(q->mixed == (std::string(name) == "mixed"));
+    const std::string in0 = std::string(prefix) + "layers.0.mixer.in_proj";
+    CHECK(q->algo_of(in0) == quant_algo::fp8);
+    CHECK(q->algo_of(std::string(prefix) + "layers.1.mixer.q_proj") == quant_algo::none);
+    const safetensors_file f(td.path / "model.safetensors");
+    REQUIRE(f.find(in0 + ".weight"));
+    CHECK(f.find(in0 + ".weight")->dtype == st_dtype::f8_e4m3);
+    CHECK(f.find(in0 + ".weight_scale")->shape.empty());
+    CHECK(f.find(in0 + ".input_scale")->dtype == st_dtype::f32);
+    const checkpoint_summary s = check_checkpoint(td.path, c);
+    CHECK(s.tensors > 0);
+    const model_weights back = load_weights(td.path, c);
+    for (const tensor_entry& e : model_tensors(c)) {
+      CAPTURE(e.name);
+      CHECK(back.at(e) == weights->at(e));
+    }
+    if (std::string(name) == "mixed") {
+      const std::string up = std::string(prefix) + "layers.3.mixer.up_proj";
+      CHECK(q->algo_of(up) == quant_algo::w4a16_nvfp4);
+      CHECK(f.find(up + ".weight")->dtype == st_dtype::u8);
+      CHECK(f.find(up + ".weight")->shape == std::vector<std::int64_t>{c.intermediate_size, c.hidden_size / 2});
+      CHECK(f.find(up + ".weight_scale")->dtype == st_dtype::f8_e4m3);
+      CHECK(f.find(up + ".weight_scale")->shape == std::vector<std::int64_t>{c.intermediate_size, c.hidden_size / 16});
+      CHECK(f.find(up + ".input_scale") == nullptr);
+    }
+    // The CPU reference on the loaded weights equals the one on the weights saved.
+    std::uint64_t st = 5;
+    const auto tokens = random_token_ids(9, c.vocab_size, st);
+    CHECK(cpu_session(cpu_model(c, back)).prefill(tokens) == cpu_session(cpu_model(c, *weights)).prefill(tokens));
+  }
+}
+
+TEST_CASE("quantized checkpoints: a missing, broken or undeclared scale or dtype is an error naming file, tensor and layer",
+          "[quant][weights]") {
+  const model_config c = preset("tiny");
+  const model_weights w = synthetic_weights(c, 11, {.randomize_vectors = true});
+  nh_test::temp_dir good("quant_good");
+  save_weights(good.path, c, fp8_tiny(c, w));
+  model_weights n4 = w;
+  for (const char* p : {"mixer.up_proj.weight", "mixer.down_proj.weight"}) {
+    n4.layers[3].get(p) = quantize_nvfp4(w.layers[3].get(p), 0);
+  }
+  nh_test::temp_dir good4("quant_good4");
+  save_weights(good4.path, c, n4);
+  const std::string hf = [&] {
+    std::ifstream f(good.path / "hf_quant_config.json");
+    return std::string(std::istreambuf_iterator<char>(f), {});
+  }();
+
+  // One edit of the good checkpoint: the tensors, and the hf_quant_config.json text.
+  auto broken = [&](const std::filesystem::path& from, const std::function<void(std::vector<st_write_tensor>&)>& edit,
+                    const std::string* quant_json = nullptr) {
+    auto dir = std::make_unique<nh_test::temp_dir>("quant_bad");
+    std::vector<st_write_tensor> ts = read_all(from);
+    edit(ts);
+    write_safetensors(dir->path / "model.safetensors", ts);
+    if (quant_json == nullptr) {
+      std::filesystem::copy_file(from / "hf_quant_config.json", dir->path / "hf_quant_config.json");
+    } else if (!quant_json->empty()) {
+      write_text(dir->path / "hf_quant_config.json", *quant_json);
+    }
+    return dir;
+  };
+  auto load_error = [&](const nh_test::temp_dir& d) { return error_of([&] { (void)load_weights(d.path, c); }); };
+  auto plan_error = [&](const nh_test::temp_dir& d) { return error_of([&] { (void)check_checkpoint(d.path, c); }); };
+  const std::string in0 = "backbone.layers.0.mixer.in_proj";
+
+  auto d = broken(good.path, [&](auto& ts) {
+    ts.erase(std::find_if(ts.begin(), ts.end(), [&](const auto& t) { return t.name == in0 + ".input_scale"; }));
+  });
+  CHECK_THAT(plan_error(*d), Contains("model.safetensors: tensor '" + in0 + ".weight' is F8_E4M3 (FP8) but '" + in0 +
+                                      ".input_scale' is missing (layer 0, a mamba layer)"));
+  for (float bad : {std::numeric_limits<float>::quiet_NaN(), -1.0f, 0.0f, std::numeric_limits<float>::infinity()}) {
+    d = broken(good.path, [&](auto& ts) { find_tensor(ts, in0 + ".weight_scale") = make_tensor_from_floats(in0 + ".weight_scale", {}, {bad}, st_dtype::f32); });
+    CHECK(plan_error(*d) == "<no exception>");  // values are checked on load, before any weight is read
+    CHECK_THAT(load_error(*d), Contains("tensor '" + in0 + ".weight_scale' = ") &&
+                                   Contains("a scale must be finite and positive (layer 0, a mamba layer)"));
+  }
+  d = broken(good.path, [&](auto& ts) { find_tensor(ts, in0 + ".weight_scale").shape = {1, 1}; });
+  CHECK(load_error(*d) == "<no exception>");  // [1, 1] is still one number
+  d = broken(good.path, [&](auto& ts) {
+    auto& t = find_tensor(ts, in0 + ".weight_scale");
+    t = make_tensor_from_floats(t.name, {2}, {1.0f, 1.0f}, st_dtype::f32);
+  });
+  CHECK_THAT(plan_error(*d), Contains("tensor '" + in0 + ".weight_scale' is F32 [2], a scale must be one number"));
+
+  const std::string none;
+  d = broken(good.path, [](auto&) {}, &none);
+  CHECK_THAT(plan_error(*d), Contains("is F8_E4M3 but the checkpoint declares no quantization"));
+  std::string excl = hf;
+  excl.replace(excl.find("\"exclude_modules\": ["), 20, "\"exclude_modules\": [\n      \"" + in0 + "\",");
+  d = broken(good.path, [](auto&) {}, &excl);
+  CHECK_THAT(plan_error(*d), Contains("tensor '" + in0 + ".weight' is F8_E4M3 but ") &&
+                                 Contains("hf_quant_config.json declares none for module '" + in0 + "' (layer 0"));
+  std::string nv = hf;
+  nv.replace(nv.find("\"FP8\""), 5, "\"NVFP4\"");
+  d = broken(good.path, [](auto&) {}, &nv);
+  CHECK_THAT(plan_error(*d), Contains("is F8_E4M3 but ") && Contains("declares NVFP4 for module"));
+
+  // A norm stored as FP8; a scale without a weight of the model.
+  d = broken(good.path, [&](auto& ts) {
+    auto& t = find_tensor(ts, "backbone.layers.0.norm.weight");
+    t.dtype = st_dtype::f8_e4m3;
+    t.bytes.resize(t.bytes.size() / 2);
+  });
+  CHECK_THAT(plan_error(*d), Contains("tensor 'backbone.layers.0.norm.weight' is F8_E4M3, but only linear weights can "
+                                      "be quantized (layer 0, a mamba layer)"));
+  d = broken(good.path, [&](auto& ts) { ts.push_back(make_tensor_from_floats("backbone.layers.0.mixer.foo.weight_scale", {}, {1.0f}, st_dtype::f32)); });
+  CHECK_THAT(plan_error(*d), Contains("scale tensor 'backbone.layers.0.mixer.foo.weight_scale' belongs to no weight"));
+  d = broken(good.path, [&](auto& ts) { ts.push_back(make_tensor_from_floats("backbone.layers.1.mixer.q_proj.input_scale", {}, {1.0f}, st_dtype::f32)); });
+  CHECK_THAT(plan_error(*d), Contains("scale tensor 'backbone.layers.1.mixer.q_proj.input_scale' does not belong with a bf16 weight"));
+  // A checkpoint declared FP8 whose weights are bf16.
+  nh_test::temp_dir plain("quant_plain");
+  save_weights(plain.path, c, w);
+  write_text(plain.path / "hf_quant_config.json", R"({"quantization": {"quant_algo": "FP8"}})");
+  CHECK_THAT(plan_error(plain), Contains("tensor 'backbone.layers.0.mixer.in_proj.weight' is BF16 but ") &&
+                                    Contains("declares FP8 for module 'backbone.layers.0.mixer.in_proj'"));
+
+  // NVFP4: block scales of the wrong shape, dtype or value; a missing global scale.
+  const std::string up = "backbone.layers.3.mixer.up_proj";
+  d = broken(good4.path, [&](auto& ts) { find_tensor(ts, up + ".weight_scale").shape = {c.intermediate_size * 2, c.hidden_size / 32}; });
+  CHECK_THAT(plan_error(*d), Contains("tensor '" + up + ".weight_scale' is F8_E4M3 [512, 4], NVFP4 block scales of a "
+                                      "[256, 128] weight must be F8_E4M3 [256, 8] (layer 3, a mlp layer)"));
+  d = broken(good4.path, [&](auto& ts) { find_tensor(ts, up + ".weight_scale").bytes[9] = 0x7f; });
+  CHECK_THAT(load_error(*d), Contains("tensor '" + up + ".weight_scale': block scale 9 (row 1, block 1) is NaN"));
+  d = broken(good4.path, [&](auto& ts) { find_tensor(ts, up + ".weight_scale").bytes[0] = 0xb8; });
+  CHECK_THAT(load_error(*d), Contains("block scale 0 (row 0, block 0) is negative"));
+  d = broken(good4.path, [&](auto& ts) {
+    ts.erase(std::find_if(ts.begin(), ts.end(), [&](const auto& t) { return t.name == up + ".weight_scale_2"; }));
+  });
+  CHECK_THAT(plan_error(*d), Contains("'" + up + ".weight' is U8 (W4A16_NVFP4) but '" + up + ".weight_scale_2' is missing"));
+
+  // The good checkpoints still load after all that.
+  CHECK(load_error(good) == "<no exception>");
+  CHECK(load_error(good4) == "<no exception>");
 }
