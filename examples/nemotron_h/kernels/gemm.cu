@@ -1,4 +1,4 @@
-// cuBLASLt GEMM engine (see gemm.cuh): bf16 weights today.
+// cuBLASLt GEMM engine (see gemm.cuh): bf16 weights, and FP8 e4m3 weights on e4m3 inputs.
 #include "kernels/gemm.cuh"
 
 #include <cstdint>
@@ -59,12 +59,16 @@ void gemm_engine::require_supported(const weight& W) {
                                  dtype_name(W.type)));
 }
 
-const gemm_engine::plan& gemm_engine::make_plan(int M, int K, int N, int ldx, int ldy, bool f32_out) {
+const gemm_engine::plan& gemm_engine::make_plan(int M, int K, int N, int ldx, int ldy, variant v) {
+  const bool f32_out = v == variant::f32_out, fp8 = v == variant::fp8;
   expects(M > 0 && K > 0 && N > 0, strf("gemm_engine: bad shape M=%d K=%d N=%d", M, K, N));
   expects(K % 8 == 0 && N % 8 == 0 && ldx % 8 == 0 && ldy % 8 == 0 && ldx >= K &&
                         ldy >= N, strf("gemm_engine: K, N and row strides must be multiples of 8 (M=%d K=%d N=%d "
                     "ldx=%d ldy=%d)",
                     M, K, N, ldx, ldy));
+  expects(!fp8 || (K % 16 == 0 && ldx % 16 == 0),
+          strf("gemm_engine: FP8 GEMMs need K and the input row stride to be multiples of 16 (M=%d K=%d N=%d ldx=%d)",
+               M, K, N, ldx));
   auto p = new plan();
   try {
     lt_check(cublasLtMatmulDescCreate(&p->op, CUBLAS_COMPUTE_32F, CUDA_R_32F), "MatmulDescCreate",
@@ -74,8 +78,11 @@ const gemm_engine::plan& gemm_engine::make_plan(int M, int K, int N, int ldx, in
              "set TRANSA", M, K, N);
     lt_check(cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_TRANSB, &tb, sizeof(tb)),
              "set TRANSB", M, K, N);
-    lt_check(cublasLtMatrixLayoutCreate(&p->a, CUDA_R_16BF, K, N, K), "layout W", M, K, N);
-    lt_check(cublasLtMatrixLayoutCreate(&p->b, CUDA_R_16BF, K, M, ldx), "layout x", M, K, N);
+    // FP8: both operands e4m3 in the "TN" layout Hopper's FP8 GEMMs require (W transposed,
+    // x not), per-tensor scales as device pointers (set per call: they belong to the weight).
+    const cudaDataType_t in = fp8 ? CUDA_R_8F_E4M3 : CUDA_R_16BF;
+    lt_check(cublasLtMatrixLayoutCreate(&p->a, in, K, N, K), "layout W", M, K, N);
+    lt_check(cublasLtMatrixLayoutCreate(&p->b, in, K, M, ldx), "layout x", M, K, N);
     lt_check(cublasLtMatrixLayoutCreate(&p->c, f32_out ? CUDA_R_32F : CUDA_R_16BF, N, M, ldy), "layout y", M, K, N);
 
     cublasLtMatmulPreference_t pref = nullptr;
@@ -102,25 +109,31 @@ const gemm_engine::plan& gemm_engine::make_plan(int M, int K, int N, int ldx, in
     delete p;
     throw;
   }
-  plans_[key{M, K, N, ldx, ldy, f32_out ? 1 : 0}] = p;
+  plans_[key{M, K, N, ldx, ldy, static_cast<int>(v)}] = p;
   return *p;
 }
 
 void gemm_engine::prepare(int M, int K, int N) {
-  if (!prepared(M, K, N)) make_plan(M, K, N, K, N, false);
+  if (!prepared(M, K, N)) make_plan(M, K, N, K, N, variant::bf16);
 }
 
 void gemm_engine::prepare_f32_out(int M, int K, int N, int ldy) {
-  if (plans_.count(key{M, K, N, K, ldy, 1}) == 0) make_plan(M, K, N, K, ldy, true);
+  if (plans_.count(key{M, K, N, K, ldy, static_cast<int>(variant::f32_out)}) == 0)
+    make_plan(M, K, N, K, ldy, variant::f32_out);
+}
+
+void gemm_engine::prepare_fp8(int M, int K, int N, int ldx, int ldy) {
+  if (plans_.count(key{M, K, N, ldx, ldy, static_cast<int>(variant::fp8)}) == 0)
+    make_plan(M, K, N, ldx, ldy, variant::fp8);
 }
 
 bool gemm_engine::prepared(int M, int K, int N) const {
-  return plans_.count(key{M, K, N, K, N, 0}) != 0;
+  return plans_.count(key{M, K, N, K, N, static_cast<int>(variant::bf16)}) != 0;
 }
 
-const gemm_engine::plan& gemm_engine::get_plan(int M, int K, int N, int ldx, int ldy, bool f32_out,
-                                               cudaStream_t s) {
-  auto it = plans_.find(key{M, K, N, ldx, ldy, f32_out ? 1 : 0});
+const gemm_engine::plan& gemm_engine::get_plan(int M, int K, int N, int ldx, int ldy, variant v, cudaStream_t s) {
+  const bool f32_out = v == variant::f32_out;
+  auto it = plans_.find(key{M, K, N, ldx, ldy, static_cast<int>(v)});
   if (it != plans_.end()) return *it->second;
   cudaStreamCaptureStatus cs = cudaStreamCaptureStatusNone;
   PIECEWISE_CUDA_TRY(cudaStreamIsCapturing(s, &cs));
@@ -128,9 +141,9 @@ const gemm_engine::plan& gemm_engine::get_plan(int M, int K, int N, int ldx, int
     throw piecewise::config_error(strf(
         "gemm_engine: shape M=%d K=%d N=%d (ldx=%d ldy=%d%s) was not prepared before stream "
         "capture; call prepare() for every captured shape first",
-        M, K, N, ldx, ldy, f32_out ? ", fp32 out" : ""));
+        M, K, N, ldx, ldy, f32_out ? ", fp32 out" : v == variant::fp8 ? ", FP8" : ""));
   }
-  return make_plan(M, K, N, ldx, ldy, f32_out);
+  return make_plan(M, K, N, ldx, ldy, v);
 }
 
 void gemm_engine::linear(const bf16* x, const weight& W, bf16* y, int M, cudaStream_t s, bool accumulate) {
@@ -145,7 +158,7 @@ void gemm_engine::linear_strided(const bf16* x, int ldx, const weight& Wv, bf16*
   const auto* W = static_cast<const bf16*>(Wv.data);
   auto misaligned = [](const void* p) { return (reinterpret_cast<std::uintptr_t>(p) & 15) != 0; };
   expects(!misaligned(x) && !misaligned(W) && !misaligned(y), strf("gemm_engine: pointers must be 16-byte aligned (M=%d K=%d N=%d)", M, K, N));
-  const plan& p = get_plan(M, K, N, ldx, ldy, false, s);
+  const plan& p = get_plan(M, K, N, ldx, ldy, variant::bf16, s);
   const float alpha = 1.0f;
   const float beta = accumulate ? 1.0f : 0.0f;
   cublasStatus_t st = cublasLtMatmul(handle_, p.op, &alpha, W, p.a, x, p.b, &beta, y, p.c, y, p.c,
@@ -162,11 +175,36 @@ void gemm_engine::linear_f32_out(const bf16* x, const weight& Wv, float* y, int 
   auto misaligned = [](const void* p) { return (reinterpret_cast<std::uintptr_t>(p) & 15) != 0; };
   expects(!misaligned(x) && !misaligned(W) && !misaligned(y),
           strf("gemm_engine: pointers must be 16-byte aligned (M=%d K=%d N=%d, fp32 out)", M, K, N));
-  const plan& p = get_plan(M, K, N, K, ldy, true, s);
+  const plan& p = get_plan(M, K, N, K, ldy, variant::f32_out, s);
   const float alpha = 1.0f, beta = 0.0f;
   cublasStatus_t st = cublasLtMatmul(handle_, p.op, &alpha, W, p.a, x, p.b, &beta, y, p.c, y, p.c, &p.algo,
                                      workspace_.data(), workspace_bytes_, s);
   lt_check(st, "cublasLtMatmul (fp32 out)", M, K, N);
+}
+
+void gemm_engine::linear_fp8(const std::uint8_t* xq, int ldx, const float* x_scale, const weight& Wv, bf16* y, int ldy,
+                             int M, cudaStream_t s, bool accumulate) {
+  expects(Wv.type == dtype::fp8_e4m3 && Wv.scale != nullptr,
+          strf("gemm_engine: weight '%s' has dtype %s%s: the FP8 GEMM reads fp8_e4m3 weights with their scale", Wv.name,
+               dtype_name(Wv.type), Wv.type == dtype::fp8_e4m3 ? " but no scale" : ""));
+  expects(x_scale != nullptr, strf("gemm_engine: FP8 GEMM of weight '%s' without an input scale", Wv.name));
+  if (M == 0) return;
+  const int K = Wv.cols, N = Wv.rows;
+  auto misaligned = [](const void* p) { return (reinterpret_cast<std::uintptr_t>(p) & 15) != 0; };
+  expects(!misaligned(xq) && !misaligned(Wv.data) && !misaligned(y),
+          strf("gemm_engine: pointers must be 16-byte aligned (M=%d K=%d N=%d, FP8)", M, K, N));
+  const plan& p = get_plan(M, K, N, ldx, ldy, variant::fp8, s);
+  // A is W, B is x (see make_plan): their scales, as device pointers of this call.
+  const void* sa = Wv.scale;
+  const void* sb = x_scale;
+  lt_check(cublasLtMatmulDescSetAttribute(p.op, CUBLASLT_MATMUL_DESC_A_SCALE_POINTER, &sa, sizeof(sa)),
+           "set A_SCALE_POINTER", M, K, N);
+  lt_check(cublasLtMatmulDescSetAttribute(p.op, CUBLASLT_MATMUL_DESC_B_SCALE_POINTER, &sb, sizeof(sb)),
+           "set B_SCALE_POINTER", M, K, N);
+  const float alpha = 1.0f, beta = accumulate ? 1.0f : 0.0f;
+  cublasStatus_t st = cublasLtMatmul(handle_, p.op, &alpha, Wv.data, p.a, xq, p.b, &beta, y, p.c, y, p.c, &p.algo,
+                                     workspace_.data(), workspace_bytes_, s);
+  lt_check(st, "cublasLtMatmul (FP8)", M, K, N);
 }
 
 }  // namespace nemotron_h

@@ -3,8 +3,9 @@
 // y[M, N] = x[M, K] * W[N, K]^T (PyTorch nn.Linear layout, row-major, no bias), bf16 in,
 // fp32 accumulate, bf16 out; optionally y += x * W^T (beta = 1) so out_proj / down_proj /
 // o_proj can add straight into the residual stream. W is a `weight`: a device matrix with its
-// dtype and, for the quantized formats, its scales. Only bf16 weights run today; FP8 and NVFP4
-// weights are refused with a config_error naming the tensor ("not supported yet").
+// dtype and, for the quantized formats, its scales. linear() runs bf16 weights; linear_fp8()
+// runs FP8 e4m3 weights on e4m3 inputs (kernels/quantize_fp8.cuh) on Hopper's FP8 tensor cores
+// with per-tensor scales; NVFP4 is refused with a config_error naming the tensor.
 //
 // The handle, the workspace and the per-shape algorithm choice are made outside any
 // capture (constructor, prepare()); afterwards linear() launches one cublasLtMatmul and is
@@ -15,6 +16,7 @@
 #include <cuda_runtime.h>
 
 #include <cstddef>
+#include <cstdint>
 #include <map>
 #include <tuple>
 
@@ -117,14 +119,28 @@ class gemm_engine {
   /// prepare() for linear_f32_out with output row stride ldy.
   void prepare_f32_out(int M, int K, int N, int ldy);
 
+  /// y[M, N] = (xq[M, K] W[N, K]^T) * (*x_scale) * (*W.scale) (accumulate: y += ...), with xq
+  /// e4m3 bytes (rows of ldx bytes, quantized with the same x_scale by quantize_fp8_rows) and W
+  /// a fp8_e4m3 weight with its per-tensor scale; both scales are fp32 in device memory, read
+  /// when the GEMM runs. fp32 accumulation (cuBLASLt's default, not fast accumulation), bf16
+  /// out with row stride ldy. K and ldx multiples of 16, N and ldy of 8, 16-byte aligned
+  /// pointers. Same preparation and capture rules as linear() (prepare with prepare_fp8).
+  /// Throws piecewise::config_error naming the tensor when W is not fp8_e4m3 or has no scale.
+  void linear_fp8(const std::uint8_t* xq, int ldx, const float* x_scale, const weight& W, bf16* y, int ldy, int M,
+                  cudaStream_t s, bool accumulate = false);
+  /// prepare() for linear_fp8 with these strides.
+  void prepare_fp8(int M, int K, int N, int ldx, int ldy);
+
   [[nodiscard]] cublasLtHandle_t handle() const noexcept { return handle_; }
   [[nodiscard]] std::size_t workspace_bytes() const noexcept { return workspace_bytes_; }
 
  private:
   struct plan;  // descriptors + algorithm for one shape (defined in gemm.cu)
-  using key = std::tuple<int, int, int, int, int, int>;  // M, K, N, ldx, ldy, fp32 out
-  const plan& get_plan(int M, int K, int N, int ldx, int ldy, bool f32_out, cudaStream_t s);
-  const plan& make_plan(int M, int K, int N, int ldx, int ldy, bool f32_out);
+  /// The operand and output types of a plan.
+  enum class variant : int { bf16, f32_out, fp8 };
+  using key = std::tuple<int, int, int, int, int, int>;  // M, K, N, ldx, ldy, variant
+  const plan& get_plan(int M, int K, int N, int ldx, int ldy, variant v, cudaStream_t s);
+  const plan& make_plan(int M, int K, int N, int ldx, int ldy, variant v);
 
   std::size_t workspace_bytes_ = 0;
   piecewise::device_buffer workspace_;  // before handle_: freed after it

@@ -1,5 +1,7 @@
 // GPU tests: cuBLASLt bf16 GEMM engine vs the float64 reference (plain, accumulate, strided),
-// capture safety (prepared shapes replay, unprepared shapes throw while capturing).
+// capture safety (prepared shapes replay, unprepared shapes throw while capturing); the FP8
+// path (input quantization bit for bit against the host's e4m3, the FP8 GEMM against float64
+// of the dequantized operands, in a graph replayed with new inputs and a new scale).
 #include <catch2/catch.hpp>
 
 #include <cmath>
@@ -8,6 +10,8 @@
 
 #include "kernel_test_util.cuh"
 #include "kernels/gemm.cuh"
+#include "kernels/quantize_fp8.cuh"
+#include "model/quant_formats.hpp"
 #include "reference/reference.hpp"
 
 using namespace nh_test;
@@ -197,4 +201,111 @@ TEST_CASE("gemm_engine takes a weight view: bf16 runs as the plain matrix, other
       CHECK(what.find("not supported yet") != std::string::npos);
     }
   }
+}
+
+namespace {
+
+/// e4m3 bytes of `v` / scale (fp32 division, as the kernel), and their dequantized values.
+std::vector<std::uint8_t> host_quantize(const std::vector<double>& v, float scale, std::vector<double>* deq) {
+  std::vector<std::uint8_t> q(v.size());
+  deq->resize(v.size());
+  for (std::size_t i = 0; i < v.size(); ++i) {
+    q[i] = nh::quant::float_to_e4m3(static_cast<float>(v[i]) / scale);
+    (*deq)[i] = static_cast<double>(nh::quant::e4m3_to_float(q[i])) * scale;
+  }
+  return q;
+}
+
+float amax_scale(const std::vector<double>& v) {
+  double a = 0;
+  for (double x : v) a = std::max(a, std::fabs(x));
+  return nh::quant::fp8_scale(static_cast<float>(a));
+}
+
+}  // namespace
+
+TEST_CASE("FP8: quantize_fp8_rows equals the host e4m3 bit for bit, linear_fp8 the float64 GEMM of the dequantized "
+          "operands, in a graph replayed with new inputs and scale",
+          "[dense][gemm][fp8]") {
+  nh::gemm_engine eng;
+  stream st;
+  // Nano-9B-v2's decode in_proj / MLP shapes, a prefill chunk, a small odd one.
+  for (auto c : {gemm_case{1, 4480, 15680}, gemm_case{5, 4480, 1024}, gemm_case{130, 256, 136}}) {
+    CAPTURE(c.M, c.K, c.N);
+    std::mt19937 gen(c.M * 7 + c.N);
+    std::vector<double> x, W, x2;
+    auto hx = rand_bf16(static_cast<std::size_t>(c.M) * c.K, gen, 1.0, &x);
+    auto hx2 = rand_bf16(hx.size(), gen, 3.0, &x2);
+    (void)rand_bf16(static_cast<std::size_t>(c.N) * c.K, gen, 0.02, &W);
+    const float sw = amax_scale(W);
+    std::vector<double> Wd;
+    const auto Wq = host_quantize(W, sw, &Wd);
+    float sx = amax_scale(x);
+    dbuf<bf16> dx(hx.size());
+    dbuf<std::uint8_t> dxq(hx.size()), dW(Wq.size());
+    dbuf<float> dsx(1), dsw(1);
+    dbuf<bf16> dy(static_cast<std::size_t>(c.M) * c.N);
+    dx.upload(hx);
+    dW.upload(Wq);
+    dsx.upload({sx});
+    dsw.upload({sw});
+    nh::weight w;
+    w.data = dW.get();
+    w.type = nh::dtype::fp8_e4m3;
+    w.rows = c.N;
+    w.cols = c.K;
+    w.scale = dsw.get();
+    w.name = "mixer.in_proj.weight";
+    eng.prepare_fp8(c.M, c.K, c.N, c.K, c.N);
+    dy.poison();
+    const captured g(st.s, [&](cudaStream_t s) {
+      nh::quantize_fp8_rows(dx.get(), c.K, dsx.get(), dxq.get(), c.K, c.M, c.K, s);
+      eng.linear_fp8(dxq.get(), c.K, dsx.get(), w, dy.get(), c.N, c.M, s);
+    });
+    for (int round = 0; round < 2; ++round) {
+      CAPTURE(round);
+      if (round == 1) {  // new inputs and a new input scale, same graph
+        dx.upload(hx2);
+        sx = amax_scale(x2);
+        dsx.upload({sx});
+      }
+      const std::vector<double>& xin = round == 0 ? x : x2;
+      g.replay();
+      st.sync();
+      std::vector<double> xd;
+      const auto xq = host_quantize(xin, sx, &xd);
+      CHECK(dxq.download() == xq);
+      std::vector<double> want(static_cast<std::size_t>(c.M) * c.N);
+      nh::ref::linear(xd.data(), Wd.data(), want.data(), c.M, c.K, c.N);
+      const auto got = to_double(dy.download());
+      CHECK(rel_err(got, want) < kTol);
+    }
+    // y += on top of what is there.
+    const auto before = to_double(dy.download());
+    eng.linear_fp8(dxq.get(), c.K, dsx.get(), w, dy.get(), c.N, c.M, st.s, true);
+    st.sync();
+    std::vector<double> xd, want(before.size());
+    (void)host_quantize(x2, sx, &xd);
+    nh::ref::linear(xd.data(), Wd.data(), want.data(), c.M, c.K, c.N);
+    for (std::size_t i = 0; i < want.size(); ++i) want[i] += before[i];
+    CHECK(rel_err(to_double(dy.download()), want) < kTol);
+  }
+  // Saturation and NaN: values far beyond 448 x scale clamp to +-448.
+  {
+    std::vector<bf16> hx(16);
+    for (int i = 0; i < 16; ++i) hx[i] = nh::to_bf16(i % 2 ? -1e6f : 1e6f);
+    dbuf<bf16> dx(16);
+    dbuf<std::uint8_t> dq(16);
+    dbuf<float> ds(1);
+    dx.upload(hx);
+    ds.upload({1.0f});
+    nh::quantize_fp8_rows(dx.get(), 16, ds.get(), dq.get(), 16, 1, 16, st.s);
+    st.sync();
+    for (std::uint8_t b : dq.download()) CHECK((b == 0x7e || b == 0xfe));
+  }
+  nh::weight bf = nh::weight::bf16_matrix(nullptr, 16, 64, "mixer.out_proj.weight");
+  CHECK_THROWS_WITH(eng.linear_fp8(nullptr, 64, nullptr, bf, nullptr, 16, 1, st.s),
+                    Catch::Contains("mixer.out_proj.weight") && Catch::Contains("fp8_e4m3"));
+  CHECK_THROWS_WITH(eng.prepare_fp8(4, 24, 16, 24, 16), Catch::Contains("multiples of 16"));
+  CHECK_THROWS_WITH(nh::quantize_fp8_rows(nullptr, 12, nullptr, nullptr, 12, 1, 12, st.s), Catch::Contains("K=12"));
 }
