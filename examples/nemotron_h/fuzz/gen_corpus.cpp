@@ -86,6 +86,15 @@ void safetensors_corpus(const fs::path& out, const fs::path& fixture) {
   put(d, "valid_all_dtypes", all);
   put(d, "valid_empty", make_safetensors({}));
   put(d, "valid_one_bf16", make_safetensors({make_tensor_from_floats("lm_head.weight", {16, 4}, ramp(64), st_dtype::bf16)}));
+  // ModelOpt's quantized layouts: an FP8 weight with its scales, an NVFP4 one (U8 pairs, e4m3
+  // block scales).
+  put(d, "valid_quantized",
+      make_safetensors({make_tensor_from_floats("backbone.layers.0.mixer.in_proj.weight", {4, 16}, ramp(64), st_dtype::f8_e4m3),
+                        make_tensor_from_floats("backbone.layers.0.mixer.in_proj.weight_scale", {}, {0.5f}, st_dtype::f32),
+                        make_tensor_from_floats("backbone.layers.0.mixer.in_proj.input_scale", {}, {0.25f}, st_dtype::f32),
+                        {"backbone.layers.1.mixer.up_proj.weight", st_dtype::u8, {4, 8}, bytes(32, 0x21)},
+                        make_tensor_from_floats("backbone.layers.1.mixer.up_proj.weight_scale", {4, 1}, ramp(4), st_dtype::f8_e4m3),
+                        make_tensor_from_floats("backbone.layers.1.mixer.up_proj.weight_scale_2", {}, {0.01f}, st_dtype::f32)}));
   // The transformers fixture's real header, with the data cut off (a truncated real file) and
   // with offsets that do fit.
   const bytes fx = read_all(fixture / "model.safetensors", 8);

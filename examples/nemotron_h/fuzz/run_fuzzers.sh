@@ -47,7 +47,7 @@ echo "== building fuzz targets into $build (${cxx})"
 objs=()
 text_objs=()
 pids=()
-for src in config layer_kinds tensor safetensors npy weights; do
+for src in config layer_kinds tensor safetensors npy weights quant_config; do
   obj="$build/obj/$src.o"
   objs+=("$obj")
   newer_header=0
