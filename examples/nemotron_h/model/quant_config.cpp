@@ -66,6 +66,13 @@ std::string_view to_string(quant_algo a) noexcept {
   return "?";
 }
 
+std::string module_of(std::string_view weight_name) {
+  constexpr std::string_view w = ".weight";
+  return std::string(weight_name.size() > w.size() && weight_name.ends_with(w)
+                         ? weight_name.substr(0, weight_name.size() - w.size())
+                         : weight_name);
+}
+
 quant_algo quant_config::algo_of(std::string_view module) const {
   const std::string m(module);
   if (mixed) {

@@ -20,6 +20,11 @@ enum class quant_algo { none, fp8, nvfp4, w4a16_nvfp4 };
 /// "none", "FP8", "NVFP4", "W4A16_NVFP4".
 std::string_view to_string(quant_algo a) noexcept;
 
+/// The module a weight belongs to, as ModelOpt's configs and scale tensors name it:
+/// "backbone.layers.3.mixer.in_proj.weight" -> "backbone.layers.3.mixer.in_proj" (a name
+/// without ".weight" is its own module).
+std::string module_of(std::string_view weight_name);
+
 struct quant_config {
   std::string source;                  ///< the file it came from (for messages)
   quant_algo algo = quant_algo::none;  ///< the default of every module not excluded

@@ -110,8 +110,7 @@ int quantize_weights(model_weights& w, const model_config& c, const quant_config
   for (const tensor_entry& e : entries) {
     if (!e.spec->linear || !e.in_checkpoint) continue;
     if (e.spec->tied_to_embeddings && c.tie_word_embeddings) continue;
-    const std::string module = e.name.substr(0, e.name.size() - (e.name.ends_with(".weight") ? 7 : 0));
-    const quant_algo a = q.algo_of(module);
+    const quant_algo a = q.algo_of(module_of(e.name));
     if (a == quant_algo::none) continue;
     float in_scale = 0;
     if (a != quant_algo::w4a16_nvfp4) {

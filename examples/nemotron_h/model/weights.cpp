@@ -15,6 +15,7 @@
 #include <thread>
 
 #include "model/messages.hpp"
+#include "model/quant_formats.hpp"
 #include "model/safetensors.hpp"
 #include "model/synthetic_draw.hpp"
 #include "piecewise/element_type.hpp"
@@ -72,11 +73,16 @@ bool split_scale_name(const std::string& n, std::string& weight, std::string& su
   return false;
 }
 
-/// A checkpoint name without its ".weight" (the module ModelOpt's configs name).
-std::string module_of(const std::string& weight_name) {
-  const std::string_view w = ".weight";
-  return weight_name.size() > w.size() && weight_name.ends_with(w) ? weight_name.substr(0, weight_name.size() - w.size())
-                                                                     : weight_name;
+/// The shape a checkpoint stores a tensor of logical shape `shape` in: NVFP4 (U8) packs two
+/// elements of a row into a byte.
+std::vector<std::int64_t> stored_shape(std::vector<std::int64_t> shape, bool packed_fp4) {
+  if (packed_fp4 && !shape.empty()) shape.back() = (shape.back() + 1) / 2;
+  return shape;
+}
+
+/// The name save_checkpoint / save_weights write a canonical tensor name under.
+std::string saved_name(const std::string& canonical, const std::string& prefix) {
+  return canonical.rfind("backbone.", 0) == 0 ? prefix + canonical.substr(9) : canonical;
 }
 
 /// The checkpoint dtype a quantization algorithm stores a weight in (bf16 for none: any float).
@@ -421,12 +427,13 @@ void check_quantization(checkpoint_plan& plan, const model_config& c, const std:
       auto [sf, si] = ck.find(name);
       const bool block = q.type == dtype::nvfp4 && suffix == "weight_scale";
       if (block) {
-        const std::vector<std::int64_t> want{e.shape[0], e.shape[1] / 16};
-        if (e.shape[1] % 16 != 0 || si->dtype != st_dtype::f8_e4m3 || si->shape != want) {
+        constexpr int B = quant::kNvfp4Block;
+        const std::vector<std::int64_t> want{e.shape[0], e.shape[1] / B};
+        if (e.shape[1] % B != 0 || si->dtype != st_dtype::f8_e4m3 || si->shape != want) {
           throw piecewise::config_error(fmt::format(
               "{}: tensor '{}' is {} {}, NVFP4 block scales of a [{}, {}] weight must be F8_E4M3 [{}, {}]{}{}",
               sf->path().string(), name, st_dtype_name(si->dtype), shape_str(si->shape), e.shape[0], e.shape[1],
-              e.shape[0], e.shape[1] / 16, e.shape[1] % 16 ? " (and its rows a multiple of 16 long)" : "", note));
+              e.shape[0], e.shape[1] / B, e.shape[1] % B ? " (and its rows a multiple of 16 long)" : "", note));
         }
       } else if (si->numel() != 1 || si->dtype == st_dtype::u8) {
         throw piecewise::config_error(fmt::format("{}: tensor '{}' is {} {}, a scale must be one number{}",
@@ -596,9 +603,7 @@ checkpoint_plan plan_checkpoint(const std::filesystem::path& dir, const model_co
                                                   file->path().string(), orig, st_dtype_name(info->dtype), layer_note(e, c)));
       }
     }
-    std::vector<std::int64_t> shape = e.shape;
-    if (info->dtype == st_dtype::u8) shape.back() = (shape.back() + 1) / 2;
-    return check(orig, e, shape);
+    return check(orig, e, stored_shape(e.shape, info->dtype == st_dtype::u8));
   };
   // Check every shape before reading any data (fail fast on a wrong config), and the dtypes
   // the model can store.
@@ -679,12 +684,12 @@ std::vector<std::optional<tensor_scales>> read_scales(const checkpoint_plan& pla
       s.block_shape = info->shape;
       s.block = file->read_raw(*info);
       for (std::size_t k = 0; k < s.block.size(); ++k) {
-        const std::uint8_t b = s.block[k];
-        if ((b & 0x7f) == 0x7f || (b & 0x80 && b != 0x80)) {
+        const float b = quant::e4m3_to_float(s.block[k]);  // -0 is a zero block
+        if (std::isnan(b) || b < 0) {
           throw piecewise::config_error(fmt::format(
               "{}: tensor '{}': block scale {} (row {}, block {}) is {}: block scales must be finite and not negative{}",
               file->path().string(), info->name, k, k / static_cast<std::size_t>(info->shape[1]),
-              k % static_cast<std::size_t>(info->shape[1]), (b & 0x7f) == 0x7f ? "NaN" : "negative", layer_note(e, c)));
+              k % static_cast<std::size_t>(info->shape[1]), std::isnan(b) ? "NaN" : "negative", layer_note(e, c)));
         }
       }
     }
@@ -772,7 +777,7 @@ void save_checkpoint(const std::filesystem::path& dir, const model_config& c, co
         throw piecewise::config_error(
             fmt::format("save_weights: tensor '{}': dtype {} not supported yet", e.name, dtype_name(e.spec->type)));
     }
-    const std::string name = e.name.rfind("backbone.", 0) == 0 ? prefix + e.name.substr(9) : e.name;
+    const std::string name = saved_name(e.name, prefix);
     kept.push_back(&e);
     infos.push_back({name, st, e.shape, 0, 0});
   }
@@ -819,7 +824,7 @@ void save_quantized(const std::filesystem::path& dir, const model_config& c, con
     if (!e.in_checkpoint) continue;
     if (e.spec->tied_to_embeddings && c.tie_word_embeddings && omit_tied_lm_head) continue;
     const host_tensor& t = w.at(e);
-    const std::string name = e.name.rfind("backbone.", 0) == 0 ? prefix + e.name.substr(9) : e.name;
+    const std::string name = saved_name(e.name, prefix);
     const std::string module = module_of(name);
     const quant_algo a = algo_of_tensor(t);
     if (a == quant_algo::none) {
@@ -830,9 +835,8 @@ void save_quantized(const std::filesystem::path& dir, const model_config& c, con
       continue;
     }
     quantized[module] = a;
-    std::vector<std::int64_t> shape = t.shape();
-    if (t.type() == dtype::nvfp4) shape.back() = (shape.back() + 1) / 2;
-    out.push_back({name, t.type() == dtype::fp8_e4m3 ? st_dtype::f8_e4m3 : st_dtype::u8, shape,
+    out.push_back({name, t.type() == dtype::fp8_e4m3 ? st_dtype::f8_e4m3 : st_dtype::u8,
+                   stored_shape(t.shape(), t.type() == dtype::nvfp4),
                    std::vector<std::uint8_t>(t.data(), t.data() + t.data_bytes())});
     if (t.type() == dtype::fp8_e4m3) {
       out.push_back(scalar_tensor(module + ".weight_scale", t.scales->global));
