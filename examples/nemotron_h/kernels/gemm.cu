@@ -21,6 +21,8 @@ void expects(bool cond, const std::string& msg) {
   if (!cond) throw piecewise::config_error(msg);
 }
 
+bool misaligned(const void* p) { return (reinterpret_cast<std::uintptr_t>(p) & 15) != 0; }
+
 void lt_check(cublasStatus_t st, const char* what, int M, int K, int N) {
   if (st != CUBLAS_STATUS_SUCCESS) {
     throw piecewise::error(strf("gemm_engine: %s failed (status %d) for M=%d K=%d N=%d",
@@ -156,7 +158,6 @@ void gemm_engine::linear_strided(const bf16* x, int ldx, const weight& Wv, bf16*
   if (M == 0) return;
   const int K = Wv.cols, N = Wv.rows;
   const auto* W = static_cast<const bf16*>(Wv.data);
-  auto misaligned = [](const void* p) { return (reinterpret_cast<std::uintptr_t>(p) & 15) != 0; };
   expects(!misaligned(x) && !misaligned(W) && !misaligned(y), strf("gemm_engine: pointers must be 16-byte aligned (M=%d K=%d N=%d)", M, K, N));
   const plan& p = get_plan(M, K, N, ldx, ldy, variant::bf16, s);
   const float alpha = 1.0f;
@@ -172,7 +173,6 @@ void gemm_engine::linear_f32_out(const bf16* x, const weight& Wv, float* y, int 
   if (M == 0) return;
   const int K = Wv.cols, N = Wv.rows;
   const auto* W = static_cast<const bf16*>(Wv.data);
-  auto misaligned = [](const void* p) { return (reinterpret_cast<std::uintptr_t>(p) & 15) != 0; };
   expects(!misaligned(x) && !misaligned(W) && !misaligned(y),
           strf("gemm_engine: pointers must be 16-byte aligned (M=%d K=%d N=%d, fp32 out)", M, K, N));
   const plan& p = get_plan(M, K, N, K, ldy, variant::f32_out, s);
@@ -190,7 +190,6 @@ void gemm_engine::linear_fp8(const std::uint8_t* xq, int ldx, const float* x_sca
   expects(x_scale != nullptr, strf("gemm_engine: FP8 GEMM of weight '%s' without an input scale", Wv.name));
   if (M == 0) return;
   const int K = Wv.cols, N = Wv.rows;
-  auto misaligned = [](const void* p) { return (reinterpret_cast<std::uintptr_t>(p) & 15) != 0; };
   expects(!misaligned(xq) && !misaligned(Wv.data) && !misaligned(y),
           strf("gemm_engine: pointers must be 16-byte aligned (M=%d K=%d N=%d, FP8)", M, K, N));
   const plan& p = get_plan(M, K, N, ldx, ldy, variant::fp8, s);
