@@ -7,6 +7,7 @@ add_library(nh_dense_kernels STATIC
   ${CMAKE_CURRENT_LIST_DIR}/norms.cu
   ${CMAKE_CURRENT_LIST_DIR}/activations.cu
   ${CMAKE_CURRENT_LIST_DIR}/gemm.cu
+  ${CMAKE_CURRENT_LIST_DIR}/gemv.cu
   ${CMAKE_CURRENT_LIST_DIR}/quantize_fp8.cu
   ${CMAKE_CURRENT_LIST_DIR}/attention_prefill.cu
   ${CMAKE_CURRENT_LIST_DIR}/attention_decode.cu)

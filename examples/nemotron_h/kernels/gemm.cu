@@ -3,7 +3,11 @@
 
 #include <cstdint>
 #include <cstdio>
+#include <cstdlib>
 #include <string>
+
+#include "kernels/activations.cuh"
+#include "kernels/gemv.cuh"
 
 namespace nemotron_h {
 
@@ -152,6 +156,30 @@ void gemm_engine::linear(const bf16* x, const weight& W, bf16* y, int M, cudaStr
   linear_strided(x, W.cols, W, y, W.rows, M, s, accumulate);
 }
 
+bool gemm_engine::uses_gemv(int M) const noexcept {
+  static const bool env_on = [] {
+    const char* e = std::getenv("NH_GEMV");
+    return e == nullptr || e[0] != '0';
+  }();
+  // M = 1 only: at 2 and 4 rows the GEMV lost to cuBLASLt on the H200 (Nano-9B-v2 decode at
+  // batch 4: 7.18 vs 5.44 ms; docs/benchmarks.md), at 1 row it wins (4.98 vs 5.08 ms).
+  return gemv_ && env_on && M == kGemmGemvRows;
+}
+
+void gemm_engine::linear_relu2(const bf16* x, const weight& Wv, bf16* y, int M, cudaStream_t s) {
+  require_supported(Wv);
+  if (M == 0) return;
+  if (Wv.type == dtype::bf16 && uses_gemv(M)) {
+    const int K = Wv.cols, N = Wv.rows;
+    expects(!misaligned(x) && !misaligned(Wv.data) && !misaligned(y),
+            strf("gemm_engine: pointers must be 16-byte aligned (M=%d K=%d N=%d)", M, K, N));
+    gemv_bf16(x, K, static_cast<const bf16*>(Wv.data), N, K, y, N, M, gemv_out::store_relu2, s);
+    return;
+  }
+  linear(x, Wv, y, M, s);
+  relu2_inplace(y, static_cast<std::size_t>(M) * Wv.rows, s);
+}
+
 void gemm_engine::linear_strided(const bf16* x, int ldx, const weight& Wv, bf16* y, int ldy, int M, cudaStream_t s,
                                  bool accumulate) {
   require_supported(Wv);
@@ -159,6 +187,10 @@ void gemm_engine::linear_strided(const bf16* x, int ldx, const weight& Wv, bf16*
   const int K = Wv.cols, N = Wv.rows;
   const auto* W = static_cast<const bf16*>(Wv.data);
   expects(!misaligned(x) && !misaligned(W) && !misaligned(y), strf("gemm_engine: pointers must be 16-byte aligned (M=%d K=%d N=%d)", M, K, N));
+  if (uses_gemv(M)) {
+    gemv_bf16(x, ldx, W, N, K, y, ldy, M, accumulate ? gemv_out::accumulate : gemv_out::store, s);
+    return;
+  }
   const plan& p = get_plan(M, K, N, ldx, ldy, variant::bf16, s);
   const float alpha = 1.0f;
   const float beta = accumulate ? 1.0f : 0.0f;
@@ -175,6 +207,10 @@ void gemm_engine::linear_f32_out(const bf16* x, const weight& Wv, float* y, int 
   const auto* W = static_cast<const bf16*>(Wv.data);
   expects(!misaligned(x) && !misaligned(W) && !misaligned(y),
           strf("gemm_engine: pointers must be 16-byte aligned (M=%d K=%d N=%d, fp32 out)", M, K, N));
+  if (uses_gemv(M)) {
+    gemv_bf16(x, K, W, N, K, y, ldy, M, gemv_out::f32, s);
+    return;
+  }
   const plan& p = get_plan(M, K, N, K, ldy, variant::f32_out, s);
   const float alpha = 1.0f, beta = 0.0f;
   cublasStatus_t st = cublasLtMatmul(handle_, p.op, &alpha, W, p.a, x, p.b, &beta, y, p.c, y, p.c, &p.algo,

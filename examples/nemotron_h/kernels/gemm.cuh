@@ -9,7 +9,9 @@
 //
 // The handle, the workspace and the per-shape algorithm choice are made outside any
 // capture (constructor, prepare()); afterwards linear() launches one cublasLtMatmul and is
-// capture-safe.
+// capture-safe. At M = kGemmGemvRows (decode at batch 1) bf16 GEMMs run as a GEMV kernel
+// instead (kernels/gemv.cuh), which needs no preparation; use_gemv(false), or NH_GEMV=0 in the
+// environment (read once, for A/B measurements), keeps cuBLASLt there too.
 #pragma once
 
 #include <cublasLt.h>
@@ -25,6 +27,9 @@
 #include "piecewise/handles.hpp"
 
 namespace nemotron_h {
+
+/// The token rows at which gemm_engine runs bf16 GEMMs as the decode GEMV (kernels/gemv.cuh).
+inline constexpr int kGemmGemvRows = 1;
 
 /// A weight matrix in device memory, as the GEMM reads it (non-owning view): W [rows, cols]
 /// row-major, rows = N (output features), cols = K (input features).
@@ -95,6 +100,16 @@ class gemm_engine {
   /// a no-op.
   void linear(const bf16* x, const weight& W, bf16* y, int M, cudaStream_t s, bool accumulate = false);
 
+  /// y = relu(x W^T)^2 (the MLP and shared-expert up projections): fused into the GEMV's
+  /// epilogue (one bf16 rounding) when M takes the GEMV path, else linear() then
+  /// relu2_inplace (two roundings). Same rules and errors as linear().
+  void linear_relu2(const bf16* x, const weight& W, bf16* y, int M, cudaStream_t s);
+
+  /// Whether bf16 GEMMs with M = kGemmGemvRows run as the GEMV kernel (default: yes unless
+  /// NH_GEMV=0). Set it before preparing and capturing; a captured graph keeps its kernels.
+  void use_gemv(bool on) noexcept { gemv_ = on; }
+  [[nodiscard]] bool uses_gemv(int M) const noexcept;
+
   /// Same as linear(), with explicit row strides (elements) for x and y (ldx >= K,
   /// ldy >= N, multiples of 8); W is contiguous. Strided shapes are cached separately.
   void linear_strided(const bf16* x, int ldx, const weight& W, bf16* y, int ldy, int M, cudaStream_t s,
@@ -146,6 +161,7 @@ class gemm_engine {
   piecewise::device_buffer workspace_;  // before handle_: freed after it
   cublasLtHandle_t handle_ = nullptr;
   std::map<key, plan*> plans_;
+  bool gemv_ = true;
 };
 
 }  // namespace nemotron_h

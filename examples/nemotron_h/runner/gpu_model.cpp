@@ -253,8 +253,7 @@ void gpu_model::moe_layer(const layer_dev& L, const batch_view& b, cudaStream_t 
   moe_grouped_gemm(x, W, /*gather=*/true, L.experts_up, F, W, moe_up_, F, /*relu2=*/true, plan, s);
   moe_grouped_gemm(moe_up_, F, /*gather=*/false, L.experts_down, W, F, moe_down_, W, /*relu2=*/false, plan, s);
   // The shared expert (unscaled) into the residual, then the weighted routed sum.
-  gm.linear(xn_, L.shared_up, proj_, T, s);
-  relu2_inplace(proj_, static_cast<std::size_t>(T) * cfg_.moe_shared_expert_intermediate_size, s);
+  gm.linear_relu2(xn_, L.shared_up, proj_, T, s);
   gm.linear(proj_, L.shared_down, h_, T, s, /*accumulate=*/true);
   if (cfg_.latent_moe()) {
     // The latent rows are free again: the combine writes the latent sum there (padding rows
@@ -303,8 +302,7 @@ piecewise::forward_fn gpu_model::forward(phase p) {
           gm.linear(attn_out_, L.o_proj, h_, T, s, /*accumulate=*/true);
           break;
         case layer_kind::mlp:
-          gm.linear(xn_, L.up, proj_, T, s);
-          relu2_inplace(proj_, static_cast<std::size_t>(T) * cfg_.intermediate_size, s);
+          gm.linear_relu2(xn_, L.up, proj_, T, s);
           gm.linear(proj_, L.down, h_, T, s, /*accumulate=*/true);
           break;
         case layer_kind::moe:

@@ -5,11 +5,13 @@
 #include <catch2/catch.hpp>
 
 #include <cmath>
+#include <cstring>
 #include <random>
 #include <vector>
 
 #include "kernel_test_util.cuh"
 #include "kernels/gemm.cuh"
+#include "kernels/gemv.cuh"
 #include "kernels/quantize_fp8.cuh"
 #include "model/quant_formats.hpp"
 #include "reference/reference.hpp"
@@ -30,11 +32,14 @@ TEST_CASE("gemm_engine::linear matches the reference (small and 9B layer shapes)
   nh::gemm_engine eng;
   stream st;
   // 9B: up_proj 4480->15680, down_proj 15680->4480, in_proj 4480->22656, out_proj 10240->4480,
-  // fused qkv 4480->7168, o_proj 5120->4480.
+  // fused qkv 4480->7168, o_proj 5120->4480. M <= 4 runs both the GEMV and cuBLASLt.
+  for (bool gemv : {true, false})
   for (auto c : {gemm_case{5, 64, 48}, gemm_case{1, 4480, 15680}, gemm_case{7, 15680, 4480},
                  gemm_case{8, 4480, 22656}, gemm_case{3, 10240, 4480}, gemm_case{9, 4480, 7168},
                  gemm_case{4, 5120, 4480}, gemm_case{130, 256, 136}}) {
-    CAPTURE(c.M, c.K, c.N);
+    eng.use_gemv(gemv);
+    if (!gemv && c.M != nh::kGemmGemvRows) continue;  // already run
+    CAPTURE(c.M, c.K, c.N, gemv);
     std::mt19937 gen(c.M * 7 + c.K + c.N);
     std::vector<double> x, W, y0;
     auto hx = rand_bf16(static_cast<std::size_t>(c.M) * c.K, gen, 1.0, &x);
@@ -46,7 +51,7 @@ TEST_CASE("gemm_engine::linear matches the reference (small and 9B layer shapes)
     dy.poison();
     eng.linear(dx.get(), dW.get(), dy.get(), c.M, c.K, c.N, st.s);  // lazy prepare
     st.sync();
-    CHECK(eng.prepared(c.M, c.K, c.N));
+    CHECK(eng.prepared(c.M, c.K, c.N) == !eng.uses_gemv(c.M));  // the GEMV needs no plan
     std::vector<double> want(hy0.size());
     nh::ref::linear(x.data(), W.data(), want.data(), c.M, c.K, c.N);
     const double e = rel_err(to_double(dy.download()), want);
@@ -308,4 +313,133 @@ TEST_CASE("FP8: quantize_fp8_rows equals the host e4m3 bit for bit, linear_fp8 t
                     Catch::Contains("mixer.out_proj.weight") && Catch::Contains("fp8_e4m3"));
   CHECK_THROWS_WITH(eng.prepare_fp8(4, 24, 16, 24, 16), Catch::Contains("multiples of 16"));
   CHECK_THROWS_WITH(nh::quantize_fp8_rows(nullptr, 12, nullptr, nullptr, 12, 1, 12, st.s), Catch::Contains("K=12"));
+}
+
+TEST_CASE("gemv_bf16 (decode, M 1 to 4) matches float64: store, accumulate, relu2, fp32 out, strided, in a graph",
+          "[dense][gemm][gemv]") {
+  stream st;
+  // Nano-30B decode shapes (shared expert, out_proj, in_proj), a K that is no multiple of the
+  // 256 elements a warp takes per step, an odd N, the smallest shape.
+  for (auto c : {gemm_case{1, 2688, 3712}, gemm_case{2, 3712, 2688}, gemm_case{3, 4096, 2688},
+                 gemm_case{4, 2688, 10304}, gemm_case{4, 264, 13}, gemm_case{1, 8, 1}}) {
+    const int ldx = c.K + 8, ldy = c.N + 3;
+    CAPTURE(c.M, c.K, c.N);
+    std::mt19937 gen(c.M * 11 + c.K + c.N);
+    std::vector<double> x, W, y0;
+    const auto hx = rand_bf16(static_cast<std::size_t>(c.M) * ldx, gen, 1.0, &x);
+    const auto hW = rand_bf16(static_cast<std::size_t>(c.N) * c.K, gen, 0.02, &W);
+    const auto hy0 = rand_bf16(static_cast<std::size_t>(c.M) * ldy, gen, 0.5, &y0);
+    dbuf<bf16> dx(hx.size()), dW(hW.size()), dy(hy0.size());
+    dbuf<float> df(static_cast<std::size_t>(c.M) * ldy);
+    dx.upload(hx);
+    dW.upload(hW);
+    // float64 of the bf16 operands, x read with its stride.
+    std::vector<double> acc(static_cast<std::size_t>(c.M) * c.N, 0.0);
+    for (int m = 0; m < c.M; ++m)
+      for (int n = 0; n < c.N; ++n) {
+        double a = 0;
+        for (int k = 0; k < c.K; ++k)
+          a += x[static_cast<std::size_t>(m) * ldx + k] * W[static_cast<std::size_t>(n) * c.K + k];
+        acc[static_cast<std::size_t>(m) * c.N + n] = a;
+      }
+    const auto strip = [&](const std::vector<double>& y) {  // [M, ldy] -> [M, N]
+      std::vector<double> o(acc.size());
+      for (int m = 0; m < c.M; ++m)
+        for (int n = 0; n < c.N; ++n)
+          o[static_cast<std::size_t>(m) * c.N + n] = y[static_cast<std::size_t>(m) * ldy + n];
+      return o;
+    };
+    const auto gap_poisoned = [&](const std::vector<bf16>& y) {
+      for (int m = 0; m < c.M; ++m)
+        for (int n = c.N; n < ldy; ++n)
+          if (!is_poison(y[static_cast<std::size_t>(m) * ldy + n])) return false;
+      return true;
+    };
+    for (auto out : {nh::gemv_out::store, nh::gemv_out::accumulate, nh::gemv_out::store_relu2}) {
+      CAPTURE(static_cast<int>(out));
+      std::vector<double> want = acc;
+      if (out == nh::gemv_out::accumulate) {
+        dy.upload(hy0);
+        for (int m = 0; m < c.M; ++m)
+          for (int n = 0; n < c.N; ++n)
+            want[static_cast<std::size_t>(m) * c.N + n] += y0[static_cast<std::size_t>(m) * ldy + n];
+      } else {
+        dy.poison();
+      }
+      if (out == nh::gemv_out::store_relu2)
+        for (double& v : want) v = v > 0 ? v * v : 0.0;
+      nh::gemv_bf16(dx.get(), ldx, dW.get(), c.N, c.K, dy.get(), ldy, c.M, out, st.s);
+      st.sync();
+      const auto y = dy.download();
+      CHECK(rel_err(strip(to_double(y)), want) < kTol);
+      if (out != nh::gemv_out::accumulate) CHECK(gap_poisoned(y));
+    }
+    // fp32 out: the accumulation's error only.
+    df.poison();
+    nh::gemv_bf16(dx.get(), ldx, dW.get(), c.N, c.K, df.get(), ldy, c.M, nh::gemv_out::f32, st.s);
+    st.sync();
+    CHECK(rel_err(strip(to_double(df.download())), acc) < 1e-5);
+    // A row's bits do not depend on M: row 0 alone equals row 0 of the M-row call.
+    dbuf<bf16> d1(static_cast<std::size_t>(ldy));
+    nh::gemv_bf16(dx.get(), ldx, dW.get(), c.N, c.K, dy.get(), ldy, c.M, nh::gemv_out::store, st.s);
+    nh::gemv_bf16(dx.get(), ldx, dW.get(), c.N, c.K, d1.get(), ldy, 1, nh::gemv_out::store, st.s);
+    st.sync();
+    const auto yM = dy.download(), y1 = d1.download();
+    CHECK(std::memcmp(yM.data(), y1.data(), static_cast<std::size_t>(c.N) * sizeof(bf16)) == 0);
+    // In a captured graph, replayed with new inputs.
+    const captured g(st.s, [&](cudaStream_t s) {
+      nh::gemv_bf16(dx.get(), ldx, dW.get(), c.N, c.K, dy.get(), ldy, c.M, nh::gemv_out::store, s);
+    });
+    for (int rep = 0; rep < 2; ++rep) {
+      std::vector<double> x2;
+      dx.upload(rand_bf16(hx.size(), gen, 1.0, &x2));
+      dy.poison();
+      g.replay();
+      std::vector<double> want(acc.size(), 0.0);
+      for (int m = 0; m < c.M; ++m)
+        for (int n = 0; n < c.N; ++n) {
+          double a = 0;
+          for (int k = 0; k < c.K; ++k)
+            a += x2[static_cast<std::size_t>(m) * ldx + k] * W[static_cast<std::size_t>(n) * c.K + k];
+          want[static_cast<std::size_t>(m) * c.N + n] = a;
+        }
+      const auto y = dy.download();
+      CHECK(rel_err(strip(to_double(y)), want) < kTol);
+      CHECK(gap_poisoned(y));
+    }
+    dx.upload(hx);
+  }
+  // Bad shapes are refused naming them.
+  dbuf<bf16> b(64);
+  CHECK_THROWS_WITH(nh::gemv_bf16(b.get(), 8, b.get(), 8, 8, b.get(), 8, 5, nh::gemv_out::store, st.s),
+                    Catch::Contains("M=5"));
+  CHECK_THROWS_WITH(nh::gemv_bf16(b.get(), 12, b.get(), 8, 12, b.get(), 8, 1, nh::gemv_out::store, st.s),
+                    Catch::Contains("K=12"));
+}
+
+TEST_CASE("gemm_engine::linear_relu2 fuses relu squared at decode rows and matches linear then relu2 beyond",
+          "[dense][gemm][gemv]") {
+  nh::gemm_engine eng;
+  stream st;
+  for (int M : {1, 4, 6}) {
+    const int K = 2688, N = 3712;
+    CAPTURE(M);
+    std::mt19937 gen(M + 77);
+    std::vector<double> x, W;
+    const auto hx = rand_bf16(static_cast<std::size_t>(M) * K, gen, 1.0, &x);
+    const auto hW = rand_bf16(static_cast<std::size_t>(N) * K, gen, 0.02, &W);
+    dbuf<bf16> dx(hx.size()), dW(hW.size()), dy(static_cast<std::size_t>(M) * N);
+    dx.upload(hx);
+    dW.upload(hW);
+    const nh::weight w = nh::weight::bf16_matrix(dW.get(), N, K, "mixer.shared_experts.up_proj.weight");
+    eng.prepare(M, K, N);
+    dy.poison();
+    const captured g(st.s, [&](cudaStream_t s) { eng.linear_relu2(dx.get(), w, dy.get(), M, s); });
+    g.replay();
+    st.sync();
+    std::vector<double> want(static_cast<std::size_t>(M) * N);
+    nh::ref::linear(x.data(), W.data(), want.data(), M, K, N);
+    for (double& v : want) v = v > 0 ? v * v : 0.0;
+    CHECK(rel_err(to_double(dy.download()), want) < kTol);
+  }
 }
