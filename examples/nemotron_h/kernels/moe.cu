@@ -9,6 +9,7 @@
 #include <cstdio>
 #include <string>
 
+#include "kernels/gemv.cuh"
 #include "kernels/moe_sm90.cuh"
 #include "kernels/tensor_core.cuh"
 
@@ -38,6 +39,9 @@ constexpr int kSmallBM = 16;
 constexpr int kMediumBM = 64;
 constexpr int kLargeBM = 128;
 constexpr int kTileKinds = kMoeTileKinds;
+// Whether `automatic` takes the decode GEMV at rows * k <= 2 E. Off: on the H200 its first
+// version lost to the 16-row wgmma tiles (Nano-30B up projection at 1 token: 21.5 vs 18.8 us).
+constexpr bool kMoeGemvAuto = false;
 
 // internal layout: for each tile height, tile_prefix [E + 1] (ints): the first m-tile of
 // expert e; [E] = the m-tile count.
@@ -474,6 +478,108 @@ void launch_gemm(const bf16* X, int ldx, bool gather, const bf16* W, int N, int 
 }
 
 // ---------------------------------------------------------------------------------------------
+// Decode GEMV over the small-tile list: block (n-slice of kGemvWarps x kGemvRowsPerWarp weight
+// rows, m-tile of up to 16 rows of one expert); each warp streams kGemvRowsAtOnce weight rows of
+// the expert at a time and dots them with the tile's rows, 4 at a time (a second pass re-reads
+// the weights from L2). Several weight rows a warp amortise the plan lookups at the start.
+
+constexpr int kGemvWarps = 8;
+constexpr int kGemvRowsAtOnce = 2;   // weight rows a warp streams together
+constexpr int kGemvRowsPerWarp = 4;  // weight rows a warp computes in all
+constexpr int kGemvPass = 4;         // token rows a pass
+constexpr int kGemvUnroll = 4;       // 16-byte chunks of each weight row a lane has in flight
+constexpr int kGemvBlockN = kGemvWarps * kGemvRowsPerWarp;
+
+template <bool RELU2>
+__global__ void __launch_bounds__(kGemvWarps * 32)
+    moe_gemv_kernel(const bf16* __restrict__ X, int ldx, int gather, const bf16* __restrict__ W, int N, int K,
+                    bf16* __restrict__ Y, int ldy, int E, const int* __restrict__ offsets,
+                    const int* __restrict__ sorted_token, const int* __restrict__ tile_prefix) {
+  const int mt = blockIdx.y;
+  if (mt >= tile_prefix[E]) return;
+  int lo = 0, hi = E - 1;
+  while (lo < hi) {
+    const int mid = (lo + hi + 1) >> 1;
+    if (tile_prefix[mid] <= mt) lo = mid; else hi = mid - 1;
+  }
+  const int e = lo;
+  const int row0 = offsets[e] + (mt - tile_prefix[e]) * kSmallBM;
+  const int row_end = min(offsets[e + 1], row0 + kSmallBM);
+  const int lane = threadIdx.x % 32;
+  const int nbase = (blockIdx.x * kGemvWarps + threadIdx.x / 32) * kGemvRowsPerWarp;
+  const int chunks = K / 8;
+  const bf16* We = W + static_cast<std::size_t>(e) * N * K;
+  for (int r0 = row0; r0 < row_end; r0 += kGemvPass) {
+    const int nr = min(kGemvPass, row_end - r0);
+    const uint4* xr[kGemvPass];
+#pragma unroll
+    for (int j = 0; j < kGemvPass; ++j) {
+      const int i = r0 + (j < nr ? j : nr - 1);
+      xr[j] = reinterpret_cast<const uint4*>(X + static_cast<std::size_t>(gather ? sorted_token[i] : i) * ldx);
+    }
+    for (int g = 0; g < kGemvRowsPerWarp; g += kGemvRowsAtOnce) {
+      const uint4* wr[kGemvRowsAtOnce];
+      bool live[kGemvRowsAtOnce];
+#pragma unroll
+      for (int q = 0; q < kGemvRowsAtOnce; ++q) {
+        const int n = nbase + g + q;
+        live[q] = n < N;
+        wr[q] = reinterpret_cast<const uint4*>(We + static_cast<std::size_t>(live[q] ? n : 0) * K);
+      }
+      if (!live[0]) break;
+      float acc[kGemvRowsAtOnce][kGemvPass];
+#pragma unroll
+      for (int q = 0; q < kGemvRowsAtOnce; ++q)
+#pragma unroll
+        for (int j = 0; j < kGemvPass; ++j) acc[q][j] = 0.0f;
+      for (int c0 = 0; c0 < chunks; c0 += 32 * kGemvUnroll) {
+        uint4 wv[kGemvRowsAtOnce][kGemvUnroll];
+#pragma unroll
+        for (int q = 0; q < kGemvRowsAtOnce; ++q)
+#pragma unroll
+          for (int u = 0; u < kGemvUnroll; ++u) {
+            const int c = c0 + lane + 32 * u;
+            wv[q][u] = (live[q] && c < chunks) ? detail::ld_stream16(wr[q] + c) : make_uint4(0, 0, 0, 0);
+          }
+#pragma unroll
+        for (int u = 0; u < kGemvUnroll; ++u) {
+          const int c = c0 + lane + 32 * u;
+          if (c < chunks) {
+#pragma unroll
+            for (int j = 0; j < kGemvPass; ++j) {
+              if (j < nr) {
+                const uint4 xv = __ldg(xr[j] + c);
+#pragma unroll
+                for (int q = 0; q < kGemvRowsAtOnce; ++q) detail::fma8_bf16(acc[q][j], wv[q][u], xv);
+              }
+            }
+          }
+        }
+      }
+#pragma unroll
+      for (int q = 0; q < kGemvRowsAtOnce; ++q)
+#pragma unroll
+        for (int j = 0; j < kGemvPass; ++j)
+#pragma unroll
+          for (int o = 16; o > 0; o >>= 1) acc[q][j] += __shfl_xor_sync(0xffffffffu, acc[q][j], o);
+#pragma unroll
+      for (int q = 0; q < kGemvRowsAtOnce; ++q)
+#pragma unroll
+        for (int j = 0; j < kGemvPass; ++j) {
+          if (live[q] && j < nr && lane == q * kGemvPass + j) {
+            float v = acc[q][j];
+            if (RELU2) {
+              v = fmaxf(v, 0.0f);
+              v *= v;
+            }
+            Y[static_cast<std::size_t>(r0 + j) * ldy + nbase + g + q] = to_bf16(v);
+          }
+        }
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
 // Combine: one thread per (token row, 8 columns).
 
 __global__ void moe_combine_kernel(const bf16* __restrict__ Y, int ldy, const int* __restrict__ arow,
@@ -582,6 +688,23 @@ void moe_build_plan(const moe_plan_view& plan, const int* num_tokens, cudaStream
   NH_CHECK_LAUNCH("moe_build_plan");
 }
 
+moe_gemm_path moe_resolve_path(const moe_plan_view& plan, moe_gemm_path path) {
+  const long long R = static_cast<long long>(plan.rows) * plan.top_k, E = plan.num_experts;
+  // From the host bounds: the mean rows an expert (when all rows are real).
+  if (path == moe_gemm_path::automatic) {
+    path = kMoeGemvAuto && R <= 2 * E ? moe_gemm_path::gemv
+           : R < 24 * E      ? moe_gemm_path::small_m
+           : R < 128 * E     ? moe_gemm_path::medium_m
+                             : moe_gemm_path::large_m;
+  }
+  // grid.y limit (65535 m-tiles): a taller tile when the bound does not fit.
+  const bool small_fits = (R + E * (kSmallBM - 1)) / kSmallBM <= 65535;
+  if (path == moe_gemm_path::gemv && !small_fits) path = moe_gemm_path::medium_m;
+  if (path == moe_gemm_path::small_m && !small_fits) path = moe_gemm_path::medium_m;
+  if (path == moe_gemm_path::medium_m && (R + E * (kMediumBM - 1)) / kMediumBM > 65535) path = moe_gemm_path::large_m;
+  return path;
+}
+
 void moe_grouped_gemm(const bf16* X, int ldx, bool gather, const bf16* W, int N, int K, bf16* Y, int ldy, bool relu2,
                       const moe_plan_view& plan, cudaStream_t s, moe_gemm_path path) {
   check_view(plan, "moe_grouped_gemm");
@@ -591,14 +714,19 @@ void moe_grouped_gemm(const bf16* X, int ldx, bool gather, const bf16* W, int N,
           strf("moe_grouped_gemm: ldx %d / ldy %d must be multiples of 8, >= K %d / N %d", ldx, ldy, K, N));
   expects(X != nullptr && W != nullptr && Y != nullptr && aligned16(X) && aligned16(W) && aligned16(Y),
           "moe_grouped_gemm: X, W, Y must be non-null and 16-byte aligned");
-  const long long R = static_cast<long long>(plan.rows) * plan.top_k, E = plan.num_experts;
-  // From the host bounds: the mean rows an expert (when all rows are real).
-  if (path == moe_gemm_path::automatic) {
-    path = R < 24 * E ? moe_gemm_path::small_m : R < 128 * E ? moe_gemm_path::medium_m : moe_gemm_path::large_m;
+  const long long R = static_cast<long long>(plan.rows) * plan.top_k;
+  path = moe_resolve_path(plan, path);
+  if (path == moe_gemm_path::gemv) {
+    if (R == 0) return;
+    const long long nonempty = R < plan.num_experts ? R : plan.num_experts;
+    const long long mtiles = (R + nonempty * (kSmallBM - 1)) / kSmallBM;
+    const dim3 grid(static_cast<unsigned>(ceil_div(N, kGemvBlockN)), static_cast<unsigned>(mtiles));
+    auto kern = relu2 ? moe_gemv_kernel<true> : moe_gemv_kernel<false>;
+    kern<<<grid, kGemvWarps * 32, 0, s>>>(X, ldx, gather ? 1 : 0, W, N, K, Y, ldy, plan.num_experts,
+                                          plan.expert_offsets, plan.sorted_token, tile_prefix(plan, 0));
+    NH_CHECK_LAUNCH("moe_grouped_gemm (gemv)");
+    return;
   }
-  // grid.y limit (65535 m-tiles): a taller tile when the bound does not fit.
-  if (path == moe_gemm_path::small_m && (R + E * (kSmallBM - 1)) / kSmallBM > 65535) path = moe_gemm_path::medium_m;
-  if (path == moe_gemm_path::medium_m && (R + E * (kMediumBM - 1)) / kMediumBM > 65535) path = moe_gemm_path::large_m;
   if (detail::moe_gemm_sm90_supported()) {  // every tile height on wgmma on this device
     detail::moe_gemm_sm90_args a;
     a.X = X;

@@ -82,11 +82,19 @@ void moe_route(const float* logits, int ld, const float* bias, const moe_route_p
 /// deterministic.
 void moe_build_plan(const moe_plan_view& plan, const int* num_tokens, cudaStream_t s);
 
-/// Which tile shape moe_grouped_gemm uses: 16, 64 or 128 rows of one expert a block. All give
-/// bit-identical results (the same k16 mma sequence per output element); `automatic` picks
-/// from the host bounds' mean rows an expert, plan.rows * k / E (small below 24, medium below
-/// 128, large above). Forcing a shape is for tests and benchmarks.
-enum class moe_gemm_path { automatic, small_m, medium_m, large_m };
+/// Which kernel moe_grouped_gemm uses. small_m, medium_m, large_m: tensor-core tiles of 16, 64
+/// or 128 rows of one expert a block, all bit-identical (the same k16 mma sequence per output
+/// element). gemv: for decode, one warp a weight row of an expert streaming it at full
+/// bandwidth for up to 16 rows of that expert (in passes of 4), fp32 fmaf in K order: its own
+/// deterministic bits, not the tensor-core paths'. `automatic` picks from the host bounds by
+/// the mean rows an expert, plan.rows * k / E (small below 24, medium below 128, large above);
+/// it does not take gemv yet (slower than small_m on the H200, docs/moe.md). Forcing a path
+/// is for tests and benchmarks.
+enum class moe_gemm_path { automatic, small_m, medium_m, large_m, gemv };
+
+/// The path moe_grouped_gemm takes for `path` on this plan (automatic resolved, a tile height
+/// raised when its grid would exceed 65535 m-tiles). Host only.
+moe_gemm_path moe_resolve_path(const moe_plan_view& plan, moe_gemm_path path = moe_gemm_path::automatic);
 
 /// Grouped GEMM over the routed experts: for every permuted row i < expert_offsets[E] of expert
 /// e, Y[i, :N] = act(A_i W[e]^T), with A_i = X[sorted_token[i], :K] when `gather` (X indexed by

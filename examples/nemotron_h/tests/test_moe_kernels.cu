@@ -305,7 +305,7 @@ void run_gemm_case(const gemm_case& c, std::mt19937& gen, const stream& st) {
   const auto Rf = ref_gemm(X, ldx, c.gather, W, c.N, c.K, c.relu2, off, sorted);
   std::vector<bf16> first;
   for (auto path : {nh::moe_gemm_path::small_m, nh::moe_gemm_path::medium_m, nh::moe_gemm_path::large_m,
-                    nh::moe_gemm_path::automatic}) {
+                    nh::moe_gemm_path::automatic, nh::moe_gemm_path::gemv}) {
     dbuf<bf16> dy(static_cast<std::size_t>(R) * ldy);
     dy.poison();
     nh::moe_grouped_gemm(dx.get(), ldx, c.gather, dw.get(), c.N, c.K, dy.get(), ldy, c.relu2, P.v, st.s, path);
@@ -323,10 +323,17 @@ void run_gemm_case(const gemm_case& c, std::mt19937& gen, const stream& st) {
       }
     }
     CHECK(touched == 0);
-    if (first.empty()) {
+    if (nh::moe_resolve_path(P.v, path) == nh::moe_gemm_path::gemv) {
+      // The GEMV's own bits: deterministic (a second run is identical).
+      dbuf<bf16> d2(Y.size());
+      d2.poison();
+      nh::moe_grouped_gemm(dx.get(), ldx, c.gather, dw.get(), c.N, c.K, d2.get(), ldy, c.relu2, P.v, st.s, path);
+      st.sync();
+      CHECK(std::memcmp(d2.download().data(), Y.data(), Y.size() * 2) == 0);
+    } else if (first.empty()) {
       first = Y;
     } else {
-      CHECK(std::memcmp(first.data(), Y.data(), Y.size() * 2) == 0);  // both paths: same bits
+      CHECK(std::memcmp(first.data(), Y.data(), Y.size() * 2) == 0);  // tensor-core paths: same bits
     }
   }
 }
@@ -481,7 +488,8 @@ TEST_CASE("moe_grouped_gemm matches float64 of the bf16 operands", "[moe]") {
       {64, 64, 4, 1, 32, 64, true, true, 1},      {300, 300, 4, 2, 40, 72, true, true},  // K tail, tiles across experts
       {200, 150, 16, 3, 136, 200, false, false},  {1, 1, 128, 6, 64, 64, true, true},
       {150, 140, 8, 2, 2688, 1856, true, true},   {150, 140, 8, 2, 1856, 2688, false, false},  // Nano-30B
-      {300, 300, 8, 2, 256, 128, true, true, 0, 8}};
+      {300, 300, 8, 2, 256, 128, true, true, 0, 8},
+      {1, 1, 128, 6, 2688, 1856, true, true},     {8, 7, 128, 6, 1856, 2688, false, false}};  // Nano-30B decode
   for (const gemm_case& c : cases) run_gemm_case(c, gen, st);
 }
 
@@ -601,7 +609,8 @@ TEST_CASE("moe chain replays from a captured graph with new logits and token cou
   C.up.upload(rand_bf16(static_cast<std::size_t>(E) * F * D, gen, 1.0 / 11, nullptr));
   C.down.upload(rand_bf16(static_cast<std::size_t>(E) * D * F, gen, 1.0 / 8, nullptr));
   C.P.set_tokens(rows);
-  const captured g(st.s, [&](cudaStream_t s) { C.run(s); });
+  for (auto path : {nh::moe_gemm_path::automatic, nh::moe_gemm_path::gemv}) {
+  const captured g(st.s, [&](cudaStream_t s) { C.run(s, path); });
   for (int n : {96, 1, 40, 0, 77}) {
     std::vector<float> L;
     random_logits(L, rows, E, n, bias, p, gen);
@@ -615,10 +624,10 @@ TEST_CASE("moe chain replays from a captured graph with new logits and token cou
     const auto goff = C.P.offsets();
     const auto gu = C.u.download();
     C.out.poison();
-    C.run(st.s);
+    C.run(st.s, path);
     st.sync();
     const auto eout = C.out.download();
-    INFO("num_tokens " << n);
+    INFO("num_tokens " << n << " path " << static_cast<int>(path));
     CHECK(gids == C.P.ids());
     CHECK(goff == C.P.offsets());
     CHECK(std::memcmp(gout.data(), eout.data(), eout.size() * 2) == 0);
@@ -629,6 +638,7 @@ TEST_CASE("moe chain replays from a captured graph with new logits and token cou
     for (std::size_t i = static_cast<std::size_t>(n) * D; i < eout.size(); ++i) nz += bits(eout[i]) != 0;
     CHECK(nz == 0);
   }
+  }
 }
 
 TEST_CASE("moe chain route -> plan -> up -> down -> combine matches float64", "[moe]") {
@@ -638,9 +648,12 @@ TEST_CASE("moe chain route -> plan -> up -> down -> combine matches float64", "[
     int rows, n, E, k, D, F;
     nh::moe_route_params p;
   };
+  // The last two at decode sizes (rows * k <= 2 E, where the decode GEMV would apply).
   for (const cfg& c : {cfg{16, 16, 8, 2, 32, 64, rp(8, 2)}, cfg{80, 70, 128, 6, 256, 192, rp(128, 6, 1, 1, true, 2.5f)},
-                       cfg{40, 40, 64, 8, 64, 128, rp(64, 8, 8, 4, false, 1.0f)}}) {
+                       cfg{40, 40, 64, 8, 64, 128, rp(64, 8, 8, 4, false, 1.0f)},
+                       cfg{4, 3, 128, 6, 256, 192, rp(128, 6, 1, 1, true, 2.5f)}, cfg{8, 8, 16, 2, 64, 32, rp(16, 2)}}) {
     chain C(c.rows, c.E, c.k, c.D, c.F, c.p);
+    INFO("path " << static_cast<int>(nh::moe_resolve_path(C.P.v)));
     std::vector<float> bias(c.E), L;
     std::normal_distribution<float> d(0.0f, 0.3f);
     for (auto& b : bias) b = d(gen);
@@ -777,7 +790,7 @@ TEST_CASE("moe kernels timing at Nano-30B shapes in captured graphs", "[.][bench
                 T, distinct.size() - (distinct.count(-1) ? 1 : 0), t_route, t_comb, T * k, D, F, t_dense,
                 flops / t_dense * 1e-6);
     for (auto path : {nh::moe_gemm_path::automatic, nh::moe_gemm_path::small_m, nh::moe_gemm_path::medium_m,
-                      nh::moe_gemm_path::large_m}) {
+                      nh::moe_gemm_path::large_m, nh::moe_gemm_path::gemv}) {
       const auto g_up = capture([&](cudaStream_t s) {
         nh::moe_grouped_gemm(C.x.get(), D, true, C.up.get(), F, D, C.u.get(), F, true, P.v, s, path);
       });
@@ -785,7 +798,7 @@ TEST_CASE("moe kernels timing at Nano-30B shapes in captured graphs", "[.][bench
         nh::moe_grouped_gemm(C.u.get(), F, false, C.down.get(), D, F, C.y.get(), D, false, P.v, s, path);
       });
       const double t_up = time_graph(*g_up), t_down = time_graph(*g_down);
-      static const char* names[] = {"auto", "small", "medium", "large"};
+      static const char* names[] = {"auto", "small", "medium", "large", "gemv"};
       std::printf("   %-6s up %8.2f us (%6.1f TFLOP/s %6.0f GB/s)  down %8.2f us (%6.1f TFLOP/s %6.0f GB/s)\n",
                   names[static_cast<int>(path)], t_up, flops / t_up * 1e-6, wbytes / t_up * 1e-3, t_down,
                   flops / t_down * 1e-6, wbytes / t_down * 1e-3);
