@@ -1,6 +1,8 @@
 // cuBLASLt GEMM engine (see gemm.cuh): bf16 weights, and FP8 e4m3 weights on e4m3 inputs.
 #include "kernels/gemm.cuh"
 
+#include "kernels/quantize_fp8.cuh"
+
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
@@ -61,8 +63,30 @@ gemm_engine::~gemm_engine() {
 }
 
 void gemm_engine::require_supported(const weight& W) {
-  expects(supports(W.type), strf("gemm_engine: weight '%s' has dtype %s: not supported yet (only bf16)", W.name,
-                                 dtype_name(W.type)));
+  if (supports(W)) return;
+  if (W.type == dtype::nvfp4) {
+    throw piecewise::config_error(
+        strf("gemm_engine: weight '%s' has dtype nvfp4: NVFP4 on the GPU: not supported yet", W.name));
+  }
+  if (W.type == dtype::fp8_e4m3) {
+    throw piecewise::config_error(strf(
+        "gemm_engine: weight '%s' has dtype fp8_e4m3 %s", W.name,
+        W.scale == nullptr         ? "but no weight scale"
+        : W.input_scale == nullptr ? "but no input scale (weight-only FP8 is not supported: the GEMM runs W8A8)"
+                                   : strf("with K = %d input features: FP8 GEMMs need a multiple of 16", W.cols).c_str()));
+  }
+  throw piecewise::config_error(strf("gemm_engine: weight '%s' has dtype %s: not supported yet (only bf16 and fp8_e4m3)",
+                                     W.name, dtype_name(W.type)));
+}
+
+void gemm_engine::reserve_fp8_input(int rows, int cols) {
+  expects(rows >= 0 && cols >= 0, strf("gemm_engine: reserve_fp8_input(%d, %d): negative size", rows, cols));
+  const std::size_t bytes = static_cast<std::size_t>(rows) * static_cast<std::size_t>(cols);
+  if (bytes <= fp8_input_bytes_) return;
+  fp8_input_ = piecewise::device_buffer();  // the old scratch first: at most one held
+  fp8_input_bytes_ = 0;
+  fp8_input_ = piecewise::device_buffer(bytes, "gemm_engine FP8 input");
+  fp8_input_bytes_ = bytes;
 }
 
 const gemm_engine::plan& gemm_engine::make_plan(int M, int K, int N, int ldx, int ldy, variant v) {
@@ -133,6 +157,12 @@ void gemm_engine::prepare_fp8(int M, int K, int N, int ldx, int ldy) {
     make_plan(M, K, N, ldx, ldy, variant::fp8);
 }
 
+void gemm_engine::prepare(const weight& W, int M) {
+  require_supported(W);
+  if (W.type == dtype::fp8_e4m3) prepare_fp8(M, W.cols, W.rows, W.cols, W.rows);
+  else prepare(M, W.cols, W.rows);
+}
+
 bool gemm_engine::prepared(int M, int K, int N) const {
   return plans_.count(key{M, K, N, K, N, static_cast<int>(variant::bf16)}) != 0;
 }
@@ -185,6 +215,19 @@ void gemm_engine::linear_strided(const bf16* x, int ldx, const weight& Wv, bf16*
   require_supported(Wv);
   if (M == 0) return;
   const int K = Wv.cols, N = Wv.rows;
+  if (Wv.type == dtype::fp8_e4m3) {
+    // The input quantized with the weight's static scale into the scratch (rows of K bytes),
+    // then the FP8 GEMM with both scales.
+    const std::size_t need = static_cast<std::size_t>(M) * static_cast<std::size_t>(K);
+    expects(need <= fp8_input_bytes_,
+            strf("gemm_engine: FP8 weight '%s' with M=%d rows of K=%d needs %zu bytes of FP8 input scratch, %zu "
+                 "reserved (call reserve_fp8_input before the first FP8 linear)",
+                 Wv.name, M, K, need, fp8_input_bytes_));
+    auto* xq = static_cast<std::uint8_t*>(fp8_input_.data());
+    quantize_fp8_rows(x, ldx, Wv.input_scale, xq, K, M, K, s);
+    linear_fp8(xq, K, Wv.input_scale, Wv, y, ldy, M, s, accumulate);
+    return;
+  }
   const auto* W = static_cast<const bf16*>(Wv.data);
   expects(!misaligned(x) && !misaligned(W) && !misaligned(y), strf("gemm_engine: pointers must be 16-byte aligned (M=%d K=%d N=%d)", M, K, N));
   if (uses_gemv(M)) {

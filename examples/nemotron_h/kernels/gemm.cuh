@@ -3,15 +3,19 @@
 // y[M, N] = x[M, K] * W[N, K]^T (PyTorch nn.Linear layout, row-major, no bias), bf16 in,
 // fp32 accumulate, bf16 out; optionally y += x * W^T (beta = 1) so out_proj / down_proj /
 // o_proj can add straight into the residual stream. W is a `weight`: a device matrix with its
-// dtype and, for the quantized formats, its scales. linear() runs bf16 weights; linear_fp8()
-// runs FP8 e4m3 weights on e4m3 inputs (kernels/quantize_fp8.cuh) on Hopper's FP8 tensor cores
-// with per-tensor scales; NVFP4 is refused with a config_error naming the tensor.
+// dtype and, for the quantized formats, its scales. linear() dispatches on the weight's dtype:
+// bf16 weights run one bf16 GEMM; FP8 e4m3 weights (ModelOpt W8A8, per-tensor scales) first
+// quantize x with the weight's static input scale into the engine's e4m3 scratch
+// (kernels/quantize_fp8.cuh, reserve_fp8_input) and then run linear_fp8() on Hopper's FP8
+// tensor cores; NVFP4 is refused with a config_error naming the tensor.
 //
-// The handle, the workspace and the per-shape algorithm choice are made outside any
-// capture (constructor, prepare()); afterwards linear() launches one cublasLtMatmul and is
-// capture-safe. At M = kGemmGemvRows (decode at batch 1) bf16 GEMMs run as a GEMV kernel
+// The handle, the workspace, the FP8 input scratch and the per-shape algorithm choice are made
+// outside any capture (constructor, reserve_fp8_input(), prepare()); afterwards linear()
+// launches one cublasLtMatmul (bf16) or one quantize kernel and one cublasLtMatmul (FP8) and
+// is capture-safe. At M = kGemmGemvRows (decode at batch 1) bf16 GEMMs run as a GEMV kernel
 // instead (kernels/gemv.cuh), which needs no preparation; use_gemv(false), or NH_GEMV=0 in the
-// environment (read once, for A/B measurements), keeps cuBLASLt there too.
+// environment (read once, for A/B measurements), keeps cuBLASLt there too. FP8 weights always
+// take the FP8 GEMM.
 #pragma once
 
 #include <cublasLt.h>
@@ -40,6 +44,9 @@ struct weight {
   int cols = 0;
   /// fp8_e4m3: the per-tensor scale; nvfp4: the global scale (one fp32 in device memory).
   const float* scale = nullptr;
+  /// fp8_e4m3: the static input scale (one fp32 in device memory) linear() quantizes the GEMM
+  /// input with (ModelOpt's `input_scale`); null for the other dtypes.
+  const float* input_scale = nullptr;
   /// nvfp4: the e4m3 block scales [rows, cols / 16] in device memory.
   const void* block_scales = nullptr;
   /// The tensor's name, for messages (the owner of the view keeps the string alive).
@@ -85,19 +92,47 @@ class gemm_engine {
   /// True when (M, K, N) has a cached algorithm.
   [[nodiscard]] bool prepared(int M, int K, int N) const;
 
-  /// True for the weight dtypes linear() runs: bf16 only (FP8 and NVFP4 are issue 13).
-  static constexpr bool supports(dtype t) noexcept { return t == dtype::bf16; }
-  /// Throws piecewise::config_error naming the tensor and its dtype ("not supported yet")
-  /// unless supports(W.type). Host only; capture-safe.
+  /// prepare() for linear(x, W, y, M, ...) with this weight: the bf16 plan (M, K, N) for a bf16
+  /// weight, the FP8 plan (M, K, N, K, N) for an fp8_e4m3 one. Throws piecewise::config_error
+  /// naming the tensor unless supports(W), and as prepare() does. NOT meant to be called while
+  /// capturing.
+  void prepare(const weight& W, int M);
+
+  /// True for the weight dtypes linear() runs: bf16, and fp8_e4m3 with its weight and input
+  /// scales (NVFP4 is issue 13's next step).
+  static constexpr bool supports(dtype t) noexcept { return t == dtype::bf16 || t == dtype::fp8_e4m3; }
+  /// True when linear() runs W: a supported dtype, and for fp8_e4m3 both scale pointers set
+  /// and K = W.cols a multiple of 16 (Hopper's FP8 GEMMs).
+  static bool supports(const weight& W) noexcept {
+    if (W.type == dtype::fp8_e4m3) return W.scale != nullptr && W.input_scale != nullptr && W.cols % 16 == 0;
+    return supports(W.type);
+  }
+  /// Throws piecewise::config_error naming the tensor and its dtype unless supports(W):
+  /// "NVFP4 on the GPU: not supported yet", "f32 ... not supported yet", or for fp8_e4m3 what
+  /// it lacks (a scale, an input scale, K a multiple of 16). Host only; capture-safe.
   static void require_supported(const weight& W);
+
+  /// Makes the e4m3 scratch that linear() quantizes FP8 weights' inputs into hold at least
+  /// rows x cols bytes (rows: the most rows of any call, cols: the widest K of any FP8
+  /// weight). Allocates (a piecewise::device_buffer named "gemm_engine FP8 input") only when
+  /// the scratch is smaller; never shrinks (a larger scratch has a new address: graphs
+  /// captured before it read the old one, so reserve before capturing). Call it once before the first FP8 linear() and
+  /// before any capture. NOT capture-safe. Throws piecewise::cuda_error when device memory
+  /// runs out, piecewise::config_error for negative sizes.
+  void reserve_fp8_input(int rows, int cols);
+  /// Bytes of the FP8 input scratch (0 until reserve_fp8_input).
+  [[nodiscard]] std::size_t fp8_input_bytes() const noexcept { return fp8_input_bytes_; }
 
   /// y = x W^T (accumulate = false) or y += x W^T (accumulate = true) on stream s, with
   /// K = W.cols and N = W.rows. x: [M, K], y: [M, N], row-major bf16 with contiguous rows.
-  /// Capture-safe once (M, K, N) is prepared. An unprepared shape is prepared lazily when
-  /// s is not capturing; while s is capturing it throws piecewise::config_error naming the
-  /// shape. Throws piecewise::config_error for a weight dtype other than bf16 (naming the
-  /// tensor), for misaligned pointers, piecewise::error when cublasLtMatmul fails. M == 0 is
-  /// a no-op.
+  /// bf16 W: one bf16 GEMM (the GEMV at M = kGemmGemvRows, see uses_gemv). fp8_e4m3 W: quantize_fp8_rows(x, *W.input_scale) into the FP8
+  /// input scratch (rows of K bytes; see reserve_fp8_input), then linear_fp8 with W's scales,
+  /// so y = e4m3(x / s_in) e4m3(W)^T * s_in * s_w, accumulated in fp32, rounded to bf16 once.
+  /// Capture-safe once the shape is prepared (prepare(W, M)). An unprepared shape is prepared
+  /// lazily when s is not capturing; while s is capturing it throws piecewise::config_error
+  /// naming the shape. Throws piecewise::config_error naming the tensor unless supports(W),
+  /// when the FP8 scratch is smaller than M x K (naming both), for misaligned pointers;
+  /// piecewise::error when cublasLtMatmul fails. M == 0 is a no-op.
   void linear(const bf16* x, const weight& W, bf16* y, int M, cudaStream_t s, bool accumulate = false);
 
   /// y = relu(x W^T)^2 (the MLP and shared-expert up projections): fused into the GEMV's
@@ -106,12 +141,13 @@ class gemm_engine {
   void linear_relu2(const bf16* x, const weight& W, bf16* y, int M, cudaStream_t s);
 
   /// Whether bf16 GEMMs with M = kGemmGemvRows run as the GEMV kernel (default: yes unless
-  /// NH_GEMV=0). Set it before preparing and capturing; a captured graph keeps its kernels.
+  /// NH_GEMV=0); FP8 weights take the FP8 GEMM at every M. Set it before preparing and capturing; a captured graph keeps its kernels.
   void use_gemv(bool on) noexcept { gemv_ = on; }
   [[nodiscard]] bool uses_gemv(int M) const noexcept;
 
   /// Same as linear(), with explicit row strides (elements) for x and y (ldx >= K,
-  /// ldy >= N, multiples of 8); W is contiguous. Strided shapes are cached separately.
+  /// ldy >= N, multiples of 8); W is contiguous. Strided shapes are cached separately (an FP8
+  /// weight's plan is (M, K, N, K, ldy): the quantized input is contiguous).
   void linear_strided(const bf16* x, int ldx, const weight& W, bf16* y, int ldy, int M, cudaStream_t s,
                       bool accumulate = false);
 
@@ -159,6 +195,8 @@ class gemm_engine {
 
   std::size_t workspace_bytes_ = 0;
   piecewise::device_buffer workspace_;  // before handle_: freed after it
+  std::size_t fp8_input_bytes_ = 0;
+  piecewise::device_buffer fp8_input_;  // e4m3 inputs of FP8 weights (reserve_fp8_input)
   cublasLtHandle_t handle_ = nullptr;
   std::map<key, plan*> plans_;
   bool gemv_ = true;

@@ -1,7 +1,8 @@
 // GPU tests: cuBLASLt bf16 GEMM engine vs the float64 reference (plain, accumulate, strided),
 // capture safety (prepared shapes replay, unprepared shapes throw while capturing); the FP8
 // path (input quantization bit for bit against the host's e4m3, the FP8 GEMM against float64
-// of the dequantized operands, in a graph replayed with new inputs and a new scale).
+// of the dequantized operands, in a graph replayed with new inputs and a new scale; linear() on
+// an fp8_e4m3 weight equal to the two steps by hand).
 #include <catch2/catch.hpp>
 
 #include <cmath>
@@ -178,7 +179,8 @@ TEST_CASE("gemm_engine is capture-safe for prepared shapes and refuses unprepare
   CHECK_THROWS_AS(eng.prepare(4, 30, 16), piecewise::config_error);  // K not a multiple of 8
 }
 
-TEST_CASE("gemm_engine takes a weight view: bf16 runs as the plain matrix, other dtypes are refused by name",
+TEST_CASE("gemm_engine takes a weight view: bf16 runs as the plain matrix, f32 and nvfp4 and FP8 without scales are "
+          "refused by name",
           "[dense][gemm]") {
   nh::gemm_engine eng;
   stream st;
@@ -192,10 +194,12 @@ TEST_CASE("gemm_engine takes a weight view: bf16 runs as the plain matrix, other
   eng.linear(dx.get(), nh::weight::bf16_matrix(dW.get(), N, K, "test.weight"), dz.get(), M, st.s);
   st.sync();  // the downloads run on the legacy stream, which does not wait for `st`
   CHECK(to_double(dy.download()) == to_double(dz.download()));
+  CHECK(nh::gemm_engine::supports(nh::dtype::fp8_e4m3));
   for (nh::dtype t : {nh::dtype::f32, nh::dtype::fp8_e4m3, nh::dtype::nvfp4}) {
     nh::weight w = nh::weight::bf16_matrix(dW.get(), N, K, "layers.3.mixer.up_proj.weight");
     w.type = t;
-    CHECK_FALSE(nh::gemm_engine::supports(t));
+    CHECK(nh::gemm_engine::supports(t) == (t == nh::dtype::fp8_e4m3));
+    CHECK_FALSE(nh::gemm_engine::supports(w));  // FP8 without its scales neither
     try {
       eng.linear(dx.get(), w, dz.get(), M, st.s);
       FAIL("no exception for dtype " << nh::dtype_name(t));
@@ -203,7 +207,8 @@ TEST_CASE("gemm_engine takes a weight view: bf16 runs as the plain matrix, other
       const std::string what = e.what();
       CHECK(what.find("layers.3.mixer.up_proj.weight") != std::string::npos);
       CHECK(what.find(nh::dtype_name(t)) != std::string::npos);
-      CHECK(what.find("not supported yet") != std::string::npos);
+      CHECK(what.find(t == nh::dtype::fp8_e4m3 ? "no weight scale" : "not supported yet") != std::string::npos);
+      if (t == nh::dtype::nvfp4) CHECK(what.find("NVFP4 on the GPU: not supported yet") != std::string::npos);
     }
   }
 }
@@ -442,4 +447,77 @@ TEST_CASE("gemm_engine::linear_relu2 fuses relu squared at decode rows and match
     for (double& v : want) v = v > 0 ? v * v : 0.0;
     CHECK(rel_err(to_double(dy.download()), want) < kTol);
   }
+}
+
+TEST_CASE("FP8: linear() on an fp8_e4m3 weight quantizes x with its input scale and runs linear_fp8, bit for bit, "
+          "captured after prepare(weight, M)",
+          "[dense][gemm][fp8]") {
+  nh::gemm_engine eng;
+  stream st;
+  const int M = 24, K = 256, N = 136;
+  std::mt19937 gen(41);
+  std::vector<double> x, W;
+  auto hx = rand_bf16(static_cast<std::size_t>(M) * K, gen, 1.0, &x);
+  auto hy0 = rand_bf16(static_cast<std::size_t>(M) * N, gen, 0.5, nullptr);
+  (void)rand_bf16(static_cast<std::size_t>(N) * K, gen, 0.02, &W);
+  const float sw = amax_scale(W), sx = amax_scale(x) * 0.75f;  // some inputs saturate
+  std::vector<double> Wd;
+  const auto Wq = host_quantize(W, sw, &Wd);
+  dbuf<bf16> dx(hx.size()), dy(hy0.size()), dz(hy0.size());
+  dbuf<std::uint8_t> dW(Wq.size()), dxq(hx.size());
+  dbuf<float> dscales(2);
+  dx.upload(hx);
+  dW.upload(Wq);
+  dscales.upload({sw, sx});
+  nh::weight w;
+  w.data = dW.get();
+  w.type = nh::dtype::fp8_e4m3;
+  w.rows = N;
+  w.cols = K;
+  w.scale = dscales.get();
+  w.input_scale = dscales.get() + 1;
+  w.name = "layers.0.mixer.in_proj.weight";
+  REQUIRE(nh::gemm_engine::supports(w));
+  // No scratch yet: refused by name before any launch.
+  CHECK_THROWS_WITH(eng.linear(dx.get(), w, dy.get(), M, st.s),
+                    Catch::Contains("layers.0.mixer.in_proj.weight") && Catch::Contains("reserve_fp8_input"));
+  eng.reserve_fp8_input(M, K);
+  CHECK(eng.fp8_input_bytes() == static_cast<std::size_t>(M) * K);
+  eng.reserve_fp8_input(1, K);  // never shrinks
+  CHECK(eng.fp8_input_bytes() == static_cast<std::size_t>(M) * K);
+  eng.prepare(w, M);
+  // The reference: the two steps by hand.
+  nh::quantize_fp8_rows(dx.get(), K, w.input_scale, dxq.get(), K, M, K, st.s);
+  eng.linear_fp8(dxq.get(), K, w.input_scale, w, dz.get(), N, M, st.s);
+  st.sync();
+  const std::vector<bf16> want = dz.download();
+  dy.poison();
+  {
+    const captured g(st.s, [&](cudaStream_t s) { eng.linear(dx.get(), w, dy.get(), M, s); });
+    g.replay();
+    st.sync();
+    const std::vector<bf16> got = dy.download();
+    CHECK(std::memcmp(got.data(), want.data(), got.size() * sizeof(bf16)) == 0);
+  }
+  // And against float64 of the dequantized operands (x quantized as the kernel does).
+  std::vector<double> xd, ref(static_cast<std::size_t>(M) * N);
+  (void)host_quantize(x, sx, &xd);
+  nh::ref::linear(xd.data(), Wd.data(), ref.data(), M, K, N);
+  CHECK(rel_err(to_double(dy.download()), ref) < kTol);
+  // accumulate: y0 + x W^T, eager.
+  dy.upload(hy0);
+  dz.upload(hy0);
+  eng.linear(dx.get(), w, dy.get(), M, st.s, /*accumulate=*/true);
+  eng.linear_fp8(dxq.get(), K, w.input_scale, w, dz.get(), N, M, st.s, true);
+  st.sync();
+  const std::vector<bf16> acc_got = dy.download(), acc_want = dz.download();
+  CHECK(std::memcmp(acc_got.data(), acc_want.data(), acc_got.size() * sizeof(bf16)) == 0);
+  // More rows than the scratch holds, an FP8 weight with K not a multiple of 16, no input scale.
+  CHECK_THROWS_WITH(eng.linear(dx.get(), w, dy.get(), M + 1, st.s), Catch::Contains("M=25"));
+  nh::weight odd = w;
+  odd.cols = 24;
+  CHECK_THROWS_WITH(eng.prepare(odd, 4), Catch::Contains("multiple of 16") && Catch::Contains("in_proj"));
+  nh::weight no_in = w;
+  no_in.input_scale = nullptr;
+  CHECK_THROWS_WITH(eng.linear(dx.get(), no_in, dy.get(), M, st.s), Catch::Contains("no input scale"));
 }
