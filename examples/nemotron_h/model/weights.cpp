@@ -652,13 +652,12 @@ checkpoint_summary check_checkpoint(const std::filesystem::path& dir, const mode
     }
   }
   s.notes = plan.notes;
+  for (const auto& q : plan.quant) s.types.push_back(q.type);
+  s.quantization = plan.quantization;
   return s;
 }
 
-namespace {
-
-/// The scales of every quantized entry of `plan`, read and checked (see load_weights).
-std::vector<std::optional<tensor_scales>> read_scales(const checkpoint_plan& plan, const model_config& c) {
+std::vector<std::optional<tensor_scales>> read_checkpoint_scales(const checkpoint_plan& plan, const model_config& c) {
   std::vector<std::optional<tensor_scales>> out(plan.entries.size());
   for (std::size_t i = 0; i < plan.entries.size(); ++i) {
     const checkpoint_plan::quantized_entry& q = plan.quant[i];
@@ -698,12 +697,10 @@ std::vector<std::optional<tensor_scales>> read_scales(const checkpoint_plan& pla
   return out;
 }
 
-}  // namespace
-
 model_weights load_weights(const std::filesystem::path& dir, const model_config& c) {
   const checkpoint_plan plan = plan_checkpoint(dir, c);
   // Every scale is read and checked before any weight.
-  std::vector<std::optional<tensor_scales>> scales = read_scales(plan, c);
+  std::vector<std::optional<tensor_scales>> scales = read_checkpoint_scales(plan, c);
 
   model_weights w = empty_layout(c);
   for (std::size_t i = 0; i < plan.entries.size(); ++i) {

@@ -123,6 +123,12 @@ struct checkpoint_plan {
 /// and the quantization config only.
 checkpoint_plan plan_checkpoint(const std::filesystem::path& dir, const model_config& config);
 
+/// The scales of every quantized entry of `plan` (nullopt for the others), read from the files
+/// and checked as load_weights checks them (every scale finite and positive, block scales not
+/// NaN and not negative; errors name the file, the tensor and the layer). Reads the scale
+/// tensors only, no weight. The GPU upload reads them before it takes any device memory.
+std::vector<std::optional<tensor_scales>> read_checkpoint_scales(const checkpoint_plan& plan, const model_config& config);
+
 /// What check_checkpoint found.
 struct checkpoint_summary {
   std::filesystem::path source;  ///< the index file or the single .safetensors file
@@ -130,6 +136,11 @@ struct checkpoint_summary {
   std::size_t tensors = 0;       ///< tensors of the model in the checkpoint
   std::uint64_t file_bytes = 0;  ///< their data bytes in the files (before conversion)
   std::vector<std::string> notes;  ///< checkpoint_plan::notes (mtp.* tensors not used, ...)
+  /// Per entry of model_tensors(config): the dtype the model keeps it in (the table's, or
+  /// fp8_e4m3 / nvfp4 for a quantized linear weight; checkpoint_plan::quantized_entry::type).
+  std::vector<dtype> types;
+  /// The quantization the checkpoint declares, if any (checkpoint_plan::quantization).
+  std::optional<quant_config> quantization;
 };
 
 /// plan_checkpoint's checks, summarised for the runner's plan (run_plan): every check

@@ -18,6 +18,7 @@
 #include "model/splitmix.hpp"
 #include "piecewise/cuda_error.hpp"
 #include "runner/buffer_plan.hpp"
+#include "runner/weight_support.hpp"
 
 namespace nemotron_h {
 
@@ -38,9 +39,13 @@ struct part {
   dtype type;
   std::int64_t rows, cols;
   std::size_t bytes;
-  bool scales;
-  const host_tensor* host;  // kind::host only
+  const tensor_scales* scales;  // quantized tensors: their scales (host tensor or read from the checkpoint)
+  const host_tensor* host;      // kind::host only
 };
+
+/// The device bytes after an FP8 weight's rows (and zero padding rows): its weight scale and
+/// its input scale, two fp32 (the rows end 16-byte aligned: K is a multiple of 16).
+constexpr std::size_t kFp8ScaleBytes = 2 * sizeof(float);
 
 /// The tensors one device tensor is made of (several for a fused group).
 struct upload_group {
@@ -50,16 +55,17 @@ struct upload_group {
   bool linear;
 };
 
-part part_of(const tensor_entry& e, std::size_t i, const model_weights* host) {
+/// `type` and `scales`: the checkpoint's (plan.quant) for a checkpoint, the table's otherwise.
+part part_of(const tensor_entry& e, std::size_t i, const model_weights* host, dtype type, const tensor_scales* scales) {
   if (host != nullptr) {
     const host_tensor& t = host->at(e);
-    return {i, t.type(), t.rows(), t.cols(), t.data_bytes(), t.scales.has_value(), &t};
+    return {i, t.type(), t.rows(), t.cols(), t.data_bytes(), t.scales ? &*t.scales : nullptr, &t};
   }
   std::int64_t numel = 1;
   for (std::int64_t d : e.shape) numel *= d;
   const std::int64_t rows = e.shape.empty() ? 1 : e.shape[0];
-  return {i, e.spec->type, rows, rows ? numel / rows : 0,
-          dtype_storage_bytes(e.spec->type, static_cast<std::size_t>(numel)), false, nullptr};
+  return {i, type, rows, rows ? numel / rows : 0, dtype_storage_bytes(type, static_cast<std::size_t>(numel)), scales,
+          nullptr};
 }
 
 /// The file descriptors of a checkpoint's shards, closed on exit.
@@ -129,7 +135,8 @@ struct pinned_buffer {
 
 /// Whether a file dtype is stored as it is by the model dtype (no conversion).
 bool same_storage(st_dtype file, dtype model) {
-  return (file == st_dtype::bf16 && model == dtype::bf16) || (file == st_dtype::f32 && model == dtype::f32);
+  return (file == st_dtype::bf16 && model == dtype::bf16) || (file == st_dtype::f32 && model == dtype::f32) ||
+         (file == st_dtype::f8_e4m3 && model == dtype::fp8_e4m3);
 }
 
 }  // namespace
@@ -145,6 +152,17 @@ const weight& device_weights::layer::get(std::string_view suffix) const {
       fmt::format("device weights: a {} layer has no tensor '{}'", kind_info(kind).name, suffix));
 }
 
+int device_weights::widest_fp8_input() const noexcept {
+  int k = 0;
+  auto see = [&k](const device_tensor& t) {
+    if (t.view.type == dtype::fp8_e4m3) k = std::max(k, t.view.cols);
+  };
+  for (const device_tensor& t : globals_) see(t);
+  for (const layer& l : layers_)
+    for (const device_tensor& t : l.tensors) see(t);
+  return k;
+}
+
 device_weights::device_weights(const model_config& c, const model_weights& w)
     : device_weights(c, weight_source::from_host(w)) {}
 
@@ -156,13 +174,19 @@ device_weights::device_weights(const model_config& c, const weight_source& src) 
   // A checkpoint is opened and every name, shape and dtype checked here, before any memory is
   // taken or any weight byte read.
   checkpoint_plan plan;
-  if (src.how == weight_source::kind::checkpoint) plan = plan_checkpoint(src.path, c);
-  for (std::size_t i = 0; i < plan.quant.size(); ++i) {
-    PIECEWISE_EXPECTS(!dtype_is_quantized(plan.quant[i].type),
-                      "device weights: {}: tensor '{}' is {}: quantized weights do not run on the GPU yet", plan.source,
-                      plan.entries[i].name, dtype_name(plan.quant[i].type));
+  // A checkpoint's quantized weights: their scales, read and checked (small scalar tensors)
+  // before any device memory is taken or any weight byte read.
+  std::vector<std::optional<tensor_scales>> ck_scales;
+  if (src.how == weight_source::kind::checkpoint) {
+    plan = plan_checkpoint(src.path, c);
+    ck_scales = read_checkpoint_scales(plan, c);
   }
   const std::vector<tensor_entry> entries = src.how == weight_source::kind::checkpoint ? plan.entries : model_tensors(c);
+  // The dtype each entry has on the device: the checkpoint's for a quantized weight.
+  auto device_type = [&](std::size_t i) {
+    return src.how == weight_source::kind::checkpoint ? plan.quant[i].type : entries[i].spec->type;
+  };
+  const std::string source = src.how == weight_source::kind::checkpoint ? plan.source + ": " : std::string();
 
   // Which tensors make each device tensor: one each, except the table's fused groups.
   std::vector<upload_group> groups;
@@ -174,7 +198,8 @@ device_weights::device_weights(const model_config& c, const weight_source& src) 
   for (std::size_t i = 0; i < entries.size(); ++i) {
     const tensor_entry& e = entries[i];
     const tensor_spec& s = *e.spec;
-    const part p = part_of(e, i, host);
+    const part p = part_of(e, i, host, device_type(i),
+                           i < ck_scales.size() && ck_scales[i] ? &*ck_scales[i] : nullptr);
     if (e.layer < 0) {
       open_group = nullptr;
       globals_[static_cast<std::size_t>(e.index)] = {e.name, s.suffix, {}};
@@ -209,25 +234,46 @@ device_weights::device_weights(const model_config& c, const weight_source& src) 
     std::size_t offset, bytes;  // the zero rows after the tensor's data
   };
   std::vector<padding> paddings;
+  struct fp8_scales {
+    device_tensor* t;
+    std::size_t offset;  // after the rows and the padding rows
+    float weight, input;
+  };
+  std::vector<fp8_scales> scale_slots;
   for (const upload_group& g : groups) {
     device_tensor& t = target(g);
     const part& first = g.parts.front();
     std::int64_t rows = 0;
     std::size_t bytes = 0;
     for (const part& p : g.parts) {
-      PIECEWISE_EXPECTS(p.type == first.type && p.cols == first.cols,
+      PIECEWISE_EXPECTS(p.cols == first.cols && (g.linear || p.type == first.type),
                         "device weights: '{}' fuses '{}' ({} x {} {}) with '{}' ({} x {} {}): not supported", t.name,
                         entries[first.entry].name, first.rows, first.cols, dtype_name(first.type),
                         entries[p.entry].name, p.rows, p.cols, dtype_name(p.type));
-      PIECEWISE_EXPECTS(!p.scales || g.parts.size() == 1, "device weights: '{}': fusing quantized tensors ({}) is "
-                        "not supported yet", t.name, entries[p.entry].name);
       rows += p.rows;
       bytes += p.bytes;
     }
     PIECEWISE_EXPECTS(rows <= INT_MAX && first.cols <= INT_MAX, "device weights: '{}' is too large ({} x {})", t.name,
                       rows, first.cols);
-    PIECEWISE_EXPECTS(first.type == dtype::bf16 || first.type == dtype::f32,
-                      "device weights: tensor '{}' has dtype {}: not supported yet", t.name, dtype_name(first.type));
+    if (g.linear) {
+      // What gemm_engine runs (bf16, FP8 with both scales; one dtype and one pair of scales
+      // per fused group), named by tensor: runner/weight_support.hpp.
+      std::vector<gpu_weight_part> wp;
+      for (const part& p : g.parts) {
+        gpu_weight_part q{entries[p.entry].name, p.type, p.rows, p.cols, {}, {}};
+        if (p.type == dtype::fp8_e4m3) {
+          q.weight_scale = p.scales ? p.scales->global : 0.0f;
+          q.input_scale = p.scales ? p.scales->input : 0.0f;
+        }
+        wp.push_back(std::move(q));
+      }
+      const std::string problem = gpu_linear_problem(t.name, wp);
+      PIECEWISE_EXPECTS(problem.empty(), "device weights: {}{}", source, problem);
+    } else {
+      PIECEWISE_EXPECTS(first.type == dtype::bf16 || first.type == dtype::f32,
+                        "device weights: {}tensor '{}' has dtype {}: not supported yet", source, t.name,
+                        dtype_name(first.type));
+    }
     // A linear weight whose output width is not a multiple of 8 (a vocabulary of 321, an
     // in_proj of 4 Mamba heads) gets zero rows up to the next multiple: the GEMM's output rows
     // stay 16-byte aligned, and the model reads the real columns only.
@@ -242,14 +288,25 @@ device_weights::device_weights(const model_config& c, const weight_source& src) 
     t.view.rows = static_cast<int>(padded);
     t.view.cols = static_cast<int>(first.cols);
     t.view.name = t.name.c_str();  // the strings no longer move: every list is complete
-    if (g.linear) gemm_engine::require_supported(t.view);
-    bplan.add_bytes(t.name, bytes + pad_bytes, [&t](void* p) { t.view.data = p; });
+    const bool fp8 = first.type == dtype::fp8_e4m3;
+    if (fp8) scale_slots.push_back({&t, bytes + pad_bytes, first.scales->global, first.scales->input});
+    bplan.add_bytes(t.name, bytes + pad_bytes + (fp8 ? kFp8ScaleBytes : 0), [&t](void* p) { t.view.data = p; });
     if (pad_bytes > 0) paddings.push_back({&t, bytes, pad_bytes});
   }
 
   arena_ = bplan.allocate();
   for (const padding& p : paddings)
     PIECEWISE_CUDA_TRY(cudaMemset(static_cast<std::uint8_t*>(const_cast<void*>(p.t->view.data)) + p.offset, 0, p.bytes));
+  // FP8 weights: their two scales after the rows, and the view's pointers to them.
+  for (const fp8_scales& f : scale_slots) {
+    auto* at = reinterpret_cast<float*>(static_cast<std::uint8_t*>(const_cast<void*>(f.t->view.data)) + f.offset);
+    const float v[2] = {f.weight, f.input};
+    PIECEWISE_CUDA_TRY_CTX(cudaMemcpy(at, v, sizeof(v), cudaMemcpyHostToDevice),
+                           fmt::format("uploading the scales of {}", f.t->name));
+    f.t->view.scale = at;
+    f.t->view.input_scale = at + 1;
+    gemm_engine::require_supported(f.t->view);
+  }
   auto* const arena_base = static_cast<std::uint8_t*>(arena_->data());
   entries_.resize(entries.size());
   for (const upload_group& g : groups) {
@@ -303,7 +360,7 @@ device_weights::device_weights(const model_config& c, const weight_source& src) 
       for (std::size_t i = 0; i < entries.size(); ++i) {
         const auto [file, info] = plan.items[i];
         if (file != nullptr) {
-          if (same_storage(info->dtype, entries[i].spec->type)) add_job(file, info, data(i));
+          if (same_storage(info->dtype, device_type(i))) add_job(file, info, data(i));
           continue;
         }
         // Routed experts stored one tensor per expert: each lands at its expert's offset.
@@ -335,7 +392,9 @@ device_weights::device_weights(const model_config& c, const weight_source& src) 
         const tensor_entry& e = entries[i];
         const auto [file, info] = plan.items[i];
         if (file != nullptr) {
-          if (same_storage(info->dtype, e.spec->type)) continue;
+          if (same_storage(info->dtype, device_type(i))) continue;
+          PIECEWISE_EXPECTS(!dtype_is_quantized(device_type(i)), "device weights: {}: tensor '{}' is {} stored as {}",
+                            plan.source, e.name, dtype_name(device_type(i)), st_dtype_name(info->dtype));
           host_tensor t(e.name, e.spec->type, e.shape);
           if (t.type() == dtype::bf16) file->read_bf16(*info, t.bf16());
           else file->read_f32(*info, t.f32());

@@ -1,6 +1,10 @@
 // The NemotronH weights on the GPU: every tensor of the model in one arena, in the layer-kind
 // table's order, with the table's fused groups (q | k | v) stacked into one matrix. Each tensor
-// is a `weight` view (kernels/gemm.cuh): pointer, dtype, rows, cols, name.
+// is a `weight` view (kernels/gemm.cuh): pointer, dtype, rows, cols, name. Linear weights are
+// bf16 or ModelOpt FP8 (fp8_e4m3, per-tensor scales): an FP8 weight's e4m3 rows are followed in
+// the arena by its weight scale and its input scale (two fp32), which the view's `scale` and
+// `input_scale` point at. NVFP4 weights are refused before any device memory is taken
+// ("NVFP4 on the GPU: not supported yet"); runner/weight_support.hpp says what runs.
 //
 // The tensors come from a weight_source: host weights (uploaded), synthetic weights drawn on
 // the GPU straight into the arena (the same bits as synthetic_weights on the host, no host
@@ -84,15 +88,19 @@ class device_weights {
   };
 
   /// Checks `w` against `config` (model_weights::check_shapes), then checks every linear weight
-  /// against what gemm_engine runs (a config_error naming the tensor and its dtype, "not
-  /// supported yet") and every fused group (same dtype and width), all before any device
-  /// memory is taken; then allocates one arena and uploads. Throws piecewise::cuda_error when
-  /// device memory runs out (naming the size).
+  /// against what gemm_engine runs (gpu_linear_problem, runner/weight_support.hpp: bf16, or
+  /// fp8_e4m3 with a weight scale, an input scale and K a multiple of 16; a fused group of one
+  /// dtype and, for FP8, one pair of scales; a config_error naming the tensor otherwise, e.g.
+  /// "NVFP4 on the GPU: not supported yet") and every fused group's width, all before any
+  /// device memory is taken; then allocates one arena and uploads. Throws
+  /// piecewise::cuda_error when device memory runs out (naming the size).
   device_weights(const model_config& config, const model_weights& w);
   /// The same from any source. Synthetic: synthetic_weights(config, seed, opt) bit for bit,
   /// the matrices drawn by the GPU (kernels/synthetic_fill.cuh), the small vectors on the host.
   /// Checkpoint: the same checks and errors as load_weights (every name, shape and dtype is
-  /// checked before a weight byte is read), then tensors whose file dtype is the model's are
+  /// checked, and every scale of a quantized checkpoint read and checked, before a weight byte
+  /// is read), then the GPU checks above; tensors whose file dtype is the model's (F8_E4M3 for
+  /// an FP8 weight) are
   /// streamed through `staging` (threads x slots_per_thread pinned slots of chunk_bytes, taken
   /// for the load and freed after it); other dtypes are converted on the host one tensor at a
   /// time; the result equals device_weights(config, load_weights(path, config)) bit for bit.
@@ -107,6 +115,9 @@ class device_weights {
   [[nodiscard]] const layer& at(int l) const { return layers_.at(static_cast<std::size_t>(l)); }
   /// Device bytes of the weights (the arena's size).
   [[nodiscard]] std::size_t bytes() const noexcept { return arena_->used(); }
+  /// The widest input (cols) of any fp8_e4m3 weight, 0 when there is none: with the most rows
+  /// of a forward, the size of gemm_engine's FP8 input scratch (reserve_fp8_input).
+  [[nodiscard]] int widest_fp8_input() const noexcept;
   /// Where entry i of model_tensors(config) lies (inside its fused group for q / k / v), and
   /// its bytes. For tests and for saving the device weights (save_checkpoint).
   struct span {

@@ -64,6 +64,9 @@ gpu_model::gpu_model(const model_config& config, const weight_source& source, co
   // Weights first: their dtype checks come before any device memory is taken.
   weights_ = std::make_unique<device_weights>(cfg_, source);
   gemm_ = std::make_unique<gemm_engine>();
+  // FP8 weights: the e4m3 copy of their inputs, for the most rows any GEMM sees (the layers'
+  // tokens, lm_head's sequences); taken once here, never during a forward or a capture.
+  if (const int k = weights_->widest_fp8_input(); k > 0) gemm_->reserve_fp8_input(std::max(max_rows_, max_seqs_), k);
 
   // Activations, state, workspaces and metadata: one plan, sized once, fixed addresses for
   // every bucket.
@@ -270,11 +273,11 @@ void gpu_model::prepare(phase p, int padded) {
   for (const layer_dev& L : layers_) {
     for (const weight* w : {&L.in_proj, &L.out_proj, &L.qkv, &L.o_proj, &L.up, &L.down, &L.shared_up, &L.shared_down,
                             &L.fc1_latent, &L.fc2_latent})
-      if (w->data != nullptr) gemm_->prepare(padded, w->cols, w->rows);
+      if (w->data != nullptr) gemm_->prepare(*w, padded);  // the bf16 or the FP8 plan, by the weight's dtype
     if (L.gate.data != nullptr) gemm_->prepare_f32_out(padded, L.gate.cols, L.gate.rows, router_ld_);
   }
   const weight& lm = weights_->lm_head();
-  gemm_->prepare(batch_->view(padded, p).max_seqs, lm.cols, lm.rows);
+  gemm_->prepare(lm, batch_->view(padded, p).max_seqs);
 }
 
 piecewise::forward_fn gpu_model::forward(phase p) {

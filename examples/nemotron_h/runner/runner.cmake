@@ -8,11 +8,16 @@ target_include_directories(nh_batching PUBLIC ${CMAKE_CURRENT_SOURCE_DIR})
 target_link_libraries(nh_batching PUBLIC piecewise::host)
 target_compile_features(nh_batching PUBLIC cxx_std_20)
 
+# Which linear weights the GPU model runs (dtypes, FP8 scales, fused groups): host only, shared
+# by the GPU upload and the run plan, tested without a GPU.
+add_library(nh_weight_support STATIC ${CMAKE_CURRENT_LIST_DIR}/weight_support.cpp)
+target_link_libraries(nh_weight_support PUBLIC nh_model)
+
 # The plan of a nemotron_h_run invocation (every argument, config, checkpoint-header and
 # output-path check, the memory estimate): host only, so --dry-run and its tests need no GPU.
 add_library(nh_run_plan STATIC ${CMAKE_CURRENT_LIST_DIR}/run_plan.cpp ${CMAKE_CURRENT_LIST_DIR}/prompt_file.cpp
             ${CMAKE_CURRENT_LIST_DIR}/sampling_settings.cpp)
-target_link_libraries(nh_run_plan PUBLIC nh_model nh_batching nh_text)
+target_link_libraries(nh_run_plan PUBLIC nh_model nh_batching nh_text nh_weight_support)
 
 add_library(nh_runner STATIC
   ${CMAKE_CURRENT_LIST_DIR}/device_weights.cpp
@@ -21,7 +26,7 @@ add_library(nh_runner STATIC
   ${CMAKE_CURRENT_LIST_DIR}/engine.cpp
   ${CMAKE_CURRENT_LIST_DIR}/model_kernels.cu
   ${CMAKE_CURRENT_LIST_DIR}/../kernels/synthetic_fill.cu)
-target_link_libraries(nh_runner PUBLIC nh_model nh_batching nh_dense_kernels nh_mamba_kernels nh_sampling_kernels nh_moe_kernels nh_common)
+target_link_libraries(nh_runner PUBLIC nh_model nh_weight_support nh_batching nh_dense_kernels nh_mamba_kernels nh_sampling_kernels nh_moe_kernels nh_common)
 
 add_executable(nemotron_h_run ${CMAKE_CURRENT_LIST_DIR}/main.cpp ${CMAKE_CURRENT_LIST_DIR}/gpu_probe.cpp)
 target_link_libraries(nemotron_h_run PRIVATE nh_runner nh_run_plan CLI11::CLI11 ${CMAKE_DL_LIBS})

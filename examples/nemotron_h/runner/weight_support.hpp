@@ -1,0 +1,67 @@
+// Which linear weights the GPU model runs, decided on the host before any device memory is
+// taken: the GPU upload (runner/device_weights.cpp) and the run plan (--dry-run, from the
+// checkpoint headers) ask it, and host tests check it without a GPU. It mirrors
+// gemm_engine::supports (kernels/gemm.cuh): bf16, and ModelOpt FP8 (W8A8, per tensor) with a
+// weight scale and an input scale and K a multiple of 16; NVFP4 is refused ("NVFP4 on the
+// GPU: not supported yet").
+//
+// Fused groups (q | k | v: one matrix, one GEMM on the GPU) must be one dtype; an all-FP8
+// group runs only when its parts share their weight scale and their input scale (one GEMM
+// takes one pair of scales). Parts with different scales are refused naming them: requantizing
+// to the largest scale (as vLLM does) or three GEMMs are the ways to lift it; ModelOpt's
+// Nemotron-H FP8 checkpoints keep attention in bf16.
+//
+// Host only, C++20, no CUDA. Errors are piecewise::config_error naming the tensor.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "model/config.hpp"
+#include "model/dtype.hpp"
+#include "model/layer_kinds.hpp"
+#include "model/weights.hpp"
+
+namespace nemotron_h {
+
+/// One tensor of a device tensor (a fused group has several), as the check needs it.
+struct gpu_weight_part {
+  std::string name;  ///< the tensor's name, for messages
+  dtype type = dtype::bf16;
+  std::int64_t rows = 0, cols = 0;
+  /// fp8_e4m3: weight_scale and input_scale when known (host weights, or a checkpoint once its
+  /// scales are read; 0 for an input scale the tensor does not have); nullopt: not known yet
+  /// (headers only: the scales' presence is checked by plan_checkpoint, their values later).
+  std::optional<float> weight_scale, input_scale;
+};
+
+/// Why the GPU model cannot run the linear device tensor `group` (one weight, or a fused
+/// group) made of `parts`; "" when it can. The message names the tensor, its dtype and the
+/// limit ("tensor '...' is nvfp4: NVFP4 on the GPU: not supported yet").
+std::string gpu_linear_problem(std::string_view group, const std::vector<gpu_weight_part>& parts);
+
+/// The device tensors the GPU upload makes of `entries` (model_tensors order): each a list of
+/// entry indices, one entry alone or a run of consecutive entries of one layer with the same
+/// tensor_spec::fused_as, and its name (the fused name for a group:
+/// "backbone.layers.1.mixer.qkv_proj.weight").
+struct gpu_tensor_group {
+  std::string name;
+  std::vector<std::size_t> entries;
+  bool linear = false;
+};
+std::vector<gpu_tensor_group> gpu_tensor_groups(const std::vector<tensor_entry>& entries);
+
+/// Throws piecewise::config_error "device weights: <gpu_linear_problem>" for the first linear
+/// weight of `w` (checked against nothing else: call check_shapes first) that the GPU cannot
+/// run. Host only; what device_weights checks for host weights before taking device memory.
+void check_gpu_weights(const model_config& config, const model_weights& w);
+
+/// The same from the dtypes a checkpoint stores (per entry of model_tensors(config), e.g.
+/// checkpoint_summary::types), scales not known yet: "<source>: <gpu_linear_problem>".
+void check_gpu_weight_types(const model_config& config, const std::vector<dtype>& types, const std::string& source);
+
+}  // namespace nemotron_h
