@@ -186,8 +186,14 @@ int run(const run_args& a, const run_plan& plan, const std::string& device) {
       }
     }
     // bf16 weights and activations through every layer: ~1e-2 per 10-20 layers against float64.
-    const double limit = 5e-2;
-    fmt::print("check   CPU float64 reference ({:.1f} s): last-position logits rel. error {:.2e} (limit {:.0e}); first "
+    // FP8 weights (W8A8): the CPU fake-quantizes its float64 GEMM inputs, the GPU its bf16
+    // ones, so an input near an e4m3 rounding midpoint lands on the neighbouring code (1/16 to
+    // 1/8 of its magnitude away); on the runner test's model those flips alone move the logits
+    // 7-10% (tests/test_runner.cpp, "FP8 W8A8 ..."), hence 15%.
+    bool fp8 = false;
+    for (dtype t : plan.checkpoint.types) fp8 |= t == dtype::fp8_e4m3;
+    const double limit = fp8 ? 0.15 : 5e-2;
+    fmt::print("check   CPU float64 reference ({:.1f} s): last-position logits rel. error {:.2e} (limit {:.2g}); first "
                "token {}/{} equal; greedy decode agrees on {}/{} teacher-forced steps\n",
                seconds_since(t_ck), worst, limit, prompts.size() - first_token_mismatch, prompts.size(), matched_steps, total_steps);
     js["check_rel_error"] = worst;

@@ -16,6 +16,7 @@
 #include "model/random_tokens.hpp"
 #include "model/splitmix.hpp"
 #include "piecewise/buckets.hpp"
+#include "runner/weight_support.hpp"
 
 namespace nemotron_h {
 
@@ -241,14 +242,28 @@ void check_gpu_support(const model_config& c) {
 }
 
 memory_estimate estimate_memory(const model_config& c, const gpu_model_limits& lim, std::size_t prefill_buckets,
-                                std::size_t decode_buckets, const std::vector<std::string>& modes) {
+                                std::size_t decode_buckets, const std::vector<std::string>& modes,
+                                const std::vector<dtype>& weight_types) {
   memory_estimate m;
-  for (const tensor_entry& e : model_tensors(c)) {
+  const std::vector<tensor_entry> entries = model_tensors(c);
+  PIECEWISE_EXPECTS(weight_types.empty() || weight_types.size() == entries.size(),
+                    "estimate_memory: {} weight dtypes for the {} tensors of {}", weight_types.size(), entries.size(),
+                    c.name);
+  std::uint64_t fp8_k = 0;  // the widest input of an FP8 weight: gemm_engine's FP8 input scratch
+  for (std::size_t i = 0; i < entries.size(); ++i) {
+    const tensor_entry& e = entries[i];
+    const dtype t = weight_types.empty() ? e.spec->type : weight_types[i];
     std::uint64_t n = 1;
     for (auto d : e.shape) n *= static_cast<std::uint64_t>(d);
-    m.weights += dtype_storage_bytes(e.spec->type, n);
+    m.weights += dtype_storage_bytes(t, n);
+    if (t == dtype::fp8_e4m3) {
+      m.weights += 2 * sizeof(float);  // weight scale, input scale
+      fp8_k = std::max(fp8_k, e.shape.size() == 2 ? static_cast<std::uint64_t>(e.shape[1]) : 0);
+    }
   }
   const auto T = static_cast<std::uint64_t>(max_rows(lim)), S = static_cast<std::uint64_t>(max_sequences(lim));
+  // The e4m3 inputs of FP8 GEMMs: the most rows of any GEMM times the widest FP8 input.
+  if (fp8_k > 0) m.workspaces += std::max(T, S) * fp8_k;
   const auto D = static_cast<std::uint64_t>(c.hidden_size);
   // MoE layers ('E'): their weights are in model_tensors (router, experts, shared expert,
   // latent projections); the shared expert's up projection goes through the projection
@@ -304,9 +319,16 @@ memory_estimate estimate_memory(const model_config& c, const gpu_model_limits& l
 
 std::string run_plan::weights_description(std::uint64_t seed) const {
   if (synthetic) return fmt::format("synthetic weights (preset {}, no checkpoint), seed {}", config.name, seed);
-  return fmt::format("{} ({} tensors in {} file{}, {} of data; headers checked, data read on the GPU run)",
+  int fp8 = 0;
+  for (dtype t : checkpoint.types) fp8 += t == dtype::fp8_e4m3;
+  const std::string quant =
+      checkpoint.quantization
+          ? fmt::format("; quantized, {}: {} FP8 weight{} run on the FP8 tensor cores", checkpoint.quantization->summary(),
+                        fp8, fp8 == 1 ? "" : "s")
+          : std::string();
+  return fmt::format("{} ({} tensors in {} file{}, {} of data; headers checked, data read on the GPU run{})",
                      checkpoint.source.string(), checkpoint.tensors, checkpoint.shards, checkpoint.shards == 1 ? "" : "s",
-                     size_text(checkpoint.file_bytes));
+                     size_text(checkpoint.file_bytes), quant);
 }
 
 run_plan make_run_plan(const run_args& a) {
@@ -396,15 +418,20 @@ run_plan make_run_plan(const run_args& a) {
   if (!dir.empty()) {
     plan.synthetic = false;
     plan.checkpoint_dir = dir;
-    // A quantized checkpoint (ModelOpt FP8 / NVFP4) is named before its tensors' dtypes are.
+    // A quantized checkpoint (ModelOpt FP8 / NVFP4): FP8 runs on the GPU; NVFP4 is named
+    // before its tensors' dtypes are.
     if (const auto q = read_quant_config(dir)) {
-      if (q->mixed || q->algo != quant_algo::none)
+      bool nvfp4 = q->algo == quant_algo::nvfp4 || q->algo == quant_algo::w4a16_nvfp4;
+      for (const auto& [module, algo] : q->layers) nvfp4 |= algo == quant_algo::nvfp4 || algo == quant_algo::w4a16_nvfp4;
+      if (nvfp4)
         throw piecewise::config_error(fmt::format(
-            "{}: the checkpoint is quantized, {}; the GPU kernels run bf16 weights only so far (FP8 and NVFP4 "
-            "are not supported yet)",
+            "{}: the checkpoint is quantized, {}; NVFP4 on the GPU: not supported yet (bf16 and FP8 weights run)",
             dir.string(), q->summary()));
     }
     plan.checkpoint = check_checkpoint(dir, plan.config);
+    // Every linear weight as the GPU takes it (dtype, FP8 input width, fused groups of one
+    // dtype), from the headers; the scales' values are checked when the weights load.
+    check_gpu_weight_types(plan.config, plan.checkpoint.types, plan.checkpoint.source.string());
   }
 
   // 3. Prompts and the limits they need.
@@ -440,7 +467,8 @@ run_plan make_run_plan(const run_args& a) {
   if (!a.logits_out.empty()) check_output_file(a.logits_out, "--logits-out");
   if (!a.dot_dir.empty()) check_output_dir(a.dot_dir, "--dot");
 
-  plan.memory = estimate_memory(plan.config, lim, plan.prefill_buckets.size(), plan.decode_buckets.size(), plan.modes);
+  plan.memory = estimate_memory(plan.config, lim, plan.prefill_buckets.size(), plan.decode_buckets.size(), plan.modes,
+                                plan.synthetic ? std::vector<dtype>{} : plan.checkpoint.types);
 
   // 5. The GPU kernels' limits, with what the run would need (a model larger than one card
   // says so here too).

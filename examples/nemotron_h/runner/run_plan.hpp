@@ -80,7 +80,7 @@ struct memory_estimate {
   std::uint64_t weights = 0;      ///< every tensor in its device dtype (a tied lm_head counted twice, as uploaded)
   std::uint64_t activations = 0;  ///< activation buffers, logits, token history
   std::uint64_t state = 0;        ///< KV cache (attention layers) + conv and SSM state (Mamba layers)
-  std::uint64_t workspaces = 0;   ///< SSD scan and decode-attention workspaces
+  std::uint64_t workspaces = 0;   ///< SSD scan and decode-attention workspaces, the FP8 input scratch
   std::uint64_t graphs = 0;       ///< captured graphs: an estimate from measured runs (docs/benchmarks.md)
   [[nodiscard]] std::uint64_t total() const noexcept { return weights + activations + state + workspaces + graphs; }
 };
@@ -136,9 +136,13 @@ void check_gpu_support(const model_config& config);
 inline constexpr std::uint64_t kH200UsableBytes = 140ull << 30;
 
 /// The memory estimate of a run of `config` with `limits`, over these buckets and modes.
+/// `weight_types`: the device dtype of each entry of model_tensors(config) (a checkpoint's
+/// checkpoint_summary::types: FP8 weights take one byte an element and two fp32 scales, and
+/// the workspaces gain gemm_engine's FP8 input scratch, the most rows times the widest FP8
+/// input); empty: the table's dtypes. Throws piecewise::config_error when it has another size.
 memory_estimate estimate_memory(const model_config& config, const gpu_model_limits& limits,
                                 std::size_t prefill_buckets, std::size_t decode_buckets,
-                                const std::vector<std::string>& modes);
+                                const std::vector<std::string>& modes, const std::vector<dtype>& weight_types = {});
 
 /// Makes the plan: every check of the run, in order arguments, config (and --layers),
 /// checkpoint headers, prompts, output paths, then the GPU kernels' limits (after the memory

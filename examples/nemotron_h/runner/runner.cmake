@@ -37,7 +37,8 @@ if(PIECEWISE_BUILD_TESTS)
   piecewise_add_host_test(nh_batching_tests ${CMAKE_CURRENT_LIST_DIR}/../tests/test_batching.cpp LIBS nh_batching)
   target_compile_definitions(nh_batching_tests PRIVATE NH_TEST_DATA_DIR="${CMAKE_CURRENT_LIST_DIR}/../tests/data")
   piecewise_add_host_test(nh_run_plan_tests ${CMAKE_CURRENT_LIST_DIR}/../tests/test_run_plan.cpp
-                          ${CMAKE_CURRENT_LIST_DIR}/../tests/test_text_plan.cpp LIBS nh_run_plan)
+                          ${CMAKE_CURRENT_LIST_DIR}/../tests/test_text_plan.cpp
+                          ${CMAKE_CURRENT_LIST_DIR}/../tests/test_gpu_weight_checks.cpp LIBS nh_run_plan)
   target_compile_definitions(nh_run_plan_tests PRIVATE NH_TEST_DATA_DIR="${CMAKE_CURRENT_LIST_DIR}/../tests/data")
   # The built nemotron_h_run with bad inputs, --dry-run and --version: exit status and message
   # (no GPU needed: every check comes first). Label "cli": the asan preset builds no runner.

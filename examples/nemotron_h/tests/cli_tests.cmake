@@ -59,8 +59,11 @@ nh_cli_case("a text prompt on a preset without --tokenizer is bad input" 3 "pres
             -m tiny -p Hello)
 nh_cli_case("a bad JSONL prompt file is bad input naming the line and key" 3 "p.jsonl:2: unknown key \"temp\""
             -m {DATA}/tiny --prompt-file {WORK}/p.jsonl PREPARE bad_jsonl)
-nh_cli_case("a quantized checkpoint is named as such before the GPU" 3
-            "the checkpoint is quantized, FP8 \\(ModelOpt, [^)]*hf_quant_config.json\\), KV cache FP8.*not supported yet"
+nh_cli_case("an NVFP4 checkpoint is named as such before the GPU" 3
+            "the checkpoint is quantized, NVFP4 \\(ModelOpt, [^)]*hf_quant_config.json\\).*NVFP4 on the GPU: not supported yet"
+            --dry-run -m {WORK} PREPARE quantized_nvfp4)
+nh_cli_case("a checkpoint declaring FP8 whose weights are bf16 is bad input naming the tensor" 3
+            "tensor 'backbone.layers.0.mixer.in_proj.weight' is BF16 but [^ ]*hf_quant_config.json declares FP8"
             --dry-run -m {WORK} PREPARE quantized)
 nh_cli_case("a tokenizer larger than the vocabulary is bad input" 3 "has 4100 ids but the model's vocabulary is 384"
             -m tiny -p Hello --tokenizer {DATA}/tokenizer/golden/tokenizer.json)

@@ -11,6 +11,7 @@
 #   keep_file          WORK/keep.json holding "keep" (KEEP: a file that must be unchanged after)
 #   bad_jsonl          WORK/p.jsonl whose second line has an unknown key
 #   quantized          the tiny checkpoint with an hf_quant_config.json declaring FP8
+#   quantized_nvfp4    the tiny checkpoint with an hf_quant_config.json declaring NVFP4
 #   chat_turns         WORK/turns.txt with two user turns (INPUT={WORK}/turns.txt feeds it as stdin)
 cmake_policy(VERSION 3.25)
 foreach(v EXE RC EXPECT)
@@ -41,6 +42,9 @@ elseif(PREPARE STREQUAL "bad_jsonl")
 elseif(PREPARE STREQUAL "quantized")
   file(COPY "${DATA}/tiny/config.json" "${DATA}/tiny/model.safetensors" DESTINATION "${WORK}")
   file(WRITE "${WORK}/hf_quant_config.json" "{\"quantization\": {\"quant_algo\": \"FP8\", \"kv_cache_quant_algo\": \"FP8\"}}\n")
+elseif(PREPARE STREQUAL "quantized_nvfp4")
+  file(COPY "${DATA}/tiny/config.json" "${DATA}/tiny/model.safetensors" DESTINATION "${WORK}")
+  file(WRITE "${WORK}/hf_quant_config.json" "{\"quantization\": {\"quant_algo\": \"NVFP4\", \"group_size\": 16}}\n")
 elseif(PREPARE STREQUAL "chat_turns")
   file(WRITE "${WORK}/turns.txt" "Hello, who are you?\nTell me about the sea.\n")
 elseif(DEFINED PREPARE)
