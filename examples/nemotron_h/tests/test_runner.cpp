@@ -1,7 +1,8 @@
 // The NemotronH runner end to end on the GPU: eager, piecewise and full produce identical
 // tokens and logits (bit for bit) for prompts at, below and above bucket edges, for packed
 // prompts of different lengths and for prompts longer than the largest bucket (chunked
-// prefill); and all of them match the float64 CPU reference.
+// prefill); and all of them match the float64 CPU reference. Also with ModelOpt FP8 weights
+// (W8A8, per tensor), from host weights and streamed from a checkpoint.
 #include <catch2/catch.hpp>
 
 #include <algorithm>
@@ -18,6 +19,8 @@
 #include "model/npy.hpp"
 #include "model/random_tokens.hpp"
 #include "model/cpu_forward.hpp"
+#include "model/quant_config.hpp"
+#include "model/quantize.hpp"
 #include "model/safetensors.hpp"
 #include "model/weights.hpp"
 #include "kernels/synthetic_fill.cuh"
@@ -49,12 +52,22 @@ struct workload_spec {
   unsigned seed;          // of the prompts' tokens
 };
 
+/// How close eager must be to the CPU reference: the relative error of the last-position
+/// logits, and the near-tie band of the argmax checks (a fraction of the logit range).
+struct cpu_tolerance {
+  double logits = 2e-2;
+  double near_tie = 0.01;
+};
+
 // Runs each workload in eager, piecewise and full mode: tokens and last logits must agree bit
-// for bit, and eager must match the float64 CPU reference.
-void check_modes_agree(const std::vector<workload_spec>& workloads, const model_config& cfg = test_config()) {
+// for bit, and eager must match the float64 CPU reference. `weights`: the model's weights
+// (default: synthetic_weights(cfg, 7) with randomised vectors). Returns the largest relative
+// error of the logits against the CPU reference.
+double check_modes_agree(const std::vector<workload_spec>& workloads, const model_config& cfg = test_config(),
+                         const model_weights* weights = nullptr, cpu_tolerance tol = {}) {
   synthetic_options so;
   so.randomize_vectors = true;
-  const model_weights w = synthetic_weights(cfg, 7, so);
+  const model_weights w = weights != nullptr ? *weights : synthetic_weights(cfg, 7, so);
   gpu_model_limits lim;
   lim.max_prefill_tokens = 128;
   lim.max_decode_batch = 8;
@@ -69,6 +82,7 @@ void check_modes_agree(const std::vector<workload_spec>& workloads, const model_
           cfg.count(layer_kind::mamba) + cfg.count(layer_kind::attention) + 1);  // a segment after each split
 
   const cpu_model cm(cfg, w);
+  double worst = 0;
   for (const auto& [lens, seed] : workloads) {
     const auto prompts = make_prompts(lens, cfg.vocab_size, seed);
     const int gen = 6;
@@ -85,7 +99,8 @@ void check_modes_agree(const std::vector<workload_spec>& workloads, const model_
       std::vector<double> logits = sess.prefill(prompts[i]);
       const std::vector<double> gpu(ref.last_logits[i].begin(), ref.last_logits[i].end());
       INFO("prompt " << i << " of length " << prompts[i].size());
-      CHECK(rel_norm_error(gpu, logits) < 2e-2);
+      worst = std::max(worst, rel_norm_error(gpu, logits));
+      CHECK(rel_norm_error(gpu, logits) < tol.logits);
       // The GPU's token must be the CPU's argmax, or a near-tie (within 1% of the logit range)
       // that bf16 rounding can legitimately flip: after the prefill (e.g. the 16-heads-per-KV-
       // head case's prompt 1 of 40 tokens: CPU logits 1.02622 vs 1.02461, 0.08% of the range)
@@ -95,7 +110,7 @@ void check_modes_agree(const std::vector<workload_spec>& workloads, const model_
         const double lo = *std::min_element(lg.begin(), lg.end());
         const double mine = lg[static_cast<std::size_t>(token)];
         INFO("step " << step << ": GPU token " << token << ", CPU argmax " << argmax(lg));
-        CHECK(best - mine <= 0.01 * (best - lo));
+        CHECK(best - mine <= tol.near_tie * (best - lo));
       };
       near_argmax(logits, ref.tokens[i][0], 0);
       for (std::size_t t = 1; t < ref.tokens[i].size(); ++t) {
@@ -106,6 +121,7 @@ void check_modes_agree(const std::vector<workload_spec>& workloads, const model_
   }
   // Prompts above the largest bucket were chunked, never run as eager fallbacks.
   REQUIRE(eng.runners(mode::piecewise).prefill->stats().eager_fallbacks == 0);
+  return worst;
 }
 
 }  // namespace
@@ -182,6 +198,159 @@ TEST_CASE("runner: SSM state size N = 256 (Nemotron-H 47B / 56B Mamba) agrees ac
   c.ssm_state_size = 256;
   c.validate();
   check_modes_agree({{{17, 40}, 41}, {{130}, 42}}, c);
+}
+
+// ModelOpt FP8 (W8A8, per tensor) on the GPU: Mamba in/out_proj and MLP up/down quantized on
+// the host with input scales calibrated by the CPU reference; attention (q | k | v, o_proj)
+// and lm_head stay bf16 (the exclude list, as NVIDIA's Nano-9B-v2-FP8 keeps attention).
+TEST_CASE("runner: FP8 W8A8 Mamba and MLP projections agree bit for bit across modes and match the fake-quantizing CPU "
+          "reference",
+          "[fp8]") {
+  const model_config cfg = test_config();  // M-M*-MM*-
+  synthetic_options so;
+  so.randomize_vectors = true;
+  const model_weights w = synthetic_weights(cfg, 7, so);
+  std::uint64_t st = 77;
+  const std::vector<std::int32_t> calib = random_token_ids(64, cfg.vocab_size, st);
+  quant_config q;
+  q.source = "test";
+  q.algo = quant_algo::fp8;
+  q.exclude = {"*.mixer.?_proj", "lm_head"};
+  model_weights fw = w;
+  REQUIRE(quantize_weights(fw, cfg, q, calibrate_input_amax(cfg, w, calib)) ==
+          2 * (cfg.count(layer_kind::mamba) + cfg.count(layer_kind::mlp)));
+  // The tolerance. The CPU reference fake-quantizes its float64 GEMM inputs, the GPU its bf16
+  // ones (and every kernel between rounds to bf16): an input within that difference of an
+  // e4m3 rounding midpoint lands on the neighbouring code, one e4m3 step (1/16 to 1/8 of its
+  // magnitude) away. Those flips do not average out: a CPU emulation of this model (the
+  // reference with every GEMM's input and output rounded to bf16 before the e4m3 rounding, 30
+  // random prompts of 1..200 tokens and 5 teacher-forced decode steps) lands 7-10% from the
+  // fake-quantized reference (worst 9.7%), as far as W8A8 itself moves the logits from bf16
+  // (7-11%), while the same rounding without FP8 stays within 0.8%. So the bound is 15% (1.5x
+  // the emulation's worst); the argmax near-tie band 5% of the range (the emulation's worst
+  // 2.3%). The FP8 GEMM's numerics are checked bit for bit in tests/test_gemm.cu.
+  const cpu_tolerance tol{0.15, 0.05};
+  const double worst = check_modes_agree({{{15}, 1}, {{17, 40}, 2}, {{129}, 3}, {{1, 63, 64}, 4}}, cfg, &fw, tol);
+  // FP8 did run: the GPU's logits moved away from the bf16 model's by more than bf16 rounding does.
+  gpu_model_limits lim;
+  lim.max_prefill_tokens = 64;
+  lim.max_decode_batch = 2;
+  lim.num_slots = 2;
+  lim.max_context = 128;
+  lim.max_decode_steps = 2;
+  engine eng(cfg, fw, lim);
+  eng.add_mode(mode::full, {}, {});
+  REQUIRE(eng.model().weights().widest_fp8_input() == cfg.intermediate_size);  // down_proj's input
+  REQUIRE(eng.model().gemm().fp8_input_bytes() >= static_cast<std::size_t>(64) * cfg.intermediate_size);
+  const auto prompts = make_prompts({33, 20}, cfg.vocab_size, 5);
+  const workload_result r = eng.run(mode::full, prompts, 1);
+  const cpu_model bf(cfg, w);
+  double moved = 1;
+  for (std::size_t i = 0; i < prompts.size(); ++i) {
+    cpu_session sess(bf);
+    const std::vector<double> ref = sess.prefill(prompts[i]);
+    const std::vector<double> got(r.last_logits[i].begin(), r.last_logits[i].end());
+    moved = std::min(moved, rel_norm_error(got, ref));
+  }
+  WARN("FP8: largest relative error against the fake-quantizing CPU reference " << worst << " (bound " << tol.logits
+                                                                                   << "); smallest distance from the "
+                                                                                      "bf16 model "
+                                                                                   << moved);
+  CHECK(moved > 3e-2);
+}
+
+TEST_CASE("runner: FP8 weights streamed from a ModelOpt checkpoint equal the host upload bit for bit, and NVFP4 is "
+          "refused naming the tensor",
+          "[fp8][weight_source]") {
+  const model_config cfg = test_config();
+  synthetic_options so;
+  so.randomize_vectors = true;
+  const model_weights w = synthetic_weights(cfg, 9, so);
+  std::uint64_t st = 5;
+  const auto amax = calibrate_input_amax(cfg, w, random_token_ids(32, cfg.vocab_size, st));
+  quant_config q;
+  q.source = "test";
+  q.algo = quant_algo::fp8;
+  q.exclude = {"*.mixer.?_proj", "lm_head"};
+  model_weights fw = w;
+  REQUIRE(quantize_weights(fw, cfg, q, amax) > 0);
+  const std::filesystem::path dir =
+      std::filesystem::temp_directory_path() / fmt::format("nh_runner_fp8_{}", static_cast<unsigned>(std::rand()));
+  struct cleanup {
+    std::filesystem::path p;
+    ~cleanup() {
+      std::error_code ec;
+      std::filesystem::remove_all(p, ec);
+    }
+  } guard{dir};
+  save_weights(dir, cfg, fw);
+  const device_weights up(cfg, fw);
+  const device_weights streamed(cfg, weight_source::from_checkpoint(dir, {2, 2, 4096}));
+  const std::vector<tensor_entry> entries = model_tensors(cfg);
+  for (std::size_t i = 0; i < entries.size(); ++i) {
+    INFO("tensor " << entries[i].name);
+    const host_tensor& t = fw.at(entries[i]);
+    REQUIRE(up.tensor(i).bytes == t.data_bytes());
+    std::vector<std::uint8_t> a(t.data_bytes()), b(t.data_bytes());
+    if (!a.empty()) {
+      REQUIRE(cudaMemcpy(a.data(), up.tensor(i).data, a.size(), cudaMemcpyDeviceToHost) == cudaSuccess);
+      REQUIRE(cudaMemcpy(b.data(), streamed.tensor(i).data, b.size(), cudaMemcpyDeviceToHost) == cudaSuccess);
+    }
+    REQUIRE(std::memcmp(a.data(), t.data(), a.size()) == 0);
+    REQUIRE(a == b);
+  }
+  // Each FP8 view's scales on the device: the weight scale and the input scale, both sources.
+  int fp8 = 0;
+  for (int l = 0; l < cfg.num_layers(); ++l) {
+    for (std::size_t k = 0; k < up.at(l).tensors.size(); ++k) {
+      const weight& v = up.at(l).tensors[k].view;
+      const weight& v2 = streamed.at(l).tensors[k].view;
+      if (v.type != dtype::fp8_e4m3) continue;
+      ++fp8;
+      INFO("tensor " << v.name);
+      REQUIRE(v2.type == dtype::fp8_e4m3);
+      float s[2], s2[2];
+      REQUIRE(cudaMemcpy(&s[0], v.scale, 4, cudaMemcpyDeviceToHost) == cudaSuccess);
+      REQUIRE(cudaMemcpy(&s[1], v.input_scale, 4, cudaMemcpyDeviceToHost) == cudaSuccess);
+      REQUIRE(cudaMemcpy(&s2[0], v2.scale, 4, cudaMemcpyDeviceToHost) == cudaSuccess);
+      REQUIRE(cudaMemcpy(&s2[1], v2.input_scale, 4, cudaMemcpyDeviceToHost) == cudaSuccess);
+      bool found = false;
+      for (const tensor_entry& e : entries) {
+        if (e.name != v.name) continue;
+        found = true;
+        CHECK(s[0] == fw.at(e).scales->global);
+        CHECK(s[1] == fw.at(e).scales->input);
+      }
+      CHECK(found);
+      CHECK(s2[0] == s[0]);
+      CHECK(s2[1] == s[1]);
+    }
+  }
+  CHECK(fp8 == 2 * (cfg.count(layer_kind::mamba) + cfg.count(layer_kind::mlp)));
+  // The engine on the streamed checkpoint runs as on the host weights, bit for bit.
+  gpu_model_limits lim;
+  lim.max_prefill_tokens = 64;
+  lim.max_decode_batch = 2;
+  lim.num_slots = 2;
+  lim.max_context = 128;
+  lim.max_decode_steps = 4;
+  engine a(cfg, fw, lim), b(cfg, weight_source::from_checkpoint(dir), lim);
+  for (engine* e : {&a, &b}) e->add_mode(mode::full, {}, {});
+  const auto prompts = make_prompts({21, 9}, cfg.vocab_size, 6);
+  const workload_result ra = a.run(mode::full, prompts, 4), rb = b.run(mode::full, prompts, 4);
+  REQUIRE(ra.tokens == rb.tokens);
+  for (std::size_t i = 0; i < prompts.size(); ++i) REQUIRE(bit_equal(ra.last_logits[i], rb.last_logits[i]));
+  // NVFP4 weights: refused by name before any device memory is taken, from both sources.
+  q.algo = quant_algo::nvfp4;
+  model_weights nw = w;
+  REQUIRE(quantize_weights(nw, cfg, q, amax) > 0);
+  REQUIRE_THROWS_WITH(device_weights(cfg, nw),
+                      Catch::Contains("backbone.layers.0.mixer.in_proj.weight' is nvfp4: NVFP4 on the GPU: not "
+                                      "supported yet"));
+  save_weights(dir, cfg, nw);
+  REQUIRE_THROWS_WITH(device_weights(cfg, weight_source::from_checkpoint(dir)),
+                      Catch::Contains("model.safetensors: tensor 'backbone.layers.0.mixer.in_proj.weight' is nvfp4: "
+                                      "NVFP4 on the GPU: not supported yet"));
 }
 
 TEST_CASE("runner: bad workloads are rejected with clear errors and the engine stays usable") {
