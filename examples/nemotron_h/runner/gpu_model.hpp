@@ -9,6 +9,10 @@
 // update) and attention layers (prefill over the cached prefix, or decode) are split-point
 // callbacks. Every kernel reads the batch metadata from device memory, so both split kinds
 // are capture-safe and the whole forward can also run as one full graph.
+//
+// Linear weights are bf16 or ModelOpt FP8 (W8A8, per tensor): gemm_engine::linear quantizes an
+// FP8 projection's input with its static input scale into the engine's e4m3 scratch (reserved
+// here, once, for the most rows and the widest FP8 input) and runs the FP8 GEMM.
 #pragma once
 
 #include <cuda_runtime.h>
