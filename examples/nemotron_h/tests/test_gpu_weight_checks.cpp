@@ -3,9 +3,13 @@
 // run plan makes from a quantized checkpoint's headers (FP8 runs, NVFP4 is refused by name).
 #include <catch2/catch.hpp>
 
+#include <algorithm>
 #include <cstdint>
+#include <map>
 #include <string>
 #include <vector>
+
+#include <fmt/format.h>
 
 #include "model/quantize.hpp"
 #include "model/random_tokens.hpp"
