@@ -6,6 +6,7 @@
 #include <catch2/catch.hpp>
 
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <random>
 #include <vector>
@@ -512,6 +513,13 @@ TEST_CASE("FP8: linear() on an fp8_e4m3 weight quantizes x with its input scale 
   st.sync();
   const std::vector<bf16> acc_got = dy.download(), acc_want = dz.download();
   CHECK(std::memcmp(acc_got.data(), acc_want.data(), acc_got.size() * sizeof(bf16)) == 0);
+  // One row (decode at batch 1, where bf16 weights take the GEMV): still the FP8 GEMM.
+  REQUIRE(eng.uses_gemv(1) == (std::getenv("NH_GEMV") == nullptr || std::getenv("NH_GEMV")[0] != '0'));
+  eng.linear(dx.get(), w, dy.get(), 1, st.s);
+  eng.linear_fp8(dxq.get(), K, w.input_scale, w, dz.get(), N, 1, st.s);
+  st.sync();
+  const std::vector<bf16> one_got = dy.download(), one_want = dz.download();
+  CHECK(std::memcmp(one_got.data(), one_want.data(), static_cast<std::size_t>(N) * sizeof(bf16)) == 0);
   // More rows than the scratch holds, an FP8 weight with K not a multiple of 16, no input scale.
   CHECK_THROWS_WITH(eng.linear(dx.get(), w, dy.get(), M + 1, st.s), Catch::Contains("M=25"));
   nh::weight odd = w;
