@@ -127,14 +127,39 @@ const gemm_engine::plan& gemm_engine::make_plan(int M, int K, int N, int ldx, in
                       CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES}) {
       cublasLtMatmulPreferenceSetAttribute(pref, attr, &align, sizeof(align));
     }
-    cublasLtMatmulHeuristicResult_t res{};
+    if (fp8) {
+      // The per-tensor scales are set per call (linear_fp8), but the algorithm must be chosen
+      // with scale pointers present: without them the heuristic offered algorithms that
+      // cublasLtMatmul then refused with the scales set (CUBLAS_STATUS_NOT_SUPPORTED at M=24
+      // and M=128, K=256, on the H200). Any device pointer serves here.
+      const void* sp = workspace_.data();
+      lt_check(cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_A_SCALE_POINTER, &sp, sizeof(sp)),
+               "set A_SCALE_POINTER", M, K, N);
+      lt_check(cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_B_SCALE_POINTER, &sp, sizeof(sp)),
+               "set B_SCALE_POINTER", M, K, N);
+    }
+    constexpr int kCandidates = 8;
+    cublasLtMatmulHeuristicResult_t res[kCandidates]{};
     int found = 0;
-    cublasStatus_t st = cublasLtMatmulAlgoGetHeuristic(handle_, p->op, p->a, p->b, p->c, p->c,
-                                                       pref, 1, &res, &found);
+    cublasStatus_t st = cublasLtMatmulAlgoGetHeuristic(handle_, p->op, p->a, p->b, p->c, p->c, pref,
+                                                       fp8 ? kCandidates : 1, res, &found);
     cublasLtMatmulPreferenceDestroy(pref);
     lt_check(st, "cublasLtMatmulAlgoGetHeuristic", M, K, N);
     expects(found > 0, strf("gemm_engine: no cuBLASLt algorithm for M=%d K=%d N=%d", M, K, N));
-    p->algo = res.algo;
+    int pick = 0;
+    if (fp8) {  // the heuristic's first choice that cuBLASLt accepts for these descriptors
+      pick = -1;
+      for (int i = 0; i < found && pick < 0; ++i) {
+        cublasLtMatmulHeuristicResult_t check{};
+        if (cublasLtMatmulAlgoCheck(handle_, p->op, p->a, p->b, p->c, p->c, &res[i].algo, &check) ==
+                CUBLAS_STATUS_SUCCESS &&
+            check.workspaceSize <= workspace_bytes_)
+          pick = i;
+      }
+      expects(pick >= 0, strf("gemm_engine: no cuBLASLt FP8 algorithm accepts M=%d K=%d N=%d (%d candidates)", M,
+                              K, N, found));
+    }
+    p->algo = res[pick].algo;
   } catch (...) {
     delete p;
     throw;

@@ -45,7 +45,6 @@ struct part {
 
 /// The device bytes after an FP8 weight's rows (and zero padding rows): its weight scale and
 /// its input scale, two fp32 (the rows end 16-byte aligned: K is a multiple of 16).
-constexpr std::size_t kFp8ScaleBytes = 2 * sizeof(float);
 
 /// The tensors one device tensor is made of (several for a fused group).
 struct upload_group {
@@ -300,11 +299,13 @@ device_weights::device_weights(const model_config& c, const weight_source& src) 
   // FP8 weights: their two scales after the rows, and the view's pointers to them.
   for (const fp8_scales& f : scale_slots) {
     auto* at = reinterpret_cast<float*>(static_cast<std::uint8_t*>(const_cast<void*>(f.t->view.data)) + f.offset);
-    const float v[2] = {f.weight, f.input};
+    float v[kFp8ScaleBytes / sizeof(float)] = {};
+    v[0] = f.weight;
+    v[kFp8ScaleSlotBytes / sizeof(float)] = f.input;
     PIECEWISE_CUDA_TRY_CTX(cudaMemcpy(at, v, sizeof(v), cudaMemcpyHostToDevice),
                            fmt::format("uploading the scales of {}", f.t->name));
     f.t->view.scale = at;
-    f.t->view.input_scale = at + 1;
+    f.t->view.input_scale = at + kFp8ScaleSlotBytes / sizeof(float);
     gemm_engine::require_supported(f.t->view);
   }
   auto* const arena_base = static_cast<std::uint8_t*>(arena_->data());

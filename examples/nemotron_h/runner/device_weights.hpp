@@ -2,7 +2,7 @@
 // table's order, with the table's fused groups (q | k | v) stacked into one matrix. Each tensor
 // is a `weight` view (kernels/gemm.cuh): pointer, dtype, rows, cols, name. Linear weights are
 // bf16 or ModelOpt FP8 (fp8_e4m3, per-tensor scales): an FP8 weight's e4m3 rows are followed in
-// the arena by its weight scale and its input scale (two fp32), which the view's `scale` and
+// the arena by its weight scale and its input scale (two fp32 in 16-byte slots, kFp8ScaleBytes), which the view's `scale` and
 // `input_scale` point at. NVFP4 weights are refused before any device memory is taken
 // ("NVFP4 on the GPU: not supported yet"); runner/weight_support.hpp says what runs.
 //

@@ -257,7 +257,7 @@ memory_estimate estimate_memory(const model_config& c, const gpu_model_limits& l
     for (auto d : e.shape) n *= static_cast<std::uint64_t>(d);
     m.weights += dtype_storage_bytes(t, n);
     if (t == dtype::fp8_e4m3) {
-      m.weights += 2 * sizeof(float);  // weight scale, input scale
+      m.weights += kFp8ScaleBytes;  // weight scale, input scale
       fp8_k = std::max(fp8_k, e.shape.size() == 2 ? static_cast<std::uint64_t>(e.shape[1]) : 0);
     }
   }

@@ -28,6 +28,12 @@
 
 namespace nemotron_h {
 
+/// Device bytes after an FP8 weight's rows that hold its two fp32 scales (weight scale, then
+/// input scale), each in a 16-byte slot of its own: cuBLASLt refuses a scale pointer that is
+/// not 16-byte aligned (CUBLAS_STATUS_NOT_SUPPORTED, seen on the H200).
+inline constexpr std::size_t kFp8ScaleSlotBytes = 16;
+inline constexpr std::size_t kFp8ScaleBytes = 2 * kFp8ScaleSlotBytes;
+
 /// One tensor of a device tensor (a fused group has several), as the check needs it.
 struct gpu_weight_part {
   std::string name;  ///< the tensor's name, for messages

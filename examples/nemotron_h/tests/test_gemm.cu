@@ -466,17 +466,17 @@ TEST_CASE("FP8: linear() on an fp8_e4m3 weight quantizes x with its input scale 
   const auto Wq = host_quantize(W, sw, &Wd);
   dbuf<bf16> dx(hx.size()), dy(hy0.size()), dz(hy0.size());
   dbuf<std::uint8_t> dW(Wq.size()), dxq(hx.size());
-  dbuf<float> dscales(2);
+  dbuf<float> dscales(8);  // the two scales in 16-byte slots, as device_weights stores them
   dx.upload(hx);
   dW.upload(Wq);
-  dscales.upload({sw, sx});
+  dscales.upload({sw, 0.f, 0.f, 0.f, sx, 0.f, 0.f, 0.f});
   nh::weight w;
   w.data = dW.get();
   w.type = nh::dtype::fp8_e4m3;
   w.rows = N;
   w.cols = K;
   w.scale = dscales.get();
-  w.input_scale = dscales.get() + 1;
+  w.input_scale = dscales.get() + 4;
   w.name = "layers.0.mixer.in_proj.weight";
   REQUIRE(nh::gemm_engine::supports(w));
   // No scratch yet: refused by name before any launch.

@@ -152,9 +152,9 @@ TEST_CASE("run plan: an FP8 checkpoint plans (weights at one byte, the FP8 input
   CHECK(n_fp8 == 10);  // 3 x (in_proj, out_proj) + 2 x (up, down)
   CHECK(pf.weights_description(0).find("FP8 (ModelOpt") != std::string::npos);
   CHECK(pf.weights_description(0).find("10 FP8 weights run on the FP8 tensor cores") != std::string::npos);
-  // One byte an element instead of two, plus two fp32 scales each; the scratch: the most rows
+  // One byte an element instead of two, plus two fp32 scales each in 16-byte slots; the scratch: the most rows
   // of a GEMM (the prefill chunk) times the widest FP8 input.
-  CHECK(pb.memory.weights - pf.memory.weights == fp8_elems - 8 * static_cast<std::uint64_t>(n_fp8));
+  CHECK(pb.memory.weights - pf.memory.weights == fp8_elems - kFp8ScaleBytes * static_cast<std::uint64_t>(n_fp8));
   const auto rows = static_cast<std::uint64_t>(std::max(max_rows(pf.limits), max_sequences(pf.limits)));
   CHECK(pf.memory.workspaces - pb.memory.workspaces == rows * widest);
   CHECK(widest == static_cast<std::uint64_t>(t.c.intermediate_size));  // down_proj's input
