@@ -12,7 +12,7 @@ namespace nemotron_h {
 namespace {
 
 constexpr int kWarps = 4;   // output columns a block
-constexpr int kUnroll = 4;  // 16-byte weight chunks a lane has in flight
+constexpr int kUnroll = 8;  // 16-byte weight chunks a lane sums a batch (two batches in flight)
 
 template <int M, int OUT>
 __global__ void __launch_bounds__(kWarps * 32)
@@ -22,12 +22,14 @@ __global__ void __launch_bounds__(kWarps * 32)
   const int n = blockIdx.x * kWarps + threadIdx.x / 32;
   const int chunks = K / 8;
   const uint4* wrow = reinterpret_cast<const uint4*>(W + static_cast<std::size_t>(n < N ? n : 0) * K);
-  // The first weight chunks before waiting for the previous kernel: weights are constant.
-  uint4 wv[kUnroll];
+  // Double-buffered: the next kUnroll chunks of the row are in flight while this batch is
+  // summed. The first batch is issued before waiting for the previous kernel (weights are
+  // constant).
+  uint4 cur[kUnroll];
 #pragma unroll
   for (int u = 0; u < kUnroll; ++u) {
     const int c = lane + 32 * u;
-    wv[u] = (n < N && c < chunks) ? detail::ld_stream16(wrow + c) : make_uint4(0, 0, 0, 0);
+    cur[u] = (n < N && c < chunks) ? detail::ld_stream16(wrow + c) : make_uint4(0, 0, 0, 0);
   }
   pdl_wait();
   if (n >= N) return;
@@ -35,6 +37,12 @@ __global__ void __launch_bounds__(kWarps * 32)
 #pragma unroll
   for (int m = 0; m < M; ++m) acc[m] = 0.0f;
   for (int c0 = 0; c0 < chunks; c0 += 32 * kUnroll) {
+    uint4 nxt[kUnroll];
+#pragma unroll
+    for (int u = 0; u < kUnroll; ++u) {
+      const int c = c0 + 32 * kUnroll + lane + 32 * u;
+      nxt[u] = c < chunks ? detail::ld_stream16(wrow + c) : make_uint4(0, 0, 0, 0);
+    }
 #pragma unroll
     for (int u = 0; u < kUnroll; ++u) {
       const int c = c0 + lane + 32 * u;
@@ -42,16 +50,12 @@ __global__ void __launch_bounds__(kWarps * 32)
 #pragma unroll
         for (int m = 0; m < M; ++m) {
           const uint4 xv = __ldg(reinterpret_cast<const uint4*>(x + static_cast<std::size_t>(m) * ldx) + c);
-          detail::fma8_bf16(acc[m], wv[u], xv);
+          detail::fma8_bf16(acc[m], cur[u], xv);
         }
       }
     }
-    // The next batch of chunks (none past the end).
 #pragma unroll
-    for (int u = 0; u < kUnroll; ++u) {
-      const int c = c0 + 32 * kUnroll + lane + 32 * u;
-      if (c < chunks) wv[u] = detail::ld_stream16(wrow + c);
-    }
+    for (int u = 0; u < kUnroll; ++u) cur[u] = nxt[u];
   }
 #pragma unroll
   for (int m = 0; m < M; ++m) {

@@ -7,10 +7,12 @@
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
+#include <cstdlib>
 #include <string>
 
 #include "kernels/gemv.cuh"
 #include "kernels/moe_sm90.cuh"
+#include "kernels/pdl.cuh"
 #include "kernels/tensor_core.cuh"
 
 namespace nemotron_h {
@@ -35,13 +37,20 @@ std::size_t align256(std::size_t n) { return (n + 255) / 256 * 256; }
 
 // The GEMM tile heights (rows of one expert a block). All shapes use BK = 64 and the same
 // k16 mma sequence per element.
-constexpr int kSmallBM = 16;
-constexpr int kMediumBM = 64;
-constexpr int kLargeBM = 128;
+constexpr int kSmallBM = kMoeTileRows[0];
+constexpr int kMediumBM = kMoeTileRows[1];
+constexpr int kLargeBM = kMoeTileRows[2];
 constexpr int kTileKinds = kMoeTileKinds;
-// Whether `automatic` takes the decode GEMV at rows * k <= 2 E. Off: on the H200 its first
-// version lost to the 16-row wgmma tiles (Nano-30B up projection at 1 token: 21.5 vs 18.8 us).
-constexpr bool kMoeGemvAuto = false;
+// Whether `automatic` takes the decode GEMV at rows * k <= 2 E: off unless NH_MOE_GEMV=1 (read
+// once, for A/B measurements): on the H200 its first version lost to the 16-row wgmma tiles
+// (Nano-30B up projection at 1 token: 21.5 vs 18.8 us).
+bool moe_gemv_auto() {
+  static const bool on = [] {
+    const char* e = std::getenv("NH_MOE_GEMV");
+    return e != nullptr && e[0] == '1';
+  }();
+  return on;
+}
 
 // internal layout: for each tile height, tile_prefix [E + 1] (ints): the first m-tile of
 // expert e; [E] = the m-tile count.
@@ -88,6 +97,7 @@ __global__ void moe_route_kernel(const float* __restrict__ logits, int ld, const
                                  moe_route_params p, int rows, int* __restrict__ ids, float* __restrict__ wts,
                                  const int* __restrict__ num_tokens) {
   extern __shared__ float route_smem[];
+  pdl_wait();  // launched with launch_pdl
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   const int E = p.num_experts, k = p.top_k;
   float* b = route_smem + warp * (E + p.n_group);  // biased scores; NaN = not choosable
@@ -228,8 +238,11 @@ __device__ void block_exclusive_scan4(const int (&v)[4], int (&excl)[4], int (&t
 __global__ void __launch_bounds__(kPlanThreads)
     moe_plan_kernel(const int* __restrict__ ids, int rows, int E, int k, const int* __restrict__ num_tokens,
                     int* __restrict__ offsets, int* __restrict__ sorted_token, int* __restrict__ assignment_row,
-                    int* __restrict__ tile_prefixes) {
+                    int* __restrict__ tile_prefixes, int* __restrict__ te_small, int* __restrict__ te_medium,
+                    int* __restrict__ te_large) {
   __shared__ int cnt[kMoeMaxExperts];
+  __shared__ int my_tiles[kTileKinds][32][2];  // this block's experts: first m-tile, m-tiles
+  pdl_wait();  // launched with launch_pdl
   __shared__ int off[kMoeMaxExperts];
   __shared__ int wbase[kPlanWarps][33];  // [range][expert of this block]: count, then base
   __shared__ int warp_sums[kPlanWarps][4];
@@ -259,6 +272,13 @@ __global__ void __launch_bounds__(kPlanThreads)
   int ex[4], tot[4];
   block_exclusive_scan4(v, ex, tot, warp_sums);
   if (tid < E) off[tid] = ex[0];
+  if (tid >= e0 && tid < e0 + 32 && tid < E) {
+#pragma unroll
+    for (int kind = 0; kind < kTileKinds; ++kind) {
+      my_tiles[kind][tid - e0][0] = ex[kind + 1];
+      my_tiles[kind][tid - e0][1] = v[kind + 1];
+    }
+  }
   if (blockIdx.x == 0) {
     if (tid < E) offsets[tid] = ex[0];
     if (tid == 0) offsets[E] = tot[0];
@@ -272,6 +292,16 @@ __global__ void __launch_bounds__(kPlanThreads)
   // Padding assignments (t >= *num_tokens) have no permuted row.
   for (int a = n + blockIdx.x * kPlanThreads + tid; a < R; a += gridDim.x * kPlanThreads) assignment_row[a] = -1;
   __syncthreads();
+  // The expert of every m-tile of this block's experts (warp w: expert e0 + w), so the GEMMs
+  // find a tile's expert with one load instead of a binary search over the prefixes.
+  if (e0 + warp < E) {
+    int* const te[kTileKinds] = {te_small, te_medium, te_large};
+#pragma unroll
+    for (int kind = 0; kind < kTileKinds; ++kind) {
+      const int first = my_tiles[kind][warp][0], count = my_tiles[kind][warp][1];
+      for (int t = lane; t < count; t += 32) te[kind][first + t] = e0 + warp;
+    }
+  }
   if (warp == 0 && e0 + lane < E) {
     int run = off[e0 + lane];
     for (int w = 0; w < kPlanWarps; ++w) {
@@ -328,19 +358,15 @@ template <int BM, int BN, int WM, int WN, int STAGES>
 __global__ void __launch_bounds__(WM* WN * 32)
     moe_gemm_kernel(const bf16* __restrict__ X, int ldx, int gather, const bf16* __restrict__ W, int N, int K,
                     bf16* __restrict__ Y, int ldy, int relu2, int E, const int* __restrict__ offsets,
-                    const int* __restrict__ sorted_token, const int* __restrict__ tile_prefix) {
+                    const int* __restrict__ sorted_token, const int* __restrict__ tile_prefix,
+                    const int* __restrict__ tile_expert) {
   using C = gemm_cfg<BM, BN, WM, WN, STAGES>;
   extern __shared__ __align__(128) unsigned char gemm_smem[];
   bf16* smem = reinterpret_cast<bf16*>(gemm_smem);
+  pdl_wait();  // launched with launch_pdl
   const int mt = blockIdx.y;
   if (mt >= tile_prefix[E]) return;
-  // The expert of this tile: the last e with tile_prefix[e] <= mt.
-  int lo = 0, hi = E - 1;
-  while (lo < hi) {
-    const int mid = (lo + hi + 1) >> 1;
-    if (tile_prefix[mid] <= mt) lo = mid; else hi = mid - 1;
-  }
-  const int e = lo;
+  const int e = tile_expert[mt];
   const int row0 = offsets[e] + (mt - tile_prefix[e]) * BM;
   const int row_end = offsets[e + 1];
   const int n0 = blockIdx.x * BN;
@@ -461,20 +487,18 @@ __global__ void __launch_bounds__(WM* WN * 32)
 
 template <int BM, int BN, int WM, int WN, int STAGES>
 void launch_gemm(const bf16* X, int ldx, bool gather, const bf16* W, int N, int K, bf16* Y, int ldy, bool relu2,
-                 const moe_plan_view& plan, const int* tile_prefix, cudaStream_t s) {
+                 const moe_plan_view& plan, int kind, cudaStream_t s) {
   using C = gemm_cfg<BM, BN, WM, WN, STAGES>;
   auto kern = moe_gemm_kernel<BM, BN, WM, WN, STAGES>;
   PIECEWISE_CUDA_TRY_CTX(cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, C::smem_bytes),
                          "moe_grouped_gemm: shared memory attribute");
-  const long long R = static_cast<long long>(plan.rows) * plan.top_k;
-  const long long nonempty = R < plan.num_experts ? R : plan.num_experts;
-  const long long mtiles = (R + nonempty * (BM - 1)) / BM;
+  const std::size_t R = static_cast<std::size_t>(plan.rows) * plan.top_k;
+  const std::size_t mtiles = moe_tile_bound(R, static_cast<std::size_t>(plan.num_experts), BM);
   if (mtiles == 0) return;
   const dim3 grid(static_cast<unsigned>(ceil_div(N, BN)), static_cast<unsigned>(mtiles));
-  kern<<<grid, C::threads, C::smem_bytes, s>>>(X, ldx, gather ? 1 : 0, W, N, K, Y, ldy, relu2 ? 1 : 0,
-                                               plan.num_experts, plan.expert_offsets, plan.sorted_token,
-                                               tile_prefix);
-  NH_CHECK_LAUNCH("moe_grouped_gemm");
+  launch_pdl("moe_grouped_gemm", kern, grid, C::threads, C::smem_bytes, s, X, ldx, gather ? 1 : 0, W, N, K, Y, ldy,
+             relu2 ? 1 : 0, plan.num_experts, plan.expert_offsets, plan.sorted_token, tile_prefix(plan, kind),
+             plan.tile_expert[kind]);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -494,15 +518,12 @@ template <bool RELU2>
 __global__ void __launch_bounds__(kGemvWarps * 32)
     moe_gemv_kernel(const bf16* __restrict__ X, int ldx, int gather, const bf16* __restrict__ W, int N, int K,
                     bf16* __restrict__ Y, int ldy, int E, const int* __restrict__ offsets,
-                    const int* __restrict__ sorted_token, const int* __restrict__ tile_prefix) {
+                    const int* __restrict__ sorted_token, const int* __restrict__ tile_prefix,
+                    const int* __restrict__ tile_expert) {
+  pdl_wait();  // launched with launch_pdl
   const int mt = blockIdx.y;
   if (mt >= tile_prefix[E]) return;
-  int lo = 0, hi = E - 1;
-  while (lo < hi) {
-    const int mid = (lo + hi + 1) >> 1;
-    if (tile_prefix[mid] <= mt) lo = mid; else hi = mid - 1;
-  }
-  const int e = lo;
+  const int e = tile_expert[mt];
   const int row0 = offsets[e] + (mt - tile_prefix[e]) * kSmallBM;
   const int row_end = min(offsets[e + 1], row0 + kSmallBM);
   const int lane = threadIdx.x % 32;
@@ -532,14 +553,23 @@ __global__ void __launch_bounds__(kGemvWarps * 32)
       for (int q = 0; q < kGemvRowsAtOnce; ++q)
 #pragma unroll
         for (int j = 0; j < kGemvPass; ++j) acc[q][j] = 0.0f;
+      // Double-buffered: the next kGemvUnroll chunks of each row in flight while these are summed.
+      uint4 wv[kGemvRowsAtOnce][kGemvUnroll];
+#pragma unroll
+      for (int q = 0; q < kGemvRowsAtOnce; ++q)
+#pragma unroll
+        for (int u = 0; u < kGemvUnroll; ++u) {
+          const int c = lane + 32 * u;
+          wv[q][u] = (live[q] && c < chunks) ? detail::ld_stream16(wr[q] + c) : make_uint4(0, 0, 0, 0);
+        }
       for (int c0 = 0; c0 < chunks; c0 += 32 * kGemvUnroll) {
-        uint4 wv[kGemvRowsAtOnce][kGemvUnroll];
+        uint4 nx[kGemvRowsAtOnce][kGemvUnroll];
 #pragma unroll
         for (int q = 0; q < kGemvRowsAtOnce; ++q)
 #pragma unroll
           for (int u = 0; u < kGemvUnroll; ++u) {
-            const int c = c0 + lane + 32 * u;
-            wv[q][u] = (live[q] && c < chunks) ? detail::ld_stream16(wr[q] + c) : make_uint4(0, 0, 0, 0);
+            const int c = c0 + 32 * kGemvUnroll + lane + 32 * u;
+            nx[q][u] = (live[q] && c < chunks) ? detail::ld_stream16(wr[q] + c) : make_uint4(0, 0, 0, 0);
           }
 #pragma unroll
         for (int u = 0; u < kGemvUnroll; ++u) {
@@ -555,6 +585,10 @@ __global__ void __launch_bounds__(kGemvWarps * 32)
             }
           }
         }
+#pragma unroll
+        for (int q = 0; q < kGemvRowsAtOnce; ++q)
+#pragma unroll
+          for (int u = 0; u < kGemvUnroll; ++u) wv[q][u] = nx[q][u];
       }
 #pragma unroll
       for (int q = 0; q < kGemvRowsAtOnce; ++q)
@@ -585,6 +619,7 @@ __global__ void __launch_bounds__(kGemvWarps * 32)
 __global__ void moe_combine_kernel(const bf16* __restrict__ Y, int ldy, const int* __restrict__ arow,
                                    const float* __restrict__ wts, int k, int rows, bf16* __restrict__ out, int ldo,
                                    int W, int accumulate, const int* __restrict__ num_tokens) {
+  pdl_wait();  // launched with launch_pdl
   const int chunks = W / 8;
   const long long idx = static_cast<long long>(blockIdx.x) * blockDim.x + threadIdx.x;
   if (idx >= static_cast<long long>(rows) * chunks) return;
@@ -652,6 +687,11 @@ moe_plan_view make_moe_plan_view(void* p, int rows, int num_experts, int top_k) 
   c += align256((E + 1) * 4);
   v.internal = c;
   v.internal_bytes = align256(kTileKinds * (E + 1) * 4);
+  c += v.internal_bytes;
+  for (int kind = 0; kind < kTileKinds; ++kind) {
+    v.tile_expert[kind] = reinterpret_cast<int*>(c);
+    c += align256(moe_tile_bound(R, E, kMoeTileRows[kind]) * 4);
+  }
   return v;
 }
 
@@ -673,26 +713,25 @@ void moe_route(const float* logits, int ld, const float* bias, const moe_route_p
   expects(num_tokens != nullptr && (logits != nullptr || plan.rows == 0), "moe_route: null logits or num_tokens");
   if (plan.rows == 0) return;
   const int smem = kRouteWarps * (E + p.n_group) * static_cast<int>(sizeof(float));
-  moe_route_kernel<<<ceil_div(plan.rows, kRouteWarps), kRouteWarps * 32, smem, s>>>(
-      logits, ld, bias, p, plan.rows, plan.topk_ids, plan.topk_weights, num_tokens);
-  NH_CHECK_LAUNCH("moe_route");
+  launch_pdl("moe_route", moe_route_kernel, dim3(ceil_div(plan.rows, kRouteWarps)), dim3(kRouteWarps * 32),
+             static_cast<std::size_t>(smem), s, logits, ld, bias, p, plan.rows, plan.topk_ids, plan.topk_weights,
+             num_tokens);
 }
 
 void moe_build_plan(const moe_plan_view& plan, const int* num_tokens, cudaStream_t s) {
   check_view(plan, "moe_build_plan");
   expects(num_tokens != nullptr, "moe_build_plan: null num_tokens");
   const int blocks = ceil_div(plan.num_experts, kPlanWarps);
-  moe_plan_kernel<<<blocks, kPlanThreads, 0, s>>>(plan.topk_ids, plan.rows, plan.num_experts, plan.top_k, num_tokens,
-                                                  plan.expert_offsets, plan.sorted_token, plan.assignment_row,
-                                                  tile_prefix(plan, 0));
-  NH_CHECK_LAUNCH("moe_build_plan");
+  launch_pdl("moe_build_plan", moe_plan_kernel, dim3(blocks), dim3(kPlanThreads), 0, s, plan.topk_ids, plan.rows,
+             plan.num_experts, plan.top_k, num_tokens, plan.expert_offsets, plan.sorted_token, plan.assignment_row,
+             tile_prefix(plan, 0), plan.tile_expert[0], plan.tile_expert[1], plan.tile_expert[2]);
 }
 
 moe_gemm_path moe_resolve_path(const moe_plan_view& plan, moe_gemm_path path) {
   const long long R = static_cast<long long>(plan.rows) * plan.top_k, E = plan.num_experts;
   // From the host bounds: the mean rows an expert (when all rows are real).
   if (path == moe_gemm_path::automatic) {
-    path = kMoeGemvAuto && R <= 2 * E ? moe_gemm_path::gemv
+    path = moe_gemv_auto() && R <= 2 * E ? moe_gemm_path::gemv
            : R < 24 * E      ? moe_gemm_path::small_m
            : R < 128 * E     ? moe_gemm_path::medium_m
                              : moe_gemm_path::large_m;
@@ -718,13 +757,13 @@ void moe_grouped_gemm(const bf16* X, int ldx, bool gather, const bf16* W, int N,
   path = moe_resolve_path(plan, path);
   if (path == moe_gemm_path::gemv) {
     if (R == 0) return;
-    const long long nonempty = R < plan.num_experts ? R : plan.num_experts;
-    const long long mtiles = (R + nonempty * (kSmallBM - 1)) / kSmallBM;
+    const std::size_t mtiles =
+        moe_tile_bound(static_cast<std::size_t>(R), static_cast<std::size_t>(plan.num_experts), kSmallBM);
     const dim3 grid(static_cast<unsigned>(ceil_div(N, kGemvBlockN)), static_cast<unsigned>(mtiles));
     auto kern = relu2 ? moe_gemv_kernel<true> : moe_gemv_kernel<false>;
-    kern<<<grid, kGemvWarps * 32, 0, s>>>(X, ldx, gather ? 1 : 0, W, N, K, Y, ldy, plan.num_experts,
-                                          plan.expert_offsets, plan.sorted_token, tile_prefix(plan, 0));
-    NH_CHECK_LAUNCH("moe_grouped_gemm (gemv)");
+    launch_pdl("moe_grouped_gemm (gemv)", kern, grid, dim3(kGemvWarps * 32), 0, s, X, ldx, gather ? 1 : 0, W, N, K, Y,
+               ldy, plan.num_experts, plan.expert_offsets, plan.sorted_token, tile_prefix(plan, 0),
+               plan.tile_expert[0]);
     return;
   }
   if (detail::moe_gemm_sm90_supported()) {  // every tile height on wgmma on this device
@@ -744,18 +783,19 @@ void moe_grouped_gemm(const bf16* X, int ldx, bool gather, const bf16* W, int N,
     a.sorted_token = plan.sorted_token;
     const int kind = path == moe_gemm_path::small_m ? 0 : path == moe_gemm_path::medium_m ? 1 : 2;
     a.tile_prefix = tile_prefix(plan, kind);
+    a.tile_expert = plan.tile_expert[kind];
     detail::moe_gemm_sm90(a, kind == 0 ? kSmallBM : kind == 1 ? kMediumBM : kLargeBM, s);
     return;
   }
   switch (path) {
     case moe_gemm_path::small_m:
-      launch_gemm<kSmallBM, 64, 1, 4, 8>(X, ldx, gather, W, N, K, Y, ldy, relu2, plan, tile_prefix(plan, 0), s);
+      launch_gemm<kSmallBM, 64, 1, 4, 8>(X, ldx, gather, W, N, K, Y, ldy, relu2, plan, 0, s);
       break;
     case moe_gemm_path::medium_m:
-      launch_gemm<kMediumBM, 128, 2, 2, 4>(X, ldx, gather, W, N, K, Y, ldy, relu2, plan, tile_prefix(plan, 1), s);
+      launch_gemm<kMediumBM, 128, 2, 2, 4>(X, ldx, gather, W, N, K, Y, ldy, relu2, plan, 1, s);
       break;
     default:
-      launch_gemm<kLargeBM, 128, 2, 4, 3>(X, ldx, gather, W, N, K, Y, ldy, relu2, plan, tile_prefix(plan, 2), s);
+      launch_gemm<kLargeBM, 128, 2, 4, 3>(X, ldx, gather, W, N, K, Y, ldy, relu2, plan, 2, s);
       break;
   }
 }
@@ -769,10 +809,9 @@ void moe_combine(const bf16* Y, int ldy, const moe_plan_view& plan, bf16* out, i
           "moe_combine: Y, out must be non-null and 16-byte aligned, num_tokens non-null");
   const long long n = static_cast<long long>(plan.rows) * (W / 8);
   if (n == 0) return;
-  moe_combine_kernel<<<static_cast<unsigned>((n + 255) / 256), 256, 0, s>>>(Y, ldy, plan.assignment_row,
-                                                                            plan.topk_weights, plan.top_k, plan.rows,
-                                                                            out, ldo, W, accumulate ? 1 : 0, num_tokens);
-  NH_CHECK_LAUNCH("moe_combine");
+  launch_pdl("moe_combine", moe_combine_kernel, dim3(static_cast<unsigned>((n + 255) / 256)), dim3(256), 0, s, Y, ldy,
+             plan.assignment_row, plan.topk_weights, plan.top_k, plan.rows, out, ldo, W, accumulate ? 1 : 0,
+             num_tokens);
 }
 
 }  // namespace nemotron_h

@@ -59,6 +59,9 @@ struct moe_plan_view {
   int* assignment_row = nullptr;  ///< [rows * k] assignment t * k + j -> its permuted row
   void* internal = nullptr;       ///< the kernels' own part (counts, tile list), opaque
   std::size_t internal_bytes = 0;
+  /// The kernels' own: per tile height, the expert of every m-tile (written by moe_build_plan,
+  /// sized for the rows the view was made for).
+  int* tile_expert[kMoeTileKinds] = {};
 };
 
 /// Device bytes of a plan for `rows` token rows, E experts, top-k (moe_plan_bytes_unchecked,
@@ -88,7 +91,8 @@ void moe_build_plan(const moe_plan_view& plan, const int* num_tokens, cudaStream
 /// bandwidth for up to 16 rows of that expert (in passes of 4), fp32 fmaf in K order: its own
 /// deterministic bits, not the tensor-core paths'. `automatic` picks from the host bounds by
 /// the mean rows an expert, plan.rows * k / E (small below 24, medium below 128, large above);
-/// it does not take gemv yet (slower than small_m on the H200, docs/moe.md). Forcing a path
+/// it takes gemv (at plan.rows * k <= 2 E) only with NH_MOE_GEMV=1 in the environment (read
+/// once; its first version was slower than small_m on the H200, docs/moe.md). Forcing a path
 /// is for tests and benchmarks.
 enum class moe_gemm_path { automatic, small_m, medium_m, large_m, gemv };
 

@@ -9,6 +9,8 @@
 #include <cstring>
 
 #include "kernels/hopper.cuh"
+#include "kernels/moe_plan_size.hpp"
+#include "kernels/pdl.cuh"
 #include "kernels/tensor_core.cuh"
 
 namespace nemotron_h::detail {
@@ -84,17 +86,14 @@ template <int BT, int WG, int STAGES, bool W1, bool SEPI>
 __global__ void __launch_bounds__(WG * 128)
     moe_gemm_sm90_kernel(const bf16* __restrict__ X, int ldx, int gather, const bf16* __restrict__ W, int N, int K,
                          bf16* __restrict__ Y, int ldy, int relu2, int E, const int* __restrict__ offsets,
-                         const int* __restrict__ sorted_token, const int* __restrict__ tile_prefix) {
+                         const int* __restrict__ sorted_token, const int* __restrict__ tile_prefix,
+                         const int* __restrict__ tile_expert) {
   using C = cfg<BT, WG, STAGES>;
   extern __shared__ unsigned char smem_raw[];
+  pdl_wait();  // launched with launch_pdl
   const int mt = blockIdx.y;
   if (mt >= tile_prefix[E]) return;
-  int lo = 0, hi = E - 1;
-  while (lo < hi) {
-    const int mid = (lo + hi + 1) >> 1;
-    if (tile_prefix[mid] <= mt) lo = mid; else hi = mid - 1;
-  }
-  const int e = lo;
+  const int e = tile_expert[mt];
   const int row0 = offsets[e] + (mt - tile_prefix[e]) * BT;
   const int row_end = offsets[e + 1];
   const int n0 = blockIdx.x * C::BW;
@@ -243,13 +242,12 @@ void launch(const moe_gemm_sm90_args& a, cudaStream_t s) {
   auto kern = moe_gemm_sm90_kernel<BT, WG, STAGES, W1, SEPI>;
   PIECEWISE_CUDA_TRY_CTX(cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, C::smem_bytes),
                          "moe_grouped_gemm (sm90): shared memory attribute");
-  const long long nonempty = a.R < a.E ? a.R : a.E;
-  const long long mtiles = (a.R + nonempty * (BT - 1)) / BT;
+  const std::size_t mtiles = moe_tile_bound(static_cast<std::size_t>(a.R), static_cast<std::size_t>(a.E), BT);
   if (mtiles == 0) return;
   const dim3 grid(static_cast<unsigned>(ceil_div(a.N, C::BW)), static_cast<unsigned>(mtiles));
-  kern<<<grid, C::threads, C::smem_bytes, s>>>(a.X, a.ldx, a.gather ? 1 : 0, a.W, a.N, a.K, a.Y, a.ldy,
-                                               a.relu2 ? 1 : 0, a.E, a.offsets, a.sorted_token, a.tile_prefix);
-  NH_CHECK_LAUNCH("moe_grouped_gemm (sm90)");
+  launch_pdl("moe_grouped_gemm (sm90)", kern, grid, dim3(C::threads), static_cast<std::size_t>(C::smem_bytes), s, a.X,
+             a.ldx, a.gather ? 1 : 0, a.W, a.N, a.K, a.Y, a.ldy, a.relu2 ? 1 : 0, a.E, a.offsets, a.sorted_token,
+             a.tile_prefix, a.tile_expert);
 }
 
 }  // namespace

@@ -24,13 +24,15 @@ struct moe_gemm_sm90_args {
   const int* offsets = nullptr;
   const int* sorted_token = nullptr;
   const int* tile_prefix = nullptr;  ///< of the tile height `bm`
+  const int* tile_expert = nullptr;  ///< the expert of every m-tile of that height
 };
 
 /// True when the current device runs the sm_90a kernels (compute capability 9.0 exactly) and
 /// NH_MOE_NO_WGMMA is not set to 1. Cached per device; not a stream operation.
 bool moe_gemm_sm90_supported();
 
-/// Launches the grouped GEMM for token tiles of `bm` rows (16, 64 or 128). Capture-safe.
+/// Launches the grouped GEMM for token tiles of `bm` rows (16, 64 or 128), with programmatic
+/// dependent launch (kernels/pdl.cuh). Capture-safe.
 void moe_gemm_sm90(const moe_gemm_sm90_args& a, int bm, cudaStream_t s);
 
 }  // namespace nemotron_h::detail

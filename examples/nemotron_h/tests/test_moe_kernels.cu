@@ -238,6 +238,16 @@ void check_plan(plan_rig& P, const std::vector<int>& ids, int n, const stream& s
   s.resize(static_cast<std::size_t>(h.offsets[E]));
   CHECK(s == h.sorted);
   CHECK(P.arow() == h.arow);
+  // Per tile height, the expert of every m-tile: expert e's ceil(count / bm) tiles in turn.
+  for (int kind = 0; kind < nh::kMoeTileKinds; ++kind) {
+    const int bm = nh::kMoeTileRows[kind];
+    std::vector<int> want;
+    for (int e = 0; e < E; ++e)
+      for (int t = 0; t < (h.offsets[e + 1] - h.offsets[e] + bm - 1) / bm; ++t) want.push_back(e);
+    INFO("tile height " << bm);
+    CHECK(want.size() <= nh::moe_tile_bound(P.R(), static_cast<std::size_t>(E), bm));
+    CHECK(P.get(P.v.tile_expert[kind], want.size()) == want);
+  }
 }
 
 // Float64 of the grouped GEMM from the bf16 operands: rows i < off[E].
