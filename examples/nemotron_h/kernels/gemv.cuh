@@ -1,15 +1,17 @@
 // Decode GEMV for the NemotronH linear layers at one to four token rows: y[M, N] = x[M, K] W^T
 // with W [N, K] bf16 (nn.Linear layout), fp32 accumulation. At these sizes a step streams each
 // weight once and the tensor cores idle; cuBLASLt splits K for the narrow projections of
-// Nano-30B (N 2688, K 3712 / 4096) and adds a reduction kernel per GEMM. Here one warp computes
-// one output column for all M rows, the weight rows are streamed with 16-byte non-allocating
-// loads and the first of them are in flight before the kernel waits for its predecessor
-// (programmatic dependent launch: the weights do not depend on it).
+// Nano-30B (N 2688, K 3712 / 4096) and adds a reduction kernel per GEMM. Here one warp (wide
+// outputs) or one block of four warps splitting K (N <= 8192, so that narrow outputs keep
+// enough loads in flight; NH_GEMV_SPLIT=0 turns that off for A/B runs) computes one output
+// column for all M rows; the weight rows are streamed with 16-byte non-allocating,
+// double-buffered loads, the first of them in flight before the kernel waits for its
+// predecessor (programmatic dependent launch: the weights do not depend on it).
 //
-// Deterministic: every output element is the same sum in the same order (each lane adds its
-// 8-element chunks in K order, then a fixed butterfly over the 32 lanes), whatever M, N or the
-// grid; it is not the bit pattern cuBLASLt gives, so a shape runs one of the two for all modes
-// (gemm_engine picks by M, a host bound).
+// Deterministic: an output element's sum has a fixed order for a given N and K (each lane adds
+// its 8-element chunks in K order, a fixed butterfly over the lanes, then the warps in order),
+// whatever M or the other rows; it is not the bit pattern cuBLASLt gives, so a shape runs one
+// of the two for all modes (gemm_engine picks by M, a host bound).
 #pragma once
 
 #include <cuda_runtime.h>
