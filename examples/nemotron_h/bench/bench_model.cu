@@ -9,7 +9,11 @@
 //    (tensor by tensor from the GPU), then loaded back to the GPU from the page cache through
 //    the pinned staging ring for each --load-sweep setting (threads:MiB per slot), with GB/s
 //    and a bit-for-bit comparison against the drawn weights; the file is removed afterwards.
-// Usage: nh_model_bench [--model nano-9b-v2] [--json FILE] [--prefill 16,64,...]
+//  - --dtype fp8: the synthetic model with its Mamba and MLP projections FP8 W8A8
+//    (runner/synthetic_fp8.hpp: calibrated by one eager bf16 prefill, quantized on the GPU);
+//    the decode floor counts the device weight bytes (FP8 one byte a weight), the prefill's
+//    %gemm stays a fraction of the bf16 GEMM rate.
+// Usage: nh_model_bench [--model nano-9b-v2] [--dtype bf16|fp8] [--json FILE] [--prefill 16,64,...]
 //                       [--decode 1,8,32,128] [--reps 5] [--startup-only 1]
 //                       [--checkpoint DIR] [--load-sweep 4:64,8:64,...]
 #include <cuda_runtime.h>
@@ -34,6 +38,7 @@
 #include "model/random_tokens.hpp"
 #include "model/weights.hpp"
 #include "runner/engine.hpp"
+#include "runner/synthetic_fp8.hpp"
 
 using namespace nemotron_h;
 using piecewise::mode;
@@ -176,7 +181,7 @@ double median(std::vector<double> v) {
 }  // namespace
 
 int main(int argc, char** argv) try {
-  std::string model = "nano-9b-v2", json_path;
+  std::string model = "nano-9b-v2", json_path, dtype = "bf16";
   std::vector<int> prefill = {16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192};
   std::vector<int> decode = {1, 8, 32, 128};
   int reps = 5;
@@ -192,12 +197,22 @@ int main(int argc, char** argv) try {
     else if (k == "--startup-only") startup_only = std::stoi(argv[i + 1]) != 0;
     else if (k == "--checkpoint") checkpoint_dir = argv[i + 1];
     else if (k == "--load-sweep") load_sweep = argv[i + 1];
+    else if (k == "--dtype") dtype = argv[i + 1];
     else throw piecewise::config_error("unknown option " + k);
   }
   cudaDeviceProp prop{};
   PIECEWISE_CUDA_TRY(cudaGetDeviceProperties(&prop, 0));
+  if (dtype == "nvfp4") throw piecewise::config_error("--dtype nvfp4: NVFP4 on the GPU: not supported yet (bf16, fp8)");
+  if (dtype != "bf16" && dtype != "fp8") throw piecewise::config_error("--dtype " + dtype + ": use bf16 or fp8");
+  const bool fp8 = dtype == "fp8";
+  if (fp8 && !checkpoint_dir.empty())
+    throw piecewise::config_error("--checkpoint writes bf16 synthetic weights: not with --dtype fp8");
   const model_config cfg = resolve_model(model);
-  fmt::print("device {}\nmodel  {}\n", prop.name, cfg.summary());
+  fmt::print("device {}\nmodel  {}\ndtype  {}\n", prop.name, cfg.summary(),
+             fp8 ? fmt::format("fp8: {} Mamba / MLP projections FP8 W8A8 (per-tensor scales, input scales from one "
+                               "eager bf16 prefill of {} tokens), the rest bf16",
+                               synthetic_fp8_weights(cfg).size(), kCalibrationTokens)
+                 : std::string("bf16"));
 
   double bw = 0, tflops = 0;
   if (!startup_only) {
@@ -219,18 +234,24 @@ int main(int argc, char** argv) try {
   PIECEWISE_CUDA_TRY(cudaMemGetInfo(&free0, &total));
   // Start-up: synthetic weights drawn on the GPU straight into the weight arena (no host copy),
   // every buffer allocated: ready to capture.
+  // --dtype fp8: the calibration (its own bf16 model, freed after) first, timed apart.
   auto t0 = std::chrono::steady_clock::now();
-  engine eng(cfg, weight_source::drawn(0), lim);
+  const weight_source src = fp8 ? synthetic_fp8_source(cfg, 0) : weight_source::drawn(0);
+  const double calibration_s = fp8 ? seconds_since(t0) : 0.0;
+  if (fp8) fmt::print("calibration: bf16 model drawn, one eager prefill observed, freed in {:.3f} s\n", calibration_s);
+  t0 = std::chrono::steady_clock::now();
+  engine eng(cfg, src, lim);
   PIECEWISE_CUDA_TRY(cudaDeviceSynchronize());
   const double startup_s = seconds_since(t0);
   const double weight_gb = eng.model().weight_bytes() / 1e9;
-  fmt::print("start-up: synthetic weights ({:.2f} GB) drawn on the GPU and the model built in {:.3f} s\n", weight_gb,
-             startup_s);
+  fmt::print("start-up: synthetic weights ({:.2f} GB{}) drawn on the GPU and the model built in {:.3f} s\n", weight_gb,
+             fp8 ? ", FP8 projections quantized on the GPU" : "", startup_s);
   fmt::print("on device: weights {:.2f} GB, buffers + state {:.2f} GB\n", weight_gb, eng.model().buffer_bytes() / 1e9);
 
-  std::string json = fmt::format("{{\n  \"device\": \"{}\",\n  \"model\": \"{}\",\n  \"copy_gbs\": {:.1f},\n  \"gemm_tflops\": {:.1f},\n",
-                                 prop.name, cfg.name, bw, tflops);
-  json += fmt::format("  \"startup_s\": {:.3f},\n", startup_s);
+  std::string json = fmt::format("{{\n  \"device\": \"{}\",\n  \"model\": \"{}\",\n  \"dtype\": \"{}\",\n  \"copy_gbs\": {:.1f},\n  \"gemm_tflops\": {:.1f},\n",
+                                 prop.name, cfg.name, dtype, bw, tflops);
+  json += fmt::format("  \"startup_s\": {:.3f},\n  \"calibration_s\": {:.3f},\n  \"weight_bytes\": {},\n", startup_s,
+                      calibration_s, eng.model().weight_bytes());
   if (!checkpoint_dir.empty()) json += checkpoint_bench(cfg, eng.model().weights(), checkpoint_dir, load_sweep);
   if (startup_only) {
     if (!json_path.empty()) std::ofstream(json_path) << json << "  \"startup_only\": true\n}\n";

@@ -221,10 +221,17 @@ bool gemm_engine::uses_gemv(int M) const noexcept {
   return gemv_ && env_on && M == kGemmGemvRows;
 }
 
+void gemm_engine::observe(const bf16* x, int ldx, const weight& W, int M, cudaStream_t s) const {
+  if (observe_ == nullptr || M == 0) return;
+  const auto it = observe_->find(W.data);
+  if (it != observe_->end()) amax_abs_rows(x, ldx, M, W.cols, it->second, s);
+}
+
 void gemm_engine::linear_relu2(const bf16* x, const weight& Wv, bf16* y, int M, cudaStream_t s) {
   require_supported(Wv);
   if (M == 0) return;
   if (Wv.type == dtype::bf16 && uses_gemv(M)) {
+    observe(x, Wv.cols, Wv, M, s);
     const int K = Wv.cols, N = Wv.rows;
     expects(!misaligned(x) && !misaligned(Wv.data) && !misaligned(y),
             strf("gemm_engine: pointers must be 16-byte aligned (M=%d K=%d N=%d)", M, K, N));
@@ -239,6 +246,7 @@ void gemm_engine::linear_strided(const bf16* x, int ldx, const weight& Wv, bf16*
                                  bool accumulate) {
   require_supported(Wv);
   if (M == 0) return;
+  observe(x, ldx, Wv, M, s);
   const int K = Wv.cols, N = Wv.rows;
   if (Wv.type == dtype::fp8_e4m3) {
     // The input quantized with the weight's static scale into the scratch (rows of K bytes),

@@ -182,6 +182,15 @@ class gemm_engine {
   /// prepare() for linear_fp8 with these strides.
   void prepare_fp8(int M, int K, int N, int ldx, int ldy);
 
+  /// Calibration of static input scales: while `slots` is set, every linear(),
+  /// linear_strided() and linear_relu2() whose weight's data pointer is a key of `slots` first
+  /// launches amax_abs_rows (kernels/quantize_fp8.cuh) of its input x[M, K] into that key's
+  /// device float (a running max; the caller zeroes it first and reads it after a sync). Other
+  /// weights run as always. The map is the caller's and must outlive its use; null turns the
+  /// observation off (the default). The added kernel is capture-safe, but a graph captured
+  /// while observing keeps it: observe eager forwards only. Host only, no GPU work.
+  void observe_inputs(const std::map<const void*, float*>* slots) noexcept { observe_ = slots; }
+
   [[nodiscard]] cublasLtHandle_t handle() const noexcept { return handle_; }
   [[nodiscard]] std::size_t workspace_bytes() const noexcept { return workspace_bytes_; }
 
@@ -200,6 +209,8 @@ class gemm_engine {
   cublasLtHandle_t handle_ = nullptr;
   std::map<key, plan*> plans_;
   bool gemv_ = true;
+  const std::map<const void*, float*>* observe_ = nullptr;
+  void observe(const bf16* x, int ldx, const weight& W, int M, cudaStream_t s) const;
 };
 
 }  // namespace nemotron_h

@@ -40,7 +40,127 @@ __global__ void quantize_fp8_kernel(const bf16* __restrict__ x, int ldx, const f
   }
 }
 
+/// Largest |x| of rows of K (multiple of 8) elements: 8 a thread, a warp's max, one atomic a warp.
+__global__ void amax_rows_kernel(const bf16* __restrict__ x, int ldx, int M, int K, float* __restrict__ amax) {
+  pdl_wait();
+  const int groups = K / 8;
+  const long long total = static_cast<long long>(M) * groups;
+  const long long stride = static_cast<long long>(gridDim.x) * blockDim.x;
+  float m = 0.0f;
+  for (long long i = blockIdx.x * static_cast<long long>(blockDim.x) + threadIdx.x; i < total; i += stride) {
+    const int r = static_cast<int>(i / groups), k = static_cast<int>(i % groups) * 8;
+    union {
+      uint4 u;
+      bf16 h[8];
+    } in;
+    in.u = *reinterpret_cast<const uint4*>(x + static_cast<long long>(r) * ldx + k);
+#pragma unroll
+    for (int j = 0; j < 8; ++j) m = fmaxf(m, fabsf(to_float(in.h[j])));
+  }
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, o));
+  // Non-negative floats order as their bit patterns do.
+  if ((threadIdx.x & 31) == 0 && m > 0.0f) atomicMax(reinterpret_cast<unsigned int*>(amax), __float_as_uint(m));
+}
+
+__global__ void scale_from_amax_kernel(const float* __restrict__ amax, float* __restrict__ scale) {
+  pdl_wait();
+  const float a = *amax;
+  *scale = a > 0.0f ? __fdiv_rn(a, 448.0f) : 1.0f;
+}
+
+/// model/quant_formats.hpp's double_to_e4m3, the same steps in device code (every step but the
+/// final rounding is exact: scaling by powers of two).
+__device__ std::uint8_t e4m3_of_double(double f) {
+  if (isnan(f)) return 0x7f;
+  const std::uint8_t sign = signbit(f) ? 0x80 : 0;
+  const double a = fabs(f);
+  if (a >= 448.0) return sign | 0x7e;
+  int code;
+  if (a < 0x1p-6) {
+    code = static_cast<int>(rint(a * 0x1p9));  // subnormal steps of 2^-9
+  } else {
+    int e = ilogb(a);
+    int r = static_cast<int>(rint((ldexp(a, -e) - 1.0) * 8.0));  // rint: to nearest even
+    if (r == 8) {
+      r = 0;
+      ++e;
+    }
+    code = ((e + 7) << 3) | r;
+  }
+  if (code > 0x7e) code = 0x7e;
+  return static_cast<std::uint8_t>(sign | code);
+}
+
+/// Eight weights a thread (one 16-byte load, one 8-byte store); the last group may be short.
+__global__ void quantize_weight_kernel(const bf16* __restrict__ w, std::size_t n, const float* __restrict__ scale,
+                                       std::uint8_t* __restrict__ q) {
+  pdl_wait();
+  const double s = static_cast<double>(*scale);
+  const std::size_t groups = (n + 7) / 8;
+  const std::size_t stride = static_cast<std::size_t>(gridDim.x) * blockDim.x;
+  for (std::size_t g = blockIdx.x * static_cast<std::size_t>(blockDim.x) + threadIdx.x; g < groups; g += stride) {
+    const std::size_t i = g * 8;
+    if (i + 8 <= n) {
+      union {
+        uint4 u;
+        bf16 h[8];
+      } in;
+      in.u = *reinterpret_cast<const uint4*>(w + i);
+      union {
+        uint2 u;
+        std::uint8_t b[8];
+      } out;
+#pragma unroll
+      for (int j = 0; j < 8; ++j) out.b[j] = e4m3_of_double(static_cast<double>(to_float(in.h[j])) / s);
+      *reinterpret_cast<uint2*>(q + i) = out.u;
+    } else {
+      for (std::size_t j = i; j < n; ++j) q[j] = e4m3_of_double(static_cast<double>(to_float(w[j])) / s);
+    }
+  }
+}
+
+int grid_for(long long work, int threads) {
+  return static_cast<int>(std::max<long long>(1, std::min<long long>((work + threads - 1) / threads,
+                                                                      multiprocessors() * 8LL)));
+}
+
 }  // namespace
+
+void amax_abs_rows(const bf16* x, int ldx, int M, int K, float* amax, cudaStream_t stream) {
+  if (!(M >= 0 && K > 0 && K % 8 == 0 && ldx % 8 == 0 && ldx >= K && reinterpret_cast<std::uintptr_t>(x) % 16 == 0 &&
+        amax != nullptr)) {
+    char buf[200];
+    std::snprintf(buf, sizeof(buf),
+                  "amax_abs_rows: M=%d K=%d ldx=%d: K and ldx must be multiples of 8 (ldx >= K), x 16-byte aligned, "
+                  "the output given",
+                  M, K, ldx);
+    throw piecewise::config_error(buf);
+  }
+  if (M == 0) return;
+  const int threads = 256;
+  launch_pdl("amax_abs_rows", amax_rows_kernel, grid_for(static_cast<long long>(M) * (K / 8), threads), threads, 0,
+             stream, x, ldx, M, K, amax);
+  NH_CHECK_LAUNCH("amax_abs_rows (M=" + std::to_string(M) + ", K=" + std::to_string(K) + ")");
+}
+
+void fp8_scale_from_amax(const float* amax, float* scale, cudaStream_t stream) {
+  if (amax == nullptr || scale == nullptr) throw piecewise::config_error("fp8_scale_from_amax: null pointer");
+  launch_pdl("fp8_scale_from_amax", scale_from_amax_kernel, 1, 1, 0, stream, amax, scale);
+  NH_CHECK_LAUNCH("fp8_scale_from_amax");
+}
+
+void quantize_fp8_weight(const bf16* w, std::size_t n, const float* scale, std::uint8_t* q, cudaStream_t stream) {
+  if (!(reinterpret_cast<std::uintptr_t>(w) % 16 == 0 && reinterpret_cast<std::uintptr_t>(q) % 8 == 0 &&
+        scale != nullptr && w != nullptr && q != nullptr)) {
+    throw piecewise::config_error("quantize_fp8_weight: w must be 16-byte and q 8-byte aligned, the scale given");
+  }
+  if (n == 0) return;
+  const int threads = 256;
+  launch_pdl("quantize_fp8_weight", quantize_weight_kernel, grid_for(static_cast<long long>((n + 7) / 8), threads),
+             threads, 0, stream, w, n, scale, q);
+  NH_CHECK_LAUNCH("quantize_fp8_weight (n=" + std::to_string(n) + ")");
+}
 
 void quantize_fp8_rows(const bf16* x, int ldx, const float* scale, std::uint8_t* q, int ldq, int M, int K,
                        cudaStream_t stream) {

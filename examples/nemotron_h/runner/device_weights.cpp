@@ -8,13 +8,16 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cmath>
 #include <climits>
 #include <cstdint>
 #include <cstring>
 #include <map>
 
+#include "kernels/quantize_fp8.cuh"
 #include "kernels/synthetic_fill.cuh"
 #include "model/layer_kinds.hpp"
+#include "model/quantize.hpp"
 #include "model/splitmix.hpp"
 #include "piecewise/cuda_error.hpp"
 #include "runner/buffer_plan.hpp"
@@ -181,8 +184,38 @@ device_weights::device_weights(const model_config& c, const weight_source& src) 
     ck_scales = read_checkpoint_scales(plan, c);
   }
   const std::vector<tensor_entry> entries = src.how == weight_source::kind::checkpoint ? plan.entries : model_tensors(c);
+  // Synthetic FP8: which entries are drawn in bf16 and quantized on the GPU, with their input
+  // scales (the weight scale is computed on the GPU from the drawn tensor), checked by name.
+  const bool synthetic = src.how == weight_source::kind::synthetic;
+  std::vector<std::optional<tensor_scales>> syn_scales;
+  std::size_t fp8_scratch_elems = 0;  // the largest synthetic FP8 weight, drawn in bf16 first
+  if (!src.fp8_input_amax.empty()) {
+    PIECEWISE_EXPECTS(synthetic, "device weights: FP8 input amax given for {} weights; only synthetic weights are "
+                      "quantized on the GPU", src.how == weight_source::kind::host ? "host" : "checkpoint");
+    syn_scales.resize(entries.size());
+    std::map<std::string_view, std::size_t> index;
+    for (std::size_t i = 0; i < entries.size(); ++i) index.emplace(entries[i].name, i);
+    for (const auto& [name, amax] : src.fp8_input_amax) {
+      const auto it = index.find(name);
+      PIECEWISE_EXPECTS(it != index.end(), "device weights: synthetic FP8: '{}' is not a tensor of {}", name, c.name);
+      const tensor_entry& e = entries[it->second];
+      PIECEWISE_EXPECTS(e.spec->linear && e.in_checkpoint && e.shape.size() == 2 &&
+                            !(e.spec->tied_to_embeddings && c.tie_word_embeddings),
+                        "device weights: synthetic FP8: '{}' is not a linear weight of its own", name);
+      PIECEWISE_EXPECTS(e.spec->fused_as == nullptr,
+                        "device weights: synthetic FP8: '{}' is part of the fused '{}', which runs as one GEMM with "
+                        "one pair of scales: not supported (keep it bf16)",
+                        name, e.spec->fused_as);
+      PIECEWISE_EXPECTS(std::isfinite(amax) && amax >= 0, "device weights: synthetic FP8: '{}' has input amax {}",
+                        name, amax);
+      syn_scales[it->second] = tensor_scales{0.0f, {}, {}, input_scale_from_amax(amax)};
+      fp8_scratch_elems = std::max(fp8_scratch_elems, static_cast<std::size_t>(e.shape[0] * e.shape[1]));
+    }
+  }
+  auto syn_fp8 = [&](std::size_t i) { return i < syn_scales.size() && syn_scales[i].has_value(); };
   // The dtype each entry has on the device: the checkpoint's for a quantized weight.
   auto device_type = [&](std::size_t i) {
+    if (syn_fp8(i)) return dtype::fp8_e4m3;
     return src.how == weight_source::kind::checkpoint ? plan.quant[i].type : entries[i].spec->type;
   };
   const std::string source = src.how == weight_source::kind::checkpoint ? plan.source + ": " : std::string();
@@ -198,7 +231,9 @@ device_weights::device_weights(const model_config& c, const weight_source& src) 
     const tensor_entry& e = entries[i];
     const tensor_spec& s = *e.spec;
     const part p = part_of(e, i, host, device_type(i),
-                           i < ck_scales.size() && ck_scales[i] ? &*ck_scales[i] : nullptr);
+                           i < ck_scales.size() && ck_scales[i] ? &*ck_scales[i]
+                           : syn_fp8(i)                        ? &*syn_scales[i]
+                                                               : nullptr);
     if (e.layer < 0) {
       open_group = nullptr;
       globals_[static_cast<std::size_t>(e.index)] = {e.name, s.suffix, {}};
@@ -261,7 +296,7 @@ device_weights::device_weights(const model_config& c, const weight_source& src) 
       for (const part& p : g.parts) {
         gpu_weight_part q{entries[p.entry].name, p.type, p.rows, p.cols, {}, {}};
         if (p.type == dtype::fp8_e4m3) {
-          q.weight_scale = p.scales ? p.scales->global : 0.0f;
+          if (!syn_fp8(p.entry)) q.weight_scale = p.scales ? p.scales->global : 0.0f;  // synthetic: made on the GPU
           q.input_scale = p.scales ? p.scales->input : 0.0f;
         }
         wp.push_back(std::move(q));
@@ -309,6 +344,7 @@ device_weights::device_weights(const model_config& c, const weight_source& src) 
     gemm_engine::require_supported(f.t->view);
   }
   auto* const arena_base = static_cast<std::uint8_t*>(arena_->data());
+  piecewise::device_buffer fp8_scratch, fp8_amax;  // synthetic FP8 only; freed after the final sync
   entries_.resize(entries.size());
   for (const upload_group& g : groups) {
     auto* dst = static_cast<std::uint8_t*>(const_cast<void*>(target(g).view.data));
@@ -332,11 +368,30 @@ device_weights::device_weights(const model_config& c, const weight_source& src) 
       }
       break;
     case weight_source::kind::synthetic:
+      if (fp8_scratch_elems > 0) {
+        fp8_scratch = piecewise::device_buffer(fp8_scratch_elems * sizeof(bf16), "synthetic FP8: the bf16 draw");
+        fp8_amax = piecewise::device_buffer(16, "synthetic FP8: amax");
+      }
       for (std::size_t i = 0; i < entries.size(); ++i) {
         const tensor_entry& e = entries[i];
         const init_rule& r = e.spec->init;
-        const std::size_t n = entries_[i].bytes / dtype_storage_bytes(e.spec->type, 1);
-        if (!e.in_checkpoint) {
+        const std::size_t n = entries_[i].bytes / dtype_storage_bytes(device_type(i), 1);
+        if (syn_fp8(i)) {
+          // Drawn in bf16 (the same bits as the bf16 model's), then quantize_fp8 on the GPU: amax,
+          // scale amax / 448 into the weight's scale slot, the e4m3 rows into the arena.
+          PIECEWISE_EXPECTS(r.how == init_rule::kind::normal || r.how == init_rule::kind::uniform,
+                            "device weights: synthetic FP8: '{}' is not drawn by the GPU", e.name);
+          const weight& v = target(groups[group_of[i]]).view;
+          auto* draw = static_cast<bf16*>(fp8_scratch.data());
+          auto* amax = static_cast<float*>(fp8_amax.data());
+          synthetic_fill(draw, dtype::bf16, n, tensor_seed(src.seed, e.name), r.how == init_rule::kind::normal,
+                         r.scale(c), nullptr);
+          PIECEWISE_CUDA_TRY(cudaMemsetAsync(amax, 0, sizeof(float), nullptr));
+          amax_abs_rows(draw, static_cast<int>(e.shape[1]), static_cast<int>(e.shape[0]), static_cast<int>(e.shape[1]),
+                        amax, nullptr);
+          fp8_scale_from_amax(amax, const_cast<float*>(v.scale), nullptr);
+          quantize_fp8_weight(draw, n, v.scale, data(i), nullptr);
+        } else if (!e.in_checkpoint) {
           PIECEWISE_CUDA_TRY(cudaMemsetAsync(data(i), 0, entries_[i].bytes, nullptr));
         } else if (tied(e)) {
           PIECEWISE_CUDA_TRY(cudaMemcpyAsync(data(i), data(emb), entries_[i].bytes, cudaMemcpyDeviceToDevice, nullptr));

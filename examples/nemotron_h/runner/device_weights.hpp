@@ -18,6 +18,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <filesystem>
+#include <map>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -51,6 +52,12 @@ struct weight_source {
   const model_weights* host = nullptr;  ///< kind::host; read during construction only
   std::uint64_t seed = 0;               ///< kind::synthetic
   synthetic_options synthetic{};        ///< kind::synthetic (`threads` unused)
+  /// kind::synthetic: the linear weights (canonical names) to store as FP8, each with the
+  /// calibrated amax of its GEMM input (input scale input_scale_from_amax(amax)). Each is drawn
+  /// in bf16 into a scratch and quantized on the GPU as quantize_fp8 does on the host (scale
+  /// amax / 448 of the drawn tensor, e4m3 round to nearest even, saturating), bit for bit, with
+  /// no host copy. Empty: every tensor in the table's dtype.
+  std::map<std::string, double> fp8_input_amax;
   std::filesystem::path path;           ///< kind::checkpoint: what load_weights accepts
   staged_read_options staging{};        ///< kind::checkpoint: reader threads, ring of pinned slots
 
@@ -65,6 +72,14 @@ struct weight_source {
     s.how = kind::synthetic;
     s.seed = seed;
     s.synthetic = opt;
+    return s;
+  }
+  /// drawn(seed, opt) with the weights named in `input_amax` stored as FP8 (see fp8_input_amax;
+  /// runner/synthetic_fp8.hpp makes the map by calibrating on the GPU).
+  static weight_source drawn_fp8(std::uint64_t seed, std::map<std::string, double> input_amax,
+                                 const synthetic_options& opt = {}) {
+    weight_source s = drawn(seed, opt);
+    s.fp8_input_amax = std::move(input_amax);
     return s;
   }
   static weight_source from_checkpoint(std::filesystem::path p, const staged_read_options& staging = {}) {
@@ -105,6 +120,10 @@ class device_weights {
   /// for the load and freed after it); other dtypes are converted on the host one tensor at a
   /// time; the result equals device_weights(config, load_weights(path, config)) bit for bit.
   /// Read errors name the file and the tensor (its name holds the layer).
+  /// Synthetic with fp8_input_amax: a name that is not a linear weight of the model, or that
+  /// the GPU cannot run in FP8 (gpu_linear_problem: K not a multiple of 16, part of a fused
+  /// group), is a piecewise::config_error naming it, before any device memory is taken; a
+  /// fp8_input_amax given with another source is one too.
   device_weights(const model_config& config, const weight_source& source);
   device_weights(const device_weights&) = delete;
   device_weights& operator=(const device_weights&) = delete;

@@ -14,6 +14,7 @@
 #include <cuda_runtime.h>
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <chrono>
 #include <iostream>
 #include <unistd.h>
@@ -29,11 +30,14 @@
 #include "model/config.hpp"
 #include "model/cpu_forward.hpp"
 #include "model/npy.hpp"
+#include "model/quantize.hpp"
 #include "model/weights.hpp"
 #include "runner/engine.hpp"
 #include "runner/exit_codes.hpp"
 #include "runner/gpu_probe.hpp"
 #include "runner/run_plan.hpp"
+#include "runner/synthetic_fp8.hpp"
+#include "runner/weight_support.hpp"
 #include "text/stop_strings.hpp"
 #include "text/stream_decoder.hpp"
 
@@ -66,6 +70,34 @@ piecewise::progress_fn capture_progress_printer() {
   };
 }
 
+/// Where a run's weights come from: synthetic ones drawn on the GPU (with --dtype fp8 first
+/// calibrated by one eager bf16 prefill and then quantized on the GPU), the host for --check
+/// (synthetic weights quantized on the host with the GPU-calibrated scales: the same bits), or
+/// the checkpoint. `host_w` receives the host weights when `check`.
+weight_source make_source(const run_args& a, const run_plan& plan, bool check, std::optional<model_weights>& host_w) {
+  const model_config& cfg = plan.config;
+  if (check) host_w = plan.synthetic ? synthetic_weights(cfg, a.seed) : load_weights(plan.checkpoint_dir, cfg);
+  if (!plan.fp8) {
+    return host_w           ? weight_source::from_host(*host_w)
+           : plan.synthetic ? weight_source::drawn(a.seed)
+                            : weight_source::from_checkpoint(plan.checkpoint_dir);
+  }
+  const auto t0 = std::chrono::steady_clock::now();
+  if (!host_w) {
+    weight_source src = synthetic_fp8_source(cfg, a.seed);
+    fmt::print("fp8     {} weights FP8, input scales calibrated on the GPU ({} tokens) in {:.2f} s\n",
+               src.fp8_input_amax.size(), kCalibrationTokens, seconds_since(t0));
+    return src;
+  }
+  const auto amax = calibrate_input_amax_gpu(cfg, weight_source::from_host(*host_w), synthetic_fp8_weights(cfg),
+                                             calibration_tokens(cfg));
+  const int n = quantize_weights(*host_w, cfg, synthetic_fp8_quant_config(cfg), amax);
+  fmt::print("fp8     {} weights FP8 (quantized on the host for --check), input scales calibrated on the GPU ({} "
+             "tokens) in {:.2f} s\n",
+             n, kCalibrationTokens, seconds_since(t0));
+  return weight_source::from_host(*host_w);
+}
+
 /// Runs a checked plan on the GPU (the caller has probed it).
 int run(const run_args& a, const run_plan& plan, const std::string& device) {
   nlohmann::json js;
@@ -75,6 +107,7 @@ int run(const run_args& a, const run_plan& plan, const std::string& device) {
   fmt::print("model   {}\n", cfg.summary());
   js["model"] = cfg.summary();
   js["weights"] = plan.weights_description(a.seed);
+  js["dtype"] = dtype_label(plan);
   const memory_estimate& est = plan.memory;
   js["memory_estimate_bytes"] = {{"weights", est.weights}, {"activations", est.activations},
                                  {"state", est.state},     {"workspaces", est.workspaces},
@@ -84,10 +117,7 @@ int run(const run_args& a, const run_plan& plan, const std::string& device) {
   // CPU reference (--check) needs host weights, so then they are made on the host and uploaded.
   const auto t_w = std::chrono::steady_clock::now();
   std::optional<model_weights> host_w;
-  if (a.check) host_w = plan.synthetic ? synthetic_weights(cfg, a.seed) : load_weights(plan.checkpoint_dir, cfg);
-  const weight_source src = host_w           ? weight_source::from_host(*host_w)
-                            : plan.synthetic ? weight_source::drawn(a.seed)
-                                             : weight_source::from_checkpoint(plan.checkpoint_dir);
+  const weight_source src = make_source(a, plan, a.check, host_w);
   engine eng(cfg, src, plan.limits);
   fmt::print("weights {} ({:.2f} GB{}), model ready in {:.2f} s\n",
              plan.synthetic ? plan.weights_description(a.seed) : plan.checkpoint.source.string(),
@@ -192,6 +222,7 @@ int run(const run_args& a, const run_plan& plan, const std::string& device) {
     // 7-10% (tests/test_runner.cpp, "FP8 W8A8 ..."), hence 15%.
     bool fp8 = false;
     for (dtype t : plan.checkpoint.types) fp8 |= t == dtype::fp8_e4m3;
+    fp8 |= plan.fp8;
     const double limit = fp8 ? 0.15 : 5e-2;
     fmt::print("check   CPU float64 reference ({:.1f} s): last-position logits rel. error {:.2e} (limit {:.2g}); first "
                "token {}/{} equal; greedy decode agrees on {}/{} teacher-forced steps\n",
@@ -291,8 +322,8 @@ int run_text(const run_args& a, const run_plan& plan, const std::string& device)
   const text::tokenizer& tok = *plan.tokenizer;
   fmt::print("model   {}\n", cfg.summary());
   const auto t_w = std::chrono::steady_clock::now();
-  engine eng(cfg, plan.synthetic ? weight_source::drawn(a.seed) : weight_source::from_checkpoint(plan.checkpoint_dir),
-             plan.limits);
+  std::optional<model_weights> no_host;
+  engine eng(cfg, make_source(a, plan, false, no_host), plan.limits);
   fmt::print("weights {} ({:.2f} GB), ready in {:.2f} s on {}\n",
              plan.synthetic ? plan.weights_description(a.seed) : plan.checkpoint.source.string(),
              eng.model().weight_bytes() / 1e9, seconds_since(t_w), device);
@@ -314,6 +345,7 @@ int run_text(const run_args& a, const run_plan& plan, const std::string& device)
   js["device"] = device;
   js["model"] = cfg.summary();
   js["weights"] = plan.weights_description(a.seed);
+  js["dtype"] = dtype_label(plan);
 
   if (a.chat) {
     const text::chat_format f(*plan.chat, tok);
@@ -477,6 +509,11 @@ int main(int argc, char** argv) {
   app.add_option("--seed", a.seed, "seed of the synthetic weights and random prompts")
       ->check([](const std::string& v) { return v.find('-') != std::string::npos ? "must not be negative" : ""; })
       ->capture_default_str();
+  app.add_option("--dtype", a.dtype,
+                 "synthetic weights (presets): bf16, or fp8 (Mamba and MLP projections FP8 W8A8 as ModelOpt's "
+                 "Nano-9B-v2-FP8, input scales calibrated by one bf16 prefill on the GPU); a checkpoint carries its "
+                 "own quantization")
+      ->capture_default_str();
   app.add_option("-i,--prompt-ids", a.prompt_ids, "explicit token ids: '1,2,3' (';' separates prompts)");
   app.add_option("--logits-out", a.logits_out, "write each prompt's last-position logits as a .npy [prompts, vocab]");
   app.add_option("-j,--json", a.json_out, "write the report as JSON");
@@ -547,12 +584,13 @@ int main(int argc, char** argv) {
     const double free_gib = static_cast<double>(free_bytes) / 1073741824.0;
     fmt::print("plan    {:.2f} GiB needed (estimate, --dry-run itemises it), {:.2f} GiB free on {}\n", need_gib, free_gib,
                gpu.device);
-    if (plan.memory.weights > free_bytes) {
+    if (std::max(plan.memory.weights, plan.calibration_weights) > free_bytes) {
       // The weights alone (an exact count) do not fit: refuse before allocating anything.
       std::fprintf(stderr,
                    "error: %s: the weights alone need %.2f GiB (the whole run about %.2f GiB) but %.2f GiB are free "
                    "on %s; --layers N runs a truncated stack of the same shapes\n",
-                   plan.config.name.c_str(), static_cast<double>(plan.memory.weights) / 1073741824.0, need_gib,
+                   plan.config.name.c_str(),
+                   static_cast<double>(std::max(plan.memory.weights, plan.calibration_weights)) / 1073741824.0, need_gib,
                    free_gib, gpu.device.c_str());
       return code(exit_code::bad_input);
     }

@@ -317,7 +317,16 @@ memory_estimate estimate_memory(const model_config& c, const gpu_model_limits& l
   return m;
 }
 
+std::string dtype_label(const run_plan& plan) { return plan.fp8 ? "fp8" : "bf16"; }
+
 std::string run_plan::weights_description(std::uint64_t seed) const {
+  if (synthetic && fp8) {
+    const std::size_t n = synthetic_fp8_weights(config).size();
+    return fmt::format("synthetic weights (preset {}, no checkpoint), seed {}; dtype fp8: {} Mamba / MLP projection{} "
+                       "FP8 W8A8 (per-tensor scales, input scales calibrated by one eager bf16 prefill of {} tokens on "
+                       "the GPU), the rest bf16",
+                       config.name, seed, n, n == 1 ? "" : "s", kCalibrationTokens);
+  }
   if (synthetic) return fmt::format("synthetic weights (preset {}, no checkpoint), seed {}", config.name, seed);
   int fp8 = 0;
   for (dtype t : checkpoint.types) fp8 += t == dtype::fp8_e4m3;
@@ -357,6 +366,9 @@ run_plan make_run_plan(const run_args& a) {
     plan.prefill_buckets = piecewise::capture_buckets::default_prefill(a.max_prefill_tokens).sizes();
   }
   expect_arg(a.json_out.empty() || a.json_out != a.logits_out, "--json and --logits-out name the same file");
+  expect_arg(a.dtype != "nvfp4", "--dtype nvfp4: NVFP4 on the GPU: not supported yet (use --dtype bf16 or fp8)");
+  expect_arg(a.dtype == "bf16" || a.dtype == "fp8",
+             fmt::format("--dtype '{}' is not a dtype: use bf16 or fp8", printable(a.dtype)));
   if (a.text()) {
     expect_arg(a.prompt_ids.empty(), "--prompt-ids gives token ids; it does not go with --prompt, --prompt-file or --chat");
     expect_arg(!a.check, "--check compares token-id runs with the CPU reference; use --prompt-ids (or random prompts)");
@@ -416,6 +428,10 @@ run_plan make_run_plan(const run_args& a) {
     }
   }
   if (!dir.empty()) {
+    expect_arg(a.dtype == "bf16",
+               fmt::format("--dtype {} is for synthetic weights (presets): the checkpoint '{}' carries its own "
+                           "quantization (a ModelOpt FP8 checkpoint runs in FP8 as it is)",
+                           a.dtype, dir.string()));
     plan.synthetic = false;
     plan.checkpoint_dir = dir;
     // A quantized checkpoint (ModelOpt FP8 / NVFP4): FP8 runs on the GPU; NVFP4 is named
@@ -432,6 +448,13 @@ run_plan make_run_plan(const run_args& a) {
     // Every linear weight as the GPU takes it (dtype, FP8 input width, fused groups of one
     // dtype), from the headers; the scales' values are checked when the weights load.
     check_gpu_weight_types(plan.config, plan.checkpoint.types, plan.checkpoint.source.string());
+  } else if (a.dtype == "fp8") {
+    plan.fp8 = true;
+    if (synthetic_fp8_weights(plan.config).empty())
+      throw piecewise::config_error(
+          fmt::format("--dtype fp8: {} has no Mamba or MLP projections to quantize", plan.config.name));
+    // The FP8 weights as the GPU takes them (K a multiple of 16), named by tensor.
+    check_gpu_weight_types(plan.config, synthetic_weight_types(plan.config, true), "--dtype fp8");
   }
 
   // 3. Prompts and the limits they need.
@@ -468,7 +491,17 @@ run_plan make_run_plan(const run_args& a) {
   if (!a.dot_dir.empty()) check_output_dir(a.dot_dir, "--dot");
 
   plan.memory = estimate_memory(plan.config, lim, plan.prefill_buckets.size(), plan.decode_buckets.size(), plan.modes,
-                                plan.synthetic ? std::vector<dtype>{} : plan.checkpoint.types);
+                                plan.synthetic ? synthetic_weight_types(plan.config, plan.fp8) : plan.checkpoint.types);
+  if (plan.fp8) {
+    // The calibration's bf16 model: its weights (the run's own buffers come after it is freed).
+    gpu_model_limits cl;
+    cl.max_prefill_tokens = kCalibrationTokens;
+    cl.max_decode_batch = 1;
+    cl.num_slots = 1;
+    cl.max_context = kCalibrationTokens + 16;
+    cl.max_decode_steps = 1;
+    plan.calibration_weights = estimate_memory(plan.config, cl, 1, 1, {"eager"}).weights;
+  }
 
   // 5. The GPU kernels' limits, with what the run would need (a model larger than one card
   // says so here too).
@@ -494,6 +527,12 @@ std::string format_plan(const run_plan& p, const run_args& a) {
                                p.config.num_layers(), p.config.num_layers(), p.full_layers));
   }
   line("weights", p.weights_description(a.seed));
+  line("dtype", p.synthetic ? fmt::format("{}{}", dtype_label(p),
+                                          p.fp8 ? fmt::format(" (the bf16 model of the calibration first: weights {}, "
+                                                              "freed before the FP8 model is built)",
+                                                              size_text(p.calibration_weights))
+                                                : std::string())
+                            : std::string("the checkpoint's (see weights)"));
   for (const std::string& n : p.checkpoint.notes) line("", n);
   if (p.prompts.empty()) {
     line("prompts", "none yet: the chat's turns come from the terminal");

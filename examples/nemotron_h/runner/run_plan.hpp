@@ -47,6 +47,11 @@ struct run_args {
   int max_decode_batch = 64;
   std::string buckets;     ///< "8,16,32" or empty (generated)
   std::uint64_t seed = 0;
+  /// --dtype of synthetic weights: "bf16" (default) or "fp8" (the Mamba and MLP projections FP8
+  /// W8A8, calibrated and quantized on the GPU: runner/synthetic_fp8.hpp); "nvfp4" is refused
+  /// ("not supported yet"); a checkpoint carries its own quantization, so any other than bf16
+  /// with one is a usage error.
+  std::string dtype = "bf16";
   std::string prompt_ids;  ///< "1,2,3;4,5" or empty (random prompts)
   std::string logits_out;
   std::string json_out;
@@ -89,6 +94,10 @@ struct memory_estimate {
 struct run_plan {
   model_config config;
   bool synthetic = true;                  ///< synthetic weights (a preset without a checkpoint)
+  bool fp8 = false;                       ///< synthetic weights with --dtype fp8
+  /// --dtype fp8: the device bytes of the bf16 model the calibration prefill runs first (freed
+  /// before the FP8 model is built); 0 otherwise.
+  std::uint64_t calibration_weights = 0;
   std::filesystem::path checkpoint_dir;   ///< where the weights are read from (not synthetic)
   checkpoint_summary checkpoint;          ///< its headers (not synthetic)
   std::vector<std::string> modes;         ///< "eager", "piecewise", "full", "auto", in run order
@@ -106,7 +115,8 @@ struct run_plan {
   std::vector<int> stop_ids;              ///< ids that end a sequence (eos; with --chat also the end of turn)
   sampling_settings sampling;             ///< the command line's settings (the default of every prompt)
   int full_layers = 0;                    ///< the model's layer count before --layers (0: not truncated)
-  /// "synthetic weights (preset nano-9b-v2, no checkpoint), seed 0" or the checkpoint source.
+  /// "synthetic weights (preset nano-9b-v2, no checkpoint), seed 0" (with --dtype fp8 followed by
+  /// "; dtype fp8: N Mamba / MLP projections FP8 W8A8 ...") or the checkpoint source.
   [[nodiscard]] std::string weights_description(std::uint64_t seed) const;
 };
 
@@ -144,10 +154,17 @@ memory_estimate estimate_memory(const model_config& config, const gpu_model_limi
                                 std::size_t prefill_buckets, std::size_t decode_buckets,
                                 const std::vector<std::string>& modes, const std::vector<dtype>& weight_types = {});
 
+/// "bf16", "fp8": the --dtype of the run (a checkpoint's runs report "bf16" here and their
+/// quantization in weights_description).
+std::string dtype_label(const run_plan& plan);
+
 /// Makes the plan: every check of the run, in order arguments, config (and --layers),
 /// checkpoint headers, prompts, output paths, then the GPU kernels' limits (after the memory
 /// estimate, which their message states: a model too large for one card says how much it
-/// needs). Touches no GPU and reads no weight data. Throws usage_error for a
+/// needs). --dtype: anything but bf16, fp8 and nvfp4 is a usage_error, nvfp4 a usage_error
+/// "NVFP4 on the GPU: not supported yet", fp8 with a checkpoint a usage_error naming --dtype;
+/// a preset whose FP8 weights the GPU cannot run (K not a multiple of 16) a config_error naming
+/// the tensor. Touches no GPU and reads no weight data. Throws usage_error for a
 /// bad argument, piecewise::config_error for a bad input (naming the file, field, tensor,
 /// prompt or path).
 run_plan make_run_plan(const run_args& args);

@@ -24,6 +24,7 @@ add_library(nh_runner STATIC
   ${CMAKE_CURRENT_LIST_DIR}/batch_metadata.cpp
   ${CMAKE_CURRENT_LIST_DIR}/gpu_model.cpp
   ${CMAKE_CURRENT_LIST_DIR}/engine.cpp
+  ${CMAKE_CURRENT_LIST_DIR}/synthetic_fp8.cpp
   ${CMAKE_CURRENT_LIST_DIR}/model_kernels.cu
   ${CMAKE_CURRENT_LIST_DIR}/../kernels/synthetic_fill.cu)
 target_link_libraries(nh_runner PUBLIC nh_model nh_weight_support nh_batching nh_dense_kernels nh_mamba_kernels nh_sampling_kernels nh_moe_kernels nh_common)
@@ -44,7 +45,8 @@ if(PIECEWISE_BUILD_TESTS)
   # (no GPU needed: every check comes first). Label "cli": the asan preset builds no runner.
   include(${CMAKE_CURRENT_LIST_DIR}/../tests/cli_tests.cmake)
   piecewise_add_gpu_test(nh_runner_gpu_tests ${CMAKE_CURRENT_LIST_DIR}/../tests/test_runner.cpp
-                         ${CMAKE_CURRENT_LIST_DIR}/../tests/test_generate.cpp LIBS nh_runner)
+                         ${CMAKE_CURRENT_LIST_DIR}/../tests/test_generate.cpp
+                         ${CMAKE_CURRENT_LIST_DIR}/../tests/test_synthetic_fp8.cpp LIBS nh_runner)
   target_compile_definitions(nh_runner_gpu_tests PRIVATE NH_TEST_DATA_DIR="${CMAKE_CURRENT_LIST_DIR}/../tests/data")
   # The runner's small kernels (argmax, gather, bookkeeping) against host references.
   piecewise_add_gpu_test(nh_runner_kernels_gpu_tests ${CMAKE_CURRENT_LIST_DIR}/../tests/test_model_kernels.cu

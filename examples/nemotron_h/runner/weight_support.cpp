@@ -116,4 +116,39 @@ void check_gpu_weight_types(const model_config& c, const std::vector<dtype>& typ
   }
 }
 
+namespace {
+
+bool synthetic_fp8(const model_config& c, const tensor_entry& e) {
+  if (e.layer < 0 || !e.spec->linear || !e.in_checkpoint) return false;
+  const layer_kind k = c.layers[static_cast<std::size_t>(e.layer)];
+  const std::string_view suffix = e.spec->suffix;
+  if (k == layer_kind::mamba) return suffix == "mixer.in_proj.weight" || suffix == "mixer.out_proj.weight";
+  if (k == layer_kind::mlp) return suffix == "mixer.up_proj.weight" || suffix == "mixer.down_proj.weight";
+  return false;
+}
+
+}  // namespace
+
+std::vector<std::string> synthetic_fp8_weights(const model_config& c) {
+  std::vector<std::string> names;
+  for (const tensor_entry& e : model_tensors(c))
+    if (synthetic_fp8(c, e)) names.push_back(e.name);
+  return names;
+}
+
+quant_config synthetic_fp8_quant_config(const model_config& c) {
+  quant_config q;
+  q.source = "--dtype fp8 (synthetic weights)";
+  q.algo = quant_algo::none;
+  q.mixed = true;
+  for (const std::string& n : synthetic_fp8_weights(c)) q.layers[module_of(n)] = quant_algo::fp8;
+  return q;
+}
+
+std::vector<dtype> synthetic_weight_types(const model_config& c, bool fp8) {
+  std::vector<dtype> t;
+  for (const tensor_entry& e : model_tensors(c)) t.push_back(fp8 && synthetic_fp8(c, e) ? dtype::fp8_e4m3 : e.spec->type);
+  return t;
+}
+
 }  // namespace nemotron_h

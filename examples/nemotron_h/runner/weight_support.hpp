@@ -24,6 +24,7 @@
 #include "model/config.hpp"
 #include "model/dtype.hpp"
 #include "model/layer_kinds.hpp"
+#include "model/quant_config.hpp"
 #include "model/weights.hpp"
 
 namespace nemotron_h {
@@ -69,5 +70,24 @@ void check_gpu_weights(const model_config& config, const model_weights& w);
 /// The same from the dtypes a checkpoint stores (per entry of model_tensors(config), e.g.
 /// checkpoint_summary::types), scales not known yet: "<source>: <gpu_linear_problem>".
 void check_gpu_weight_types(const model_config& config, const std::vector<dtype>& types, const std::string& source);
+
+/// Tokens of the calibration prefill of a synthetic FP8 model (runner/synthetic_fp8.hpp).
+inline constexpr int kCalibrationTokens = 256;
+/// Seed of the calibration tokens (random_token_ids): fixed, so a preset's FP8 model is one model.
+inline constexpr std::uint64_t kCalibrationSeed = 0x5eedca1bULL;
+
+/// The linear weights a synthetic `--dtype fp8` model stores in FP8 (by canonical name, in
+/// model_tensors order): what ModelOpt's Nano-9B-v2-FP8 quantizes, the Mamba in_proj / out_proj
+/// and the MLP up_proj / down_proj. Attention, conv1d, embeddings, lm_head and every tensor of
+/// MoE layers (router, routed and shared experts, latent projections) stay bf16. Host only.
+std::vector<std::string> synthetic_fp8_weights(const model_config& config);
+
+/// The same set as a ModelOpt quant_config (MIXED_PRECISION, each module FP8), for
+/// quantize_weights on host weights. Host only.
+quant_config synthetic_fp8_quant_config(const model_config& config);
+
+/// The device dtype of each entry of model_tensors(config) for synthetic weights: the table's,
+/// with synthetic_fp8_weights as fp8_e4m3 when `fp8` (estimate_memory's weight_types). Host only.
+std::vector<dtype> synthetic_weight_types(const model_config& config, bool fp8);
 
 }  // namespace nemotron_h

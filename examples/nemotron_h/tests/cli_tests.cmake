@@ -36,6 +36,14 @@ nh_cli_case("--buckets above --max-prefill-tokens is a usage error" 2 "largest p
 nh_cli_case("an unknown option is a usage error" 2 "frobnicate" --frobnicate)
 nh_cli_case("a non-integer --batch is a usage error" 2 "--batch" --batch x)
 nh_cli_case("--gen 0 is a usage error" 2 "--gen 0 is out of range" --gen 0)
+nh_cli_case("--dtype nvfp4 is a usage error before the GPU" 2 "--dtype nvfp4: NVFP4 on the GPU: not supported yet"
+            --dtype nvfp4)
+nh_cli_case("--dtype bogus is a usage error" 2 "--dtype 'bogus' is not a dtype: use bf16 or fp8" --dtype bogus)
+nh_cli_case("--dtype fp8 with a checkpoint is a usage error naming the flag" 2
+            "--dtype fp8 is for synthetic weights.*carries its own quantization" -m {DATA}/tiny --dtype fp8)
+nh_cli_case("--dry-run --dtype fp8 plans FP8 projections with their memory" 0
+            "dtype   fp8 .the bf16 model of the calibration first: weights 16"
+            --dry-run -m nano-9b-v2 --dtype fp8)
 nh_cli_case("a negative --seed is a usage error" 2 "--seed: must not be negative" --seed -1)
 nh_cli_case("--layers 0 is a usage error" 2 "--layers 0 is out of range: tiny has 6 layers" -m tiny --layers 0)
 # bad inputs (3)

@@ -2,14 +2,18 @@
 // checkpoint-header and output-path check, and the memory estimate. No GPU.
 #include <catch2/catch.hpp>
 
+#include <algorithm>
 #include <fstream>
 #include <sstream>
 
+#include "model/layer_kinds.hpp"
+#include "model/quant_config.hpp"
 #include "model/safetensors.hpp"
 #include "model/weights.hpp"
 #include "model_test_util.hpp"
 #include "run_plan_test_util.hpp"
 #include "runner/run_plan.hpp"
+#include "runner/weight_support.hpp"
 
 using namespace nemotron_h;
 using nh_test::error_of;
@@ -367,4 +371,78 @@ TEST_CASE("run plan: --layers N runs the first N layers of the same shapes", "[r
   CHECK_THAT(format_plan(q, a), !Contains("more than one H200"));
   q.memory.weights = 200ull << 30;
   CHECK_THAT(format_plan(q, a), Contains("more than one H200 holds (140.00 GiB)"));
+}
+
+TEST_CASE("run plan: --dtype fp8 for a preset plans FP8 Mamba and MLP projections and estimates them at one byte",
+          "[run_plan][fp8]") {
+  run_args a = tiny_args();
+  const run_plan bf = make_run_plan(a);
+  CHECK_FALSE(bf.fp8);
+  CHECK(dtype_label(bf) == "bf16");
+  CHECK(bf.calibration_weights == 0);
+  a.dtype = "fp8";
+  const run_plan p = make_run_plan(a);
+  CHECK(p.synthetic);
+  CHECK(p.fp8);
+  CHECK(dtype_label(p) == "fp8");
+  // "M*M-M-": three Mamba layers (in_proj, out_proj) and two MLP layers (up, down).
+  const std::vector<std::string> names = synthetic_fp8_weights(p.config);
+  REQUIRE(names.size() == 10);
+  CHECK(names.front() == "backbone.layers.0.mixer.in_proj.weight");
+  CHECK(names.back() == "backbone.layers.5.mixer.down_proj.weight");
+  for (const std::string& n : names) {
+    CHECK(synthetic_fp8_quant_config(p.config).algo_of(module_of(n)) == quant_algo::fp8);
+  }
+  const quant_config q = synthetic_fp8_quant_config(p.config);
+  for (const char* bf16_module : {"backbone.layers.1.mixer.q_proj", "backbone.layers.1.mixer.o_proj",
+                                  "backbone.layers.0.mixer.conv1d", "lm_head", "backbone.embeddings"})
+    CHECK(q.algo_of(bf16_module) == quant_algo::none);
+  // The estimate: each FP8 weight one byte an element (half its bf16 bytes) plus two scale slots.
+  std::uint64_t fp8_elems = 0;
+  std::uint64_t widest = 0;
+  for (const tensor_entry& e : model_tensors(p.config)) {
+    if (std::find(names.begin(), names.end(), e.name) == names.end()) continue;
+    fp8_elems += static_cast<std::uint64_t>(e.shape[0] * e.shape[1]);
+    widest = std::max(widest, static_cast<std::uint64_t>(e.shape[1]));
+  }
+  CHECK(p.memory.weights == bf.memory.weights - fp8_elems + names.size() * kFp8ScaleBytes);
+  CHECK(widest == 256);  // down_proj's input: the intermediate size
+  CHECK(p.memory.workspaces == bf.memory.workspaces + 2048 * widest);  // the FP8 input scratch, the most rows
+  // The calibration's bf16 model comes first: its weights are the bf16 model's.
+  CHECK(p.calibration_weights == bf.memory.weights);
+  const std::vector<dtype> types = synthetic_weight_types(p.config, true);
+  CHECK(std::count(types.begin(), types.end(), dtype::fp8_e4m3) == 10);
+  const std::vector<dtype> table = synthetic_weight_types(p.config, false);
+  CHECK(std::count(table.begin(), table.end(), dtype::fp8_e4m3) == 0);
+  CHECK(table.size() == types.size());
+  const std::string s = format_plan(p, a);
+  CHECK_THAT(s, Contains("dtype   fp8 (the bf16 model of the calibration first"));
+  CHECK_THAT(s, Contains("dtype fp8: 10 Mamba / MLP projections FP8 W8A8"));
+  CHECK_THAT(format_plan(bf, tiny_args()), Contains("dtype   bf16\n"));
+  // The 9B preset: FP8 saves half of the projections' bytes.
+  a.model = "nano-9b-v2";
+  a.dtype = "bf16";
+  const std::uint64_t w9_bf16 = make_run_plan(a).memory.weights;
+  a.dtype = "fp8";
+  const run_plan p9 = make_run_plan(a);
+  CHECK(p9.memory.weights < w9_bf16 * 6 / 10);
+  CHECK(synthetic_fp8_weights(p9.config).size() == 2 * 27 + 2 * 25);
+}
+
+TEST_CASE("run plan: --dtype nvfp4, an unknown dtype and --dtype fp8 with a checkpoint are usage errors", "[run_plan][fp8]") {
+  run_args a = tiny_args();
+  a.dtype = "nvfp4";
+  CHECK(usage_error_of(a) == "--dtype nvfp4: NVFP4 on the GPU: not supported yet (use --dtype bf16 or fp8)");
+  a.dtype = "int8";
+  CHECK(usage_error_of(a) == "--dtype 'int8' is not a dtype: use bf16 or fp8");
+  a.dtype = "fp8";
+  a.model = (nh_test::data_dir() / "tiny").string();
+  CHECK_THAT(usage_error_of(a), Contains("--dtype fp8 is for synthetic weights (presets)") &&
+                                    Contains("carries its own quantization"));
+  a.dtype = "bf16";
+  CHECK_FALSE(make_run_plan(a).fp8);  // a checkpoint with the default dtype plans as before
+  a.model = "tiny";
+  a.weights = (nh_test::data_dir() / "tiny").string();
+  a.dtype = "fp8";
+  CHECK_THAT(usage_error_of(a), Contains("--dtype fp8 is for synthetic weights"));
 }
