@@ -19,6 +19,7 @@
 #include "model/random_tokens.hpp"
 #include "model/synthetic_draw.hpp"
 #include "model/weights.hpp"
+#include "piecewise/element_type.hpp"
 #include "piecewise/handles.hpp"
 #include "runner/engine.hpp"
 #include "runner/synthetic_fp8.hpp"
@@ -87,7 +88,7 @@ TEST_CASE("synthetic FP8: the GPU weight quantization equals the host quantize_f
     const int rows = 13, cols = 40;
     std::normal_distribution<float> nd(0.0f, static_cast<float>(mag));
     host_tensor t("w", dtype::bf16, {rows, cols});
-    for (int i = 0; i < rows * cols; ++i) t.bf16()[i] = bf16_bits(nd(rng));
+    for (int i = 0; i < rows * cols; ++i) t.bf16()[i] = piecewise::float_to_bf16_bits(nd(rng));
     const host_tensor h = quantize_fp8(t, 0.25f);
     const std::vector<std::uint16_t> bits(t.bf16(), t.bf16() + rows * cols);
     const gpu_quantized g = quantize_on_gpu(bits, rows, cols);
@@ -104,7 +105,7 @@ TEST_CASE("synthetic FP8: the GPU weight quantization equals the host quantize_f
     std::vector<std::uint16_t> bits;
     host_tensor t("ties", dtype::bf16, {1, static_cast<std::int64_t>(v.size())});
     for (std::size_t i = 0; i < v.size(); ++i) {
-      bits.push_back(bf16_bits(v[i]));
+      bits.push_back(piecewise::float_to_bf16_bits(v[i]));
       REQUIRE(bf16_value(bits.back()) == v[i]);  // exactly representable
       t.bf16()[i] = bits.back();
     }
@@ -124,11 +125,11 @@ TEST_CASE("synthetic FP8: the GPU weight quantization equals the host quantize_f
   {
     std::vector<std::uint16_t> bits;
     std::uniform_real_distribution<float> ud(-400.0f, 400.0f);
-    for (int i = 0; i < 517; ++i) bits.push_back(bf16_bits(ud(rng)));
-    bits[3] = bf16_bits(std::numeric_limits<float>::infinity());
-    bits[4] = bf16_bits(-std::numeric_limits<float>::infinity());
+    for (int i = 0; i < 517; ++i) bits.push_back(piecewise::float_to_bf16_bits(ud(rng)));
+    bits[3] = piecewise::float_to_bf16_bits(std::numeric_limits<float>::infinity());
+    bits[4] = piecewise::float_to_bf16_bits(-std::numeric_limits<float>::infinity());
     bits[5] = 0x7fc0;  // NaN
-    bits[516] = bf16_bits(-399.0f);
+    bits[516] = piecewise::float_to_bf16_bits(-399.0f);
     const float scale = 0.375f;
     piecewise::device_buffer w(bits.size() * 2), q(bits.size() + 8), s(16);
     REQUIRE(cudaMemcpy(w.data(), bits.data(), bits.size() * 2, cudaMemcpyHostToDevice) == cudaSuccess);
