@@ -19,12 +19,20 @@ import numpy as np
 
 
 def load(report_path, logits_path):
-    with open(report_path) as f:
-        rep = json.load(f)
-    modes = rep.get("modes") or []
+    """(report, generated tokens per prompt, logits); ValueError naming the file otherwise."""
+    try:
+        with open(report_path) as f:
+            rep = json.load(f)
+        logits = np.load(logits_path).astype(np.float64)
+    except (OSError, ValueError) as e:
+        raise ValueError(f"cannot read {report_path} / {logits_path}: {e}") from e
+    modes = (rep.get("modes") if isinstance(rep, dict) else None) or []
     if not modes or "tokens" not in modes[0]:
-        sys.exit(f"{report_path}: no 'modes[0].tokens' (run nemotron_h_run with --json and -n > 0)")
-    return rep, modes[0]["tokens"], np.load(logits_path).astype(np.float64)
+        raise ValueError(f"{report_path}: no 'modes[0].tokens' (run nemotron_h_run with --json and -n > 0)")
+    tokens = modes[0]["tokens"]
+    if logits.ndim != 2 or logits.shape[0] != len(tokens):
+        raise ValueError(f"{logits_path}: logits of shape {logits.shape}, want [{len(tokens)} prompts, vocab]")
+    return rep, tokens, logits
 
 
 def main():
@@ -35,8 +43,12 @@ def main():
     ap.add_argument("other_npy")
     ap.add_argument("--json", dest="out")
     a = ap.parse_args()
-    ref_rep, ref_tok, ref_log = load(a.ref_json, a.ref_npy)
-    oth_rep, oth_tok, oth_log = load(a.other_json, a.other_npy)
+    try:
+        ref_rep, ref_tok, ref_log = load(a.ref_json, a.ref_npy)
+        oth_rep, oth_tok, oth_log = load(a.other_json, a.other_npy)
+    except ValueError as e:
+        print(e, file=sys.stderr)
+        return 2
     if ref_log.shape != oth_log.shape or len(ref_tok) != len(oth_tok):
         print(f"mismatched runs: logits {ref_log.shape} vs {oth_log.shape}, "
               f"{len(ref_tok)} vs {len(oth_tok)} prompts", file=sys.stderr)
@@ -54,7 +66,9 @@ def main():
         rows.append({"prompt": p, "logits_rel_err": rel, "argmax_agrees": bool(np.argmax(b) == np.argmax(q)),
                      "greedy_prefix": prefix, "greedy_steps": len(tb),
                      "greedy_equal_fraction": same / max(len(tb), 1)})
-    name = lambda r: f"{r.get('dtype', '?')}"
+    def name(r):
+        return r.get("dtype", "?")
+
     print(f"{name(oth_rep)} against {name(ref_rep)}: {len(rows)} prompt(s)")
     print(f"{'prompt':>6} {'logits_rel_err':>15} {'argmax':>7} {'greedy_prefix':>14} {'equal':>7}")
     for r in rows:
