@@ -32,6 +32,7 @@ if(PIECEWISE_BUILD_TESTS)
   piecewise_add_gpu_test(nh_dense_gpu_tests
     ${_nh_dense_dir}/tests/test_norms.cu
     ${_nh_dense_dir}/tests/test_gemm.cu
+    ${_nh_dense_dir}/tests/test_fused_fp8.cu
     ${_nh_dense_dir}/tests/test_attention.cu
     LIBS nh_dense_kernels nh_reference)
 endif()

@@ -121,6 +121,16 @@ const gemm_engine::plan& gemm_engine::make_plan(int M, int K, int N, int ldx, in
     std::uint32_t align = 16;
     cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws,
                                          sizeof(ws));
+    // NH_GEMM_SPLITK=0 (read once, for A/B measurements): only algorithms without a split-K
+    // reduction (no separate reduce kernel), for every plan.
+    static const bool no_splitk = [] {
+      const char* e = std::getenv("NH_GEMM_SPLITK");
+      return e != nullptr && e[0] == '0';
+    }();
+    if (no_splitk) {
+      std::uint32_t mask = CUBLASLT_REDUCTION_SCHEME_NONE;
+      cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_REDUCTION_SCHEME_MASK, &mask, sizeof(mask));
+    }
     for (auto attr : {CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES,
                       CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES,
                       CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES,
@@ -137,6 +147,16 @@ const gemm_engine::plan& gemm_engine::make_plan(int M, int K, int N, int ldx, in
                "set A_SCALE_POINTER", M, K, N);
       lt_check(cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_B_SCALE_POINTER, &sp, sizeof(sp)),
                "set B_SCALE_POINTER", M, K, N);
+      // NH_FP8_FAST_ACCUM=1 (read once, for A/B measurements only): Hopper's fast FP8
+      // accumulation, which keeps the partial sums in the tensor cores' reduced-precision
+      // accumulator instead of promoting them to fp32; it changes the results, so it is off.
+      static const std::int8_t fast = [] {
+        const char* e = std::getenv("NH_FP8_FAST_ACCUM");
+        return static_cast<std::int8_t>(e != nullptr && e[0] == '1');
+      }();
+      if (fast != 0)
+        lt_check(cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_FAST_ACCUM, &fast, sizeof(fast)),
+                 "set FAST_ACCUM", M, K, N);
     }
     constexpr int kCandidates = 8;
     cublasLtMatmulHeuristicResult_t res[kCandidates]{};
@@ -251,12 +271,7 @@ void gemm_engine::linear_strided(const bf16* x, int ldx, const weight& Wv, bf16*
   if (Wv.type == dtype::fp8_e4m3) {
     // The input quantized with the weight's static scale into the scratch (rows of K bytes),
     // then the FP8 GEMM with both scales.
-    const std::size_t need = static_cast<std::size_t>(M) * static_cast<std::size_t>(K);
-    expects(need <= fp8_input_bytes_,
-            strf("gemm_engine: FP8 weight '%s' with M=%d rows of K=%d needs %zu bytes of FP8 input scratch, %zu "
-                 "reserved (call reserve_fp8_input before the first FP8 linear)",
-                 Wv.name, M, K, need, fp8_input_bytes_));
-    auto* xq = static_cast<std::uint8_t*>(fp8_input_.data());
+    std::uint8_t* xq = fp8_input(Wv, M);
     quantize_fp8_rows(x, ldx, Wv.input_scale, xq, K, M, K, s);
     linear_fp8(xq, K, Wv.input_scale, Wv, y, ldy, M, s, accumulate);
     return;
@@ -273,6 +288,24 @@ void gemm_engine::linear_strided(const bf16* x, int ldx, const weight& Wv, bf16*
   cublasStatus_t st = cublasLtMatmul(handle_, p.op, &alpha, W, p.a, x, p.b, &beta, y, p.c, y, p.c,
                                      &p.algo, workspace_.data(), workspace_bytes_, s);
   lt_check(st, "cublasLtMatmul", M, K, N);
+}
+
+std::uint8_t* gemm_engine::fp8_input(const weight& Wv, int M) {
+  expects(Wv.type == dtype::fp8_e4m3, strf("gemm_engine: weight '%s' has dtype %s: only FP8 weights take an e4m3 input",
+                                           Wv.name, dtype_name(Wv.type)));
+  require_supported(Wv);
+  expects(M >= 0, strf("gemm_engine: FP8 input of weight '%s' for M=%d rows", Wv.name, M));
+  const std::size_t need = static_cast<std::size_t>(M) * static_cast<std::size_t>(Wv.cols);
+  expects(need <= fp8_input_bytes_,
+          strf("gemm_engine: FP8 weight '%s' with M=%d rows of K=%d needs %zu bytes of FP8 input scratch, %zu "
+               "reserved (call reserve_fp8_input before the first FP8 linear)",
+               Wv.name, M, Wv.cols, need, fp8_input_bytes_));
+  return static_cast<std::uint8_t*>(fp8_input_.data());
+}
+
+void gemm_engine::linear_fp8_input(const weight& Wv, bf16* y, int M, cudaStream_t s, bool accumulate) {
+  std::uint8_t* xq = fp8_input(Wv, M);
+  linear_fp8(xq, Wv.cols, Wv.input_scale, Wv, y, Wv.rows, M, s, accumulate);
 }
 
 void gemm_engine::linear_f32_out(const bf16* x, const weight& Wv, float* y, int ldy, int M, cudaStream_t s) {

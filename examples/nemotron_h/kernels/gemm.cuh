@@ -12,10 +12,14 @@
 // The handle, the workspace, the FP8 input scratch and the per-shape algorithm choice are made
 // outside any capture (constructor, reserve_fp8_input(), prepare()); afterwards linear()
 // launches one cublasLtMatmul (bf16) or one quantize kernel and one cublasLtMatmul (FP8) and
-// is capture-safe. At M = kGemmGemvRows (decode at batch 1) bf16 GEMMs run as a GEMV kernel
-// instead (kernels/gemv.cuh), which needs no preparation; use_gemv(false), or NH_GEMV=0 in the
-// environment (read once, for A/B measurements), keeps cuBLASLt there too. FP8 weights always
-// take the FP8 GEMM.
+// is capture-safe. A kernel that produces an FP8 weight's input can write it quantized into
+// fp8_input(W, M) itself (the norms and the squared ReLU do, gpu_model.cpp) and call
+// linear_fp8_input(), which skips the quantize kernel. At M = kGemmGemvRows (decode at batch
+// 1) bf16 GEMMs run as a GEMV kernel instead (kernels/gemv.cuh), which needs no preparation;
+// use_gemv(false), or NH_GEMV=0 in the environment (read once, for A/B measurements), keeps
+// cuBLASLt there too. FP8 weights always take the FP8 GEMM. For A/B measurements (read once):
+// NH_FP8_FAST_ACCUM=1 turns on cuBLASLt's fast FP8 accumulation (it changes the results),
+// NH_GEMM_SPLITK=0 allows only algorithms without a split-K reduction.
 #pragma once
 
 #include <cublasLt.h>
@@ -134,6 +138,20 @@ class gemm_engine {
   /// when the FP8 scratch is smaller than M x K (naming both), for misaligned pointers;
   /// piecewise::error when cublasLtMatmul fails. M == 0 is a no-op.
   void linear(const bf16* x, const weight& W, bf16* y, int M, cudaStream_t s, bool accumulate = false);
+
+  /// The e4m3 scratch that holds the input of FP8 weight W for M rows (rows of W.cols bytes,
+  /// contiguous): where a producer that quantizes while it computes (rmsnorm_fp8,
+  /// gated_rmsnorm_fp8, relu2_fp8, with *W.input_scale) writes it before linear_fp8_input().
+  /// One scratch for every FP8 weight: fill and consume it in stream order. Throws
+  /// piecewise::config_error naming the tensor unless W is an FP8 weight that supports(W), or
+  /// when the reserved scratch is smaller than M x K. Host only, no GPU work: capture-safe.
+  [[nodiscard]] std::uint8_t* fp8_input(const weight& W, int M);
+  /// y = x W^T (accumulate: y += x W^T) for an FP8 weight W whose quantized input a producer
+  /// has already written into fp8_input(W, M): linear_fp8(fp8_input(W, M), K, W.input_scale,
+  /// W, y, N, M, s, accumulate). Equals linear(x, W, ...) bit for bit when the producer wrote
+  /// e4m3(x / *W.input_scale). There is no bf16 input, so observe_inputs() does not see it
+  /// (calibration runs bf16 weights). Same preparation, capture rules and errors as linear().
+  void linear_fp8_input(const weight& W, bf16* y, int M, cudaStream_t s, bool accumulate = false);
 
   /// y = relu(x W^T)^2 (the MLP and shared-expert up projections): fused into the GEMV's
   /// epilogue (one bf16 rounding) when M takes the GEMV path, else linear() then

@@ -1,6 +1,7 @@
 // RMSNorm kernels (see norms.cuh).
 #include "kernels/pdl.cuh"
 #include "kernels/norms.cuh"
+#include "kernels/fp8_device.cuh"
 
 #include <cstdint>
 #include <string>
@@ -29,10 +30,54 @@ union pack8 {
   uint4 u;
   bf16 h[8];
 };
+union pack4 {
+  uint2 u;
+  bf16 h[4];
+};
+
+// Where a norm's outputs go, each value already rounded to bf16: bf16 rows (stride ld
+// elements), or the e4m3 quantization of those bf16 values with a static scale into byte rows
+// (stride ld bytes), which is the bf16 kernel followed by quantize_fp8_rows bit for bit.
+struct out_bf16 {
+  bf16* p;
+  int ld;
+  __device__ void store8(int r, int col, const pack8& v) const {
+    *reinterpret_cast<uint4*>(p + static_cast<std::size_t>(r) * ld + col) = v.u;
+  }
+  __device__ void store4(int r, int col, const pack4& v) const {
+    *reinterpret_cast<uint2*>(p + static_cast<std::size_t>(r) * ld + col) = v.u;
+  }
+};
+struct out_e4m3 {
+  std::uint8_t* p;
+  int ld;
+  const float* scale;
+  __device__ void store8(int r, int col, const pack8& v) const {
+    const e4m3_quantizer quant(__ldg(scale));
+    union {
+      uint2 u;
+      std::uint8_t b[8];
+    } q;
+#pragma unroll
+    for (int j = 0; j < 8; ++j) q.b[j] = quant(to_float(v.h[j]));
+    *reinterpret_cast<uint2*>(p + static_cast<std::size_t>(r) * ld + col) = q.u;
+  }
+  __device__ void store4(int r, int col, const pack4& v) const {
+    const e4m3_quantizer quant(__ldg(scale));
+    union {
+      unsigned u;
+      std::uint8_t b[4];
+    } q;
+#pragma unroll
+    for (int j = 0; j < 4; ++j) q.b[j] = quant(to_float(v.h[j]));
+    *reinterpret_cast<unsigned*>(p + static_cast<std::size_t>(r) * ld + col) = q.u;
+  }
+};
 
 // One block per row; two passes over the row (the second hits L1/L2).
+template <typename Out>
 __global__ void rmsnorm_kernel(const bf16* x, bf16* residual,
-                               const bf16* __restrict__ w, bf16* y, int rows, int D, float eps,
+                               const bf16* __restrict__ w, Out y, int rows, int D, float eps,
                                const int* num_rows, bool fused) {
   pdl_wait();  // launched with launch_pdl: the previous kernel's writes first
   __shared__ float red[32];
@@ -66,14 +111,13 @@ __global__ void rmsnorm_kernel(const bf16* x, bf16* residual,
   const float inv = rsqrtf(block_sum(ss, red) / static_cast<float>(D) + eps);
   const uint4* src = fused ? reinterpret_cast<const uint4*>(residual + base) : xr;
   const uint4* wr = reinterpret_cast<const uint4*>(w);
-  uint4* yr = reinterpret_cast<uint4*>(y + base);
   for (int i = threadIdx.x; i < nv; i += blockDim.x) {
     pack8 a, b, o;
     a.u = src[i];
     b.u = wr[i];
 #pragma unroll
     for (int j = 0; j < 8; ++j) o.h[j] = to_bf16(to_float(b.h[j]) * (to_float(a.h[j]) * inv));
-    yr[i] = o.u;
+    y.store8(r, i * 8, o);
   }
 }
 
@@ -81,9 +125,9 @@ __global__ void rmsnorm_kernel(const bf16* x, bf16* residual,
 // row (pieces tid, tid + blockDim, ...), loaded together with the weights before the
 // reduction, so a row costs one round trip to memory instead of two passes; many threads per
 // row when rows are few.
-template <int VPT>
+template <int VPT, typename Out>
 __global__ void rmsnorm_reg_kernel(const bf16* x, bf16* residual, const bf16* __restrict__ w,
-                                   bf16* y, int rows, int D, float eps, const int* num_rows,
+                                   Out y, int rows, int D, float eps, const int* num_rows,
                                    bool fused) {
   pdl_wait();  // launched with launch_pdl: the previous kernel's writes first
   __shared__ float red[32];
@@ -123,7 +167,6 @@ __global__ void rmsnorm_reg_kernel(const bf16* x, bf16* residual, const bf16* __
     }
   }
   const float inv = rsqrtf(block_sum(ss, red) / static_cast<float>(D) + eps);
-  uint4* yr = reinterpret_cast<uint4*>(y + base);
 #pragma unroll
   for (int k = 0; k < VPT; ++k) {
     const int i = threadIdx.x + k * blockDim.x;
@@ -131,7 +174,7 @@ __global__ void rmsnorm_reg_kernel(const bf16* x, bf16* residual, const bf16* __
       pack8 o;
 #pragma unroll
       for (int j = 0; j < 8; ++j) o.h[j] = to_bf16(to_float(wv[k].h[j]) * (to_float(a[k].h[j]) * inv));
-      yr[i] = o.u;
+      y.store8(r, i * 8, o);
     }
   }
 }
@@ -154,10 +197,10 @@ __device__ inline void load4(const bf16* p, float* v) {
 }
 
 // One block per (row, group); g is kept in shared memory between the two passes.
-template <typename Y>
+template <typename Y, typename Out>
 __global__ void gated_rmsnorm_kernel(const Y* __restrict__ y, int ldy, const bf16* __restrict__ z,
-                                     int ldz, const bf16* __restrict__ w, bf16* __restrict__ out,
-                                     int ldo, int rows, int gs, float eps, const int* num_rows) {
+                                     int ldz, const bf16* __restrict__ w, Out out, int rows, int gs,
+                                     float eps, const int* num_rows) {
   pdl_wait();  // launched with launch_pdl: the previous kernel's writes first
   extern __shared__ float g_s[];
   __shared__ float red[32];
@@ -179,27 +222,23 @@ __global__ void gated_rmsnorm_kernel(const Y* __restrict__ y, int ldy, const bf1
     }
   }
   const float inv = rsqrtf(block_sum(ss, red) / static_cast<float>(gs) + eps);
-  bf16* orow = out + static_cast<std::size_t>(r) * ldo + c0;
   for (int i = threadIdx.x * 4; i < gs; i += blockDim.x * 4) {
     float wv[4];
     load4(w + c0 + i, wv);
-    union {
-      uint2 u;
-      bf16 h[4];
-    } o;
+    pack4 o;
 #pragma unroll
     for (int j = 0; j < 4; ++j) o.h[j] = to_bf16(wv[j] * (g_s[i + j] * inv));
-    *reinterpret_cast<uint2*>(orow + i) = o.u;
+    out.store4(r, c0 + i, o);
   }
 }
 
 // Register-resident variant: one block per (row, group); thread t owns the 4-channel pieces
 // t, t + blockDim, ... of the group (VPT of them), whose y, z and w are all loaded before the
 // reduction (one round trip to memory; g never goes to shared memory).
-template <typename Y, int VPT>
+template <typename Y, int VPT, typename Out>
 __global__ void gated_rmsnorm_reg_kernel(const Y* __restrict__ y, int ldy, const bf16* __restrict__ z,
-                                         int ldz, const bf16* __restrict__ w, bf16* __restrict__ out,
-                                         int ldo, int rows, int gs, float eps, const int* num_rows) {
+                                         int ldz, const bf16* __restrict__ w, Out out, int rows, int gs,
+                                         float eps, const int* num_rows) {
   pdl_wait();  // launched with launch_pdl: the previous kernel's writes first
   __shared__ float red[32];
   const int r = blockIdx.x, grp = blockIdx.y;
@@ -228,18 +267,14 @@ __global__ void gated_rmsnorm_reg_kernel(const Y* __restrict__ y, int ldy, const
       for (int j = 0; j < 4; ++j) ss += g[k][j] * g[k][j];
     }
   const float inv = rsqrtf(block_sum(ss, red) / static_cast<float>(gs) + eps);
-  bf16* orow = out + static_cast<std::size_t>(r) * ldo + c0;
 #pragma unroll
   for (int k = 0; k < VPT; ++k) {
     const int i = (threadIdx.x + k * blockDim.x) * 4;
     if (i < gs) {
-      union {
-        uint2 u;
-        bf16 h[4];
-      } o;
+      pack4 o;
 #pragma unroll
       for (int j = 0; j < 4; ++j) o.h[j] = to_bf16(wv[k][j] * (g[k][j] * inv));
-      *reinterpret_cast<uint2*>(orow + i) = o.u;
+      out.store4(r, c0 + i, o);
     }
   }
 }
@@ -251,15 +286,16 @@ bool aligned(const void* p, int bytes) {
 void require(bool cond, const std::string& msg) {
   if (!cond) throw piecewise::config_error(msg);
 }
-
-void launch_rmsnorm(const bf16* x, bf16* residual, const bf16* w, bf16* y, int rows, int D,
+// `y_ok`: the output's own alignment / stride check, done by the caller's overload.
+template <typename Out>
+void launch_rmsnorm(const bf16* x, bf16* residual, const bf16* w, Out y, bool y_ok, int rows, int D,
                     float eps, cudaStream_t stream, const int* num_rows, bool fused,
                     const char* name) {
   const std::string shape = std::string(name) + " (rows=" + std::to_string(rows) +
                             ", D=" + std::to_string(D) + ")";
   require(rows >= 0 && D > 0 && D % 8 == 0, shape + ": D must be a positive multiple of 8");
-  require(aligned(x, 16) && aligned(residual, 16) && aligned(w, 16) && aligned(y, 16),
-          shape + ": pointers must be 16-byte aligned");
+  require(aligned(x, 16) && aligned(residual, 16) && aligned(w, 16) && y_ok,
+          shape + ": pointers must be 16-byte aligned (an e4m3 output 8-byte aligned)");
   if (rows == 0) return;
   // Register-resident kernel: at most kRegVecs 16-byte pieces per thread, up to kRegThreads
   // threads a row; longer rows take the two-pass kernel.
@@ -268,30 +304,30 @@ void launch_rmsnorm(const bf16* x, bf16* residual, const bf16* w, bf16* y, int r
   if (vpt > 0) {
     const int threads = ceil_div(ceil_div(nv, vpt), 32) * 32;
     switch (vpt) {
-      case 1: launch_pdl("rmsnorm", rmsnorm_reg_kernel<1>, rows, threads, 0, stream, x, residual, w, y, rows, D, eps, num_rows, fused); break;
-      case 2: launch_pdl("rmsnorm", rmsnorm_reg_kernel<2>, rows, threads, 0, stream, x, residual, w, y, rows, D, eps, num_rows, fused); break;
-      default: launch_pdl("rmsnorm", rmsnorm_reg_kernel<4>, rows, threads, 0, stream, x, residual, w, y, rows, D, eps, num_rows, fused); break;
+      case 1: launch_pdl(name, rmsnorm_reg_kernel<1, Out>, rows, threads, 0, stream, x, residual, w, y, rows, D, eps, num_rows, fused); break;
+      case 2: launch_pdl(name, rmsnorm_reg_kernel<2, Out>, rows, threads, 0, stream, x, residual, w, y, rows, D, eps, num_rows, fused); break;
+      default: launch_pdl(name, rmsnorm_reg_kernel<4, Out>, rows, threads, 0, stream, x, residual, w, y, rows, D, eps, num_rows, fused); break;
     }
   } else {
     int threads = kNormThreads;
     while (threads > 32 && threads / 2 >= D / 8) threads /= 2;
-    launch_pdl("rmsnorm", rmsnorm_kernel, rows, threads, 0, stream, x, residual, w, y, rows, D, eps, num_rows, fused);
+    launch_pdl(name, rmsnorm_kernel<Out>, rows, threads, 0, stream, x, residual, w, y, rows, D, eps, num_rows, fused);
   }
   NH_CHECK_LAUNCH(shape);
 }
 
-template <typename Y>
-void launch_gated(const Y* y, int ldy, const bf16* z, int ldz, const bf16* w, bf16* out, int ldo,
-                  int rows, int d_inner, int G, float eps, cudaStream_t stream,
-                  const int* num_rows) {
-  const std::string shape = "gated_rmsnorm (rows=" + std::to_string(rows) +
+template <typename Y, typename Out>
+void launch_gated(const Y* y, int ldy, const bf16* z, int ldz, const bf16* w, Out out, bool out_ok,
+                  int rows, int d_inner, int G, float eps, cudaStream_t stream, const int* num_rows,
+                  const char* name) {
+  const std::string shape = std::string(name) + " (rows=" + std::to_string(rows) +
                             ", d_inner=" + std::to_string(d_inner) + ", G=" + std::to_string(G) + ")";
   require(G > 0 && d_inner > 0 && d_inner % G == 0 && (d_inner / G) % 4 == 0,
           shape + ": d_inner / G must be a positive multiple of 4");
-  require(ldy % 4 == 0 && ldz % 4 == 0 && ldo % 4 == 0 && ldy >= d_inner && ldz >= d_inner &&
-              ldo >= d_inner,
+  require(ldy % 4 == 0 && ldz % 4 == 0 && out.ld % 4 == 0 && ldy >= d_inner && ldz >= d_inner &&
+              out.ld >= d_inner,
           shape + ": row strides must be >= d_inner and multiples of 4");
-  require(aligned(y, 4 * sizeof(Y)) && aligned(z, 8) && aligned(w, 8) && aligned(out, 8),
+  require(aligned(y, 4 * sizeof(Y)) && aligned(z, 8) && aligned(w, 8) && out_ok,
           shape + ": misaligned pointer");
   if (rows == 0) return;
   const int gs = d_inner / G;
@@ -302,13 +338,13 @@ void launch_gated(const Y* y, int ldy, const bf16* z, int ldz, const bf16* w, bf
     const dim3 grid(rows, G);
     switch (vpt) {
       case 1:
-        launch_pdl("gated_rmsnorm", gated_rmsnorm_reg_kernel<Y, 1>, grid, threads, 0, stream, y, ldy, z, ldz, w, out, ldo, rows, gs, eps, num_rows);
+        launch_pdl(name, gated_rmsnorm_reg_kernel<Y, 1, Out>, grid, threads, 0, stream, y, ldy, z, ldz, w, out, rows, gs, eps, num_rows);
         break;
       case 2:
-        launch_pdl("gated_rmsnorm", gated_rmsnorm_reg_kernel<Y, 2>, grid, threads, 0, stream, y, ldy, z, ldz, w, out, ldo, rows, gs, eps, num_rows);
+        launch_pdl(name, gated_rmsnorm_reg_kernel<Y, 2, Out>, grid, threads, 0, stream, y, ldy, z, ldz, w, out, rows, gs, eps, num_rows);
         break;
       default:
-        launch_pdl("gated_rmsnorm", gated_rmsnorm_reg_kernel<Y, 4>, grid, threads, 0, stream, y, ldy, z, ldz, w, out, ldo, rows, gs, eps, num_rows);
+        launch_pdl(name, gated_rmsnorm_reg_kernel<Y, 4, Out>, grid, threads, 0, stream, y, ldy, z, ldz, w, out, rows, gs, eps, num_rows);
         break;
     }
     NH_CHECK_LAUNCH(shape);
@@ -318,33 +354,63 @@ void launch_gated(const Y* y, int ldy, const bf16* z, int ldz, const bf16* w, bf
   require(smem <= 48 * 1024, shape + ": group too large for shared memory");
   int threads = 256;
   while (threads > 32 && threads / 2 >= gs / 4) threads /= 2;
-  launch_pdl("gated_rmsnorm", gated_rmsnorm_kernel<Y>, dim3(rows, G), threads, smem, stream, y, ldy, z, ldz, w, out,
-             ldo, rows, gs, eps, num_rows);
+  launch_pdl(name, gated_rmsnorm_kernel<Y, Out>, dim3(rows, G), threads, smem, stream, y, ldy, z, ldz, w, out, rows,
+             gs, eps, num_rows);
   NH_CHECK_LAUNCH(shape);
+}
+
+template <typename Y>
+void launch_gated_fp8(const Y* y, int ldy, const bf16* z, int ldz, const bf16* w, const float* scale, std::uint8_t* q,
+                      int ldq, int rows, int d_inner, int G, float eps, cudaStream_t stream, const int* num_rows) {
+  require(scale != nullptr && q != nullptr, "gated_rmsnorm_fp8: the output and its scale must be given");
+  launch_gated(y, ldy, z, ldz, w, out_e4m3{q, ldq, scale}, aligned(q, 4), rows, d_inner, G, eps, stream, num_rows,
+               "gated_rmsnorm_fp8");
 }
 
 }  // namespace
 
 void rmsnorm(const bf16* x, const bf16* w, bf16* y, int rows, int D, float eps,
              cudaStream_t stream, const int* num_rows) {
-  launch_rmsnorm(x, nullptr, w, y, rows, D, eps, stream, num_rows, false, "rmsnorm");
+  launch_rmsnorm(x, nullptr, w, out_bf16{y, D}, aligned(y, 16), rows, D, eps, stream, num_rows, false, "rmsnorm");
 }
 
 void add_rmsnorm(const bf16* x, bf16* residual, const bf16* w, bf16* y, int rows, int D,
                  float eps, cudaStream_t stream, const int* num_rows) {
-  launch_rmsnorm(x, residual, w, y, rows, D, eps, stream, num_rows, true, "add_rmsnorm");
+  launch_rmsnorm(x, residual, w, out_bf16{y, D}, aligned(y, 16), rows, D, eps, stream, num_rows, true,
+                 "add_rmsnorm");
+}
+
+void rmsnorm_fp8(const bf16* x, const bf16* w, const float* scale, std::uint8_t* q, int rows, int D, float eps,
+                 cudaStream_t stream, const int* num_rows) {
+  require(scale != nullptr && q != nullptr, "rmsnorm_fp8: the output and its scale must be given");
+  launch_rmsnorm(x, nullptr, w, out_e4m3{q, D, scale}, aligned(q, 8), rows, D, eps, stream, num_rows, false,
+                 "rmsnorm_fp8");
 }
 
 void gated_rmsnorm(const float* y, int ldy, const bf16* z, int ldz, const bf16* w, bf16* out,
                    int ldo, int rows, int d_inner, int G, float eps, cudaStream_t stream,
                    const int* num_rows) {
-  launch_gated(y, ldy, z, ldz, w, out, ldo, rows, d_inner, G, eps, stream, num_rows);
+  launch_gated(y, ldy, z, ldz, w, out_bf16{out, ldo}, aligned(out, 8), rows, d_inner, G, eps, stream, num_rows,
+               "gated_rmsnorm");
 }
 
 void gated_rmsnorm(const bf16* y, int ldy, const bf16* z, int ldz, const bf16* w, bf16* out,
                    int ldo, int rows, int d_inner, int G, float eps, cudaStream_t stream,
                    const int* num_rows) {
-  launch_gated(y, ldy, z, ldz, w, out, ldo, rows, d_inner, G, eps, stream, num_rows);
+  launch_gated(y, ldy, z, ldz, w, out_bf16{out, ldo}, aligned(out, 8), rows, d_inner, G, eps, stream, num_rows,
+               "gated_rmsnorm");
+}
+
+void gated_rmsnorm_fp8(const float* y, int ldy, const bf16* z, int ldz, const bf16* w, const float* scale,
+                       std::uint8_t* q, int ldq, int rows, int d_inner, int G, float eps, cudaStream_t stream,
+                       const int* num_rows) {
+  launch_gated_fp8(y, ldy, z, ldz, w, scale, q, ldq, rows, d_inner, G, eps, stream, num_rows);
+}
+
+void gated_rmsnorm_fp8(const bf16* y, int ldy, const bf16* z, int ldz, const bf16* w, const float* scale,
+                       std::uint8_t* q, int ldq, int rows, int d_inner, int G, float eps, cudaStream_t stream,
+                       const int* num_rows) {
+  launch_gated_fp8(y, ldy, z, ldz, w, scale, q, ldq, rows, d_inner, G, eps, stream, num_rows);
 }
 
 }  // namespace nemotron_h

@@ -1,5 +1,8 @@
 // RMSNorm family of the NemotronH layers: plain, fused residual-add, and the Mamba2 gated
-// group norm. fp32 math, bf16 in/out.
+// group norm. fp32 math, bf16 in/out; the _fp8 variants write the e4m3 input of an FP8
+// projection instead (ModelOpt W8A8: each bf16-rounded output divided by the weight's static
+// input scale, kernels/fp8_device.cuh), equal to the bf16 kernel followed by
+// quantize_fp8_rows bit for bit, in one kernel and one byte an element.
 //
 // Rounding: y = bf16(w * (x * rsqrt(mean(x^2) + eps))) computed in fp32 and rounded once
 // (transformers rounds x * rsqrt(...) to bf16 before multiplying by w; the difference is one
@@ -12,6 +15,8 @@
 #pragma once
 
 #include <cuda_runtime.h>
+
+#include <cstdint>
 
 #include "kernels/common.cuh"
 
@@ -30,6 +35,14 @@ void rmsnorm(const bf16* x, const bf16* w, bf16* y, int rows, int D, float eps,
 void add_rmsnorm(const bf16* x, bf16* residual, const bf16* w, bf16* y, int rows, int D,
                  float eps, cudaStream_t stream, const int* num_rows = nullptr);
 
+/// rmsnorm() whose output goes to an FP8 GEMM: q[r * D + c] = e4m3(bf16(rmsnorm(x)[r, c]) /
+/// *scale), *scale (device memory, read when the kernel runs) the weight's static input scale;
+/// quantize_fp8_rows(rmsnorm(x)) bit for bit. q: [rows, D] bytes, 8-byte aligned; otherwise as
+/// rmsnorm() (x and w 16-byte aligned, D % 8 == 0; throws piecewise::config_error naming the
+/// shape, or for a null q / scale). Rows >= *num_rows are left untouched. Capture-safe.
+void rmsnorm_fp8(const bf16* x, const bf16* w, const float* scale, std::uint8_t* q, int rows, int D, float eps,
+                 cudaStream_t stream, const int* num_rows = nullptr);
+
 /// Mamba2 gated group RMSNorm (norm_before_gate = False):
 ///   g = y * silu(z) (fp32), out = w * g / sqrt(mean_group(g^2) + eps) per group of
 ///   d_inner / G channels. y: fp32 [rows, d_inner] with row stride ldy (the SSD scan
@@ -45,5 +58,17 @@ void gated_rmsnorm(const float* y, int ldy, const bf16* z, int ldz, const bf16* 
 void gated_rmsnorm(const bf16* y, int ldy, const bf16* z, int ldz, const bf16* w, bf16* out,
                    int ldo, int rows, int d_inner, int G, float eps, cudaStream_t stream,
                    const int* num_rows = nullptr);
+
+/// gated_rmsnorm() whose output goes to an FP8 GEMM (out_proj): q[r * ldq + c] =
+/// e4m3(bf16(out[r, c]) / *scale); gated_rmsnorm() then quantize_fp8_rows bit for bit. q rows of
+/// ldq bytes (ldq >= d_inner, a multiple of 4), q 4-byte aligned; otherwise the same
+/// requirements and errors as gated_rmsnorm(). Capture-safe.
+void gated_rmsnorm_fp8(const float* y, int ldy, const bf16* z, int ldz, const bf16* w, const float* scale,
+                       std::uint8_t* q, int ldq, int rows, int d_inner, int G, float eps, cudaStream_t stream,
+                       const int* num_rows = nullptr);
+/// Same with a bf16 y. Capture-safe.
+void gated_rmsnorm_fp8(const bf16* y, int ldy, const bf16* z, int ldz, const bf16* w, const float* scale,
+                       std::uint8_t* q, int ldq, int rows, int d_inner, int G, float eps, cudaStream_t stream,
+                       const int* num_rows = nullptr);
 
 }  // namespace nemotron_h

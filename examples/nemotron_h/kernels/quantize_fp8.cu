@@ -1,6 +1,7 @@
 // Static FP8 quantization of GEMM inputs (see quantize_fp8.cuh).
 #include "kernels/pdl.cuh"
 #include "kernels/quantize_fp8.cuh"
+#include "kernels/fp8_device.cuh"
 
 #include <cuda_fp8.h>
 
@@ -14,29 +15,30 @@ namespace nemotron_h {
 namespace {
 
 /// Eight bf16 of a row to eight e4m3 bytes: one 16-byte load, one 8-byte store a thread.
+/// Index: 32-bit when the M * K / 8 pieces fit (the row / column split of a piece is then a
+/// 32-bit division, not a 64-bit one).
+template <typename Index>
 __global__ void quantize_fp8_kernel(const bf16* __restrict__ x, int ldx, const float* __restrict__ scale,
                                     std::uint8_t* __restrict__ q, int ldq, int M, int K) {
   pdl_wait();  // launched with launch_pdl: the previous kernel's writes first
-  const float s = *scale;
-  const int groups = K / 8;
-  const long long total = static_cast<long long>(M) * groups;
-  const long long stride = static_cast<long long>(gridDim.x) * blockDim.x;
-  for (long long i = blockIdx.x * static_cast<long long>(blockDim.x) + threadIdx.x; i < total; i += stride) {
-    const int m = static_cast<int>(i / groups), k = static_cast<int>(i % groups) * 8;
+  const e4m3_quantizer quant(*scale);
+  const auto groups = static_cast<Index>(K / 8);
+  const Index total = static_cast<Index>(M) * groups;
+  const Index stride = static_cast<Index>(gridDim.x) * blockDim.x;
+  for (Index i = blockIdx.x * static_cast<Index>(blockDim.x) + threadIdx.x; i < total; i += stride) {
+    const Index m = i / groups, k = (i - m * groups) * 8;
     union {
       uint4 u;
       bf16 h[8];
     } in;
-    in.u = *reinterpret_cast<const uint4*>(x + static_cast<long long>(m) * ldx + k);
+    in.u = *reinterpret_cast<const uint4*>(x + static_cast<std::size_t>(m) * ldx + k);
     union {
       uint2 u;
-      __nv_fp8_storage_t b[8];
+      std::uint8_t b[8];
     } out;
 #pragma unroll
-    for (int j = 0; j < 8; ++j) {
-      out.b[j] = __nv_cvt_float_to_fp8(__fdiv_rn(to_float(in.h[j]), s), __NV_SATFINITE, __NV_E4M3);
-    }
-    *reinterpret_cast<uint2*>(q + static_cast<long long>(m) * ldq + k) = out.u;
+    for (int j = 0; j < 8; ++j) out.b[j] = quant(to_float(in.h[j]));
+    *reinterpret_cast<uint2*>(q + static_cast<std::size_t>(m) * ldq + k) = out.u;
   }
 }
 
@@ -178,7 +180,14 @@ void quantize_fp8_rows(const bf16* x, int ldx, const float* scale, std::uint8_t*
   const int threads = 256;
   const long long work = static_cast<long long>(M) * (K / 8);
   const int blocks = static_cast<int>(std::min<long long>((work + threads - 1) / threads, multiprocessors() * 8LL));
-  launch_pdl("quantize_fp8_rows", quantize_fp8_kernel, blocks, threads, 0, stream, x, ldx, scale, q, ldq, M, K);
+  // 32-bit indices unless the pieces and the grid's stride past the last one could overflow them.
+  if (work + static_cast<long long>(blocks) * threads < (1LL << 32)) {
+    launch_pdl("quantize_fp8_rows", quantize_fp8_kernel<unsigned>, blocks, threads, 0, stream, x, ldx, scale, q, ldq,
+               M, K);
+  } else {
+    launch_pdl("quantize_fp8_rows", quantize_fp8_kernel<unsigned long long>, blocks, threads, 0, stream, x, ldx, scale,
+               q, ldq, M, K);
+  }
   NH_CHECK_LAUNCH("quantize_fp8_rows (M=" + std::to_string(M) + ", K=" + std::to_string(K) + ")");
 }
 

@@ -1,6 +1,7 @@
 #include "runner/gpu_model.hpp"
 
 #include <algorithm>
+#include <cstdlib>
 
 #include <fmt/format.h>
 
@@ -60,6 +61,7 @@ gpu_model::gpu_model(const model_config& config, const weight_source& source, co
   attn_cols_ = static_cast<std::size_t>(std::max(cfg_.q_dim(), 8));
   max_rows_ = max_rows(lim_);
   max_seqs_ = max_sequences(lim_);
+  if (const char* e = std::getenv("NH_FP8_FUSE"); e != nullptr && e[0] == '0') fuse_fp8_ = false;
 
   // Weights first: their dtype checks come before any device memory is taken.
   weights_ = std::make_unique<device_weights>(cfg_, source);
@@ -268,6 +270,26 @@ void gpu_model::moe_layer(const layer_dev& L, const batch_view& b, cudaStream_t 
   }
 }
 
+bool gpu_model::pre_norm(const layer_dev& L, const weight& W, int T, cudaStream_t s) {
+  const int D = cfg_.hidden_size;
+  const auto eps = static_cast<float>(cfg_.eps);
+  if (fused(W)) {
+    rmsnorm_fp8(h_, L.norm, W.input_scale, gemm_->fp8_input(W, T), T, D, eps, s);
+    return true;
+  }
+  rmsnorm(h_, L.norm, xn_, T, D, eps, s);
+  return false;
+}
+
+void gpu_model::project(bool quantized, const bf16* x, const weight& W, bf16* y, int T, cudaStream_t s,
+                        bool accumulate) {
+  if (quantized) {
+    gemm_->linear_fp8_input(W, y, T, s, accumulate);
+  } else {
+    gemm_->linear(x, W, y, T, s, accumulate);
+  }
+}
+
 void gpu_model::prepare(phase p, int padded) {
   // Every linear weight of a layer is applied to all `padded` rows; lm_head to one row a sequence.
   for (const layer_dev& L : layers_) {
@@ -288,27 +310,50 @@ piecewise::forward_fn gpu_model::forward(phase p) {
     const auto eps = static_cast<float>(cfg_.eps);
     gemm_engine& gm = *gemm_;
     embedding(batch_->ids(), bf16_data(weights_->embeddings()), h_, T, D, cfg_.vocab_size, s);
+    const int di = cfg_.d_inner();
     for (int l = 0; l < cfg_.num_layers(); ++l) {
       const layer_dev& L = layers_[static_cast<std::size_t>(l)];
-      rmsnorm(h_, L.norm, xn_, T, D, eps, s);
       switch (L.kind) {
-        case layer_kind::mamba:
-          gm.linear(xn_, L.in_proj, proj_, T, s);
+        case layer_kind::mamba: {
+          project(pre_norm(L, L.in_proj, T, s), xn_, L.in_proj, proj_, T, s);
           ctx.split(l);
-          gated_rmsnorm(y_, cfg_.d_inner(), proj_, in_proj_ld_, L.gnorm, g_, cfg_.d_inner(), T, cfg_.d_inner(),
-                        cfg_.n_groups, eps, s);
-          gm.linear(g_, L.out_proj, h_, T, s, /*accumulate=*/true);
+          if (fused(L.out_proj)) {
+            gated_rmsnorm_fp8(y_, di, proj_, in_proj_ld_, L.gnorm, L.out_proj.input_scale,
+                              gm.fp8_input(L.out_proj, T), di, T, di, cfg_.n_groups, eps, s);
+            gm.linear_fp8_input(L.out_proj, h_, T, s, /*accumulate=*/true);
+          } else {
+            gated_rmsnorm(y_, di, proj_, in_proj_ld_, L.gnorm, g_, di, T, di, cfg_.n_groups, eps, s);
+            gm.linear(g_, L.out_proj, h_, T, s, /*accumulate=*/true);
+          }
           break;
+        }
         case layer_kind::attention:
-          gm.linear(xn_, L.qkv, proj_, T, s);
+          project(pre_norm(L, L.qkv, T, s), xn_, L.qkv, proj_, T, s);
           ctx.split(l);
           gm.linear(attn_out_, L.o_proj, h_, T, s, /*accumulate=*/true);
           break;
-        case layer_kind::mlp:
-          gm.linear_relu2(xn_, L.up, proj_, T, s);
-          gm.linear(proj_, L.down, h_, T, s, /*accumulate=*/true);
+        case layer_kind::mlp: {
+          const bool q = pre_norm(L, L.up, T, s);
+          if (L.up.type != dtype::fp8_e4m3) {  // bf16: the GEMV fuses relu² into its epilogue at one row
+            gm.linear_relu2(xn_, L.up, proj_, T, s);
+            gm.linear(proj_, L.down, h_, T, s, /*accumulate=*/true);
+            break;
+          }
+          // FP8 up_proj: the GEMM, then relu² (as linear_relu2 does for FP8), straight into
+          // down_proj's e4m3 input when that is FP8 too.
+          project(q, xn_, L.up, proj_, T, s);
+          const std::size_t n = static_cast<std::size_t>(T) * static_cast<std::size_t>(L.up.rows);
+          if (fused(L.down) && L.down.cols == L.up.rows) {
+            relu2_fp8(proj_, n, L.down.input_scale, gm.fp8_input(L.down, T), s);
+            gm.linear_fp8_input(L.down, h_, T, s, /*accumulate=*/true);
+          } else {
+            relu2_inplace(proj_, n, s);
+            gm.linear(proj_, L.down, h_, T, s, /*accumulate=*/true);
+          }
           break;
+        }
         case layer_kind::moe:
+          rmsnorm(h_, L.norm, xn_, T, D, eps, s);  // the router and the experts read the bf16 state
           moe_layer(L, batch_->view(T, p), s);
           break;
       }

@@ -10,9 +10,13 @@
 // callbacks. Every kernel reads the batch metadata from device memory, so both split kinds
 // are capture-safe and the whole forward can also run as one full graph.
 //
-// Linear weights are bf16 or ModelOpt FP8 (W8A8, per tensor): gemm_engine::linear quantizes an
-// FP8 projection's input with its static input scale into the engine's e4m3 scratch (reserved
-// here, once, for the most rows and the widest FP8 input) and runs the FP8 GEMM.
+// Linear weights are bf16 or ModelOpt FP8 (W8A8, per tensor). An FP8 projection's input is
+// quantized with its static input scale into the GEMM engine's e4m3 scratch (reserved here,
+// once, for the most rows and the widest FP8 input) by the kernel that produces it: the
+// pre-norm (rmsnorm_fp8), the gated norm before out_proj (gated_rmsnorm_fp8) and the squared
+// ReLU before down_proj (relu2_fp8), bit for bit what a separate quantize kernel gives
+// (fuse_fp8_inputs(false), or NH_FP8_FUSE=0, runs that separate kernel instead, for A/B
+// measurements and the test that compares them). MoE layers quantize inside gemm_engine::linear.
 #pragma once
 
 #include <cuda_runtime.h>
@@ -112,6 +116,12 @@ class gpu_model {
   /// Device bytes of the activations, state, workspaces and metadata.
   [[nodiscard]] std::size_t buffer_bytes() const noexcept { return buffers_->used(); }
   [[nodiscard]] gemm_engine& gemm() noexcept { return *gemm_; }
+  /// Whether the producers of FP8 projections' inputs write them quantized (default: yes unless
+  /// NH_FP8_FUSE=0 in the environment, read at construction) or a separate quantize kernel runs
+  /// (the unfused path; same bits, one more kernel a projection). Set it before capturing; a
+  /// captured graph keeps its kernels. Host only.
+  void fuse_fp8_inputs(bool on) noexcept { fuse_fp8_ = on; }
+  [[nodiscard]] bool fuses_fp8_inputs() const noexcept { return fuse_fp8_; }
   [[nodiscard]] const bf16* logits_buffer() const noexcept { return logits_; }
 
  private:
@@ -154,6 +164,14 @@ class gpu_model {
   /// into the residual stream h_. Captured whole: every kernel reads the token count from the
   /// batch metadata.
   void moe_layer(const layer_dev& L, const batch_view& b, cudaStream_t s);
+  /// True when W's input is written quantized by its producer (fusion on, W FP8).
+  [[nodiscard]] bool fused(const weight& W) const noexcept { return fuse_fp8_ && W.type == dtype::fp8_e4m3; }
+  /// The layer's pre-norm of h_ for projection W: into W's e4m3 input (rmsnorm_fp8) when
+  /// fused(W), returning true; else into xn_ (bf16), returning false.
+  bool pre_norm(const layer_dev& L, const weight& W, int T, cudaStream_t s);
+  /// y (+)= x W^T from what the producer wrote: W's e4m3 input when `quantized`, else x.
+  void project(bool quantized, const bf16* x, const weight& W, bf16* y, int T, cudaStream_t s,
+               bool accumulate = false);
 
   model_config cfg_;
   gpu_model_limits lim_;
@@ -164,6 +182,7 @@ class gpu_model {
   std::size_t y_cols_ = 0, attn_cols_ = 0;
   int max_rows_ = 0;  // token rows of every activation buffer
   int max_seqs_ = 0;  // rows of the per-sequence buffers
+  bool fuse_fp8_ = true;  // see fuse_fp8_inputs()
   std::unique_ptr<gemm_engine> gemm_;
   std::unique_ptr<device_weights> weights_;
   std::unique_ptr<batch_metadata> batch_;

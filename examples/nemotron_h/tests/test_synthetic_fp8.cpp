@@ -6,6 +6,7 @@
 
 #include <cmath>
 #include <cstdint>
+#include <cstdlib>
 #include <cstring>
 #include <limits>
 #include <random>
@@ -268,6 +269,21 @@ TEST_CASE("synthetic FP8: a model built with dtype fp8 agrees bit for bit across
   engine host_eng(cfg, hw, lim);
   host_eng.add_mode(mode::full, {}, {});
   CHECK(bit_equal(run_logits(host_eng, mode::full, prompts), per_mode[2]));
+  // The FP8 inputs written by the norms and the squared ReLU (the default) equal the separate
+  // quantize kernel's, through the whole model: same logits and tokens, eager and full.
+  {
+    REQUIRE(eng.model().fuses_fp8_inputs() == (std::getenv("NH_FP8_FUSE") == nullptr ||
+                                               std::getenv("NH_FP8_FUSE")[0] != '0'));
+    engine unfused(cfg, src, lim);
+    unfused.model().fuse_fp8_inputs(!eng.model().fuses_fp8_inputs());
+    for (mode m : {mode::eager, mode::full}) {
+      INFO("unfused, mode " << static_cast<int>(m));
+      unfused.add_mode(m, {}, {});
+      const workload_result r = unfused.run(m, prompts, 3);
+      CHECK(bit_equal(r.last_logits, per_mode[0]));
+      CHECK(r.tokens == tokens[0]);
+    }
+  }
   // FP8 ran: the logits moved away from the bf16 model's.
   engine bf(cfg, weight_source::drawn(7), lim);
   bf.add_mode(mode::full, {}, {});
