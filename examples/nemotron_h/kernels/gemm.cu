@@ -121,16 +121,6 @@ const gemm_engine::plan& gemm_engine::make_plan(int M, int K, int N, int ldx, in
     std::uint32_t align = 16;
     cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws,
                                          sizeof(ws));
-    // NH_GEMM_SPLITK=0 (read once, for A/B measurements): only algorithms without a split-K
-    // reduction (no separate reduce kernel), for every plan.
-    static const bool no_splitk = [] {
-      const char* e = std::getenv("NH_GEMM_SPLITK");
-      return e != nullptr && e[0] == '0';
-    }();
-    if (no_splitk) {
-      std::uint32_t mask = CUBLASLT_REDUCTION_SCHEME_NONE;
-      cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_REDUCTION_SCHEME_MASK, &mask, sizeof(mask));
-    }
     for (auto attr : {CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES,
                       CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES,
                       CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES,

@@ -17,9 +17,8 @@
 // linear_fp8_input(), which skips the quantize kernel. At M = kGemmGemvRows (decode at batch
 // 1) bf16 GEMMs run as a GEMV kernel instead (kernels/gemv.cuh), which needs no preparation;
 // use_gemv(false), or NH_GEMV=0 in the environment (read once, for A/B measurements), keeps
-// cuBLASLt there too. FP8 weights always take the FP8 GEMM. For A/B measurements (read once):
-// NH_FP8_FAST_ACCUM=1 turns on cuBLASLt's fast FP8 accumulation (it changes the results),
-// NH_GEMM_SPLITK=0 allows only algorithms without a split-K reduction.
+// cuBLASLt there too. FP8 weights always take the FP8 GEMM. NH_FP8_FAST_ACCUM=1 (read once,
+// for A/B measurements; it changes the results) turns on cuBLASLt's fast FP8 accumulation.
 #pragma once
 
 #include <cublasLt.h>

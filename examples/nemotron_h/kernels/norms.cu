@@ -37,10 +37,13 @@ union pack4 {
 
 // Where a norm's outputs go, each value already rounded to bf16: bf16 rows (stride ld
 // elements), or the e4m3 quantization of those bf16 values with a static scale into byte rows
-// (stride ld bytes), which is the bf16 kernel followed by quantize_fp8_rows bit for bit.
+// (stride ld bytes), which is the bf16 kernel followed by quantize_fp8_rows bit for bit. A
+// kernel calls bind() once at its start (the e4m3 writer reads the scale and takes its
+// reciprocal there, off the path from the reduction to the stores) and stores through the result.
 struct out_bf16 {
   bf16* p;
   int ld;
+  __device__ out_bf16 bind() const { return *this; }
   __device__ void store8(int r, int col, const pack8& v) const {
     *reinterpret_cast<uint4*>(p + static_cast<std::size_t>(r) * ld + col) = v.u;
   }
@@ -52,26 +55,30 @@ struct out_e4m3 {
   std::uint8_t* p;
   int ld;
   const float* scale;
-  __device__ void store8(int r, int col, const pack8& v) const {
-    const e4m3_quantizer quant(__ldg(scale));
-    union {
-      uint2 u;
-      std::uint8_t b[8];
-    } q;
+  struct bound {
+    std::uint8_t* p;
+    int ld;
+    e4m3_quantizer quant;
+    __device__ void store8(int r, int col, const pack8& v) const {
+      union {
+        uint2 u;
+        std::uint8_t b[8];
+      } q;
 #pragma unroll
-    for (int j = 0; j < 8; ++j) q.b[j] = quant(to_float(v.h[j]));
-    *reinterpret_cast<uint2*>(p + static_cast<std::size_t>(r) * ld + col) = q.u;
-  }
-  __device__ void store4(int r, int col, const pack4& v) const {
-    const e4m3_quantizer quant(__ldg(scale));
-    union {
-      unsigned u;
-      std::uint8_t b[4];
-    } q;
+      for (int j = 0; j < 8; ++j) q.b[j] = quant(to_float(v.h[j]));
+      *reinterpret_cast<uint2*>(p + static_cast<std::size_t>(r) * ld + col) = q.u;
+    }
+    __device__ void store4(int r, int col, const pack4& v) const {
+      union {
+        unsigned u;
+        std::uint8_t b[4];
+      } q;
 #pragma unroll
-    for (int j = 0; j < 4; ++j) q.b[j] = quant(to_float(v.h[j]));
-    *reinterpret_cast<unsigned*>(p + static_cast<std::size_t>(r) * ld + col) = q.u;
-  }
+      for (int j = 0; j < 4; ++j) q.b[j] = quant(to_float(v.h[j]));
+      *reinterpret_cast<unsigned*>(p + static_cast<std::size_t>(r) * ld + col) = q.u;
+    }
+  };
+  __device__ bound bind() const { return bound{p, ld, e4m3_quantizer(__ldg(scale))}; }
 };
 
 // One block per row; two passes over the row (the second hits L1/L2).
@@ -83,6 +90,7 @@ __global__ void rmsnorm_kernel(const bf16* x, bf16* residual,
   __shared__ float red[32];
   const int r = blockIdx.x;
   if (r >= rows || (num_rows != nullptr && r >= *num_rows)) return;
+  const auto out_w = y.bind();
   const int nv = D / 8;
   const std::size_t base = static_cast<std::size_t>(r) * D;
   const uint4* xr = x != nullptr ? reinterpret_cast<const uint4*>(x + base) : nullptr;
@@ -117,7 +125,7 @@ __global__ void rmsnorm_kernel(const bf16* x, bf16* residual,
     b.u = wr[i];
 #pragma unroll
     for (int j = 0; j < 8; ++j) o.h[j] = to_bf16(to_float(b.h[j]) * (to_float(a.h[j]) * inv));
-    y.store8(r, i * 8, o);
+    out_w.store8(r, i * 8, o);
   }
 }
 
@@ -133,6 +141,7 @@ __global__ void rmsnorm_reg_kernel(const bf16* x, bf16* residual, const bf16* __
   __shared__ float red[32];
   const int r = blockIdx.x;
   if (r >= rows || (num_rows != nullptr && r >= *num_rows)) return;
+  const auto out_w = y.bind();
   const int nv = D / 8;
   const std::size_t base = static_cast<std::size_t>(r) * D;
   const uint4* xr = x != nullptr ? reinterpret_cast<const uint4*>(x + base) : nullptr;
@@ -174,7 +183,7 @@ __global__ void rmsnorm_reg_kernel(const bf16* x, bf16* residual, const bf16* __
       pack8 o;
 #pragma unroll
       for (int j = 0; j < 8; ++j) o.h[j] = to_bf16(to_float(wv[k].h[j]) * (to_float(a[k].h[j]) * inv));
-      y.store8(r, i * 8, o);
+      out_w.store8(r, i * 8, o);
     }
   }
 }
@@ -206,6 +215,7 @@ __global__ void gated_rmsnorm_kernel(const Y* __restrict__ y, int ldy, const bf1
   __shared__ float red[32];
   const int r = blockIdx.x, grp = blockIdx.y;
   if (r >= rows || (num_rows != nullptr && r >= *num_rows)) return;
+  const auto out_w = out.bind();
   const int c0 = grp * gs;
   const Y* yr = y + static_cast<std::size_t>(r) * ldy + c0;
   const bf16* zr = z + static_cast<std::size_t>(r) * ldz + c0;
@@ -228,7 +238,7 @@ __global__ void gated_rmsnorm_kernel(const Y* __restrict__ y, int ldy, const bf1
     pack4 o;
 #pragma unroll
     for (int j = 0; j < 4; ++j) o.h[j] = to_bf16(wv[j] * (g_s[i + j] * inv));
-    out.store4(r, c0 + i, o);
+    out_w.store4(r, c0 + i, o);
   }
 }
 
@@ -243,6 +253,7 @@ __global__ void gated_rmsnorm_reg_kernel(const Y* __restrict__ y, int ldy, const
   __shared__ float red[32];
   const int r = blockIdx.x, grp = blockIdx.y;
   if (r >= rows || (num_rows != nullptr && r >= *num_rows)) return;
+  const auto out_w = out.bind();
   const int c0 = grp * gs;
   const Y* yr = y + static_cast<std::size_t>(r) * ldy + c0;
   const bf16* zr = z + static_cast<std::size_t>(r) * ldz + c0;
@@ -274,7 +285,7 @@ __global__ void gated_rmsnorm_reg_kernel(const Y* __restrict__ y, int ldy, const
       pack4 o;
 #pragma unroll
       for (int j = 0; j < 4; ++j) o.h[j] = to_bf16(wv[k][j] * (g[k][j] * inv));
-      out.store4(r, c0 + i, o);
+      out_w.store4(r, c0 + i, o);
     }
   }
 }
