@@ -47,10 +47,6 @@ cpu_model::cpu_model(model_config config, const model_weights& w) : config_(std:
     for (const host_tensor& t : w.layers[i].tensors) {
       layers[i].tensors.push_back(t.to_f64());
       layers[i].input_scales.push_back(fp8_input_scale(t));
-      if (layers[i].kind == layer_kind::moe && layers[i].input_scales.back() > 0) {
-        throw piecewise::config_error(fmt::format(
-            "cpu_model: tensor '{}' (layer {}) has FP8 activations: not supported yet in the MoE reference", t.name(), i));
-      }
     }
   }
 }
@@ -210,6 +206,10 @@ std::vector<double> cpu_session::prefill(std::span<const std::int32_t> tokens, s
         w.F = c.moe_intermediate_size;
         w.Fs = c.moe_shared_expert_intermediate_size;
         w.W = c.moe_width();
+        // The shared expert and the latent projections through linear(): FP8 inputs
+        // fake-quantized, calibration observing them, as for every other layer's weights.
+        w.linear = [this, li](std::string_view suffix, const double* in, const double*, double* y, int rows, int K,
+                              int N) { linear(li, suffix, in, y, rows, K, N); };
         ref::moe_forward(x.data(), T, D, w, moe_routing_of(c), out.data());
         break;
       }

@@ -29,8 +29,10 @@ ref::moe_routing moe_routing_of(const model_config& config);
 class cpu_model {
  public:
   /// Converts `w` (checked against `config`) to float64.
-  /// Throws piecewise::config_error when the weights do not match the config, or when an MoE
-  /// layer's weight asks for FP8 activations (not supported by the MoE reference yet).
+  /// Throws piecewise::config_error when the weights do not match the config. FP8 weights with
+  /// an input scale get their GEMM inputs fake-quantized (e4m3(x / s) x s), in MoE layers too
+  /// (the shared expert and the latent projections: the router and the routed experts are
+  /// never quantized, load_weights refuses that).
   cpu_model(model_config config, const model_weights& w);
 
   [[nodiscard]] const model_config& config() const noexcept { return config_; }

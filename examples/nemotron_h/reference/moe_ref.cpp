@@ -81,6 +81,14 @@ void moe_forward(const double* x, int T, int D, const moe_layer_ref& w, const mo
                  int* experts_out, double* weights_out) {
   const int E = r.num_experts, k = r.top_k, F = w.F, W = w.W;
   const auto Tz = static_cast<std::size_t>(T);
+  // The shared expert's and the latent projections' GEMMs (the caller's hook, or linear()).
+  auto proj = [&w](std::string_view suffix, const double* in, const double* Wt, double* y, int rows, int K, int N) {
+    if (w.linear) {
+      w.linear(suffix, in, Wt, y, rows, K, N);
+    } else {
+      linear(in, Wt, y, rows, K, N);
+    }
+  };
   // 1. Routing, from the full hidden state.
   std::vector<double> logits(Tz * E);
   linear(x, w.gate, logits.data(), T, D, E);
@@ -95,7 +103,7 @@ void moe_forward(const double* x, int T, int D, const moe_layer_ref& w, const mo
   const double* hin = x;
   if (w.fc1_latent != nullptr) {
     h.resize(Tz * W);
-    linear(x, w.fc1_latent, h.data(), T, D, W);
+    proj("mixer.fc1_latent_proj.weight", x, w.fc1_latent, h.data(), T, D, W);
     hin = h.data();
   }
   // 3. Each expert over the tokens routed to it, weighted, accumulated per token.
@@ -130,14 +138,14 @@ void moe_forward(const double* x, int T, int D, const moe_layer_ref& w, const mo
   }
   // 4. Back to hidden size, then the shared expert (unscaled), from x itself.
   if (w.fc2_latent != nullptr) {
-    linear(acc.data(), w.fc2_latent, out, T, W, D);
+    proj("mixer.fc2_latent_proj.weight", acc.data(), w.fc2_latent, out, T, W, D);
   } else {
     std::copy(acc.begin(), acc.end(), out);
   }
   std::vector<double> su(Tz * w.Fs), so(Tz * D);
-  linear(x, w.shared_up, su.data(), T, D, w.Fs);
+  proj("mixer.shared_experts.up_proj.weight", x, w.shared_up, su.data(), T, D, w.Fs);
   relu2(su.data(), su.size());
-  linear(su.data(), w.shared_down, so.data(), T, w.Fs, D);
+  proj("mixer.shared_experts.down_proj.weight", su.data(), w.shared_down, so.data(), T, w.Fs, D);
   for (std::size_t i = 0; i < Tz * D; ++i) out[i] += so[i];
   if (experts_out != nullptr) std::copy(chosen.begin(), chosen.end(), experts_out);
   if (weights_out != nullptr) std::copy(cw.begin(), cw.end(), weights_out);

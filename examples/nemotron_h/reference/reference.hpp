@@ -7,6 +7,8 @@
 #pragma once
 
 #include <cstddef>
+#include <functional>
+#include <string_view>
 
 namespace nemotron_h::ref {
 
@@ -93,6 +95,14 @@ struct moe_layer_ref {
   int F = 0;   ///< moe_intermediate_size
   int Fs = 0;  ///< moe_shared_expert_intermediate_size
   int W = 0;   ///< expert width: moe_latent_size, or D
+  /// How the shared expert's and the latent projections' GEMMs run: y[T, N] = x[T, K] Wt^T
+  /// for the layer tensor named `suffix` ("mixer.shared_experts.up_proj.weight", ...,
+  /// "mixer.fc2_latent_proj.weight"), Wt the pointer above. Empty: linear(). The whole-model
+  /// reference passes its own, which fake-quantizes the inputs of FP8 weights and lets
+  /// calibration observe them (those four are the MoE layer's linear weights; the router and
+  /// the routed experts always run here, unquantized).
+  std::function<void(std::string_view suffix, const double* x, const double* Wt, double* y, int T, int K, int N)>
+      linear;
 };
 
 /// The MoE mixer over T tokens: x [T, D] (the normed hidden state) -> out [T, D] =

@@ -16,6 +16,8 @@
 #include "model/config.hpp"
 #include "model/cpu_forward.hpp"
 #include "model/layer_kinds.hpp"
+#include "model/quant_config.hpp"
+#include "model/quantize.hpp"
 #include "model/random_tokens.hpp"
 #include "model/safetensors.hpp"
 #include "model/weights.hpp"
@@ -779,4 +781,99 @@ TEST_CASE("cpu_forward: a MoE model: chunked prefill and decode agree, the MoE l
   std::vector<double> allb;
   (void)sb.prefill(ids, &allb);
   CHECK(rel_norm_error(allb, all) > 1e-4);
+}
+
+TEST_CASE("moe_ref: the linear hook runs exactly the shared expert's and the latent projections' GEMMs", "[moe][moe_ref]") {
+  model_config c = preset("tiny-moe");
+  c.moe_latent_size = 64;
+  c.validate();
+  const model_weights w = synthetic_weights(c, 25, {.randomize_vectors = true});
+  const cpu_model m(c, w);
+  const cpu_model::layer& L = m.layers[3];
+  REQUIRE(L.kind == layer_kind::moe);
+  ref::moe_layer_ref r;
+  r.gate = L.get("mixer.gate.weight").data();
+  r.bias = L.get("mixer.gate.e_score_correction_bias").data();
+  r.up = L.get("mixer.experts.up_proj").data();
+  r.down = L.get("mixer.experts.down_proj").data();
+  r.shared_up = L.get("mixer.shared_experts.up_proj.weight").data();
+  r.shared_down = L.get("mixer.shared_experts.down_proj.weight").data();
+  r.fc1_latent = L.get("mixer.fc1_latent_proj.weight").data();
+  r.fc2_latent = L.get("mixer.fc2_latent_proj.weight").data();
+  r.F = c.moe_intermediate_size;
+  r.Fs = c.moe_shared_expert_intermediate_size;
+  r.W = c.moe_width();
+  const int T = 9, D = c.hidden_size;
+  std::mt19937 gen(5);
+  std::normal_distribution<double> nd(0.0, 1.0);
+  std::vector<double> x(static_cast<std::size_t>(T) * D), plain(x.size()), hooked(x.size());
+  for (double& v : x) v = nd(gen);
+  ref::moe_forward(x.data(), T, D, r, moe_routing_of(c), plain.data());
+  std::vector<std::string> seen;
+  r.linear = [&](std::string_view suffix, const double* in, const double* Wt, double* y, int rows, int K, int N) {
+    seen.emplace_back(suffix);
+    CHECK(rows == T);
+    ref::linear(in, Wt, y, rows, K, N);
+  };
+  ref::moe_forward(x.data(), T, D, r, moe_routing_of(c), hooked.data());
+  CHECK(hooked == plain);
+  CHECK(seen == std::vector<std::string>{"mixer.fc1_latent_proj.weight", "mixer.fc2_latent_proj.weight",
+                                         "mixer.shared_experts.up_proj.weight",
+                                         "mixer.shared_experts.down_proj.weight"});
+}
+
+TEST_CASE("cpu_forward: FP8 shared experts and latent projections are calibrated and fake-quantized in MoE layers",
+          "[moe][quant][cpu_forward]") {
+  for (bool latent : {false, true}) {
+    CAPTURE(latent);
+    model_config c = preset("tiny-moe");
+    if (latent) {
+      c.name = "tiny-moe-latent";
+      c.moe_latent_size = 64;
+      c.validate();
+    }
+    const model_weights w = synthetic_weights(c, 27, {.randomize_vectors = true});
+    std::uint64_t st = 6;
+    const std::vector<std::int32_t> tokens = random_token_ids(24, c.vocab_size, st);
+    const auto amax = calibrate_input_amax(c, w, tokens);
+    // Every linear weight's input is observed, the MoE layers' included.
+    quant_config q;
+    q.source = "test";
+    q.algo = quant_algo::none;
+    q.mixed = true;
+    int moe_linear = 0;
+    for (const tensor_entry& e : model_tensors(c)) {
+      if (!e.spec->linear || !e.in_checkpoint) continue;  // no latent projections without moe_latent_size
+      CAPTURE(e.name);
+      REQUIRE(amax.count(e.name) == 1);
+      CHECK(amax.at(e.name) > 0);
+      if (e.layer >= 0 && c.layers[static_cast<std::size_t>(e.layer)] == layer_kind::moe) {
+        q.layers[module_of(e.name)] = quant_algo::fp8;
+        ++moe_linear;
+      }
+    }
+    CHECK(moe_linear == c.count(layer_kind::moe) * (latent ? 4 : 2));
+    // The shared expert and fc1 read the same normed hidden state as the router.
+    if (latent) {
+      CHECK(amax.at("backbone.layers.3.mixer.shared_experts.up_proj.weight") ==
+            amax.at("backbone.layers.3.mixer.fc1_latent_proj.weight"));
+    }
+    model_weights fw = w;
+    REQUIRE(quantize_weights(fw, c, q, amax) == moe_linear);
+    const std::vector<double> ref = cpu_session(cpu_model(c, w)).prefill(tokens);
+    const std::vector<double> f8 = cpu_session(cpu_model(c, fw)).prefill(tokens);
+    // The same FP8 weights without their input scales: the activations' quantization matters.
+    model_weights wo = fw;
+    for (const tensor_entry& e : model_tensors(c)) {
+      host_tensor& t = wo.at(e);
+      if (t.scales) t.scales->input = 0;
+    }
+    const std::vector<double> f8w = cpu_session(cpu_model(c, wo)).prefill(tokens);
+    const double moved = rel_norm_error(f8, ref), act = rel_norm_error(f8, f8w);
+    WARN("FP8 MoE projections (latent " << latent << "): logits " << moved << " from bf16, " << act
+                                        << " from weight-only FP8");
+    CHECK(moved > 1e-4);
+    CHECK(moved < 0.2);
+    CHECK(act > 1e-6);
+  }
 }

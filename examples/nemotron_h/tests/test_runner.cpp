@@ -259,6 +259,42 @@ TEST_CASE("runner: FP8 W8A8 Mamba and MLP projections agree bit for bit across m
   CHECK(moved > 3e-2);
 }
 
+// The MoE layers' linear weights in FP8 W8A8 (the shared expert, and the latent projections
+// when the model has them; the router and the routed experts stay bf16, as quantized Nemotron
+// 3 checkpoints keep the router): gemm_engine::linear quantizes their inputs, and the CPU
+// reference fake-quantizes them (ref::moe_layer_ref::linear).
+TEST_CASE("runner: FP8 shared experts and latent projections of MoE layers agree across modes and match the "
+          "fake-quantizing CPU reference",
+          "[fp8][moe]") {
+  for (bool latent : {false, true}) {
+    CAPTURE(latent);
+    const model_config cfg = moe_test_config(latent ? "runner-moe-fp8-latent" : "runner-moe-fp8", latent);
+    synthetic_options so;
+    so.randomize_vectors = true;
+    const model_weights w = synthetic_weights(cfg, 9, so);
+    std::uint64_t st = 79;
+    const std::vector<std::int32_t> calib = random_token_ids(64, cfg.vocab_size, st);
+    quant_config q;
+    q.source = "test";
+    q.algo = quant_algo::none;
+    q.mixed = true;
+    int n = 0;
+    for (const tensor_entry& e : model_tensors(cfg)) {
+      if (e.spec->linear && e.in_checkpoint && e.layer >= 0 &&
+          cfg.layers[static_cast<std::size_t>(e.layer)] == layer_kind::moe) {
+        q.layers[module_of(e.name)] = quant_algo::fp8;
+        ++n;
+      }
+    }
+    model_weights fw = w;
+    REQUIRE(quantize_weights(fw, cfg, q, calibrate_input_amax(cfg, w, calib)) == n);
+    REQUIRE(n == cfg.count(layer_kind::moe) * (latent ? 4 : 2));
+    // The bound of the FP8 W8A8 test above, for the same reason.
+    const double worst = check_modes_agree({{{15}, 51}, {{17, 40}, 52}, {{129}, 53}}, cfg, &fw, cpu_tolerance{0.15, 0.05});
+    WARN("FP8 MoE projections (latent " << latent << "): largest relative error against the CPU reference " << worst);
+  }
+}
+
 TEST_CASE("runner: FP8 weights streamed from a ModelOpt checkpoint equal the host upload bit for bit, and NVFP4 is "
           "refused naming the tensor",
           "[fp8][weight_source]") {
