@@ -66,11 +66,6 @@ __global__ void relu2_fp8_kernel(const bf16* __restrict__ x, std::size_t n, cons
   }
 }
 
-int grid_for(std::size_t work, int threads) {
-  return static_cast<int>(std::max<std::size_t>(
-      1, std::min<std::size_t>((work + threads - 1) / threads, static_cast<std::size_t>(multiprocessors()) * 8)));
-}
-
 }  // namespace
 
 void relu2_fp8(const bf16* x, std::size_t n, const float* scale, std::uint8_t* q, cudaStream_t stream) {
@@ -81,18 +76,16 @@ void relu2_fp8(const bf16* x, std::size_t n, const float* scale, std::uint8_t* q
                                   "): n must be a multiple of 8, x 16-byte and q 8-byte aligned, the scale given");
   }
   const int threads = 256;
-  launch_pdl("relu2_fp8", relu2_fp8_kernel, grid_for(n / 8, threads), threads, 0, stream, x, n, scale, q);
+  launch_pdl("relu2_fp8", relu2_fp8_kernel, grid_stride_blocks(static_cast<long long>(n / 8), threads), threads, 0,
+             stream, x, n, scale, q);
   NH_CHECK_LAUNCH("relu2_fp8 (n=" + std::to_string(n) + ")");
 }
 
 void relu2_inplace(bf16* x, std::size_t n, cudaStream_t stream) {
   if (n == 0) return;
   const int threads = 256;
-  const int sms = multiprocessors();
   const bool vec = reinterpret_cast<std::uintptr_t>(x) % 16 == 0;
-  const std::size_t work = vec ? (n + 7) / 8 : n;
-  const int blocks = static_cast<int>(std::min<std::size_t>((work + threads - 1) / threads,
-                                                            static_cast<std::size_t>(sms) * 8));
+  const int blocks = grid_stride_blocks(static_cast<long long>(vec ? (n + 7) / 8 : n), threads);
   if (vec) {
     launch_pdl("relu2_inplace", relu2_kernel, blocks, threads, 0, stream, x, n);
   } else {

@@ -29,6 +29,13 @@ inline int multiprocessors() {
   return sms;
 }
 
+/// Blocks of `threads` for a grid-stride kernel over `work` items: one item a thread, at most 8
+/// blocks a multiprocessor (the loop covers the rest), at least 1. Host only, capture-safe.
+inline int grid_stride_blocks(long long work, int threads) {
+  const long long want = (work + threads - 1) / threads, cap = multiprocessors() * 8LL;
+  return static_cast<int>(want < 1 ? 1 : want < cap ? want : cap);
+}
+
 }  // namespace nemotron_h
 
 /// Checks the last launch and throws piecewise::cuda_error naming `what` (the kernel).

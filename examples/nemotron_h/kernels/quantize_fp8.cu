@@ -122,11 +122,6 @@ __global__ void quantize_weight_kernel(const bf16* __restrict__ w, std::size_t n
   }
 }
 
-int grid_for(long long work, int threads) {
-  return static_cast<int>(std::max<long long>(1, std::min<long long>((work + threads - 1) / threads,
-                                                                      multiprocessors() * 8LL)));
-}
-
 }  // namespace
 
 void amax_abs_rows(const bf16* x, int ldx, int M, int K, float* amax, cudaStream_t stream) {
@@ -141,7 +136,7 @@ void amax_abs_rows(const bf16* x, int ldx, int M, int K, float* amax, cudaStream
   }
   if (M == 0) return;
   const int threads = 256;
-  launch_pdl("amax_abs_rows", amax_rows_kernel, grid_for(static_cast<long long>(M) * (K / 8), threads), threads, 0,
+  launch_pdl("amax_abs_rows", amax_rows_kernel, grid_stride_blocks(static_cast<long long>(M) * (K / 8), threads), threads, 0,
              stream, x, ldx, M, K, amax);
   NH_CHECK_LAUNCH("amax_abs_rows (M=" + std::to_string(M) + ", K=" + std::to_string(K) + ")");
 }
@@ -159,7 +154,7 @@ void quantize_fp8_weight(const bf16* w, std::size_t n, const float* scale, std::
   }
   if (n == 0) return;
   const int threads = 256;
-  launch_pdl("quantize_fp8_weight", quantize_weight_kernel, grid_for(static_cast<long long>((n + 7) / 8), threads),
+  launch_pdl("quantize_fp8_weight", quantize_weight_kernel, grid_stride_blocks(static_cast<long long>((n + 7) / 8), threads),
              threads, 0, stream, w, n, scale, q);
   NH_CHECK_LAUNCH("quantize_fp8_weight (n=" + std::to_string(n) + ")");
 }
@@ -179,7 +174,7 @@ void quantize_fp8_rows(const bf16* x, int ldx, const float* scale, std::uint8_t*
   if (M == 0) return;
   const int threads = 256;
   const long long work = static_cast<long long>(M) * (K / 8);
-  const int blocks = static_cast<int>(std::min<long long>((work + threads - 1) / threads, multiprocessors() * 8LL));
+  const int blocks = grid_stride_blocks(work, threads);
   // 32-bit indices unless the pieces and the grid's stride past the last one could overflow them.
   if (work + static_cast<long long>(blocks) * threads < (1LL << 32)) {
     launch_pdl("quantize_fp8_rows", quantize_fp8_kernel<unsigned>, blocks, threads, 0, stream, x, ldx, scale, q, ldq,

@@ -160,6 +160,10 @@ void gpu_model::bind_layer(int l, buffer_plan& plan) {
     case layer_kind::mlp:
       L.up = w.get("mixer.up_proj.weight");
       L.down = w.get("mixer.down_proj.weight");
+      // relu2_fp8 writes up_proj's output rows as down_proj's e4m3 input rows (forward()).
+      PIECEWISE_EXPECTS(L.down.type != dtype::fp8_e4m3 || L.down.cols == L.up.rows,
+                        "layer {}: FP8 down_proj reads {} features but up_proj writes {} rows", l, L.down.cols,
+                        L.up.rows);
       break;  // no split point: captured whole
     case layer_kind::moe:
       L.gate = w.get("mixer.gate.weight");
@@ -270,20 +274,18 @@ void gpu_model::moe_layer(const layer_dev& L, const batch_view& b, cudaStream_t 
   }
 }
 
-bool gpu_model::pre_norm(const layer_dev& L, const weight& W, int T, cudaStream_t s) {
+void gpu_model::pre_norm(const layer_dev& L, const weight& W, int T, cudaStream_t s) {
   const int D = cfg_.hidden_size;
   const auto eps = static_cast<float>(cfg_.eps);
   if (fused(W)) {
     rmsnorm_fp8(h_, L.norm, W.input_scale, gemm_->fp8_input(W, T), T, D, eps, s);
-    return true;
+  } else {
+    rmsnorm(h_, L.norm, xn_, T, D, eps, s);
   }
-  rmsnorm(h_, L.norm, xn_, T, D, eps, s);
-  return false;
 }
 
-void gpu_model::project(bool quantized, const bf16* x, const weight& W, bf16* y, int T, cudaStream_t s,
-                        bool accumulate) {
-  if (quantized) {
+void gpu_model::project(const bf16* x, const weight& W, bf16* y, int T, cudaStream_t s, bool accumulate) {
+  if (fused(W)) {
     gemm_->linear_fp8_input(W, y, T, s, accumulate);
   } else {
     gemm_->linear(x, W, y, T, s, accumulate);
@@ -314,44 +316,42 @@ piecewise::forward_fn gpu_model::forward(phase p) {
     for (int l = 0; l < cfg_.num_layers(); ++l) {
       const layer_dev& L = layers_[static_cast<std::size_t>(l)];
       switch (L.kind) {
-        case layer_kind::mamba: {
-          project(pre_norm(L, L.in_proj, T, s), xn_, L.in_proj, proj_, T, s);
+        case layer_kind::mamba:
+          pre_norm(L, L.in_proj, T, s);
+          project(xn_, L.in_proj, proj_, T, s);
           ctx.split(l);
           if (fused(L.out_proj)) {
             gated_rmsnorm_fp8(y_, di, proj_, in_proj_ld_, L.gnorm, L.out_proj.input_scale,
                               gm.fp8_input(L.out_proj, T), di, T, di, cfg_.n_groups, eps, s);
-            gm.linear_fp8_input(L.out_proj, h_, T, s, /*accumulate=*/true);
           } else {
             gated_rmsnorm(y_, di, proj_, in_proj_ld_, L.gnorm, g_, di, T, di, cfg_.n_groups, eps, s);
-            gm.linear(g_, L.out_proj, h_, T, s, /*accumulate=*/true);
           }
+          project(g_, L.out_proj, h_, T, s, /*accumulate=*/true);
           break;
-        }
         case layer_kind::attention:
-          project(pre_norm(L, L.qkv, T, s), xn_, L.qkv, proj_, T, s);
+          pre_norm(L, L.qkv, T, s);
+          project(xn_, L.qkv, proj_, T, s);
           ctx.split(l);
           gm.linear(attn_out_, L.o_proj, h_, T, s, /*accumulate=*/true);
           break;
-        case layer_kind::mlp: {
-          const bool q = pre_norm(L, L.up, T, s);
+        case layer_kind::mlp:
+          pre_norm(L, L.up, T, s);
           if (L.up.type != dtype::fp8_e4m3) {  // bf16: the GEMV fuses relu² into its epilogue at one row
             gm.linear_relu2(xn_, L.up, proj_, T, s);
             gm.linear(proj_, L.down, h_, T, s, /*accumulate=*/true);
             break;
           }
           // FP8 up_proj: the GEMM, then relu² (as linear_relu2 does for FP8), straight into
-          // down_proj's e4m3 input when that is FP8 too.
-          project(q, xn_, L.up, proj_, T, s);
-          const std::size_t n = static_cast<std::size_t>(T) * static_cast<std::size_t>(L.up.rows);
-          if (fused(L.down) && L.down.cols == L.up.rows) {
-            relu2_fp8(proj_, n, L.down.input_scale, gm.fp8_input(L.down, T), s);
-            gm.linear_fp8_input(L.down, h_, T, s, /*accumulate=*/true);
+          // down_proj's e4m3 input when that is FP8 too (its K % 16 == 0, so up_proj's rows
+          // are unpadded and proj_'s rows are exactly down_proj's input rows).
+          project(xn_, L.up, proj_, T, s);
+          if (fused(L.down)) {
+            relu2_fp8(proj_, static_cast<std::size_t>(T) * L.up.rows, L.down.input_scale, gm.fp8_input(L.down, T), s);
           } else {
-            relu2_inplace(proj_, n, s);
-            gm.linear(proj_, L.down, h_, T, s, /*accumulate=*/true);
+            relu2_inplace(proj_, static_cast<std::size_t>(T) * L.up.rows, s);
           }
+          project(proj_, L.down, h_, T, s, /*accumulate=*/true);
           break;
-        }
         case layer_kind::moe:
           rmsnorm(h_, L.norm, xn_, T, D, eps, s);  // the router and the experts read the bf16 state
           moe_layer(L, batch_->view(T, p), s);

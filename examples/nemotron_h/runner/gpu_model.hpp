@@ -167,11 +167,10 @@ class gpu_model {
   /// True when W's input is written quantized by its producer (fusion on, W FP8).
   [[nodiscard]] bool fused(const weight& W) const noexcept { return fuse_fp8_ && W.type == dtype::fp8_e4m3; }
   /// The layer's pre-norm of h_ for projection W: into W's e4m3 input (rmsnorm_fp8) when
-  /// fused(W), returning true; else into xn_ (bf16), returning false.
-  bool pre_norm(const layer_dev& L, const weight& W, int T, cudaStream_t s);
-  /// y (+)= x W^T from what the producer wrote: W's e4m3 input when `quantized`, else x.
-  void project(bool quantized, const bf16* x, const weight& W, bf16* y, int T, cudaStream_t s,
-               bool accumulate = false);
+  /// fused(W), else into xn_ (bf16).
+  void pre_norm(const layer_dev& L, const weight& W, int T, cudaStream_t s);
+  /// y (+)= x W^T from what W's producer wrote: W's e4m3 input when fused(W), else the bf16 x.
+  void project(const bf16* x, const weight& W, bf16* y, int T, cudaStream_t s, bool accumulate = false);
 
   model_config cfg_;
   gpu_model_limits lim_;
