@@ -34,6 +34,25 @@ float fp8_input_scale(const host_tensor& t) {
 
 }  // namespace
 
+ref::moe_layer_ref moe_layer_of(const model_config& c, const cpu_model::layer& L) {
+  PIECEWISE_EXPECTS(L.kind == layer_kind::moe, "moe_layer_of: a {} layer is not an MoE layer", kind_info(L.kind).name);
+  ref::moe_layer_ref w;
+  w.gate = L.get("mixer.gate.weight").data();
+  w.bias = L.get("mixer.gate.e_score_correction_bias").data();
+  w.up = L.get("mixer.experts.up_proj").data();
+  w.down = L.get("mixer.experts.down_proj").data();
+  w.shared_up = L.get("mixer.shared_experts.up_proj.weight").data();
+  w.shared_down = L.get("mixer.shared_experts.down_proj.weight").data();
+  if (c.latent_moe()) {
+    w.fc1_latent = L.get("mixer.fc1_latent_proj.weight").data();
+    w.fc2_latent = L.get("mixer.fc2_latent_proj.weight").data();
+  }
+  w.F = c.moe_intermediate_size;
+  w.Fs = c.moe_shared_expert_intermediate_size;
+  w.W = c.moe_width();
+  return w;
+}
+
 cpu_model::cpu_model(model_config config, const model_weights& w) : config_(std::move(config)) {
   config_.validate();
   w.check_shapes(config_);
@@ -192,20 +211,7 @@ std::vector<double> cpu_session::prefill(std::span<const std::int32_t> tokens, s
         break;
       }
       case layer_kind::moe: {
-        ref::moe_layer_ref w;
-        w.gate = L.get("mixer.gate.weight").data();
-        w.bias = L.get("mixer.gate.e_score_correction_bias").data();
-        w.up = L.get("mixer.experts.up_proj").data();
-        w.down = L.get("mixer.experts.down_proj").data();
-        w.shared_up = L.get("mixer.shared_experts.up_proj.weight").data();
-        w.shared_down = L.get("mixer.shared_experts.down_proj.weight").data();
-        if (c.latent_moe()) {
-          w.fc1_latent = L.get("mixer.fc1_latent_proj.weight").data();
-          w.fc2_latent = L.get("mixer.fc2_latent_proj.weight").data();
-        }
-        w.F = c.moe_intermediate_size;
-        w.Fs = c.moe_shared_expert_intermediate_size;
-        w.W = c.moe_width();
+        ref::moe_layer_ref w = moe_layer_of(c, L);
         // The shared expert and the latent projections through linear(): FP8 inputs
         // fake-quantized, calibration observing them, as for every other layer's weights.
         w.linear = [this, li](std::string_view suffix, const double* in, const double*, double* y, int rows, int K,

@@ -57,6 +57,11 @@ class cpu_model {
   model_config config_;
 };
 
+/// The float64 weights of MoE layer `L` of a model with `config`, as ref::moe_forward reads
+/// them (pointers into L; the latent projections null without moe_latent_size; no linear
+/// hook). Throws piecewise::config_error when L is not an MoE layer.
+ref::moe_layer_ref moe_layer_of(const model_config& config, const cpu_model::layer& L);
+
 /// The cached state of one sequence: conv and SSM state for Mamba layers, K and V for
 /// attention layers, indexed by layer (entries of other kinds stay empty).
 struct cpu_sequence_state {
