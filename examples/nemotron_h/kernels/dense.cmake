@@ -9,6 +9,7 @@ add_library(nh_dense_kernels STATIC
   ${CMAKE_CURRENT_LIST_DIR}/gemm.cu
   ${CMAKE_CURRENT_LIST_DIR}/gemv.cu
   ${CMAKE_CURRENT_LIST_DIR}/quantize_fp8.cu
+  ${CMAKE_CURRENT_LIST_DIR}/nvfp4.cu
   ${CMAKE_CURRENT_LIST_DIR}/attention_prefill.cu
   ${CMAKE_CURRENT_LIST_DIR}/attention_decode.cu)
 # The Hopper prefill-attention kernel uses wgmma/setmaxnreg, which exist only on the sm_90a
@@ -33,6 +34,7 @@ if(PIECEWISE_BUILD_TESTS)
     ${_nh_dense_dir}/tests/test_norms.cu
     ${_nh_dense_dir}/tests/test_gemm.cu
     ${_nh_dense_dir}/tests/test_fused_fp8.cu
+    ${_nh_dense_dir}/tests/test_nvfp4.cu
     ${_nh_dense_dir}/tests/test_attention.cu
     LIBS nh_dense_kernels nh_reference)
 endif()

@@ -1,7 +1,8 @@
 // Device-side e4m3 quantization of GEMM inputs with a static per-tensor scale: the one rounding
 // every FP8 input producer uses (quantize_fp8_rows, and the norms / squared ReLU that write an
 // FP8 projection's input directly), so a fused producer equals its unfused bf16 kernel followed
-// by quantize_fp8_rows bit for bit. Include from .cu files only.
+// by quantize_fp8_rows bit for bit; and the float64 e4m3 rounding that quantizes weights on the
+// GPU as the host does (quantize_fp8_weight, the NVFP4 block scales). Include from .cu files only.
 #pragma once
 
 #include <cuda_fp8.h>
@@ -38,5 +39,28 @@ struct e4m3_quantizer {
     return static_cast<std::uint8_t>(__nv_cvt_float_to_fp8(q, __NV_SATFINITE, __NV_E4M3));
   }
 };
+
+/// model/quant_formats.hpp's double_to_e4m3, the same steps in device code (every step but the
+/// final rounding is exact: scaling by powers of two).
+__device__ inline std::uint8_t e4m3_of_double(double f) {
+  if (isnan(f)) return 0x7f;
+  const std::uint8_t sign = signbit(f) ? 0x80 : 0;
+  const double a = fabs(f);
+  if (a >= 448.0) return sign | 0x7e;
+  int code;
+  if (a < 0x1p-6) {
+    code = static_cast<int>(rint(a * 0x1p9));  // subnormal steps of 2^-9
+  } else {
+    int e = ilogb(a);
+    int r = static_cast<int>(rint((ldexp(a, -e) - 1.0) * 8.0));  // rint: to nearest even
+    if (r == 8) {
+      r = 0;
+      ++e;
+    }
+    code = ((e + 7) << 3) | r;
+  }
+  if (code > 0x7e) code = 0x7e;
+  return static_cast<std::uint8_t>(sign | code);
+}
 
 }  // namespace nemotron_h

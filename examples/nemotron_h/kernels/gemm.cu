@@ -10,6 +10,7 @@
 
 #include "kernels/activations.cuh"
 #include "kernels/gemv.cuh"
+#include "kernels/nvfp4.cuh"
 
 namespace nemotron_h {
 
@@ -65,8 +66,10 @@ gemm_engine::~gemm_engine() {
 void gemm_engine::require_supported(const weight& W) {
   if (supports(W)) return;
   if (W.type == dtype::nvfp4) {
-    throw piecewise::config_error(
-        strf("gemm_engine: weight '%s' has dtype nvfp4: NVFP4 on the GPU: not supported yet", W.name));
+    throw piecewise::config_error(strf(
+        "gemm_engine: weight '%s' has dtype nvfp4 %s", W.name,
+        W.block_scales == nullptr ? "but no block scales"
+                                  : strf("with K = %d input features: NVFP4 needs a positive multiple of 16", W.cols).c_str()));
   }
   if (W.type == dtype::fp8_e4m3) {
     throw piecewise::config_error(strf(
@@ -77,6 +80,15 @@ void gemm_engine::require_supported(const weight& W) {
   }
   throw piecewise::config_error(strf("gemm_engine: weight '%s' has dtype %s: not supported yet (only bf16 and fp8_e4m3)",
                                      W.name, dtype_name(W.type)));
+}
+
+void gemm_engine::reserve_nvfp4_scratch(std::size_t elems) {
+  const std::size_t bytes = elems * sizeof(bf16);
+  if (bytes <= nvfp4_scratch_bytes_) return;
+  nvfp4_scratch_ = piecewise::device_buffer();  // the old scratch first: at most one held
+  nvfp4_scratch_bytes_ = 0;
+  nvfp4_scratch_ = piecewise::device_buffer(bytes, "gemm_engine NVFP4 dequantized weight");
+  nvfp4_scratch_bytes_ = bytes;
 }
 
 void gemm_engine::reserve_fp8_input(int rows, int cols) {
@@ -195,7 +207,7 @@ void gemm_engine::prepare_fp8(int M, int K, int N, int ldx, int ldy) {
 void gemm_engine::prepare(const weight& W, int M) {
   require_supported(W);
   if (W.type == dtype::fp8_e4m3) prepare_fp8(M, W.cols, W.rows, W.cols, W.rows);
-  else prepare(M, W.cols, W.rows);
+  else if (W.type == dtype::bf16 || M > kNvfp4GemvMaxRows) prepare(M, W.cols, W.rows);
 }
 
 bool gemm_engine::prepared(int M, int K, int N) const {
@@ -240,6 +252,10 @@ void gemm_engine::observe(const bf16* x, int ldx, const weight& W, int M, cudaSt
 void gemm_engine::linear_relu2(const bf16* x, const weight& Wv, bf16* y, int M, cudaStream_t s) {
   require_supported(Wv);
   if (M == 0) return;
+  if (Wv.type == dtype::nvfp4 && M <= kNvfp4GemvMaxRows) {
+    gemv_nvfp4(x, Wv.cols, Wv, y, Wv.rows, M, gemv_out::store_relu2, s);
+    return;
+  }
   if (Wv.type == dtype::bf16 && uses_gemv(M)) {
     observe(x, Wv.cols, Wv, M, s);
     const int K = Wv.cols, N = Wv.rows;
@@ -264,6 +280,29 @@ void gemm_engine::linear_strided(const bf16* x, int ldx, const weight& Wv, bf16*
     std::uint8_t* xq = fp8_input(Wv, M);
     quantize_fp8_rows(x, ldx, Wv.input_scale, xq, K, M, K, s);
     linear_fp8(xq, K, Wv.input_scale, Wv, y, ldy, M, s, accumulate);
+    return;
+  }
+  if (Wv.type == dtype::nvfp4) {
+    if (M <= kNvfp4GemvMaxRows) {
+      gemv_nvfp4(x, ldx, Wv, y, ldy, M, accumulate ? gemv_out::accumulate : gemv_out::store, s);
+      return;
+    }
+    // Above the GEMV's rows: the weight dequantized (e2m1 x block scale x 2^-8, exact in bf16)
+    // into the scratch, then one bf16 GEMM with the global scale x 2^8 as alpha.
+    const std::size_t need = static_cast<std::size_t>(N) * static_cast<std::size_t>(K) * sizeof(bf16);
+    expects(need <= nvfp4_scratch_bytes_,
+            strf("gemm_engine: NVFP4 weight '%s' [%d, %d] at M=%d rows needs %zu bytes of dequantization scratch, %zu "
+                 "reserved (call reserve_nvfp4_scratch before the first NVFP4 linear)",
+                 Wv.name, N, K, M, need, nvfp4_scratch_bytes_));
+    auto* Wd = static_cast<bf16*>(nvfp4_scratch_.data());
+    expects(!misaligned(x) && !misaligned(y), strf("gemm_engine: pointers must be 16-byte aligned (M=%d K=%d N=%d)", M, K, N));
+    const plan& p = get_plan(M, K, N, ldx, ldy, variant::bf16, s);
+    dequantize_nvfp4(Wv, Wd, s);
+    const float alpha = nvfp4_alpha(Wv);
+    const float beta = accumulate ? 1.0f : 0.0f;
+    lt_check(cublasLtMatmul(handle_, p.op, &alpha, Wd, p.a, x, p.b, &beta, y, p.c, y, p.c, &p.algo, workspace_.data(),
+                            workspace_bytes_, s),
+             "cublasLtMatmul (NVFP4 dequantized)", M, K, N);
     return;
   }
   const auto* W = static_cast<const bf16*>(Wv.data);

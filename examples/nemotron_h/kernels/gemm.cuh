@@ -7,7 +7,9 @@
 // bf16 weights run one bf16 GEMM; FP8 e4m3 weights (ModelOpt W8A8, per-tensor scales) first
 // quantize x with the weight's static input scale into the engine's e4m3 scratch
 // (kernels/quantize_fp8.cuh, reserve_fp8_input) and then run linear_fp8() on Hopper's FP8
-// tensor cores; NVFP4 is refused with a config_error naming the tensor.
+// tensor cores; NVFP4 weights (weight-only, in kernels/nvfp4.cuh's device layout) run the
+// NVFP4 GEMV up to kNvfp4GemvMaxRows rows and above that are dequantized into the engine's bf16
+// scratch (reserve_nvfp4_scratch) for one bf16 GEMM with the global scale as alpha.
 //
 // The handle, the workspace, the FP8 input scratch and the per-shape algorithm choice are made
 // outside any capture (constructor, reserve_fp8_input(), prepare()); afterwards linear()
@@ -50,8 +52,12 @@ struct weight {
   /// fp8_e4m3: the static input scale (one fp32 in device memory) linear() quantizes the GEMM
   /// input with (ModelOpt's `input_scale`); null for the other dtypes.
   const float* input_scale = nullptr;
-  /// nvfp4: the e4m3 block scales [rows, cols / 16] in device memory.
+  /// nvfp4: the block scales in device memory, in the GEMV's tile layout with the packed
+  /// elements `data` (kernels/nvfp4.cuh: repack_nvfp4 makes both from the checkpoint layout).
   const void* block_scales = nullptr;
+  /// nvfp4: the global scale (weight_scale_2) as a host value (the GEMMs' alpha is made from
+  /// it when they are launched; a weight's scales never change).
+  float global_scale = 1.0f;
   /// The tensor's name, for messages (the owner of the view keeps the string alive).
   const char* name = "weight";
 
@@ -96,23 +102,28 @@ class gemm_engine {
   [[nodiscard]] bool prepared(int M, int K, int N) const;
 
   /// prepare() for linear(x, W, y, M, ...) with this weight: the bf16 plan (M, K, N) for a bf16
-  /// weight, the FP8 plan (M, K, N, K, N) for an fp8_e4m3 one. Throws piecewise::config_error
+  /// weight (and for an nvfp4 one above kNvfp4GemvMaxRows rows; the GEMV needs none), the FP8
+  /// plan (M, K, N, K, N) for an fp8_e4m3 one. Throws piecewise::config_error
   /// naming the tensor unless supports(W), and as prepare() does. NOT meant to be called while
   /// capturing.
   void prepare(const weight& W, int M);
 
-  /// True for the weight dtypes linear() runs: bf16, and fp8_e4m3 with its weight and input
-  /// scales (NVFP4 is issue 13's next step).
-  static constexpr bool supports(dtype t) noexcept { return t == dtype::bf16 || t == dtype::fp8_e4m3; }
-  /// True when linear() runs W: a supported dtype, and for fp8_e4m3 both scale pointers set
-  /// and K = W.cols a multiple of 16 (Hopper's FP8 GEMMs).
+  /// True for the weight dtypes linear() runs: bf16, fp8_e4m3 with its weight and input
+  /// scales, and nvfp4 (weight-only) with its block scales.
+  static constexpr bool supports(dtype t) noexcept {
+    return t == dtype::bf16 || t == dtype::fp8_e4m3 || t == dtype::nvfp4;
+  }
+  /// True when linear() runs W: a supported dtype; for fp8_e4m3 both scale pointers set and
+  /// K = W.cols a multiple of 16 (Hopper's FP8 GEMMs); for nvfp4 the block scales set and K a
+  /// multiple of 16 (the block size).
   static bool supports(const weight& W) noexcept {
     if (W.type == dtype::fp8_e4m3) return W.scale != nullptr && W.input_scale != nullptr && W.cols % 16 == 0;
+    if (W.type == dtype::nvfp4) return W.block_scales != nullptr && W.cols % 16 == 0 && W.cols > 0;
     return supports(W.type);
   }
   /// Throws piecewise::config_error naming the tensor and its dtype unless supports(W):
-  /// "NVFP4 on the GPU: not supported yet", "f32 ... not supported yet", or for fp8_e4m3 what
-  /// it lacks (a scale, an input scale, K a multiple of 16). Host only; capture-safe.
+  /// "f32 ... not supported yet", or for fp8_e4m3 / nvfp4 what it lacks (a scale, an input
+  /// scale, block scales, K a multiple of 16). Host only; capture-safe.
   static void require_supported(const weight& W);
 
   /// Makes the e4m3 scratch that linear() quantizes FP8 weights' inputs into hold at least
@@ -126,11 +137,22 @@ class gemm_engine {
   /// Bytes of the FP8 input scratch (0 until reserve_fp8_input).
   [[nodiscard]] std::size_t fp8_input_bytes() const noexcept { return fp8_input_bytes_; }
 
+  /// Makes the bf16 scratch that linear() dequantizes an NVFP4 weight into (above
+  /// kNvfp4GemvMaxRows rows) hold at least `elems` elements (the largest NVFP4 weight's rows x
+  /// cols). Same rules as reserve_fp8_input (a piecewise::device_buffer named "gemm_engine NVFP4
+  /// dequantized weight"; never shrinks; reserve before capturing). NOT capture-safe.
+  void reserve_nvfp4_scratch(std::size_t elems);
+  /// Bytes of the NVFP4 scratch (0 until reserve_nvfp4_scratch).
+  [[nodiscard]] std::size_t nvfp4_scratch_bytes() const noexcept { return nvfp4_scratch_bytes_; }
+
   /// y = x W^T (accumulate = false) or y += x W^T (accumulate = true) on stream s, with
   /// K = W.cols and N = W.rows. x: [M, K], y: [M, N], row-major bf16 with contiguous rows.
   /// bf16 W: one bf16 GEMM (the GEMV at M = kGemmGemvRows, see uses_gemv). fp8_e4m3 W: quantize_fp8_rows(x, *W.input_scale) into the FP8
   /// input scratch (rows of K bytes; see reserve_fp8_input), then linear_fp8 with W's scales,
   /// so y = e4m3(x / s_in) e4m3(W)^T * s_in * s_w, accumulated in fp32, rounded to bf16 once.
+  /// nvfp4 W: y = x dequant(W)^T, bf16 x, fp32 accumulation: gemv_nvfp4 for M <=
+  /// kNvfp4GemvMaxRows, else dequantize_nvfp4 into the NVFP4 scratch (throws
+  /// piecewise::config_error naming the tensor when it is smaller than W) and one bf16 GEMM.
   /// Capture-safe once the shape is prepared (prepare(W, M)). An unprepared shape is prepared
   /// lazily when s is not capturing; while s is capturing it throws piecewise::config_error
   /// naming the shape. Throws piecewise::config_error naming the tensor unless supports(W),
@@ -153,7 +175,7 @@ class gemm_engine {
   void linear_fp8_input(const weight& W, bf16* y, int M, cudaStream_t s, bool accumulate = false);
 
   /// y = relu(x W^T)^2 (the MLP and shared-expert up projections): fused into the GEMV's
-  /// epilogue (one bf16 rounding) when M takes the GEMV path, else linear() then
+  /// epilogue (one bf16 rounding) when M takes a GEMV path (bf16 or NVFP4), else linear() then
   /// relu2_inplace (two roundings). Same rules and errors as linear().
   void linear_relu2(const bf16* x, const weight& W, bf16* y, int M, cudaStream_t s);
 
@@ -223,6 +245,8 @@ class gemm_engine {
   piecewise::device_buffer workspace_;  // before handle_: freed after it
   std::size_t fp8_input_bytes_ = 0;
   piecewise::device_buffer fp8_input_;  // e4m3 inputs of FP8 weights (reserve_fp8_input)
+  std::size_t nvfp4_scratch_bytes_ = 0;
+  piecewise::device_buffer nvfp4_scratch_;  // a dequantized NVFP4 weight (reserve_nvfp4_scratch)
   cublasLtHandle_t handle_ = nullptr;
   std::map<key, plan*> plans_;
   bool gemv_ = true;

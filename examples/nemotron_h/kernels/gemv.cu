@@ -95,18 +95,7 @@ __global__ void __launch_bounds__(kWarps * 32)
 #pragma unroll
     for (int m = 1; m < M; ++m)
       if (lane == m) v = acc[m];
-    const std::size_t at = static_cast<std::size_t>(lane) * ldy + n;
-    if constexpr (OUT == static_cast<int>(gemv_out::f32)) {
-      static_cast<float*>(y)[at] = v;
-    } else {
-      bf16* yb = static_cast<bf16*>(y);
-      if constexpr (OUT == static_cast<int>(gemv_out::accumulate)) v = to_float(yb[at]) + v;
-      if constexpr (OUT == static_cast<int>(gemv_out::store_relu2)) {
-        v = fmaxf(v, 0.0f);
-        v *= v;
-      }
-      yb[at] = to_bf16(v);
-    }
+    detail::gemv_write<OUT>(y, static_cast<std::size_t>(lane) * ldy + n, v);
   }
 }
 

@@ -53,6 +53,26 @@ inline constexpr int kGemvMaxRows = 4;
 /// add: one rounding of the fp32 sum), bf16 y = relu(acc)^2 (store_relu2), or fp32 y = acc.
 enum class gemv_out { store, accumulate, store_relu2, f32 };
 
+namespace detail {
+
+/// Writes one GEMV output: y[at] = epilogue OUT (a gemv_out as int) of the fp32 sum v.
+template <int OUT>
+__device__ __forceinline__ void gemv_write(void* y, std::size_t at, float v) {
+  if constexpr (OUT == static_cast<int>(gemv_out::f32)) {
+    static_cast<float*>(y)[at] = v;
+  } else {
+    bf16* yb = static_cast<bf16*>(y);
+    if constexpr (OUT == static_cast<int>(gemv_out::accumulate)) v = to_float(yb[at]) + v;
+    if constexpr (OUT == static_cast<int>(gemv_out::store_relu2)) {
+      v = fmaxf(v, 0.0f);
+      v *= v;
+    }
+    yb[at] = to_bf16(v);
+  }
+}
+
+}  // namespace detail
+
 /// y[m, n] = epilogue(sum_k x[m * ldx + k] * W[n * K + k]) for m < M, n < N. `y` is bf16 or,
 /// for gemv_out::f32, float, with row stride ldy (elements). Requires 1 <= M <= kGemvMaxRows,
 /// K and ldx multiples of 8, ldx >= K, ldy >= N, x and W 16-byte aligned, y 4-byte aligned

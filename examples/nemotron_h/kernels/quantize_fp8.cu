@@ -71,29 +71,6 @@ __global__ void scale_from_amax_kernel(const float* __restrict__ amax, float* __
   *scale = a > 0.0f ? __fdiv_rn(a, 448.0f) : 1.0f;
 }
 
-/// model/quant_formats.hpp's double_to_e4m3, the same steps in device code (every step but the
-/// final rounding is exact: scaling by powers of two).
-__device__ std::uint8_t e4m3_of_double(double f) {
-  if (isnan(f)) return 0x7f;
-  const std::uint8_t sign = signbit(f) ? 0x80 : 0;
-  const double a = fabs(f);
-  if (a >= 448.0) return sign | 0x7e;
-  int code;
-  if (a < 0x1p-6) {
-    code = static_cast<int>(rint(a * 0x1p9));  // subnormal steps of 2^-9
-  } else {
-    int e = ilogb(a);
-    int r = static_cast<int>(rint((ldexp(a, -e) - 1.0) * 8.0));  // rint: to nearest even
-    if (r == 8) {
-      r = 0;
-      ++e;
-    }
-    code = ((e + 7) << 3) | r;
-  }
-  if (code > 0x7e) code = 0x7e;
-  return static_cast<std::uint8_t>(sign | code);
-}
-
 /// Eight weights a thread (one 16-byte load, one 8-byte store); the last group may be short.
 __global__ void quantize_weight_kernel(const bf16* __restrict__ w, std::size_t n, const float* __restrict__ scale,
                                        std::uint8_t* __restrict__ q) {

@@ -180,7 +180,7 @@ TEST_CASE("gemm_engine is capture-safe for prepared shapes and refuses unprepare
   CHECK_THROWS_AS(eng.prepare(4, 30, 16), piecewise::config_error);  // K not a multiple of 8
 }
 
-TEST_CASE("gemm_engine takes a weight view: bf16 runs as the plain matrix, f32 and nvfp4 and FP8 without scales are "
+TEST_CASE("gemm_engine takes a weight view: bf16 runs as the plain matrix, f32, and nvfp4 and FP8 without scales, are "
           "refused by name",
           "[dense][gemm]") {
   nh::gemm_engine eng;
@@ -199,8 +199,8 @@ TEST_CASE("gemm_engine takes a weight view: bf16 runs as the plain matrix, f32 a
   for (nh::dtype t : {nh::dtype::f32, nh::dtype::fp8_e4m3, nh::dtype::nvfp4}) {
     nh::weight w = nh::weight::bf16_matrix(dW.get(), N, K, "layers.3.mixer.up_proj.weight");
     w.type = t;
-    CHECK(nh::gemm_engine::supports(t) == (t == nh::dtype::fp8_e4m3));
-    CHECK_FALSE(nh::gemm_engine::supports(w));  // FP8 without its scales neither
+    CHECK(nh::gemm_engine::supports(t) == (t != nh::dtype::f32));
+    CHECK_FALSE(nh::gemm_engine::supports(w));  // FP8 / NVFP4 without their scales neither
     try {
       eng.linear(dx.get(), w, dz.get(), M, st.s);
       FAIL("no exception for dtype " << nh::dtype_name(t));
@@ -208,8 +208,9 @@ TEST_CASE("gemm_engine takes a weight view: bf16 runs as the plain matrix, f32 a
       const std::string what = e.what();
       CHECK(what.find("layers.3.mixer.up_proj.weight") != std::string::npos);
       CHECK(what.find(nh::dtype_name(t)) != std::string::npos);
-      CHECK(what.find(t == nh::dtype::fp8_e4m3 ? "no weight scale" : "not supported yet") != std::string::npos);
-      if (t == nh::dtype::nvfp4) CHECK(what.find("NVFP4 on the GPU: not supported yet") != std::string::npos);
+      CHECK(what.find(t == nh::dtype::fp8_e4m3 ? "no weight scale"
+                      : t == nh::dtype::nvfp4  ? "no block scales"
+                                               : "not supported yet") != std::string::npos);
     }
   }
 }

@@ -1,0 +1,414 @@
+// NVFP4 weight-only GEMV and dequantization (see nvfp4.cuh).
+//
+// One lane's 32-bit word of a tile (8 elements, 2 rows x 4 columns of its block) holds the
+// four mma A-fragment pairs so that each decodes to a bf16x2 with few operations: a bf16 whose
+// exponent field is the e2m1 exponent E and whose top mantissa bit is the e2m1 mantissa M is
+// e2m1 x 2^-126 (E = 0, M = 1 is the subnormal 2^-127 = 0.5 x 2^-126, which the bf16 multiply
+// keeps). Pair P's low element has its M, E0, E1 bits at p, p+1, p+2 and its sign at p+9, the
+// high element the same 16 bits higher, so rotating the word by 6 - p and masking with
+// 0x81C081C0 gives the pair (p = 6, 0, 3); the fourth pair takes the 8 bits left (M, E0 at
+// 10, 11, E1 at 13, sign at 14) with three shifts. Multiplying by the block scale's bf16
+// broadcast times 2^118 (bf16 multiply, exact) gives e2m1 x scale x 2^-8.
+//
+// The scales are stored as 8-bit codes c with bf16 bits (c << 4) + (236 << 7) = scale x 2^118
+// (e4m3 values 2^-9 ... 448 have exponent fields 236 ... 253 there and 3 mantissa bits), so the
+// decode is one byte permute and one integer multiply-add.
+#include "kernels/nvfp4.cuh"
+
+#include <cstdio>
+#include <string>
+
+#include "kernels/fp8_device.cuh"
+#include "kernels/pdl.cuh"
+
+namespace nemotron_h {
+
+namespace {
+
+template <class... A>
+std::string strf(const char* f, A... a) {
+  char buf[512];
+  std::snprintf(buf, sizeof(buf), f, a...);
+  return buf;
+}
+
+constexpr unsigned kPairMask = 0x81C081C0u;
+constexpr unsigned kScaleBias = (236u << 7) | (236u << 23);
+
+/// Word bit positions of the low element of pair P (M, E0, E1, sign); the high element is 16 up.
+__host__ __device__ constexpr int pair_bit(int pair, int field) {
+  constexpr int p[3] = {6, 0, 3};
+  if (pair < 3) return field < 3 ? p[pair] + field : p[pair] + 9;
+  constexpr int q[4] = {10, 11, 13, 14};
+  return q[field];
+}
+
+/// The four bf16x2 pairs of one word, each e2m1 x 2^-126 (see the top of the file).
+__device__ __forceinline__ void decode_word(unsigned w, unsigned (&a)[4]) {
+  a[0] = w & kPairMask;
+  a[1] = __funnelshift_l(w, w, 6) & kPairMask;
+  a[2] = __funnelshift_l(w, w, 3) & kPairMask;
+  a[3] = ((w >> 4) & 0x00C000C0u) | ((w >> 5) & 0x01000100u) | ((w << 1) & 0x80008000u);
+}
+
+__device__ __forceinline__ unsigned bf16x2_mul(unsigned a, unsigned b) {
+  unsigned d;
+  asm("mul.rn.bf16x2 %0, %1, %2;" : "=r"(d) : "r"(a), "r"(b));
+  return d;
+}
+
+/// Block scale codes (row g in byte 0, row g + 8 in byte 1) to two bf16x2 broadcasts of scale x 2^118.
+__device__ __forceinline__ void decode_scales(unsigned codes, unsigned& s0, unsigned& s1) {
+  s0 = __byte_perm(codes, 0u, 0x4040) * 16u + kScaleBias;
+  s1 = __byte_perm(codes, 0u, 0x4141) * 16u + kScaleBias;
+}
+
+/// The code of an e4m3 scale byte (finite, not negative; 0 for a zero scale, whose elements the
+/// repack clears).
+__device__ __forceinline__ unsigned scale_code(std::uint8_t b) {
+  const int exp = (b >> 3) & 15, man = b & 7;
+  if ((b & 0x7f) == 0) return 0;
+  const float v = exp == 0 ? ldexpf(static_cast<float>(man), -9) : ldexpf(static_cast<float>(8 + man), exp - 10);
+  const unsigned bits = __float_as_uint(v * 0x1p118f) >> 16;
+  return (bits - (236u << 7)) >> 4;
+}
+
+__device__ __forceinline__ void mma_bf16(float (&c)[4], const unsigned (&a)[4], unsigned b0, unsigned b1) {
+  asm volatile(
+      "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+      "{%0,%1,%2,%3};"
+      : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+
+/// One thread a (strip, group, lane): its 16 element bytes (rows r0 = 16s + g and r0 + 8, 16
+/// columns of block 4 * group + t) and its 2 scale codes, from the checkpoint layout.
+__global__ void repack_kernel(const std::uint8_t* __restrict__ packed, const std::uint8_t* __restrict__ scales,
+                              int rows, int cols, int strips, int groups, uint4* __restrict__ dst_packed,
+                              unsigned short* __restrict__ dst_scales) {
+  const long long total = static_cast<long long>(strips) * groups * 32;
+  const long long stride = static_cast<long long>(gridDim.x) * blockDim.x;
+  const int blocks_per_row = cols / 16;
+  for (long long i = blockIdx.x * static_cast<long long>(blockDim.x) + threadIdx.x; i < total; i += stride) {
+    const int lane = static_cast<int>(i % 32);
+    const long long sg = i / 32;
+    const int group = static_cast<int>(sg % groups), strip = static_cast<int>(sg / groups);
+    const int g = lane / 4, t = lane % 4, block = 4 * group + t;
+    unsigned char nib[2][16] = {};  // [row half][column within the block]
+    unsigned code[2] = {0, 0};
+    for (int h = 0; h < 2; ++h) {
+      const int r = strip * 16 + g + 8 * h;
+      if (r >= rows || block >= blocks_per_row) continue;
+      const std::uint8_t sb = scales[static_cast<long long>(r) * blocks_per_row + block];
+      if ((sb & 0x7f) == 0) continue;  // a zero scale: zero elements
+      code[h] = scale_code(sb);
+      const std::uint8_t* src = packed + static_cast<long long>(r) * (cols / 2) + block * 8;
+      for (int q = 0; q < 16; ++q) nib[h][q] = (src[q / 2] >> (4 * (q % 2))) & 15;
+    }
+    unsigned w[4];
+    for (int j = 0; j < 4; ++j) {
+      // Pair 0: row g, columns 4j, 4j+1; pair 1: row g + 8, the same; pairs 2, 3: columns 4j+2, 4j+3.
+      unsigned word = 0;
+      for (int pair = 0; pair < 4; ++pair) {
+        const int h = pair & 1, col = 4 * j + (pair >= 2 ? 2 : 0);
+        for (int e = 0; e < 2; ++e) {
+          const unsigned n = nib[h][col + e];
+          for (int f = 0; f < 4; ++f) word |= ((n >> f) & 1u) << (pair_bit(pair, f) + 16 * e);
+        }
+      }
+      w[j] = word;
+    }
+    dst_packed[i] = make_uint4(w[0], w[1], w[2], w[3]);
+    dst_scales[i] = static_cast<unsigned short>(code[0] | (code[1] << 8));
+  }
+}
+
+/// model/quant_formats.hpp's double_to_e2m1 in device code.
+__device__ std::uint8_t e2m1_of_double(double f) {
+  if (isnan(f)) return 0;
+  const std::uint8_t sign = signbit(f) ? 8 : 0;
+  const double a = fabs(f);
+  const double mid[7] = {0.25, 0.75, 1.25, 1.75, 2.5, 3.5, 5.0};
+  std::uint8_t code = 0;
+  while (code < 7 && (a > mid[code] || (a == mid[code] && (code & 1)))) ++code;
+  return static_cast<std::uint8_t>(sign | code);
+}
+
+__global__ void global_scale_kernel(const float* __restrict__ amax, float* __restrict__ global) {
+  pdl_wait();
+  const float a = *amax;
+  *global = a > 0.0f ? __fdiv_rn(a, 2688.0f) : 1.0f;
+}
+
+/// One thread a block of 16: as quantize_nvfp4 (model/quantize.cpp), in float64.
+__global__ void quantize_kernel(const bf16* __restrict__ w, int rows, int cols, const float* __restrict__ global,
+                                std::uint8_t* __restrict__ packed, std::uint8_t* __restrict__ scales) {
+  pdl_wait();
+  const int nb = cols / 16;
+  const long long total = static_cast<long long>(rows) * nb;
+  const long long stride = static_cast<long long>(gridDim.x) * blockDim.x;
+  const double gs = static_cast<double>(*global);
+  for (long long i = blockIdx.x * static_cast<long long>(blockDim.x) + threadIdx.x; i < total; i += stride) {
+    const bf16* src = w + i * 16;
+    double v[16], bmax = 0;
+    for (int k = 0; k < 16; ++k) {
+      v[k] = static_cast<double>(to_float(src[k]));
+      bmax = fmax(bmax, fabs(v[k]));
+    }
+    const std::uint8_t bs = e4m3_of_double(bmax / 6.0 / gs);
+    scales[i] = bs;
+    const int exp = (bs >> 3) & 15, man = bs & 7;
+    const double sv = exp == 0 ? ldexp(static_cast<double>(man), -9) : ldexp(static_cast<double>(8 + man), exp - 10);
+    const double step = sv * gs;
+    for (int k = 0; k < 16; k += 2) {
+      const std::uint8_t lo = step > 0 ? e2m1_of_double(v[k] / step) : 0;
+      const std::uint8_t hi = step > 0 ? e2m1_of_double(v[k + 1] / step) : 0;
+      packed[i * 8 + k / 2] = static_cast<std::uint8_t>(lo | (hi << 4));
+    }
+  }
+}
+
+/// Groups of 64 columns a warp keeps in flight (their elements and scales in registers) while
+/// it decodes one: enough bytes in flight to stream at copy bandwidth with few warps a strip.
+template <int NT>
+constexpr int kPrefetch = NT <= 2 ? 4 : 2;
+
+/// Columns 4j .. 4j+3 of this lane's 16 of x row m (zeros past M or K): the two B-fragment words.
+__device__ __forceinline__ uint2 load_x4(const bf16* __restrict__ x, int ldx, int m, int M, int k, int K) {
+  if (m < M && k < K) return __ldg(reinterpret_cast<const uint2*>(x + static_cast<long long>(m) * ldx + k));
+  return make_uint2(0, 0);
+}
+
+/// One block of KS warps a strip; warp w takes groups w, w + KS, ... in order (kPrefetch of them
+/// in flight), then the warps' sums are added in warp order through shared memory, one n-tile
+/// at a time. KS depends on the weight's shape only, so a row's result does not depend on M.
+template <int NT, int OUT, int KS>
+__global__ void __launch_bounds__(KS * 32)
+    gemv_nvfp4_kernel(const bf16* __restrict__ x, int ldx, const uint4* __restrict__ wp,
+                      const unsigned short* __restrict__ ws, int N, int K, int groups, float alpha,
+                      void* __restrict__ y, int ldy, int M) {
+  constexpr int P = kPrefetch<NT>;
+  __shared__ float part[KS][4][32];
+  const int lane = threadIdx.x % 32, warp = threadIdx.x / 32, strip = blockIdx.x;
+  const int g = lane / 4, t = lane % 4;
+  const long long base = static_cast<long long>(strip) * groups * 32 + lane;
+  // The first groups' elements and scales are in flight before waiting for the previous kernel
+  // (weights are constant).
+  uint4 wb[P];
+  unsigned sb[P];
+#pragma unroll
+  for (int p = 0; p < P; ++p) {
+    const int gr = warp + p * KS;
+    wb[p] = gr < groups ? detail::ld_stream16(wp + base + static_cast<long long>(gr) * 32) : make_uint4(0, 0, 0, 0);
+    sb[p] = gr < groups ? ws[base + static_cast<long long>(gr) * 32] : 0u;
+  }
+  pdl_wait();
+  float acc[NT][4];
+#pragma unroll
+  for (int i = 0; i < NT; ++i) acc[i][0] = acc[i][1] = acc[i][2] = acc[i][3] = 0.0f;
+  for (int first = warp; first < groups; first += P * KS) {
+#pragma unroll
+    for (int p = 0; p < P; ++p) {
+      const int gr = first + p * KS;
+      if (gr >= groups) break;  // warp-uniform
+      const uint4 wcur = wb[p];
+      const unsigned scur = sb[p];
+      const int nx = gr + P * KS;
+      if (nx < groups) {
+        wb[p] = detail::ld_stream16(wp + base + static_cast<long long>(nx) * 32);
+        sb[p] = ws[base + static_cast<long long>(nx) * 32];
+      }
+      const int k0 = gr * kNvfp4GroupCols + t * 16;
+      unsigned s0, s1;
+      decode_scales(scur, s0, s1);
+      const unsigned words[4] = {wcur.x, wcur.y, wcur.z, wcur.w};
+#pragma unroll
+      for (int j = 0; j < 4; ++j) {
+        unsigned a[4];
+        decode_word(words[j], a);
+        a[0] = bf16x2_mul(a[0], s0);
+        a[1] = bf16x2_mul(a[1], s1);
+        a[2] = bf16x2_mul(a[2], s0);
+        a[3] = bf16x2_mul(a[3], s1);
+#pragma unroll
+        for (int i = 0; i < NT; ++i) {
+          const uint2 b = load_x4(x, ldx, g + 8 * i, M, k0 + 4 * j, K);
+          mma_bf16(acc[i], a, b.x, b.y);
+        }
+      }
+    }
+  }
+#pragma unroll
+  for (int i = 0; i < NT; ++i) {
+    if (i > 0) __syncthreads();  // warp 0 has read the previous n-tile's sums
+#pragma unroll
+    for (int c = 0; c < 4; ++c) part[warp][c][lane] = acc[i][c];
+    __syncthreads();
+    if (warp == 0) {
+#pragma unroll
+      for (int c = 0; c < 4; ++c) {
+        float v = part[0][c][lane];
+#pragma unroll
+        for (int w = 1; w < KS; ++w) v += part[w][c][lane];
+        // c0, c1: row g, columns 2t, 2t + 1; c2, c3: row g + 8.
+        const int n = strip * 16 + g + 8 * (c / 2), m = 8 * i + 2 * t + (c % 2);
+        if (n < N && m < M) detail::gemv_write<OUT>(y, static_cast<std::size_t>(m) * ldy + n, v * alpha);
+      }
+    }
+  }
+}
+
+/// Warps a strip: as many as keep every strip's warps resident at once (about 48 warps a
+/// multiprocessor), at least 4, from the strip count alone.
+int warps_per_strip(int strips) {
+  const long long resident = static_cast<long long>(multiprocessors()) * 48;
+  if (static_cast<long long>(strips) * 16 <= resident) return 16;
+  if (static_cast<long long>(strips) * 8 <= resident) return 8;
+  return 4;
+}
+
+template <int NT, int OUT, int KS>
+void launch_gemv(const bf16* x, int ldx, const weight& W, void* y, int ldy, int M, cudaStream_t s) {
+  const nvfp4_layout L{W.rows, W.cols};
+  launch_pdl("gemv_nvfp4", gemv_nvfp4_kernel<NT, OUT, KS>, dim3(static_cast<unsigned>(L.strips())), dim3(KS * 32), 0,
+             s, x, ldx, static_cast<const uint4*>(W.data), static_cast<const unsigned short*>(W.block_scales), W.rows,
+             W.cols, L.groups(), nvfp4_alpha(W), y, ldy, M);
+}
+
+template <int NT, int OUT>
+void launch_gemv(const bf16* x, int ldx, const weight& W, void* y, int ldy, int M, cudaStream_t s) {
+  switch (warps_per_strip(nvfp4_layout{W.rows, W.cols}.strips())) {
+    case 16: launch_gemv<NT, OUT, 16>(x, ldx, W, y, ldy, M, s); break;
+    case 8: launch_gemv<NT, OUT, 8>(x, ldx, W, y, ldy, M, s); break;
+    default: launch_gemv<NT, OUT, 4>(x, ldx, W, y, ldy, M, s); break;
+  }
+}
+
+template <int NT>
+void launch_gemv(const bf16* x, int ldx, const weight& W, void* y, int ldy, int M, gemv_out out, cudaStream_t s) {
+  switch (out) {
+    case gemv_out::store: launch_gemv<NT, 0>(x, ldx, W, y, ldy, M, s); break;
+    case gemv_out::accumulate: launch_gemv<NT, 1>(x, ldx, W, y, ldy, M, s); break;
+    case gemv_out::store_relu2: launch_gemv<NT, 2>(x, ldx, W, y, ldy, M, s); break;
+    case gemv_out::f32: launch_gemv<NT, 3>(x, ldx, W, y, ldy, M, s); break;
+  }
+}
+
+/// One thread a (strip, group, lane): its 32 elements as bf16 e2m1 x scale x 2^-8, two runs of
+/// 16 columns (rows g and g + 8).
+__global__ void dequantize_kernel(const uint4* __restrict__ wp, const unsigned short* __restrict__ ws, int rows,
+                                  int cols, int strips, int groups, bf16* __restrict__ out) {
+  pdl_wait();
+  const long long total = static_cast<long long>(strips) * groups * 32;
+  const long long stride = static_cast<long long>(gridDim.x) * blockDim.x;
+  for (long long i = blockIdx.x * static_cast<long long>(blockDim.x) + threadIdx.x; i < total; i += stride) {
+    const int lane = static_cast<int>(i % 32);
+    const long long sg = i / 32;
+    const int group = static_cast<int>(sg % groups), strip = static_cast<int>(sg / groups);
+    const int g = lane / 4, t = lane % 4, k0 = group * kNvfp4GroupCols + 16 * t;
+    if (k0 >= cols) continue;
+    const uint4 u = detail::ld_stream16(wp + i);
+    unsigned s0, s1;
+    decode_scales(ws[i], s0, s1);
+    const unsigned words[4] = {u.x, u.y, u.z, u.w};
+    unsigned r0[8], r1[8];  // rows g and g + 8: columns 4j, 4j+1 then 4j+2, 4j+3
+#pragma unroll
+    for (int j = 0; j < 4; ++j) {
+      unsigned a[4];
+      decode_word(words[j], a);
+      r0[2 * j] = bf16x2_mul(a[0], s0);
+      r1[2 * j] = bf16x2_mul(a[1], s1);
+      r0[2 * j + 1] = bf16x2_mul(a[2], s0);
+      r1[2 * j + 1] = bf16x2_mul(a[3], s1);
+    }
+    for (int h = 0; h < 2; ++h) {
+      const int r = strip * 16 + g + 8 * h;
+      if (r >= rows) continue;
+      const unsigned* v = h == 0 ? r0 : r1;
+      uint4* dst = reinterpret_cast<uint4*>(out + static_cast<long long>(r) * cols + k0);
+      dst[0] = make_uint4(v[0], v[1], v[2], v[3]);
+      dst[1] = make_uint4(v[4], v[5], v[6], v[7]);
+    }
+  }
+}
+
+bool aligned16(const void* p) { return (reinterpret_cast<std::uintptr_t>(p) & 15u) == 0; }
+
+void expect_weight(const weight& W, const char* what) {
+  if (W.type != dtype::nvfp4 || W.data == nullptr || W.block_scales == nullptr || W.rows < 1 || W.cols < 16 ||
+      W.cols % 16 != 0 || !aligned16(W.data)) {
+    throw piecewise::config_error(
+        strf("%s: weight '%s' (%s, %d x %d) is not an NVFP4 weight in the device layout (data and block scales set, "
+             "cols a multiple of 16, data 16-byte aligned)",
+             what, W.name, dtype_name(W.type), W.rows, W.cols));
+  }
+}
+
+}  // namespace
+
+void repack_nvfp4(const std::uint8_t* packed, const std::uint8_t* scales, int rows, int cols, int out_rows,
+                  std::uint8_t* dst_packed, std::uint8_t* dst_scales, cudaStream_t s) {
+  if (rows < 0 || cols < 16 || cols % 16 != 0 || out_rows < rows || packed == nullptr || scales == nullptr ||
+      dst_packed == nullptr || dst_scales == nullptr || !aligned16(dst_packed) ||
+      (reinterpret_cast<std::uintptr_t>(dst_scales) & 1u) != 0) {
+    throw piecewise::config_error(strf(
+        "repack_nvfp4: rows=%d cols=%d out_rows=%d: cols must be a positive multiple of 16, out_rows >= rows, the "
+        "destination elements 16-byte aligned",
+        rows, cols, out_rows));
+  }
+  const nvfp4_layout L{out_rows, cols};
+  const long long work = static_cast<long long>(L.strips()) * L.groups() * 32;
+  if (work == 0) return;
+  const int threads = 256;
+  repack_kernel<<<grid_stride_blocks(work, threads), threads, 0, s>>>(
+      packed, scales, rows, cols, L.strips(), L.groups(), reinterpret_cast<uint4*>(dst_packed),
+      reinterpret_cast<unsigned short*>(dst_scales));
+  NH_CHECK_LAUNCH("repack_nvfp4");
+}
+
+void quantize_nvfp4_weight(const bf16* w, int rows, int cols, const float* amax, float* global, std::uint8_t* packed,
+                           std::uint8_t* scales, cudaStream_t s) {
+  if (rows < 0 || cols < 16 || cols % 16 != 0 || w == nullptr || amax == nullptr || global == nullptr ||
+      packed == nullptr || scales == nullptr || !aligned16(w)) {
+    throw piecewise::config_error(strf(
+        "quantize_nvfp4_weight: rows=%d cols=%d: cols must be a positive multiple of 16, w 16-byte aligned, every "
+        "pointer given",
+        rows, cols));
+  }
+  launch_pdl("quantize_nvfp4_weight (global scale)", global_scale_kernel, 1, 1, 0, s, amax, global);
+  const long long work = static_cast<long long>(rows) * (cols / 16);
+  if (work == 0) return;
+  const int threads = 128;
+  launch_pdl("quantize_nvfp4_weight", quantize_kernel, grid_stride_blocks(work, threads), threads, 0, s, w, rows, cols,
+             static_cast<const float*>(global), packed, scales);
+  NH_CHECK_LAUNCH("quantize_nvfp4_weight");
+}
+
+void gemv_nvfp4(const bf16* x, int ldx, const weight& W, void* y, int ldy, int M, gemv_out out, cudaStream_t s) {
+  expect_weight(W, "gemv_nvfp4");
+  if (M < 1 || M > kNvfp4GemvMaxRows || ldx < W.cols || ldx % 8 != 0 || ldy < W.rows || x == nullptr ||
+      y == nullptr || !aligned16(x) || (reinterpret_cast<std::uintptr_t>(y) & 3u) != 0) {
+    throw piecewise::config_error(strf(
+        "gemv_nvfp4: weight '%s' [%d, %d]: bad shape or pointers (M=%d ldx=%d ldy=%d; M in 1..%d, ldx a multiple of 8 "
+        "and >= K, ldy >= N, x 16-byte aligned)",
+        W.name, W.rows, W.cols, M, ldx, ldy, kNvfp4GemvMaxRows));
+  }
+  if (M <= 8) launch_gemv<1>(x, ldx, W, y, ldy, M, out, s);
+  else if (M <= 16) launch_gemv<2>(x, ldx, W, y, ldy, M, out, s);
+  else if (M <= 32) launch_gemv<4>(x, ldx, W, y, ldy, M, out, s);
+  else launch_gemv<8>(x, ldx, W, y, ldy, M, out, s);
+}
+
+void dequantize_nvfp4(const weight& W, bf16* out, cudaStream_t s) {
+  expect_weight(W, "dequantize_nvfp4");
+  if (out == nullptr || !aligned16(out))
+    throw piecewise::config_error(strf("dequantize_nvfp4: weight '%s': the output must be 16-byte aligned", W.name));
+  const nvfp4_layout L{W.rows, W.cols};
+  const long long work = static_cast<long long>(L.strips()) * L.groups() * 32;
+  const int threads = 256;
+  launch_pdl("dequantize_nvfp4", dequantize_kernel, grid_stride_blocks(work, threads), threads, 0, s,
+             static_cast<const uint4*>(W.data), static_cast<const unsigned short*>(W.block_scales), W.rows, W.cols,
+             L.strips(), L.groups(), out);
+}
+
+}  // namespace nemotron_h
