@@ -202,17 +202,20 @@ int main(int argc, char** argv) try {
   }
   cudaDeviceProp prop{};
   PIECEWISE_CUDA_TRY(cudaGetDeviceProperties(&prop, 0));
-  if (dtype == "nvfp4") throw piecewise::config_error("--dtype nvfp4: NVFP4 on the GPU: not supported yet (bf16, fp8)");
-  if (dtype != "bf16" && dtype != "fp8") throw piecewise::config_error("--dtype " + dtype + ": use bf16 or fp8");
-  const bool fp8 = dtype == "fp8";
-  if (fp8 && !checkpoint_dir.empty())
-    throw piecewise::config_error("--checkpoint writes bf16 synthetic weights: not with --dtype fp8");
+  if (dtype != "bf16" && dtype != "fp8" && dtype != "nvfp4")
+    throw piecewise::config_error("--dtype " + dtype + ": use bf16, fp8 or nvfp4");
+  const bool fp8 = dtype == "fp8", nvfp4 = dtype == "nvfp4";
+  if (dtype != "bf16" && !checkpoint_dir.empty())
+    throw piecewise::config_error("--checkpoint writes bf16 synthetic weights: not with --dtype " + dtype);
   const model_config cfg = resolve_model(model);
   fmt::print("device {}\nmodel  {}\ndtype  {}\n", prop.name, cfg.summary(),
              fp8 ? fmt::format("fp8: {} Mamba / MLP projections FP8 W8A8 (per-tensor scales, input scales from one "
                                "eager bf16 prefill of {} tokens), the rest bf16",
                                synthetic_fp8_weights(cfg).size(), kCalibrationTokens)
-                 : std::string("bf16"));
+             : nvfp4 ? fmt::format("nvfp4: {} Mamba / MLP projections NVFP4 weight-only (e2m1, e4m3 block scales of 16, "
+                                   "global scale), the rest bf16",
+                                   synthetic_fp8_weights(cfg).size())
+                     : std::string("bf16"));
 
   double bw = 0, tflops = 0;
   if (!startup_only) {
@@ -236,7 +239,9 @@ int main(int argc, char** argv) try {
   // every buffer allocated: ready to capture.
   // --dtype fp8: the calibration (its own bf16 model, freed after) first, timed apart.
   auto t0 = std::chrono::steady_clock::now();
-  const weight_source src = fp8 ? synthetic_fp8_source(cfg, 0) : weight_source::drawn(0);
+  const weight_source src = fp8     ? synthetic_fp8_source(cfg, 0)
+                            : nvfp4 ? weight_source::drawn_nvfp4(0, synthetic_fp8_weights(cfg))
+                                    : weight_source::drawn(0);
   const double calibration_s = fp8 ? seconds_since(t0) : 0.0;
   if (fp8) fmt::print("calibration: bf16 model drawn, one eager prefill observed, freed in {:.3f} s\n", calibration_s);
   t0 = std::chrono::steady_clock::now();

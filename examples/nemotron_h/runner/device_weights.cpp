@@ -14,6 +14,7 @@
 #include <cstring>
 #include <map>
 
+#include "kernels/nvfp4.cuh"
 #include "kernels/quantize_fp8.cuh"
 #include "kernels/synthetic_fill.cuh"
 #include "model/layer_kinds.hpp"
@@ -165,6 +166,18 @@ int device_weights::widest_fp8_input() const noexcept {
   return k;
 }
 
+std::size_t device_weights::largest_nvfp4_weight() const noexcept {
+  std::size_t n = 0;
+  auto see = [&n](const device_tensor& t) {
+    if (t.view.type == dtype::nvfp4)
+      n = std::max(n, static_cast<std::size_t>(t.view.rows) * static_cast<std::size_t>(t.view.cols));
+  };
+  for (const device_tensor& t : globals_) see(t);
+  for (const layer& l : layers_)
+    for (const device_tensor& t : l.tensors) see(t);
+  return n;
+}
+
 device_weights::device_weights(const model_config& c, const model_weights& w)
     : device_weights(c, weight_source::from_host(w)) {}
 
@@ -213,9 +226,35 @@ device_weights::device_weights(const model_config& c, const weight_source& src) 
     }
   }
   auto syn_fp8 = [&](std::size_t i) { return i < syn_scales.size() && syn_scales[i].has_value(); };
+  // Synthetic NVFP4 (weight-only): drawn in bf16 and quantized on the GPU, checked by name.
+  std::vector<bool> syn_nvfp4;
+  if (!src.nvfp4_weights.empty()) {
+    PIECEWISE_EXPECTS(synthetic, "device weights: NVFP4 weights named for {} weights; only synthetic weights are "
+                      "quantized on the GPU", src.how == weight_source::kind::host ? "host" : "checkpoint");
+    syn_nvfp4.resize(entries.size());
+    std::map<std::string_view, std::size_t> index;
+    for (std::size_t i = 0; i < entries.size(); ++i) index.emplace(entries[i].name, i);
+    for (const std::string& name : src.nvfp4_weights) {
+      const auto it = index.find(name);
+      PIECEWISE_EXPECTS(it != index.end(), "device weights: synthetic NVFP4: '{}' is not a tensor of {}", name, c.name);
+      const tensor_entry& e = entries[it->second];
+      PIECEWISE_EXPECTS(e.spec->linear && e.in_checkpoint && e.shape.size() == 2 &&
+                            !(e.spec->tied_to_embeddings && c.tie_word_embeddings),
+                        "device weights: synthetic NVFP4: '{}' is not a linear weight of its own", name);
+      PIECEWISE_EXPECTS(e.spec->fused_as == nullptr,
+                        "device weights: synthetic NVFP4: '{}' is part of the fused '{}', which runs as one GEMM: not "
+                        "supported (keep it bf16)",
+                        name, e.spec->fused_as);
+      PIECEWISE_EXPECTS(!syn_fp8(it->second) && !syn_nvfp4[it->second],
+                        "device weights: synthetic NVFP4: '{}' is named twice (or as FP8 too)", name);
+      syn_nvfp4[it->second] = true;
+    }
+  }
+  auto is_syn_nvfp4 = [&](std::size_t i) { return i < syn_nvfp4.size() && syn_nvfp4[i]; };
   // The dtype each entry has on the device: the checkpoint's for a quantized weight.
   auto device_type = [&](std::size_t i) {
     if (syn_fp8(i)) return dtype::fp8_e4m3;
+    if (is_syn_nvfp4(i)) return dtype::nvfp4;
     return src.how == weight_source::kind::checkpoint ? plan.quant[i].type : entries[i].spec->type;
   };
   const std::string source = src.how == weight_source::kind::checkpoint ? plan.source + ": " : std::string();
@@ -274,6 +313,12 @@ device_weights::device_weights(const model_config& c, const weight_source& src) 
     float weight, input;
   };
   std::vector<fp8_scales> scale_slots;
+  struct nvfp4_weight {
+    device_tensor* t;
+    const part* p;  // the one tensor (fused NVFP4 groups are refused)
+    nvfp4_layout layout;
+  };
+  std::vector<nvfp4_weight> nvfp4s;
   for (const upload_group& g : groups) {
     device_tensor& t = target(g);
     const part& first = g.parts.front();
@@ -322,6 +367,16 @@ device_weights::device_weights(const model_config& c, const weight_source& src) 
     t.view.rows = static_cast<int>(padded);
     t.view.cols = static_cast<int>(first.cols);
     t.view.name = t.name.c_str();  // the strings no longer move: every list is complete
+    if (first.type == dtype::nvfp4) {
+      // The device layout (kernels/nvfp4.cuh), then the global scale in a 16-byte slot;
+      // padding rows are zeros of the layout.
+      PIECEWISE_EXPECTS(g.linear && g.parts.size() == 1, "device weights: '{}': NVFP4 in a fused group", t.name);
+      const nvfp4_layout L{static_cast<int>(padded), static_cast<int>(first.cols)};
+      nvfp4s.push_back({&t, &first, L});
+      bplan.add_bytes(t.name, L.packed_bytes() + L.scale_bytes() + kFp8ScaleSlotBytes,
+                      [&t](void* p) { t.view.data = p; });
+      continue;
+    }
     const bool fp8 = first.type == dtype::fp8_e4m3;
     if (fp8) scale_slots.push_back({&t, bytes + pad_bytes, first.scales->global, first.scales->input});
     bplan.add_bytes(t.name, bytes + pad_bytes + (fp8 ? kFp8ScaleBytes : 0), [&t](void* p) { t.view.data = p; });
@@ -353,6 +408,13 @@ device_weights::device_weights(const model_config& c, const weight_source& src) 
       dst += p.bytes;
     }
   }
+  // NVFP4: the views' block scales and global scale slots; the span covers the whole layout.
+  for (const nvfp4_weight& n : nvfp4s) {
+    auto* base = static_cast<std::uint8_t*>(const_cast<void*>(n.t->view.data));
+    n.t->view.block_scales = base + n.layout.packed_bytes();
+    n.t->view.scale = reinterpret_cast<const float*>(base + n.layout.packed_bytes() + n.layout.scale_bytes());
+    entries_[n.p->entry] = {base, n.layout.packed_bytes() + n.layout.scale_bytes() + kFp8ScaleSlotBytes};
+  }
   auto data = [&](std::size_t i) { return static_cast<std::uint8_t*>(const_cast<void*>(entries_[i].data)); };
   auto tied = [&](const tensor_entry& e) { return e.spec->tied_to_embeddings && c.tie_word_embeddings; };
   const std::size_t emb = 0;  // model_tensors lists the embeddings first
@@ -363,6 +425,7 @@ device_weights::device_weights(const model_config& c, const weight_source& src) 
     case weight_source::kind::host:
       for (std::size_t i = 0; i < entries.size(); ++i) {
         const host_tensor& t = host->at(entries[i]);
+        if (t.type() == dtype::nvfp4) continue;  // below
         PIECEWISE_CUDA_TRY_CTX(cudaMemcpy(data(i), t.data(), t.data_bytes(), cudaMemcpyHostToDevice),
                                fmt::format("uploading {}", t.name()));
       }
@@ -375,6 +438,7 @@ device_weights::device_weights(const model_config& c, const weight_source& src) 
       for (std::size_t i = 0; i < entries.size(); ++i) {
         const tensor_entry& e = entries[i];
         const init_rule& r = e.spec->init;
+        if (is_syn_nvfp4(i)) continue;  // below
         const std::size_t n = entries_[i].bytes / dtype_storage_bytes(device_type(i), 1);
         if (syn_fp8(i)) {
           // Drawn in bf16 (the same bits as the bf16 model's), then quantize_fp8 on the GPU: amax,
@@ -448,7 +512,7 @@ device_weights::device_weights(const model_config& c, const weight_source& src) 
         const tensor_entry& e = entries[i];
         const auto [file, info] = plan.items[i];
         if (file != nullptr) {
-          if (same_storage(info->dtype, device_type(i))) continue;
+          if (same_storage(info->dtype, device_type(i)) || device_type(i) == dtype::nvfp4) continue;
           PIECEWISE_EXPECTS(!dtype_is_quantized(device_type(i)), "device weights: {}: tensor '{}' is {} stored as {}",
                             plan.source, e.name, dtype_name(device_type(i)), st_dtype_name(info->dtype));
           host_tensor t(e.name, e.spec->type, e.shape);
@@ -480,6 +544,73 @@ device_weights::device_weights(const model_config& c, const weight_source& src) 
       }
       break;
     }
+  }
+  // NVFP4 weights: the checkpoint layout (elements, block scales) in a device scratch, from the
+  // host tensor, the checkpoint file, or drawn in bf16 and quantized on the GPU; then repacked
+  // into the arena (kernels/nvfp4.cuh), the global scale into its slot.
+  if (!nvfp4s.empty()) {
+    std::size_t raw_bytes = 0, block_bytes = 0, elems = 0;
+    for (const nvfp4_weight& n : nvfp4s) {
+      const std::size_t e = static_cast<std::size_t>(n.p->rows) * static_cast<std::size_t>(n.p->cols);
+      raw_bytes = std::max(raw_bytes, e / 2);
+      block_bytes = std::max(block_bytes, e / 16);
+      elems = std::max(elems, e);
+    }
+    piecewise::device_buffer raw(raw_bytes, "NVFP4 upload: elements"), blocks(block_bytes, "NVFP4 upload: block scales");
+    piecewise::device_buffer draw, amax;  // synthetic only
+    if (synthetic) {
+      draw = piecewise::device_buffer(elems * sizeof(bf16), "synthetic NVFP4: the bf16 draw");
+      amax = piecewise::device_buffer(16, "synthetic NVFP4: amax");
+    }
+    auto* rp = static_cast<std::uint8_t*>(raw.data());
+    auto* rs = static_cast<std::uint8_t*>(blocks.data());
+    for (const nvfp4_weight& n : nvfp4s) {
+      const part& p = *n.p;
+      const tensor_entry& e = entries[p.entry];
+      const int rows = static_cast<int>(p.rows), cols = static_cast<int>(p.cols);
+      const std::size_t nel = static_cast<std::size_t>(rows) * static_cast<std::size_t>(cols);
+      auto* global = const_cast<float*>(n.t->view.scale);
+      float g = 1.0f;
+      if (synthetic) {
+        const init_rule& r = e.spec->init;
+        PIECEWISE_EXPECTS(r.how == init_rule::kind::normal || r.how == init_rule::kind::uniform,
+                          "device weights: synthetic NVFP4: '{}' is not drawn by the GPU", e.name);
+        auto* d = static_cast<bf16*>(draw.data());
+        synthetic_fill(d, dtype::bf16, nel, tensor_seed(src.seed, e.name), r.how == init_rule::kind::normal, r.scale(c),
+                       nullptr);
+        PIECEWISE_CUDA_TRY(cudaMemsetAsync(amax.data(), 0, sizeof(float), nullptr));
+        amax_abs_rows(d, cols, rows, cols, static_cast<float*>(amax.data()), nullptr);
+        quantize_nvfp4_weight(d, rows, cols, static_cast<const float*>(amax.data()), global, rp, rs, nullptr);
+        PIECEWISE_CUDA_TRY_CTX(cudaMemcpy(&g, global, sizeof(float), cudaMemcpyDeviceToHost),
+                               fmt::format("quantizing {}", e.name));
+      } else {
+        PIECEWISE_EXPECTS(p.scales != nullptr && p.scales->block.size() == nel / 16,
+                          "device weights: {}NVFP4 tensor '{}' has {} block scales, {} expected", source, e.name,
+                          p.scales ? p.scales->block.size() : 0, nel / 16);
+        g = p.scales->global;
+        if (host != nullptr) {
+          PIECEWISE_CUDA_TRY_CTX(cudaMemcpy(rp, p.host->data(), nel / 2, cudaMemcpyHostToDevice),
+                                 fmt::format("uploading {}", e.name));
+        } else {
+          const auto [file, info] = plan.items[p.entry];
+          const std::vector<std::uint8_t> bytes = file->read_raw(*info);
+          PIECEWISE_EXPECTS(bytes.size() == nel / 2, "{}: tensor '{}' holds {} bytes, nvfp4 [{}, {}] needs {}",
+                            file->path().string(), info->name, bytes.size(), rows, cols, nel / 2);
+          PIECEWISE_CUDA_TRY_CTX(cudaMemcpy(rp, bytes.data(), bytes.size(), cudaMemcpyHostToDevice),
+                                 fmt::format("uploading {}", e.name));
+        }
+        PIECEWISE_CUDA_TRY_CTX(cudaMemcpy(rs, p.scales->block.data(), nel / 16, cudaMemcpyHostToDevice),
+                               fmt::format("uploading the block scales of {}", e.name));
+        float slot[kFp8ScaleSlotBytes / sizeof(float)] = {g};
+        PIECEWISE_CUDA_TRY_CTX(cudaMemcpy(global, slot, sizeof(slot), cudaMemcpyHostToDevice),
+                               fmt::format("uploading the global scale of {}", e.name));
+      }
+      repack_nvfp4(rp, rs, rows, cols, n.t->view.rows, static_cast<std::uint8_t*>(const_cast<void*>(n.t->view.data)),
+                   static_cast<std::uint8_t*>(const_cast<void*>(n.t->view.block_scales)), nullptr);
+      n.t->view.global_scale = g;
+      gemm_engine::require_supported(n.t->view);
+    }
+    PIECEWISE_CUDA_TRY_CTX(cudaDeviceSynchronize(), "repacking the NVFP4 weights");
   }
   // Every source ends here: the fills and legacy-stream copies are done, and a pageable
   // cudaMemcpy (which may return before its DMA lands) has landed before the model's

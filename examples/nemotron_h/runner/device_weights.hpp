@@ -3,8 +3,10 @@
 // is a `weight` view (kernels/gemm.cuh): pointer, dtype, rows, cols, name. Linear weights are
 // bf16 or ModelOpt FP8 (fp8_e4m3, per-tensor scales): an FP8 weight's e4m3 rows are followed in
 // the arena by its weight scale and its input scale (two fp32 in 16-byte slots, kFp8ScaleBytes), which the view's `scale` and
-// `input_scale` point at. NVFP4 weights are refused before any device memory is taken
-// ("NVFP4 on the GPU: not supported yet"); runner/weight_support.hpp says what runs.
+// `input_scale` point at. NVFP4 weights (weight-only) are stored in the GEMV's device layout
+// (kernels/nvfp4.cuh: the elements, then the block scale codes, then the global scale in a
+// 16-byte slot), repacked on the GPU from the checkpoint layout; runner/weight_support.hpp
+// says what runs.
 //
 // The tensors come from a weight_source: host weights (uploaded), synthetic weights drawn on
 // the GPU straight into the arena (the same bits as synthetic_weights on the host, no host
@@ -58,6 +60,10 @@ struct weight_source {
   /// amax / 448 of the drawn tensor, e4m3 round to nearest even, saturating), bit for bit, with
   /// no host copy. Empty: every tensor in the table's dtype.
   std::map<std::string, double> fp8_input_amax;
+  /// kind::synthetic: the linear weights (canonical names) to store as NVFP4 weight-only
+  /// (W4A16: no input scale), each drawn in bf16 into a scratch and quantized on the GPU as
+  /// quantize_nvfp4 does on the host, bit for bit (kernels/nvfp4.cuh quantize_nvfp4_weight).
+  std::vector<std::string> nvfp4_weights;
   std::filesystem::path path;           ///< kind::checkpoint: what load_weights accepts
   staged_read_options staging{};        ///< kind::checkpoint: reader threads, ring of pinned slots
 
@@ -82,6 +88,13 @@ struct weight_source {
     s.fp8_input_amax = std::move(input_amax);
     return s;
   }
+  /// drawn(seed, opt) with the weights named in `names` stored as NVFP4 (see nvfp4_weights).
+  static weight_source drawn_nvfp4(std::uint64_t seed, std::vector<std::string> names,
+                                   const synthetic_options& opt = {}) {
+    weight_source s = drawn(seed, opt);
+    s.nvfp4_weights = std::move(names);
+    return s;
+  }
   static weight_source from_checkpoint(std::filesystem::path p, const staged_read_options& staging = {}) {
     weight_source s;
     s.how = kind::checkpoint;
@@ -103,10 +116,10 @@ class device_weights {
   };
 
   /// Checks `w` against `config` (model_weights::check_shapes), then checks every linear weight
-  /// against what gemm_engine runs (gpu_linear_problem, runner/weight_support.hpp: bf16, or
-  /// fp8_e4m3 with a weight scale, an input scale and K a multiple of 16; a fused group of one
-  /// dtype and, for FP8, one pair of scales; a config_error naming the tensor otherwise, e.g.
-  /// "NVFP4 on the GPU: not supported yet") and every fused group's width, all before any
+  /// against what gemm_engine runs (gpu_linear_problem, runner/weight_support.hpp: bf16,
+  /// fp8_e4m3 with a weight scale, an input scale and K a multiple of 16, nvfp4 with K a
+  /// multiple of 16; a fused group of one dtype and, for FP8, one pair of scales, not NVFP4;
+  /// a config_error naming the tensor otherwise) and every fused group's width, all before any
   /// device memory is taken; then allocates one arena and uploads. Throws
   /// piecewise::cuda_error when device memory runs out (naming the size).
   device_weights(const model_config& config, const model_weights& w);
@@ -123,7 +136,8 @@ class device_weights {
   /// Synthetic with fp8_input_amax: a name that is not a linear weight of the model, or that
   /// the GPU cannot run in FP8 (gpu_linear_problem: K not a multiple of 16, part of a fused
   /// group), is a piecewise::config_error naming it, before any device memory is taken; a
-  /// fp8_input_amax given with another source is one too.
+  /// fp8_input_amax given with another source is one too. The same for nvfp4_weights (and a
+  /// name in both lists).
   device_weights(const model_config& config, const weight_source& source);
   device_weights(const device_weights&) = delete;
   device_weights& operator=(const device_weights&) = delete;
@@ -137,8 +151,12 @@ class device_weights {
   /// The widest input (cols) of any fp8_e4m3 weight, 0 when there is none: with the most rows
   /// of a forward, the size of gemm_engine's FP8 input scratch (reserve_fp8_input).
   [[nodiscard]] int widest_fp8_input() const noexcept;
+  /// The elements (rows x cols, rows padded to 8) of the largest nvfp4 weight, 0 when there is
+  /// none: the size of gemm_engine's NVFP4 scratch (reserve_nvfp4_scratch).
+  [[nodiscard]] std::size_t largest_nvfp4_weight() const noexcept;
   /// Where entry i of model_tensors(config) lies (inside its fused group for q / k / v), and
-  /// its bytes. For tests and for saving the device weights (save_checkpoint).
+  /// its bytes (an nvfp4 weight: its whole device layout, elements, block scales and global
+  /// scale). For tests and for saving the device weights (save_checkpoint).
   struct span {
     const void* data = nullptr;
     std::size_t bytes = 0;

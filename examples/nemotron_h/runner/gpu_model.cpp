@@ -1,5 +1,7 @@
 #include "runner/gpu_model.hpp"
 
+#include "kernels/nvfp4_layout.hpp"
+
 #include <algorithm>
 #include <cstdlib>
 
@@ -69,6 +71,9 @@ gpu_model::gpu_model(const model_config& config, const weight_source& source, co
   // FP8 weights: the e4m3 copy of their inputs, for the most rows any GEMM sees (the layers'
   // tokens, lm_head's sequences); taken once here, never during a forward or a capture.
   if (const int k = weights_->widest_fp8_input(); k > 0) gemm_->reserve_fp8_input(std::max(max_rows_, max_seqs_), k);
+  // NVFP4 weights: one dequantized bf16 copy for the GEMMs above the NVFP4 GEMV's rows.
+  if (const std::size_t n = weights_->largest_nvfp4_weight(); n > 0 && std::max(max_rows_, max_seqs_) > kNvfp4GemvMaxRows)
+    gemm_->reserve_nvfp4_scratch(n);
 
   // Activations, state, workspaces and metadata: one plan, sized once, fixed addresses for
   // every bucket.

@@ -77,6 +77,13 @@ piecewise::progress_fn capture_progress_printer() {
 weight_source make_source(const run_args& a, const run_plan& plan, bool check, std::optional<model_weights>& host_w) {
   const model_config& cfg = plan.config;
   if (check) host_w = plan.synthetic ? synthetic_weights(cfg, a.seed) : load_weights(plan.checkpoint_dir, cfg);
+  if (plan.nvfp4) {
+    // Weight-only, no calibration: the GPU quantizes the drawn bf16 weights as the host does.
+    if (!host_w) return weight_source::drawn_nvfp4(a.seed, synthetic_fp8_weights(cfg));
+    const int n = quantize_weights(*host_w, cfg, synthetic_nvfp4_quant_config(cfg), {});
+    fmt::print("nvfp4   {} weights NVFP4 (quantized on the host for --check)\n", n);
+    return weight_source::from_host(*host_w);
+  }
   if (!plan.fp8) {
     return host_w           ? weight_source::from_host(*host_w)
            : plan.synthetic ? weight_source::drawn(a.seed)
@@ -510,9 +517,9 @@ int main(int argc, char** argv) {
       ->check([](const std::string& v) { return v.find('-') != std::string::npos ? "must not be negative" : ""; })
       ->capture_default_str();
   app.add_option("--dtype", a.dtype,
-                 "synthetic weights (presets): bf16, or fp8 (Mamba and MLP projections FP8 W8A8 as ModelOpt's "
-                 "Nano-9B-v2-FP8, input scales calibrated by one bf16 prefill on the GPU); a checkpoint carries its "
-                 "own quantization")
+                 "synthetic weights (presets): bf16, fp8 (Mamba and MLP projections FP8 W8A8 as ModelOpt's "
+                 "Nano-9B-v2-FP8, input scales calibrated by one bf16 prefill on the GPU) or nvfp4 (the same "
+                 "projections NVFP4 weight-only); a checkpoint carries its own quantization")
       ->capture_default_str();
   app.add_option("-i,--prompt-ids", a.prompt_ids, "explicit token ids: '1,2,3' (';' separates prompts)");
   app.add_option("--logits-out", a.logits_out, "write each prompt's last-position logits as a .npy [prompts, vocab]");

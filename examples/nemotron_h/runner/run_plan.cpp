@@ -9,6 +9,7 @@
 #include <fmt/ranges.h>
 
 #include "kernels/moe_plan_size.hpp"
+#include "kernels/nvfp4_layout.hpp"
 #include "model/dtype.hpp"
 #include "model/layer_kinds.hpp"
 #include "model/messages.hpp"
@@ -250,11 +251,20 @@ memory_estimate estimate_memory(const model_config& c, const gpu_model_limits& l
                     "estimate_memory: {} weight dtypes for the {} tensors of {}", weight_types.size(), entries.size(),
                     c.name);
   std::uint64_t fp8_k = 0;  // the widest input of an FP8 weight: gemm_engine's FP8 input scratch
+  std::uint64_t nvfp4_n = 0;  // the largest NVFP4 weight: gemm_engine's NVFP4 scratch (bf16)
   for (std::size_t i = 0; i < entries.size(); ++i) {
     const tensor_entry& e = entries[i];
     const dtype t = weight_types.empty() ? e.spec->type : weight_types[i];
     std::uint64_t n = 1;
     for (auto d : e.shape) n *= static_cast<std::uint64_t>(d);
+    if (t == dtype::nvfp4 && e.shape.size() == 2) {
+      // The device layout (kernels/nvfp4.cuh): rows padded to 8, then to strips of 16 and
+      // groups of 64 columns; elements, block scales, the global scale's slot.
+      const nvfp4_layout L{static_cast<int>((e.shape[0] + 7) / 8 * 8), static_cast<int>(e.shape[1])};
+      m.weights += L.packed_bytes() + L.scale_bytes() + kFp8ScaleSlotBytes;
+      nvfp4_n = std::max(nvfp4_n, static_cast<std::uint64_t>((e.shape[0] + 7) / 8 * 8 * e.shape[1]));
+      continue;
+    }
     m.weights += dtype_storage_bytes(t, n);
     if (t == dtype::fp8_e4m3) {
       m.weights += kFp8ScaleBytes;  // weight scale, input scale
@@ -264,6 +274,8 @@ memory_estimate estimate_memory(const model_config& c, const gpu_model_limits& l
   const auto T = static_cast<std::uint64_t>(max_rows(lim)), S = static_cast<std::uint64_t>(max_sequences(lim));
   // The e4m3 inputs of FP8 GEMMs: the most rows of any GEMM times the widest FP8 input.
   if (fp8_k > 0) m.workspaces += std::max(T, S) * fp8_k;
+  // A dequantized NVFP4 weight, for GEMMs above the NVFP4 GEMV's rows.
+  if (nvfp4_n > 0 && std::max(T, S) > static_cast<std::uint64_t>(kNvfp4GemvMaxRows)) m.workspaces += nvfp4_n * 2;
   const auto D = static_cast<std::uint64_t>(c.hidden_size);
   // MoE layers ('E'): their weights are in model_tensors (router, experts, shared expert,
   // latent projections); the shared expert's up projection goes through the projection
@@ -317,7 +329,7 @@ memory_estimate estimate_memory(const model_config& c, const gpu_model_limits& l
   return m;
 }
 
-std::string dtype_label(const run_plan& plan) { return plan.fp8 ? "fp8" : "bf16"; }
+std::string dtype_label(const run_plan& plan) { return plan.fp8 ? "fp8" : plan.nvfp4 ? "nvfp4" : "bf16"; }
 
 std::string run_plan::weights_description(std::uint64_t seed) const {
   if (synthetic && fp8) {
@@ -327,14 +339,25 @@ std::string run_plan::weights_description(std::uint64_t seed) const {
                        "the GPU), the rest bf16",
                        config.name, seed, n, n == 1 ? "" : "s", kCalibrationTokens);
   }
+  if (synthetic && nvfp4) {
+    const std::size_t n = synthetic_fp8_weights(config).size();
+    return fmt::format("synthetic weights (preset {}, no checkpoint), seed {}; dtype nvfp4: {} Mamba / MLP projection{} "
+                       "NVFP4 weight-only (e2m1, e4m3 block scales of 16, global scale; bf16 activations), the rest bf16",
+                       config.name, seed, n, n == 1 ? "" : "s");
+  }
   if (synthetic) return fmt::format("synthetic weights (preset {}, no checkpoint), seed {}", config.name, seed);
-  int fp8 = 0;
-  for (dtype t : checkpoint.types) fp8 += t == dtype::fp8_e4m3;
+  int fp8 = 0, nvfp4 = 0;
+  for (dtype t : checkpoint.types) {
+    fp8 += t == dtype::fp8_e4m3;
+    nvfp4 += t == dtype::nvfp4;
+  }
+  std::string runs;
+  if (fp8 > 0) runs += fmt::format(": {} FP8 weight{} run on the FP8 tensor cores", fp8, fp8 == 1 ? "" : "s");
+  if (nvfp4 > 0)
+    runs += fmt::format("{} {} NVFP4 weight{} run weight-only (decoded to bf16 in the GEMV / GEMM)", fp8 > 0 ? ";" : ":",
+                        nvfp4, nvfp4 == 1 ? "" : "s");
   const std::string quant =
-      checkpoint.quantization
-          ? fmt::format("; quantized, {}: {} FP8 weight{} run on the FP8 tensor cores", checkpoint.quantization->summary(),
-                        fp8, fp8 == 1 ? "" : "s")
-          : std::string();
+      checkpoint.quantization ? fmt::format("; quantized, {}{}", checkpoint.quantization->summary(), runs) : std::string();
   return fmt::format("{} ({} tensors in {} file{}, {} of data; headers checked, data read on the GPU run{})",
                      checkpoint.source.string(), checkpoint.tensors, checkpoint.shards, checkpoint.shards == 1 ? "" : "s",
                      size_text(checkpoint.file_bytes), quant);
@@ -366,9 +389,8 @@ run_plan make_run_plan(const run_args& a) {
     plan.prefill_buckets = piecewise::capture_buckets::default_prefill(a.max_prefill_tokens).sizes();
   }
   expect_arg(a.json_out.empty() || a.json_out != a.logits_out, "--json and --logits-out name the same file");
-  expect_arg(a.dtype != "nvfp4", "--dtype nvfp4: NVFP4 on the GPU: not supported yet (use --dtype bf16 or fp8)");
-  expect_arg(a.dtype == "bf16" || a.dtype == "fp8",
-             fmt::format("--dtype '{}' is not a dtype: use bf16 or fp8", printable(a.dtype)));
+  expect_arg(a.dtype == "bf16" || a.dtype == "fp8" || a.dtype == "nvfp4",
+             fmt::format("--dtype '{}' is not a dtype: use bf16, fp8 or nvfp4", printable(a.dtype)));
   if (a.text()) {
     expect_arg(a.prompt_ids.empty(), "--prompt-ids gives token ids; it does not go with --prompt, --prompt-file or --chat");
     expect_arg(!a.check, "--check compares token-id runs with the CPU reference; use --prompt-ids (or random prompts)");
@@ -434,16 +456,8 @@ run_plan make_run_plan(const run_args& a) {
                            a.dtype, dir.string()));
     plan.synthetic = false;
     plan.checkpoint_dir = dir;
-    // A quantized checkpoint (ModelOpt FP8 / NVFP4): FP8 runs on the GPU; NVFP4 is named
-    // before its tensors' dtypes are.
-    if (const auto q = read_quant_config(dir)) {
-      bool nvfp4 = q->algo == quant_algo::nvfp4 || q->algo == quant_algo::w4a16_nvfp4;
-      for (const auto& [module, algo] : q->layers) nvfp4 |= algo == quant_algo::nvfp4 || algo == quant_algo::w4a16_nvfp4;
-      if (nvfp4)
-        throw piecewise::config_error(fmt::format(
-            "{}: the checkpoint is quantized, {}; NVFP4 on the GPU: not supported yet (bf16 and FP8 weights run)",
-            dir.string(), q->summary()));
-    }
+    // A quantized checkpoint (ModelOpt FP8 / NVFP4) runs as it is: FP8 on the FP8 tensor
+    // cores, NVFP4 weight-only.
     plan.checkpoint = check_checkpoint(dir, plan.config);
     // Every linear weight as the GPU takes it (dtype, FP8 input width, fused groups of one
     // dtype), from the headers; the scales' values are checked when the weights load.
@@ -455,6 +469,12 @@ run_plan make_run_plan(const run_args& a) {
           fmt::format("--dtype fp8: {} has no Mamba or MLP projections to quantize", plan.config.name));
     // The FP8 weights as the GPU takes them (K a multiple of 16), named by tensor.
     check_gpu_weight_types(plan.config, synthetic_weight_types(plan.config, true), "--dtype fp8");
+  } else if (a.dtype == "nvfp4") {
+    plan.nvfp4 = true;
+    if (synthetic_fp8_weights(plan.config).empty())
+      throw piecewise::config_error(
+          fmt::format("--dtype nvfp4: {} has no Mamba or MLP projections to quantize", plan.config.name));
+    check_gpu_weight_types(plan.config, synthetic_weight_types(plan.config, dtype::nvfp4), "--dtype nvfp4");
   }
 
   // 3. Prompts and the limits they need.
@@ -491,7 +511,10 @@ run_plan make_run_plan(const run_args& a) {
   if (!a.dot_dir.empty()) check_output_dir(a.dot_dir, "--dot");
 
   plan.memory = estimate_memory(plan.config, lim, plan.prefill_buckets.size(), plan.decode_buckets.size(), plan.modes,
-                                plan.synthetic ? synthetic_weight_types(plan.config, plan.fp8) : plan.checkpoint.types);
+                                plan.synthetic ? synthetic_weight_types(plan.config, plan.fp8     ? dtype::fp8_e4m3
+                                                                                     : plan.nvfp4 ? dtype::nvfp4
+                                                                                                  : dtype::bf16)
+                                               : plan.checkpoint.types);
   if (plan.fp8) {
     // The calibration's bf16 model: its weights (the run's own buffers come after it is freed).
     gpu_model_limits cl;

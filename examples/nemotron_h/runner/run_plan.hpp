@@ -47,10 +47,10 @@ struct run_args {
   int max_decode_batch = 64;
   std::string buckets;     ///< "8,16,32" or empty (generated)
   std::uint64_t seed = 0;
-  /// --dtype of synthetic weights: "bf16" (default) or "fp8" (the Mamba and MLP projections FP8
-  /// W8A8, calibrated and quantized on the GPU: runner/synthetic_fp8.hpp); "nvfp4" is refused
-  /// ("not supported yet"); a checkpoint carries its own quantization, so any other than bf16
-  /// with one is a usage error.
+  /// --dtype of synthetic weights: "bf16" (default), "fp8" (the Mamba and MLP projections FP8
+  /// W8A8, calibrated and quantized on the GPU: runner/synthetic_fp8.hpp) or "nvfp4" (the same
+  /// projections NVFP4 weight-only, quantized on the GPU); a checkpoint carries its own
+  /// quantization, so any other than bf16 with one is a usage error.
   std::string dtype = "bf16";
   std::string prompt_ids;  ///< "1,2,3;4,5" or empty (random prompts)
   std::string logits_out;
@@ -95,6 +95,7 @@ struct run_plan {
   model_config config;
   bool synthetic = true;                  ///< synthetic weights (a preset without a checkpoint)
   bool fp8 = false;                       ///< synthetic weights with --dtype fp8
+  bool nvfp4 = false;                     ///< synthetic weights with --dtype nvfp4
   /// --dtype fp8: the device bytes of the bf16 model the calibration prefill runs first (freed
   /// before the FP8 model is built); 0 otherwise.
   std::uint64_t calibration_weights = 0;
@@ -154,17 +155,16 @@ memory_estimate estimate_memory(const model_config& config, const gpu_model_limi
                                 std::size_t prefill_buckets, std::size_t decode_buckets,
                                 const std::vector<std::string>& modes, const std::vector<dtype>& weight_types = {});
 
-/// "bf16", "fp8": the --dtype of the run (a checkpoint's runs report "bf16" here and their
+/// "bf16", "fp8", "nvfp4": the --dtype of the run (a checkpoint's runs report "bf16" here and their
 /// quantization in weights_description).
 std::string dtype_label(const run_plan& plan);
 
 /// Makes the plan: every check of the run, in order arguments, config (and --layers),
 /// checkpoint headers, prompts, output paths, then the GPU kernels' limits (after the memory
 /// estimate, which their message states: a model too large for one card says how much it
-/// needs). --dtype: anything but bf16, fp8 and nvfp4 is a usage_error, nvfp4 a usage_error
-/// "NVFP4 on the GPU: not supported yet", fp8 with a checkpoint a usage_error naming --dtype;
-/// a preset whose FP8 weights the GPU cannot run (K not a multiple of 16) a config_error naming
-/// the tensor. Touches no GPU and reads no weight data. Throws usage_error for a
+/// needs). --dtype: anything but bf16, fp8 and nvfp4 is a usage_error, fp8 or nvfp4 with a
+/// checkpoint a usage_error naming --dtype; a preset whose FP8 / NVFP4 weights the GPU cannot
+/// run (K not a multiple of 16) a config_error naming the tensor. Touches no GPU and reads no weight data. Throws usage_error for a
 /// bad argument, piecewise::config_error for a bad input (naming the file, field, tensor,
 /// prompt or path).
 run_plan make_run_plan(const run_args& args);

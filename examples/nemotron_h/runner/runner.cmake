@@ -46,7 +46,8 @@ if(PIECEWISE_BUILD_TESTS)
   include(${CMAKE_CURRENT_LIST_DIR}/../tests/cli_tests.cmake)
   piecewise_add_gpu_test(nh_runner_gpu_tests ${CMAKE_CURRENT_LIST_DIR}/../tests/test_runner.cpp
                          ${CMAKE_CURRENT_LIST_DIR}/../tests/test_generate.cpp
-                         ${CMAKE_CURRENT_LIST_DIR}/../tests/test_synthetic_fp8.cpp LIBS nh_runner)
+                         ${CMAKE_CURRENT_LIST_DIR}/../tests/test_synthetic_fp8.cpp
+                         ${CMAKE_CURRENT_LIST_DIR}/../tests/test_synthetic_nvfp4.cpp LIBS nh_runner)
   target_compile_definitions(nh_runner_gpu_tests PRIVATE NH_TEST_DATA_DIR="${CMAKE_CURRENT_LIST_DIR}/../tests/data")
   # The runner's small kernels (argmax, gather, bookkeeping) against host references.
   piecewise_add_gpu_test(nh_runner_kernels_gpu_tests ${CMAKE_CURRENT_LIST_DIR}/../tests/test_model_kernels.cu

@@ -17,9 +17,6 @@ std::string scales_text(const gpu_weight_part& p) {
 
 std::string gpu_linear_problem(std::string_view group, const std::vector<gpu_weight_part>& parts) {
   if (parts.empty()) return fmt::format("'{}' has no tensors", group);
-  for (const gpu_weight_part& p : parts) {
-    if (p.type == dtype::nvfp4) return fmt::format("tensor '{}' is nvfp4: NVFP4 on the GPU: not supported yet", p.name);
-  }
   const gpu_weight_part& first = parts.front();
   for (const gpu_weight_part& p : parts) {
     if (p.type != first.type) {
@@ -29,8 +26,21 @@ std::string gpu_linear_problem(std::string_view group, const std::vector<gpu_wei
     }
   }
   if (first.type == dtype::bf16) return {};
+  if (first.type == dtype::nvfp4) {
+    if (parts.size() > 1) {
+      return fmt::format("'{}' fuses NVFP4 tensors ('{}', ...): fused NVFP4 groups are not supported on the GPU yet "
+                         "(keep these modules in bf16 with the quantization's exclude_modules)",
+                         group, first.name);
+    }
+    if (first.cols % 16 != 0 || first.cols == 0) {
+      return fmt::format("tensor '{}' is nvfp4 [{}, {}]: NVFP4 needs the input width ({}) to be a positive multiple of "
+                         "16 (the block size)",
+                         first.name, first.rows, first.cols, first.cols);
+    }
+    return {};
+  }
   if (first.type != dtype::fp8_e4m3) {
-    return fmt::format("tensor '{}' has dtype {}: not supported yet (linear weights run bf16 or fp8_e4m3)", first.name,
+    return fmt::format("tensor '{}' has dtype {}: not supported yet (linear weights run bf16, fp8_e4m3 or nvfp4)", first.name,
                        dtype_name(first.type));
   }
   for (const gpu_weight_part& p : parts) {
@@ -145,10 +155,25 @@ quant_config synthetic_fp8_quant_config(const model_config& c) {
   return q;
 }
 
-std::vector<dtype> synthetic_weight_types(const model_config& c, bool fp8) {
+quant_config synthetic_nvfp4_quant_config(const model_config& c) {
+  quant_config q;
+  q.source = "--dtype nvfp4 (synthetic weights)";
+  q.algo = quant_algo::none;
+  q.mixed = true;
+  q.group_size = 16;
+  for (const std::string& n : synthetic_fp8_weights(c)) q.layers[module_of(n)] = quant_algo::w4a16_nvfp4;
+  return q;
+}
+
+std::vector<dtype> synthetic_weight_types(const model_config& c, dtype quantized) {
   std::vector<dtype> t;
-  for (const tensor_entry& e : model_tensors(c)) t.push_back(fp8 && synthetic_fp8(c, e) ? dtype::fp8_e4m3 : e.spec->type);
+  for (const tensor_entry& e : model_tensors(c))
+    t.push_back(quantized != dtype::bf16 && synthetic_fp8(c, e) ? quantized : e.spec->type);
   return t;
+}
+
+std::vector<dtype> synthetic_weight_types(const model_config& c, bool fp8) {
+  return synthetic_weight_types(c, fp8 ? dtype::fp8_e4m3 : dtype::bf16);
 }
 
 }  // namespace nemotron_h

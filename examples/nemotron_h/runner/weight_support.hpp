@@ -2,8 +2,8 @@
 // taken: the GPU upload (runner/device_weights.cpp) and the run plan (--dry-run, from the
 // checkpoint headers) ask it, and host tests check it without a GPU. It mirrors
 // gemm_engine::supports (kernels/gemm.cuh): bf16, and ModelOpt FP8 (W8A8, per tensor) with a
-// weight scale and an input scale and K a multiple of 16; NVFP4 is refused ("NVFP4 on the
-// GPU: not supported yet").
+// weight scale and an input scale and K a multiple of 16, and NVFP4 weight-only (W4A16) with K a
+// multiple of 16, one tensor a GEMM (a fused NVFP4 group is refused).
 //
 // Fused groups (q | k | v: one matrix, one GEMM on the GPU) must be one dtype; an all-FP8
 // group runs only when its parts share their weight scale and their input scale (one GEMM
@@ -48,7 +48,7 @@ struct gpu_weight_part {
 
 /// Why the GPU model cannot run the linear device tensor `group` (one weight, or a fused
 /// group) made of `parts`; "" when it can. The message names the tensor, its dtype and the
-/// limit ("tensor '...' is nvfp4: NVFP4 on the GPU: not supported yet").
+/// limit ("tensor '...' is fp8_e4m3 without an input scale: ...").
 std::string gpu_linear_problem(std::string_view group, const std::vector<gpu_weight_part>& parts);
 
 /// The device tensors the GPU upload makes of `entries` (model_tensors order): each a list of
@@ -86,8 +86,16 @@ std::vector<std::string> synthetic_fp8_weights(const model_config& config);
 /// quantize_weights on host weights. Host only.
 quant_config synthetic_fp8_quant_config(const model_config& config);
 
+/// The same set as NVFP4 weight-only (W4A16_NVFP4, block size 16): what a synthetic `--dtype
+/// nvfp4` model stores in NVFP4 (quantize_weights on host weights; the GPU draws the same bits,
+/// device_weights' nvfp4_weights). Host only.
+quant_config synthetic_nvfp4_quant_config(const model_config& config);
+
 /// The device dtype of each entry of model_tensors(config) for synthetic weights: the table's,
-/// with synthetic_fp8_weights as fp8_e4m3 when `fp8` (estimate_memory's weight_types). Host only.
+/// with synthetic_fp8_weights as `quantized` (bf16: none; fp8_e4m3 or nvfp4): estimate_memory's
+/// weight_types. Host only.
+std::vector<dtype> synthetic_weight_types(const model_config& config, dtype quantized);
+/// synthetic_weight_types(config, fp8 ? fp8_e4m3 : bf16).
 std::vector<dtype> synthetic_weight_types(const model_config& config, bool fp8);
 
 }  // namespace nemotron_h

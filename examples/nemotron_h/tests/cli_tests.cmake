@@ -36,9 +36,9 @@ nh_cli_case("--buckets above --max-prefill-tokens is a usage error" 2 "largest p
 nh_cli_case("an unknown option is a usage error" 2 "frobnicate" --frobnicate)
 nh_cli_case("a non-integer --batch is a usage error" 2 "--batch" --batch x)
 nh_cli_case("--gen 0 is a usage error" 2 "--gen 0 is out of range" --gen 0)
-nh_cli_case("--dtype nvfp4 is a usage error before the GPU" 2 "--dtype nvfp4: NVFP4 on the GPU: not supported yet"
-            --dtype nvfp4)
-nh_cli_case("--dtype bogus is a usage error" 2 "--dtype 'bogus' is not a dtype: use bf16 or fp8" --dtype bogus)
+nh_cli_case("--dry-run --dtype nvfp4 plans NVFP4 projections" 0
+            "dtype nvfp4: 104 Mamba / MLP projections NVFP4 weight-only" --dry-run -m nano-9b-v2 --dtype nvfp4)
+nh_cli_case("--dtype bogus is a usage error" 2 "--dtype 'bogus' is not a dtype: use bf16, fp8 or nvfp4" --dtype bogus)
 nh_cli_case("--dtype fp8 with a checkpoint is a usage error naming the flag" 2
             "--dtype fp8 is for synthetic weights.*carries its own quantization" -m {DATA}/tiny --dtype fp8)
 nh_cli_case("--dry-run --dtype fp8 plans FP8 projections with their memory" 0
@@ -67,8 +67,8 @@ nh_cli_case("a text prompt on a preset without --tokenizer is bad input" 3 "pres
             -m tiny -p Hello)
 nh_cli_case("a bad JSONL prompt file is bad input naming the line and key" 3 "p.jsonl:2: unknown key \"temp\""
             -m {DATA}/tiny --prompt-file {WORK}/p.jsonl PREPARE bad_jsonl)
-nh_cli_case("an NVFP4 checkpoint is named as such before the GPU" 3
-            "the checkpoint is quantized, NVFP4 \\(ModelOpt, [^)]*hf_quant_config.json\\).*NVFP4 on the GPU: not supported yet"
+nh_cli_case("a checkpoint declaring NVFP4 whose weights are bf16 is bad input naming the tensor" 3
+            "tensor 'backbone.layers.0.mixer.in_proj.weight' is BF16 but [^ ]*hf_quant_config.json declares NVFP4"
             --dry-run -m {WORK} PREPARE quantized_nvfp4)
 nh_cli_case("a checkpoint declaring FP8 whose weights are bf16 is bad input naming the tensor" 3
             "tensor 'backbone.layers.0.mixer.in_proj.weight' is BF16 but [^ ]*hf_quant_config.json declares FP8"

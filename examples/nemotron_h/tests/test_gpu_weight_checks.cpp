@@ -11,6 +11,7 @@
 
 #include <fmt/format.h>
 
+#include "kernels/nvfp4_layout.hpp"
 #include "model/quantize.hpp"
 #include "model/random_tokens.hpp"
 #include "model/weights.hpp"
@@ -60,7 +61,8 @@ struct quantized_tiny {
 
 }  // namespace
 
-TEST_CASE("GPU weight checks: FP8 linear weights run, NVFP4 is refused naming the tensor", "[quant][gpu_weights]") {
+TEST_CASE("GPU weight checks: FP8 and NVFP4 linear weights run, a fused NVFP4 group is refused naming it",
+          "[quant][gpu_weights]") {
   const quantized_tiny t;
   CHECK_NOTHROW(check_gpu_weights(t.c, t.bf16));
   // Mamba and MLP projections FP8, attention and lm_head bf16: what the GPU runner test runs.
@@ -78,19 +80,20 @@ TEST_CASE("GPU weight checks: FP8 linear weights run, NVFP4 is refused naming th
     x.scales->global = t.at(same, kQ1).scales->global;
   }
   CHECK_NOTHROW(check_gpu_weights(t.c, same));
-  // NVFP4 (either variant): refused naming the tensor.
+  // NVFP4 (either variant) runs weight-only; a fused q | k | v of NVFP4 tensors does not (yet).
   for (quant_algo a : {quant_algo::nvfp4, quant_algo::w4a16_nvfp4}) {
     CAPTURE(to_string(a));
-    const model_weights n4 = t.quantized(a, {"*.mixer.?_proj", "lm_head"});
-    CHECK_THAT(error_of([&] { check_gpu_weights(t.c, n4); }),
-               Contains(std::string("tensor '") + kIn0 + "' is nvfp4: NVFP4 on the GPU: not supported yet"));
+    CHECK_NOTHROW(check_gpu_weights(t.c, t.quantized(a, {"*.mixer.?_proj", "lm_head"})));
+    const model_weights all = t.quantized(a, {});
+    CHECK_THAT(error_of([&] { check_gpu_weights(t.c, all); }),
+               Contains("'backbone.layers.1.mixer.qkv_proj.weight' fuses NVFP4 tensors") && Contains(kQ1) &&
+                   Contains("exclude_modules"));
   }
-  // One NVFP4 tensor among FP8 ones (mixed precision) is named too.
+  // One NVFP4 tensor among FP8 ones (mixed precision) runs too.
   model_weights mixed = fp8;
   host_tensor& down = t.at(mixed, "backbone.layers.3.mixer.down_proj.weight");
   down = quantize_nvfp4(t.at(t.bf16, down.name()), 0.0f);
-  CHECK_THAT(error_of([&] { check_gpu_weights(t.c, mixed); }),
-             Contains("backbone.layers.3.mixer.down_proj.weight' is nvfp4: NVFP4 on the GPU: not supported yet"));
+  CHECK_NOTHROW(check_gpu_weights(t.c, mixed));
 }
 
 TEST_CASE("GPU weight checks: fused groups of mixed dtypes and weight-only FP8 are refused by name",
@@ -118,8 +121,8 @@ TEST_CASE("GPU weight checks: fused groups of mixed dtypes and weight-only FP8 a
   CHECK_THAT(gpu_linear_problem("x.weight", {{"x.weight", dtype::f32, 16, 32, {}, {}}}), Contains("not supported yet"));
 }
 
-TEST_CASE("run plan: an FP8 checkpoint plans (weights at one byte, the FP8 input scratch counted), NVFP4 is refused "
-          "before the GPU naming the algorithm",
+TEST_CASE("run plan: FP8 and NVFP4 checkpoints plan (weights at one byte / in the NVFP4 device layout, the scratches "
+          "counted)",
           "[quant][run_plan]") {
   const quantized_tiny t;
   const temp_dir bf("plan_bf16"), f8("plan_fp8"), n4("plan_nvfp4"), half("plan_q_only");
@@ -158,10 +161,23 @@ TEST_CASE("run plan: an FP8 checkpoint plans (weights at one byte, the FP8 input
   const auto rows = static_cast<std::uint64_t>(std::max(max_rows(pf.limits), max_sequences(pf.limits)));
   CHECK(pf.memory.workspaces - pb.memory.workspaces == rows * widest);
   CHECK(widest == static_cast<std::uint64_t>(t.c.intermediate_size));  // down_proj's input
-  // NVFP4: named by its algorithm before the tensors are looked at.
+  // NVFP4 (the projections; attention and lm_head bf16): weight-only in the device layout.
   a.weights = n4.path.string();
-  CHECK_THAT(input_error_of(a), Contains("the checkpoint is quantized, NVFP4 (ModelOpt") &&
-                                    Contains("NVFP4 on the GPU: not supported yet"));
+  const run_plan pn = make_run_plan(a);
+  REQUIRE(pn.checkpoint.quantization);
+  CHECK(pn.checkpoint.quantization->algo == quant_algo::nvfp4);
+  std::uint64_t saved = 0;
+  int n_nvfp4 = 0;
+  for (std::size_t i = 0; i < entries.size(); ++i) {
+    if (pn.checkpoint.types[i] != dtype::nvfp4) continue;
+    ++n_nvfp4;
+    const nvfp4_layout L{static_cast<int>((entries[i].shape[0] + 7) / 8 * 8), static_cast<int>(entries[i].shape[1])};
+    saved += static_cast<std::uint64_t>(entries[i].shape[0] * entries[i].shape[1]) * 2 -
+             (L.packed_bytes() + L.scale_bytes() + kFp8ScaleSlotBytes);
+  }
+  CHECK(n_nvfp4 == 10);
+  CHECK(pb.memory.weights - pn.memory.weights == saved);
+  CHECK(pn.weights_description(0).find("10 NVFP4 weights run weight-only") != std::string::npos);
   // FP8 on q alone (mixed precision): a fused group of two dtypes, refused from the headers.
   model_weights qw = t.bf16;
   host_tensor& q = t.at(qw, kQ1);

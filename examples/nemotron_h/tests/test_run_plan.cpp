@@ -6,6 +6,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "kernels/nvfp4_layout.hpp"
 #include "model/layer_kinds.hpp"
 #include "model/quant_config.hpp"
 #include "model/safetensors.hpp"
@@ -429,12 +430,51 @@ TEST_CASE("run plan: --dtype fp8 for a preset plans FP8 Mamba and MLP projection
   CHECK(synthetic_fp8_weights(p9.config).size() == 2 * 27 + 2 * 25);
 }
 
-TEST_CASE("run plan: --dtype nvfp4, an unknown dtype and --dtype fp8 with a checkpoint are usage errors", "[run_plan][fp8]") {
+TEST_CASE("run plan: --dtype nvfp4 for a preset plans NVFP4 Mamba and MLP projections in the GEMV's device layout",
+          "[run_plan][nvfp4]") {
   run_args a = tiny_args();
+  const run_plan bf = make_run_plan(a);
   a.dtype = "nvfp4";
-  CHECK(usage_error_of(a) == "--dtype nvfp4: NVFP4 on the GPU: not supported yet (use --dtype bf16 or fp8)");
+  const run_plan p = make_run_plan(a);
+  CHECK(p.synthetic);
+  CHECK(p.nvfp4);
+  CHECK_FALSE(p.fp8);
+  CHECK(dtype_label(p) == "nvfp4");
+  CHECK(p.calibration_weights == 0);  // weight-only: no calibration
+  const std::vector<std::string> names = synthetic_fp8_weights(p.config);
+  REQUIRE(names.size() == 10);
+  const quant_config q = synthetic_nvfp4_quant_config(p.config);
+  for (const std::string& n : names) CHECK(q.algo_of(module_of(n)) == quant_algo::w4a16_nvfp4);
+  CHECK(q.algo_of("backbone.layers.1.mixer.q_proj") == quant_algo::none);
+  CHECK(q.algo_of("lm_head") == quant_algo::none);
+  // The estimate: each NVFP4 weight in the device layout (elements, block scales, the global
+  // scale's slot) instead of two bytes an element; the dequantization scratch for the prefill.
+  std::uint64_t saved = 0, largest = 0;
+  for (const tensor_entry& e : model_tensors(p.config)) {
+    if (std::find(names.begin(), names.end(), e.name) == names.end()) continue;
+    const nvfp4_layout L{static_cast<int>((e.shape[0] + 7) / 8 * 8), static_cast<int>(e.shape[1])};
+    saved += static_cast<std::uint64_t>(e.shape[0] * e.shape[1]) * 2 - (L.packed_bytes() + L.scale_bytes() + kFp8ScaleSlotBytes);
+    largest = std::max(largest, static_cast<std::uint64_t>(L.rows) * static_cast<std::uint64_t>(L.cols));
+  }
+  CHECK(p.memory.weights == bf.memory.weights - saved);
+  CHECK(p.memory.workspaces == bf.memory.workspaces + 2 * largest);
+  const std::vector<dtype> types = synthetic_weight_types(p.config, dtype::nvfp4);
+  CHECK(std::count(types.begin(), types.end(), dtype::nvfp4) == 10);
+  const std::string s = format_plan(p, a);
+  CHECK_THAT(s, Contains("dtype   nvfp4\n"));
+  CHECK_THAT(s, Contains("dtype nvfp4: 10 Mamba / MLP projections NVFP4 weight-only"));
+  // The 9B preset: about a quarter of the projections' bf16 bytes.
+  a.model = "nano-9b-v2";
+  a.dtype = "bf16";
+  const std::uint64_t w9_bf16 = make_run_plan(a).memory.weights;
+  a.dtype = "nvfp4";
+  CHECK(make_run_plan(a).memory.weights < w9_bf16 * 45 / 100);
+}
+
+TEST_CASE("run plan: an unknown dtype and --dtype fp8 / nvfp4 with a checkpoint are usage errors", "[run_plan][fp8]") {
+  run_args a = tiny_args();
   a.dtype = "int8";
-  CHECK(usage_error_of(a) == "--dtype 'int8' is not a dtype: use bf16 or fp8");
+  CHECK(usage_error_of(a) == "--dtype 'int8' is not a dtype: use bf16, fp8 or nvfp4");
   a.dtype = "fp8";
   a.model = (nh_test::data_dir() / "tiny").string();
   CHECK_THAT(usage_error_of(a), Contains("--dtype fp8 is for synthetic weights (presets)") &&

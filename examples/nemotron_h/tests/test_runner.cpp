@@ -295,8 +295,7 @@ TEST_CASE("runner: FP8 shared experts and latent projections of MoE layers agree
   }
 }
 
-TEST_CASE("runner: FP8 weights streamed from a ModelOpt checkpoint equal the host upload bit for bit, and NVFP4 is "
-          "refused naming the tensor",
+TEST_CASE("runner: FP8 and NVFP4 weights streamed from a ModelOpt checkpoint equal the host upload bit for bit",
           "[fp8][weight_source]") {
   const model_config cfg = test_config();
   synthetic_options so;
@@ -376,17 +375,31 @@ TEST_CASE("runner: FP8 weights streamed from a ModelOpt checkpoint equal the hos
   const workload_result ra = a.run(mode::full, prompts, 4), rb = b.run(mode::full, prompts, 4);
   REQUIRE(ra.tokens == rb.tokens);
   for (std::size_t i = 0; i < prompts.size(); ++i) REQUIRE(bit_equal(ra.last_logits[i], rb.last_logits[i]));
-  // NVFP4 weights: refused by name before any device memory is taken, from both sources.
+  // NVFP4 weights (ModelOpt NVFP4: the input scale is carried, Hopper runs them weight-only):
+  // the checkpoint streams the same device layout as the host upload, and the engines agree.
   q.algo = quant_algo::nvfp4;
   model_weights nw = w;
   REQUIRE(quantize_weights(nw, cfg, q, amax) > 0);
-  REQUIRE_THROWS_WITH(device_weights(cfg, nw),
-                      Catch::Contains("backbone.layers.0.mixer.in_proj.weight' is nvfp4: NVFP4 on the GPU: not "
-                                      "supported yet"));
   save_weights(dir, cfg, nw);
-  REQUIRE_THROWS_WITH(device_weights(cfg, weight_source::from_checkpoint(dir)),
-                      Catch::Contains("model.safetensors: tensor 'backbone.layers.0.mixer.in_proj.weight' is nvfp4: "
-                                      "NVFP4 on the GPU: not supported yet"));
+  const device_weights nup(cfg, nw), nstreamed(cfg, weight_source::from_checkpoint(dir));
+  int nvfp4 = 0;
+  for (std::size_t i = 0; i < entries.size(); ++i) {
+    INFO("tensor " << entries[i].name);
+    nvfp4 += nw.at(entries[i]).type() == dtype::nvfp4;
+    REQUIRE(nup.tensor(i).bytes == nstreamed.tensor(i).bytes);
+    std::vector<std::uint8_t> a(nup.tensor(i).bytes), b(a.size());
+    if (!a.empty()) {
+      REQUIRE(cudaMemcpy(a.data(), nup.tensor(i).data, a.size(), cudaMemcpyDeviceToHost) == cudaSuccess);
+      REQUIRE(cudaMemcpy(b.data(), nstreamed.tensor(i).data, b.size(), cudaMemcpyDeviceToHost) == cudaSuccess);
+    }
+    REQUIRE(a == b);
+  }
+  CHECK(nvfp4 == 2 * (cfg.count(layer_kind::mamba) + cfg.count(layer_kind::mlp)));
+  engine na(cfg, nw, lim), nb(cfg, weight_source::from_checkpoint(dir), lim);
+  for (engine* e : {&na, &nb}) e->add_mode(mode::full, {}, {});
+  const workload_result rna = na.run(mode::full, prompts, 4), rnb = nb.run(mode::full, prompts, 4);
+  REQUIRE(rna.tokens == rnb.tokens);
+  for (std::size_t i = 0; i < prompts.size(); ++i) REQUIRE(bit_equal(rna.last_logits[i], rnb.last_logits[i]));
 }
 
 TEST_CASE("runner: bad workloads are rejected with clear errors and the engine stays usable") {

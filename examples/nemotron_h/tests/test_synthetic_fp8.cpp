@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "gpu_test_config.hpp"
+#include "logits_test_util.hpp"
 #include "kernels/quantize_fp8.cuh"
 #include "model/cpu_forward.hpp"
 #include "model/quant_formats.hpp"
@@ -28,6 +29,8 @@
 
 using namespace nemotron_h;
 using piecewise::mode;
+using nh_test::bit_equal;
+using nh_test::run_logits;
 
 namespace {
 
@@ -63,19 +66,6 @@ gpu_quantized quantize_on_gpu(const std::vector<std::uint16_t>& bits, int rows, 
                       static_cast<std::uint8_t*>(q.data()), nullptr);
   REQUIRE(cudaDeviceSynchronize() == cudaSuccess);
   return {to_host<float>(s.data(), 1)[0], to_host<std::uint8_t>(q.data(), n)};
-}
-
-/// Logits of `prompts` (last position, one row each) in mode m.
-std::vector<std::vector<float>> run_logits(engine& eng, mode m, const std::vector<std::vector<int>>& prompts) {
-  return eng.run(m, prompts, 3).last_logits;
-}
-
-bool bit_equal(const std::vector<std::vector<float>>& a, const std::vector<std::vector<float>>& b) {
-  if (a.size() != b.size()) return false;
-  for (std::size_t i = 0; i < a.size(); ++i)
-    if (a[i].size() != b[i].size() || std::memcmp(a[i].data(), b[i].data(), a[i].size() * sizeof(float)) != 0)
-      return false;
-  return true;
 }
 
 }  // namespace
