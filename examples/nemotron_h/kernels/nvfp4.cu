@@ -173,10 +173,15 @@ __global__ void quantize_kernel(const bf16* __restrict__ w, int rows, int cols, 
 template <int NT>
 constexpr int kPrefetch = NT <= 2 ? 4 : 2;
 
-/// Columns 4j .. 4j+3 of this lane's 16 of x row m (zeros past M or K): the two B-fragment words.
-__device__ __forceinline__ uint2 load_x4(const bf16* __restrict__ x, int ldx, int m, int M, int k, int K) {
-  if (m < M && k < K) return __ldg(reinterpret_cast<const uint2*>(x + static_cast<long long>(m) * ldx + k));
-  return make_uint2(0, 0);
+/// This lane's 16 columns of a group of x row m (zeros past M or K): its 8 B-fragment words.
+__device__ __forceinline__ void load_x16(const bf16* __restrict__ row, bool in, unsigned (&b)[8]) {
+  if (in) {
+    const uint4 u0 = __ldg(reinterpret_cast<const uint4*>(row)), u1 = __ldg(reinterpret_cast<const uint4*>(row) + 1);
+    b[0] = u0.x, b[1] = u0.y, b[2] = u0.z, b[3] = u0.w, b[4] = u1.x, b[5] = u1.y, b[6] = u1.z, b[7] = u1.w;
+  } else {
+#pragma unroll
+    for (int q = 0; q < 8; ++q) b[q] = 0;
+  }
 }
 
 /// One block of KS warps a strip; warp w takes groups w, w + KS, ... in order (kPrefetch of them
@@ -191,7 +196,9 @@ __global__ void __launch_bounds__(KS * 32)
   __shared__ float part[KS][4][32];
   const int lane = threadIdx.x % 32, warp = threadIdx.x / 32, strip = blockIdx.x;
   const int g = lane / 4, t = lane % 4;
-  const long long base = static_cast<long long>(strip) * groups * 32 + lane;
+  // This lane's elements and scales of group gr are at wl[gr * 32] and sl[gr * 32].
+  const uint4* __restrict__ wl = wp + static_cast<long long>(strip) * groups * 32 + lane;
+  const unsigned short* __restrict__ sl = ws + static_cast<long long>(strip) * groups * 32 + lane;
   // The first groups' elements and scales are in flight before waiting for the previous kernel
   // (weights are constant).
   uint4 wb[P];
@@ -199,10 +206,14 @@ __global__ void __launch_bounds__(KS * 32)
 #pragma unroll
   for (int p = 0; p < P; ++p) {
     const int gr = warp + p * KS;
-    wb[p] = gr < groups ? detail::ld_stream16(wp + base + static_cast<long long>(gr) * 32) : make_uint4(0, 0, 0, 0);
-    sb[p] = gr < groups ? ws[base + static_cast<long long>(gr) * 32] : 0u;
+    wb[p] = gr < groups ? detail::ld_stream16(wl + gr * 32) : make_uint4(0, 0, 0, 0);
+    sb[p] = gr < groups ? sl[gr * 32] : 0u;
   }
   pdl_wait();
+  // The x rows of this lane's B fragments (row g + 8i), at its 16 columns of group 0.
+  const bf16* xr[NT];
+#pragma unroll
+  for (int i = 0; i < NT; ++i) xr[i] = x + static_cast<long long>(g + 8 * i) * ldx + t * 16;
   float acc[NT][4];
 #pragma unroll
   for (int i = 0; i < NT; ++i) acc[i][0] = acc[i][1] = acc[i][2] = acc[i][3] = 0.0f;
@@ -215,10 +226,13 @@ __global__ void __launch_bounds__(KS * 32)
       const unsigned scur = sb[p];
       const int nx = gr + P * KS;
       if (nx < groups) {
-        wb[p] = detail::ld_stream16(wp + base + static_cast<long long>(nx) * 32);
-        sb[p] = ws[base + static_cast<long long>(nx) * 32];
+        wb[p] = detail::ld_stream16(wl + nx * 32);
+        sb[p] = sl[nx * 32];
       }
-      const int k0 = gr * kNvfp4GroupCols + t * 16;
+      const bool kin = gr * kNvfp4GroupCols + t * 16 < K;
+      unsigned b[NT][8];
+#pragma unroll
+      for (int i = 0; i < NT; ++i) load_x16(xr[i] + gr * kNvfp4GroupCols, kin && g + 8 * i < M, b[i]);
       unsigned s0, s1;
       decode_scales(scur, s0, s1);
       const unsigned words[4] = {wcur.x, wcur.y, wcur.z, wcur.w};
@@ -231,10 +245,7 @@ __global__ void __launch_bounds__(KS * 32)
         a[2] = bf16x2_mul(a[2], s0);
         a[3] = bf16x2_mul(a[3], s1);
 #pragma unroll
-        for (int i = 0; i < NT; ++i) {
-          const uint2 b = load_x4(x, ldx, g + 8 * i, M, k0 + 4 * j, K);
-          mma_bf16(acc[i], a, b.x, b.y);
-        }
+        for (int i = 0; i < NT; ++i) mma_bf16(acc[i], a, b[i][2 * j], b[i][2 * j + 1]);
       }
     }
   }
@@ -258,13 +269,44 @@ __global__ void __launch_bounds__(KS * 32)
   }
 }
 
-/// Warps a strip: as many as keep every strip's warps resident at once (about 48 warps a
-/// multiprocessor), at least 4, from the strip count alone.
-int warps_per_strip(int strips) {
-  const long long resident = static_cast<long long>(multiprocessors()) * 48;
-  if (static_cast<long long>(strips) * 16 <= resident) return 16;
-  if (static_cast<long long>(strips) * 8 <= resident) return 8;
-  return 4;
+/// Blocks of KS warps resident on the whole device at once (the one-row kernel's occupancy;
+/// queried once).
+template <int KS>
+long long resident_blocks() {
+  static const long long n = [] {
+    int per_sm = 0;
+    if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, gemv_nvfp4_kernel<1, 0, KS>, KS * 32, 0) != cudaSuccess) {
+      (void)cudaGetLastError();
+      per_sm = 2048 / (KS * 32);
+    }
+    return static_cast<long long>(per_sm > 0 ? per_sm : 1) * multiprocessors();
+  }();
+  return n;
+}
+
+/// Warps a strip, from the weight's shape alone (so that a row's result does not depend on M):
+/// the KS in {2, 4, 6, 8, 10, 16} with the least waves x groups a warp, ceil(strips / resident blocks)
+/// x ceil(groups / KS) (a partial last wave costs a whole one), fewer waves on a tie. Splitting
+/// K further gives more warps to a narrow weight, but a grid one block over the resident ones
+/// doubles the time.
+int warps_per_strip(int strips, int groups) {
+  int best = 2;
+  long long best_cost = -1, best_waves = 0;
+  auto consider = [&](int ks, long long resident) {
+    const long long waves = (strips + resident - 1) / resident, cost = waves * ((groups + ks - 1) / ks);
+    if (best_cost < 0 || cost < best_cost || (cost == best_cost && waves < best_waves)) {
+      best = ks;
+      best_cost = cost;
+      best_waves = waves;
+    }
+  };
+  consider(2, resident_blocks<2>());
+  consider(4, resident_blocks<4>());
+  consider(6, resident_blocks<6>());
+  consider(8, resident_blocks<8>());
+  consider(10, resident_blocks<10>());
+  consider(16, resident_blocks<16>());
+  return best;
 }
 
 template <int NT, int OUT, int KS>
@@ -276,21 +318,25 @@ void launch_gemv(const bf16* x, int ldx, const weight& W, void* y, int ldy, int 
 }
 
 template <int NT, int OUT>
-void launch_gemv(const bf16* x, int ldx, const weight& W, void* y, int ldy, int M, cudaStream_t s) {
-  switch (warps_per_strip(nvfp4_layout{W.rows, W.cols}.strips())) {
+void launch_gemv(const bf16* x, int ldx, const weight& W, void* y, int ldy, int M, int split, cudaStream_t s) {
+  switch (split) {
     case 16: launch_gemv<NT, OUT, 16>(x, ldx, W, y, ldy, M, s); break;
+    case 10: launch_gemv<NT, OUT, 10>(x, ldx, W, y, ldy, M, s); break;
     case 8: launch_gemv<NT, OUT, 8>(x, ldx, W, y, ldy, M, s); break;
-    default: launch_gemv<NT, OUT, 4>(x, ldx, W, y, ldy, M, s); break;
+    case 6: launch_gemv<NT, OUT, 6>(x, ldx, W, y, ldy, M, s); break;
+    case 4: launch_gemv<NT, OUT, 4>(x, ldx, W, y, ldy, M, s); break;
+    default: launch_gemv<NT, OUT, 2>(x, ldx, W, y, ldy, M, s); break;
   }
 }
 
 template <int NT>
-void launch_gemv(const bf16* x, int ldx, const weight& W, void* y, int ldy, int M, gemv_out out, cudaStream_t s) {
+void launch_gemv(const bf16* x, int ldx, const weight& W, void* y, int ldy, int M, gemv_out out, int split,
+                 cudaStream_t s) {
   switch (out) {
-    case gemv_out::store: launch_gemv<NT, 0>(x, ldx, W, y, ldy, M, s); break;
-    case gemv_out::accumulate: launch_gemv<NT, 1>(x, ldx, W, y, ldy, M, s); break;
-    case gemv_out::store_relu2: launch_gemv<NT, 2>(x, ldx, W, y, ldy, M, s); break;
-    case gemv_out::f32: launch_gemv<NT, 3>(x, ldx, W, y, ldy, M, s); break;
+    case gemv_out::store: launch_gemv<NT, 0>(x, ldx, W, y, ldy, M, split, s); break;
+    case gemv_out::accumulate: launch_gemv<NT, 1>(x, ldx, W, y, ldy, M, split, s); break;
+    case gemv_out::store_relu2: launch_gemv<NT, 2>(x, ldx, W, y, ldy, M, split, s); break;
+    case gemv_out::f32: launch_gemv<NT, 3>(x, ldx, W, y, ldy, M, split, s); break;
   }
 }
 
@@ -384,8 +430,20 @@ void quantize_nvfp4_weight(const bf16* w, int rows, int cols, const float* amax,
   NH_CHECK_LAUNCH("quantize_nvfp4_weight");
 }
 
-void gemv_nvfp4(const bf16* x, int ldx, const weight& W, void* y, int ldy, int M, gemv_out out, cudaStream_t s) {
+int nvfp4_gemv_split(const weight& W) {
+  const nvfp4_layout L{W.rows, W.cols};
+  return warps_per_strip(L.strips(), L.groups());
+}
+
+void gemv_nvfp4(const bf16* x, int ldx, const weight& W, void* y, int ldy, int M, gemv_out out, cudaStream_t s,
+                int split) {
   expect_weight(W, "gemv_nvfp4");
+  bool known = split == 0;
+  for (int k : kNvfp4GemvSplits) known = known || split == k;
+  if (!known)
+    throw piecewise::config_error(strf("gemv_nvfp4: weight '%s': %d warps a strip is not one of 2, 4, 6, 8, 10, 16 (or 0)",
+                                       W.name, split));
+  if (split == 0) split = nvfp4_gemv_split(W);
   if (M < 1 || M > kNvfp4GemvMaxRows || ldx < W.cols || ldx % 8 != 0 || ldy < W.rows || x == nullptr ||
       y == nullptr || !aligned16(x) || (reinterpret_cast<std::uintptr_t>(y) & 3u) != 0) {
     throw piecewise::config_error(strf(
@@ -393,10 +451,10 @@ void gemv_nvfp4(const bf16* x, int ldx, const weight& W, void* y, int ldy, int M
         "and >= K, ldy >= N, x 16-byte aligned)",
         W.name, W.rows, W.cols, M, ldx, ldy, kNvfp4GemvMaxRows));
   }
-  if (M <= 8) launch_gemv<1>(x, ldx, W, y, ldy, M, out, s);
-  else if (M <= 16) launch_gemv<2>(x, ldx, W, y, ldy, M, out, s);
-  else if (M <= 32) launch_gemv<4>(x, ldx, W, y, ldy, M, out, s);
-  else launch_gemv<8>(x, ldx, W, y, ldy, M, out, s);
+  if (M <= 8) launch_gemv<1>(x, ldx, W, y, ldy, M, out, split, s);
+  else if (M <= 16) launch_gemv<2>(x, ldx, W, y, ldy, M, out, split, s);
+  else if (M <= 32) launch_gemv<4>(x, ldx, W, y, ldy, M, out, split, s);
+  else launch_gemv<8>(x, ldx, W, y, ldy, M, out, split, s);
 }
 
 void dequantize_nvfp4(const weight& W, bf16* out, cudaStream_t s) {

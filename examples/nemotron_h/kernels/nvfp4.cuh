@@ -59,8 +59,17 @@ void quantize_nvfp4_weight(const bf16* w, int rows, int cols, const float* amax,
 /// global_scale). The epilogue as gemv_bf16's (store, accumulate, store_relu2, f32). Requires
 /// 1 <= M <= kNvfp4GemvMaxRows, K = W.cols a multiple of 16, ldx a multiple of 8 and >= K,
 /// ldy >= N, x 16-byte and y 4-byte aligned (piecewise::config_error naming the tensor
-/// otherwise). Launched with programmatic dependent launch. Capture-safe.
-void gemv_nvfp4(const bf16* x, int ldx, const weight& W, void* y, int ldy, int M, gemv_out out, cudaStream_t s);
+/// otherwise). `warps_per_strip`: how many warps split a strip's columns, one of
+/// kNvfp4GemvSplits, or 0 (the default) to pick it from W's shape and the device's occupancy
+/// (the same for every M, so a row's result does not depend on M). Launched with programmatic
+/// dependent launch. Capture-safe.
+void gemv_nvfp4(const bf16* x, int ldx, const weight& W, void* y, int ldy, int M, gemv_out out, cudaStream_t s,
+                int warps_per_strip = 0);
+
+/// The warps-a-strip splits gemv_nvfp4 has kernels for.
+inline constexpr int kNvfp4GemvSplits[] = {2, 4, 6, 8, 10, 16};
+/// The split gemv_nvfp4 picks for an NVFP4 weight of this shape on the current device. Host only.
+int nvfp4_gemv_split(const weight& W);
 
 /// out[n * W.cols + k] = (e2m1 x block scale x 2^-8)[n, k] in bf16 (exact) for n < W.rows: the
 /// weight the prefill GEMM multiplies, with alpha nvfp4_alpha(W). out 16-byte aligned. One

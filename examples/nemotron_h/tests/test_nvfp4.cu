@@ -215,6 +215,30 @@ TEST_CASE("gemv_nvfp4 matches float64 of the dequantized weight at 1 to 64 rows:
       }
     }
   }
+  // Every split of a strip's columns over warps (the shape picks one; the others are what other
+  // shapes and devices pick), at 1 and 33 rows; a bad split is refused.
+  {
+    const raw_nvfp4 w = random_raw(136, 4480, gen, 0.5f);
+    const dev_nvfp4 d(w);
+    for (int split : nh::kNvfp4GemvSplits) {
+      for (int M : {1, 33}) {
+        std::vector<double> xr;
+        dbuf<bf16> dx(static_cast<std::size_t>(M) * w.cols), dy(static_cast<std::size_t>(M) * d.view.rows);
+        dx.upload(rand_bf16(dx.size(), gen, 1.0, &xr));
+        dy.poison();
+        nh::gemv_nvfp4(dx.get(), w.cols, d.view, dy.get(), d.view.rows, M, nh::gemv_out::store, st.s, split);
+        st.sync();
+        INFO("split " << split << " M " << M);
+        check_gemv(to_double(dy.download()), d.view.rows, xr, w.cols, w, M, nh::gemv_out::store, {});
+      }
+    }
+    const int picked = nh::nvfp4_gemv_split(d.view);
+    CHECK(std::find(std::begin(nh::kNvfp4GemvSplits), std::end(nh::kNvfp4GemvSplits), picked) !=
+          std::end(nh::kNvfp4GemvSplits));
+    dbuf<bf16> dx(w.cols), dy(d.view.rows);
+    CHECK_THROWS_AS(nh::gemv_nvfp4(dx.get(), w.cols, d.view, dy.get(), d.view.rows, 1, nh::gemv_out::store, st.s, 3),
+                    piecewise::config_error);
+  }
   // Captured, replayed with new inputs.
   const raw_nvfp4 w = random_raw(264, 4480, gen, 2.5f);
   const dev_nvfp4 d(w);
