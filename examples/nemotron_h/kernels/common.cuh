@@ -4,6 +4,9 @@
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
 
+#include <cstdio>
+#include <string>
+
 #include "piecewise/cuda_error.hpp"
 
 namespace nemotron_h {
@@ -27,6 +30,15 @@ inline int multiprocessors() {
     return 132;
   }
   return sms;
+}
+
+/// printf-style formatting of host messages in CUDA sources (fmt::format does not compile
+/// under nvcc in C++20 mode), at most 511 characters. Host only.
+template <class... A>
+std::string strf(const char* f, A... a) {
+  char buf[512];
+  std::snprintf(buf, sizeof(buf), f, a...);
+  return buf;
 }
 
 /// Blocks of `threads` for a grid-stride kernel over `work` items: one item a thread, at most 8

@@ -16,13 +16,6 @@ namespace nemotron_h {
 
 namespace {
 
-// fmt::format does not compile under nvcc in C++20 mode; format with snprintf instead.
-template <class... A>
-std::string strf(const char* f, A... a) {
-  char buf[512];
-  std::snprintf(buf, sizeof(buf), f, a...);
-  return buf;
-}
 
 void expects(bool cond, const std::string& msg) {
   if (!cond) throw piecewise::config_error(msg);

@@ -25,13 +25,6 @@ namespace nemotron_h {
 
 namespace {
 
-template <class... A>
-std::string strf(const char* f, A... a) {
-  char buf[512];
-  std::snprintf(buf, sizeof(buf), f, a...);
-  return buf;
-}
-
 constexpr unsigned kPairMask = 0x81C081C0u;
 constexpr unsigned kScaleBias = (236u << 7) | (236u << 23);
 
