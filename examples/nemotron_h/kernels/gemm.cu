@@ -16,7 +16,6 @@ namespace nemotron_h {
 
 namespace {
 
-
 void expects(bool cond, const std::string& msg) {
   if (!cond) throw piecewise::config_error(msg);
 }
@@ -71,7 +70,7 @@ void gemm_engine::require_supported(const weight& W) {
         : W.input_scale == nullptr ? "but no input scale (weight-only FP8 is not supported: the GEMM runs W8A8)"
                                    : strf("with K = %d input features: FP8 GEMMs need a multiple of 16", W.cols).c_str()));
   }
-  throw piecewise::config_error(strf("gemm_engine: weight '%s' has dtype %s: not supported yet (only bf16 and fp8_e4m3)",
+  throw piecewise::config_error(strf("gemm_engine: weight '%s' has dtype %s: not supported yet (only bf16, fp8_e4m3 and nvfp4)",
                                      W.name, dtype_name(W.type)));
 }
 

@@ -19,7 +19,6 @@ namespace nemotron_h {
 
 namespace {
 
-
 void expects(bool cond, const std::string& msg) {
   if (!cond) throw piecewise::config_error(msg);
 }

@@ -15,9 +15,6 @@
 // decode is one byte permute and one integer multiply-add.
 #include "kernels/nvfp4.cuh"
 
-#include <cstdio>
-#include <string>
-
 #include "kernels/fp8_device.cuh"
 #include "kernels/pdl.cuh"
 

@@ -200,29 +200,36 @@ device_weights::device_weights(const model_config& c, const weight_source& src) 
   // Synthetic FP8: which entries are drawn in bf16 and quantized on the GPU, with their input
   // scales (the weight scale is computed on the GPU from the drawn tensor), checked by name.
   const bool synthetic = src.how == weight_source::kind::synthetic;
+  // A weight named for synthetic quantization (`what`: "FP8" or "NVFP4"): its entry index, after
+  // checking that it is a linear weight of its own that is not part of a fused group.
+  std::map<std::string_view, std::size_t> index;
+  auto synthetic_quantized = [&](const std::string& name, const char* what, const char* fused_note) {
+    if (index.empty())
+      for (std::size_t i = 0; i < entries.size(); ++i) index.emplace(entries[i].name, i);
+    const auto it = index.find(name);
+    PIECEWISE_EXPECTS(it != index.end(), "device weights: synthetic {}: '{}' is not a tensor of {}", what, name, c.name);
+    const tensor_entry& e = entries[it->second];
+    PIECEWISE_EXPECTS(e.spec->linear && e.in_checkpoint && e.shape.size() == 2 &&
+                          !(e.spec->tied_to_embeddings && c.tie_word_embeddings),
+                      "device weights: synthetic {}: '{}' is not a linear weight of its own", what, name);
+    PIECEWISE_EXPECTS(e.spec->fused_as == nullptr,
+                      "device weights: synthetic {}: '{}' is part of the fused '{}', which runs as one GEMM{}: not "
+                      "supported (keep it bf16)",
+                      what, name, e.spec->fused_as, fused_note);
+    return it->second;
+  };
   std::vector<std::optional<tensor_scales>> syn_scales;
   std::size_t fp8_scratch_elems = 0;  // the largest synthetic FP8 weight, drawn in bf16 first
   if (!src.fp8_input_amax.empty()) {
     PIECEWISE_EXPECTS(synthetic, "device weights: FP8 input amax given for {} weights; only synthetic weights are "
                       "quantized on the GPU", src.how == weight_source::kind::host ? "host" : "checkpoint");
     syn_scales.resize(entries.size());
-    std::map<std::string_view, std::size_t> index;
-    for (std::size_t i = 0; i < entries.size(); ++i) index.emplace(entries[i].name, i);
     for (const auto& [name, amax] : src.fp8_input_amax) {
-      const auto it = index.find(name);
-      PIECEWISE_EXPECTS(it != index.end(), "device weights: synthetic FP8: '{}' is not a tensor of {}", name, c.name);
-      const tensor_entry& e = entries[it->second];
-      PIECEWISE_EXPECTS(e.spec->linear && e.in_checkpoint && e.shape.size() == 2 &&
-                            !(e.spec->tied_to_embeddings && c.tie_word_embeddings),
-                        "device weights: synthetic FP8: '{}' is not a linear weight of its own", name);
-      PIECEWISE_EXPECTS(e.spec->fused_as == nullptr,
-                        "device weights: synthetic FP8: '{}' is part of the fused '{}', which runs as one GEMM with "
-                        "one pair of scales: not supported (keep it bf16)",
-                        name, e.spec->fused_as);
+      const std::size_t i = synthetic_quantized(name, "FP8", " with one pair of scales");
       PIECEWISE_EXPECTS(std::isfinite(amax) && amax >= 0, "device weights: synthetic FP8: '{}' has input amax {}",
                         name, amax);
-      syn_scales[it->second] = tensor_scales{0.0f, {}, {}, input_scale_from_amax(amax)};
-      fp8_scratch_elems = std::max(fp8_scratch_elems, static_cast<std::size_t>(e.shape[0] * e.shape[1]));
+      syn_scales[i] = tensor_scales{0.0f, {}, {}, input_scale_from_amax(amax)};
+      fp8_scratch_elems = std::max(fp8_scratch_elems, static_cast<std::size_t>(entries[i].shape[0] * entries[i].shape[1]));
     }
   }
   auto syn_fp8 = [&](std::size_t i) { return i < syn_scales.size() && syn_scales[i].has_value(); };
@@ -232,22 +239,11 @@ device_weights::device_weights(const model_config& c, const weight_source& src) 
     PIECEWISE_EXPECTS(synthetic, "device weights: NVFP4 weights named for {} weights; only synthetic weights are "
                       "quantized on the GPU", src.how == weight_source::kind::host ? "host" : "checkpoint");
     syn_nvfp4.resize(entries.size());
-    std::map<std::string_view, std::size_t> index;
-    for (std::size_t i = 0; i < entries.size(); ++i) index.emplace(entries[i].name, i);
     for (const std::string& name : src.nvfp4_weights) {
-      const auto it = index.find(name);
-      PIECEWISE_EXPECTS(it != index.end(), "device weights: synthetic NVFP4: '{}' is not a tensor of {}", name, c.name);
-      const tensor_entry& e = entries[it->second];
-      PIECEWISE_EXPECTS(e.spec->linear && e.in_checkpoint && e.shape.size() == 2 &&
-                            !(e.spec->tied_to_embeddings && c.tie_word_embeddings),
-                        "device weights: synthetic NVFP4: '{}' is not a linear weight of its own", name);
-      PIECEWISE_EXPECTS(e.spec->fused_as == nullptr,
-                        "device weights: synthetic NVFP4: '{}' is part of the fused '{}', which runs as one GEMM: not "
-                        "supported (keep it bf16)",
-                        name, e.spec->fused_as);
-      PIECEWISE_EXPECTS(!syn_fp8(it->second) && !syn_nvfp4[it->second],
-                        "device weights: synthetic NVFP4: '{}' is named twice (or as FP8 too)", name);
-      syn_nvfp4[it->second] = true;
+      const std::size_t i = synthetic_quantized(name, "NVFP4", "");
+      PIECEWISE_EXPECTS(!syn_fp8(i) && !syn_nvfp4[i], "device weights: synthetic NVFP4: '{}' is named twice (or as FP8 too)",
+                        name);
+      syn_nvfp4[i] = true;
     }
   }
   auto is_syn_nvfp4 = [&](std::size_t i) { return i < syn_nvfp4.size() && syn_nvfp4[i]; };
@@ -359,8 +355,7 @@ device_weights::device_weights(const model_config& c, const weight_source& src) 
     // The MoE router (not `linear`: it stays bf16 in quantized checkpoints and runs with fp32
     // output) is padded the same way, for an expert count that is not a multiple of 8.
     const bool router = g.layer >= 0 && t.suffix == "mixer.gate.weight";
-    std::int64_t padded = rows;
-    if ((g.linear || router) && rows % 8 != 0) padded = (rows + 7) / 8 * 8;
+    const std::int64_t padded = g.linear || router ? device_rows(rows) : rows;
     const std::size_t pad_bytes = static_cast<std::size_t>(padded - rows) * static_cast<std::size_t>(first.cols) *
                                   dtype_storage_bytes(first.type, 1);
     t.view.type = first.type;
@@ -373,8 +368,7 @@ device_weights::device_weights(const model_config& c, const weight_source& src) 
       PIECEWISE_EXPECTS(g.linear && g.parts.size() == 1, "device weights: '{}': NVFP4 in a fused group", t.name);
       const nvfp4_layout L{static_cast<int>(padded), static_cast<int>(first.cols)};
       nvfp4s.push_back({&t, &first, L});
-      bplan.add_bytes(t.name, L.packed_bytes() + L.scale_bytes() + kFp8ScaleSlotBytes,
-                      [&t](void* p) { t.view.data = p; });
+      bplan.add_bytes(t.name, nvfp4_device_bytes(rows, first.cols), [&t](void* p) { t.view.data = p; });
       continue;
     }
     const bool fp8 = first.type == dtype::fp8_e4m3;
@@ -413,11 +407,23 @@ device_weights::device_weights(const model_config& c, const weight_source& src) 
     auto* base = static_cast<std::uint8_t*>(const_cast<void*>(n.t->view.data));
     n.t->view.block_scales = base + n.layout.packed_bytes();
     n.t->view.scale = reinterpret_cast<const float*>(base + n.layout.packed_bytes() + n.layout.scale_bytes());
-    entries_[n.p->entry] = {base, n.layout.packed_bytes() + n.layout.scale_bytes() + kFp8ScaleSlotBytes};
+    entries_[n.p->entry] = {base, nvfp4_device_bytes(n.p->rows, n.p->cols)};
   }
   auto data = [&](std::size_t i) { return static_cast<std::uint8_t*>(const_cast<void*>(entries_[i].data)); };
   auto tied = [&](const tensor_entry& e) { return e.spec->tied_to_embeddings && c.tie_word_embeddings; };
   const std::size_t emb = 0;  // model_tensors lists the embeddings first
+  // A synthetic weight to quantize (`what`: "FP8", "NVFP4") drawn in bf16 into `draw` (the same
+  // bits as the bf16 model's), its largest |value| into *amax: what the GPU quantizers start from.
+  auto draw_for_quantization = [&](const tensor_entry& e, const char* what, bf16* draw, float* amax) {
+    const init_rule& r = e.spec->init;
+    PIECEWISE_EXPECTS(r.how == init_rule::kind::normal || r.how == init_rule::kind::uniform,
+                      "device weights: synthetic {}: '{}' is not drawn by the GPU", what, e.name);
+    const int rows = static_cast<int>(e.shape[0]), cols = static_cast<int>(e.shape[1]);
+    synthetic_fill(draw, dtype::bf16, static_cast<std::size_t>(rows) * static_cast<std::size_t>(cols),
+                   tensor_seed(src.seed, e.name), r.how == init_rule::kind::normal, r.scale(c), nullptr);
+    PIECEWISE_CUDA_TRY(cudaMemsetAsync(amax, 0, sizeof(float), nullptr));
+    amax_abs_rows(draw, cols, rows, cols, amax, nullptr);
+  };
   PIECEWISE_EXPECTS(entries.front().layer < 0 && entries.front().index == kEmbeddings,
                     "device weights: the embeddings are not the first tensor");
 
@@ -441,18 +447,12 @@ device_weights::device_weights(const model_config& c, const weight_source& src) 
         if (is_syn_nvfp4(i)) continue;  // below
         const std::size_t n = entries_[i].bytes / dtype_storage_bytes(device_type(i), 1);
         if (syn_fp8(i)) {
-          // Drawn in bf16 (the same bits as the bf16 model's), then quantize_fp8 on the GPU: amax,
-          // scale amax / 448 into the weight's scale slot, the e4m3 rows into the arena.
-          PIECEWISE_EXPECTS(r.how == init_rule::kind::normal || r.how == init_rule::kind::uniform,
-                            "device weights: synthetic FP8: '{}' is not drawn by the GPU", e.name);
+          // Drawn in bf16, then quantize_fp8 on the GPU: scale amax / 448 into the weight's scale
+          // slot, the e4m3 rows into the arena.
           const weight& v = target(groups[group_of[i]]).view;
           auto* draw = static_cast<bf16*>(fp8_scratch.data());
           auto* amax = static_cast<float*>(fp8_amax.data());
-          synthetic_fill(draw, dtype::bf16, n, tensor_seed(src.seed, e.name), r.how == init_rule::kind::normal,
-                         r.scale(c), nullptr);
-          PIECEWISE_CUDA_TRY(cudaMemsetAsync(amax, 0, sizeof(float), nullptr));
-          amax_abs_rows(draw, static_cast<int>(e.shape[1]), static_cast<int>(e.shape[0]), static_cast<int>(e.shape[1]),
-                        amax, nullptr);
+          draw_for_quantization(e, "FP8", draw, amax);
           fp8_scale_from_amax(amax, const_cast<float*>(v.scale), nullptr);
           quantize_fp8_weight(draw, n, v.scale, data(i), nullptr);
         } else if (!e.in_checkpoint) {
@@ -572,14 +572,8 @@ device_weights::device_weights(const model_config& c, const weight_source& src) 
       auto* global = const_cast<float*>(n.t->view.scale);
       float g = 1.0f;
       if (synthetic) {
-        const init_rule& r = e.spec->init;
-        PIECEWISE_EXPECTS(r.how == init_rule::kind::normal || r.how == init_rule::kind::uniform,
-                          "device weights: synthetic NVFP4: '{}' is not drawn by the GPU", e.name);
         auto* d = static_cast<bf16*>(draw.data());
-        synthetic_fill(d, dtype::bf16, nel, tensor_seed(src.seed, e.name), r.how == init_rule::kind::normal, r.scale(c),
-                       nullptr);
-        PIECEWISE_CUDA_TRY(cudaMemsetAsync(amax.data(), 0, sizeof(float), nullptr));
-        amax_abs_rows(d, cols, rows, cols, static_cast<float*>(amax.data()), nullptr);
+        draw_for_quantization(e, "NVFP4", d, static_cast<float*>(amax.data()));
         quantize_nvfp4_weight(d, rows, cols, static_cast<const float*>(amax.data()), global, rp, rs, nullptr);
         PIECEWISE_CUDA_TRY_CTX(cudaMemcpy(&g, global, sizeof(float), cudaMemcpyDeviceToHost),
                                fmt::format("quantizing {}", e.name));

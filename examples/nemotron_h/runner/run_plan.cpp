@@ -258,11 +258,8 @@ memory_estimate estimate_memory(const model_config& c, const gpu_model_limits& l
     std::uint64_t n = 1;
     for (auto d : e.shape) n *= static_cast<std::uint64_t>(d);
     if (t == dtype::nvfp4 && e.shape.size() == 2) {
-      // The device layout (kernels/nvfp4.cuh): rows padded to 8, then to strips of 16 and
-      // groups of 64 columns; elements, block scales, the global scale's slot.
-      const nvfp4_layout L{static_cast<int>((e.shape[0] + 7) / 8 * 8), static_cast<int>(e.shape[1])};
-      m.weights += L.packed_bytes() + L.scale_bytes() + kFp8ScaleSlotBytes;
-      nvfp4_n = std::max(nvfp4_n, static_cast<std::uint64_t>((e.shape[0] + 7) / 8 * 8 * e.shape[1]));
+      m.weights += nvfp4_device_bytes(e.shape[0], e.shape[1]);
+      nvfp4_n = std::max(nvfp4_n, static_cast<std::uint64_t>(device_rows(e.shape[0]) * e.shape[1]));
       continue;
     }
     m.weights += dtype_storage_bytes(t, n);

@@ -21,6 +21,7 @@
 #include <string_view>
 #include <vector>
 
+#include "kernels/nvfp4_layout.hpp"
 #include "model/config.hpp"
 #include "model/dtype.hpp"
 #include "model/layer_kinds.hpp"
@@ -34,6 +35,17 @@ namespace nemotron_h {
 /// not 16-byte aligned (CUBLAS_STATUS_NOT_SUPPORTED, seen on the H200).
 inline constexpr std::size_t kFp8ScaleSlotBytes = 16;
 inline constexpr std::size_t kFp8ScaleBytes = 2 * kFp8ScaleSlotBytes;
+
+/// Rows of a linear weight on the device: padded with zero rows to a multiple of 8, so that
+/// its GEMM's output rows stay 16-byte aligned.
+constexpr std::int64_t device_rows(std::int64_t rows) noexcept { return (rows + 7) / 8 * 8; }
+
+/// Device bytes of an NVFP4 weight [rows, cols]: the GEMV's layout (kernels/nvfp4_layout.hpp) of
+/// its device_rows, then its global scale in a 16-byte slot.
+constexpr std::size_t nvfp4_device_bytes(std::int64_t rows, std::int64_t cols) noexcept {
+  const nvfp4_layout L{static_cast<int>(device_rows(rows)), static_cast<int>(cols)};
+  return L.packed_bytes() + L.scale_bytes() + kFp8ScaleSlotBytes;
+}
 
 /// One tensor of a device tensor (a fused group has several), as the check needs it.
 struct gpu_weight_part {
