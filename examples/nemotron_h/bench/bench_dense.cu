@@ -18,6 +18,7 @@
 #include "kernels/gemm.cuh"
 #include "kernels/kv_cache.cuh"
 #include "kernels/norms.cuh"
+#include "kernels/nvfp4.cuh"
 
 namespace nh = nemotron_h;
 using nemotron_h::bf16;
@@ -57,6 +58,24 @@ void run_timed(benchmark::State& state, const std::function<void()>& fn) {
 void set_bw(benchmark::State& state, double bytes) {
   state.counters["GB/s"] = benchmark::Counter(bytes / 1e9, benchmark::Counter::kIsIterationInvariantRate);
   state.counters["bytes"] = bytes;
+}
+
+// The best time of one launch of a graph of calls call(0 ... calls - 1, st) (ms), after one call
+// outside the capture (it sets kernel attributes).
+float graph_launch_ms(int calls, const std::function<void(int, cudaStream_t)>& call, cudaStream_t st) {
+  call(0, st);
+  PIECEWISE_CUDA_TRY(cudaStreamSynchronize(st));
+  cudaGraph_t graph = nullptr;
+  cudaGraphExec_t exec = nullptr;
+  PIECEWISE_CUDA_TRY(cudaStreamBeginCapture(st, cudaStreamCaptureModeThreadLocal));
+  for (int i = 0; i < calls; ++i) call(i, st);
+  PIECEWISE_CUDA_TRY(cudaStreamEndCapture(st, &graph));
+  PIECEWISE_CUDA_TRY(cudaGraphInstantiate(&exec, graph, 0));
+  nh::event_timer t;
+  const float ms = t.best_ms([&] { PIECEWISE_CUDA_TRY(cudaGraphLaunch(exec, st)); }, 2, 5, st);
+  PIECEWISE_CUDA_TRY(cudaGraphExecDestroy(exec));
+  PIECEWISE_CUDA_TRY(cudaGraphDestroy(graph));
+  return ms;
 }
 
 void BM_roofline(benchmark::State& state) {
@@ -115,16 +134,8 @@ void decode_attention_bench(benchmark::State& state, int B, int C, nh::attention
     nh::attention_decode(qkv, ld, qkv + Hq * kHD, qkv + (Hq + Hkv) * kHD, ld, cache, views[i % R], Hq, out,
                          Hq * kHD, ws, ws_bytes, C, s, tune);
   };
-  call(0, st);  // first call outside the capture (sets kernel attributes)
-  PIECEWISE_CUDA_TRY(cudaStreamSynchronize(st));
-  cudaGraph_t graph = nullptr;
-  cudaGraphExec_t exec = nullptr;
-  PIECEWISE_CUDA_TRY(cudaStreamBeginCapture(st, cudaStreamCaptureModeThreadLocal));
-  for (int i = 0; i < calls; ++i) call(i, st);
-  PIECEWISE_CUDA_TRY(cudaStreamEndCapture(st, &graph));
-  PIECEWISE_CUDA_TRY(cudaGraphInstantiate(&exec, graph, 0));
+  const float graph_ms = graph_launch_ms(calls, call, st);
   nh::event_timer t;
-  const float graph_ms = t.best_ms([&] { PIECEWISE_CUDA_TRY(cudaGraphLaunch(exec, st)); }, 2, 5, st);
   int e = 0;
   const float eager_ms = t.best_ms([&] { call(e++, st); }, 3, 20, st);
   for (auto _ : state) state.SetIterationTime(graph_ms * 1e-3 / calls);
@@ -132,8 +143,6 @@ void decode_attention_bench(benchmark::State& state, int B, int C, nh::attention
   state.counters["eager_us"] = eager_ms * 1e3;
   state.counters["GB/s"] = bytes / (graph_ms * 1e-3 / calls) / 1e9;
   if (roofline().bw_gbs > 0) state.counters["frac_of_copy_bw"] = state.counters["GB/s"] / roofline().bw_gbs;
-  PIECEWISE_CUDA_TRY(cudaGraphExecDestroy(exec));
-  PIECEWISE_CUDA_TRY(cudaGraphDestroy(graph));
   PIECEWISE_CUDA_TRY(cudaStreamDestroy(st));
   cudaFree(kv);
   cudaFree(qkv);
@@ -286,6 +295,83 @@ BENCHMARK(BM_gemm)
     ->Args({64, kDInner, kD})
     ->Args({64, kD, kF})
     ->Args({64, kF, kD})
+    ->UseManualTime()->Unit(benchmark::kMicrosecond);
+
+// Decode GEMVs of the 9B layers, bf16 (gemm_engine::linear, the bf16 GEMV) against NVFP4
+// weight-only (gemv_nvfp4, random e2m1 codes under random normal block scales): y[M,N] =
+// x[M,K] W[N,K]^T at M = 1, 8, 64. Captured as a graph of calls that rotate over copies of the
+// weight (>= 256 MB in all, so weights stream from HBM as in a model step); the reported time
+// is one call inside the graph, GB/s counts the weight bytes (layout + block scales for NVFP4).
+void BM_gemv(benchmark::State& state) {
+  const int M = static_cast<int>(state.range(0)), K = static_cast<int>(state.range(1)),
+            N = static_cast<int>(state.range(2));
+  const bool nvfp4 = state.range(3) != 0;
+  const nh::nvfp4_layout L{N, K};
+  const double wbytes = nvfp4 ? static_cast<double>(L.packed_bytes() + L.scale_bytes()) : 2.0 * N * K;
+  const int R = std::clamp(static_cast<int>(256e6 / wbytes) + 1, 1, 64), calls = std::max(R, 16);
+  std::vector<void*> bufs;
+  std::vector<nh::weight> W(R);
+  if (nvfp4) {
+    std::vector<std::uint8_t> packed(static_cast<std::size_t>(N) * K / 2), scales(static_cast<std::size_t>(N) * K / 16);
+    std::uint32_t s = 12345u;
+    auto next = [&s] { s ^= s << 13, s ^= s >> 17, s ^= s << 5; return s; };
+    for (auto& b : packed) b = static_cast<std::uint8_t>(next());
+    for (auto& b : scales) b = static_cast<std::uint8_t>(0x30 + next() % 0x30);  // e4m3 0.125 ... 1.9
+    std::uint8_t* rp = dalloc<std::uint8_t>(packed.size());
+    std::uint8_t* rs = dalloc<std::uint8_t>(scales.size());
+    PIECEWISE_CUDA_TRY(cudaMemcpy(rp, packed.data(), packed.size(), cudaMemcpyHostToDevice));
+    PIECEWISE_CUDA_TRY(cudaMemcpy(rs, scales.data(), scales.size(), cudaMemcpyHostToDevice));
+    for (nh::weight& w : W) {
+      auto* dp = dalloc<std::uint8_t>(L.packed_bytes());
+      auto* ds = dalloc<std::uint8_t>(L.scale_bytes());
+      nh::repack_nvfp4(rp, rs, N, K, N, dp, ds, nullptr);
+      bufs.push_back(dp);
+      bufs.push_back(ds);
+      w.data = dp;
+      w.block_scales = ds;
+      w.type = nh::dtype::nvfp4;
+      w.rows = N;
+      w.cols = K;
+      w.global_scale = 1.0f / 256;
+      w.name = "bench.nvfp4";
+    }
+    cudaFree(rp);
+    cudaFree(rs);
+  } else {
+    for (nh::weight& w : W) {
+      bf16* d = dalloc<bf16>(static_cast<std::size_t>(N) * K);
+      nh::fill_random(d, static_cast<std::size_t>(N) * K, 7u, 0.05f);
+      bufs.push_back(d);
+      w.data = d;
+      w.type = nh::dtype::bf16;
+      w.rows = N;
+      w.cols = K;
+      w.name = "bench.bf16";
+    }
+  }
+  bf16* x = dalloc<bf16>(static_cast<std::size_t>(M) * K);
+  bf16* y = dalloc<bf16>(static_cast<std::size_t>(M) * N);
+  nh::fill_random(x, static_cast<std::size_t>(M) * K, 6u);
+  cudaStream_t st = nullptr;
+  PIECEWISE_CUDA_TRY(cudaStreamCreateWithFlags(&st, cudaStreamNonBlocking));
+  engine().prepare(W[0], M);
+  auto call = [&](int i, cudaStream_t s) { engine().linear(x, W[i % R], y, M, s); };
+  const float graph_ms = graph_launch_ms(calls, call, st);
+  for (auto _ : state) state.SetIterationTime(graph_ms * 1e-3 / calls);
+  state.counters["us"] = graph_ms * 1e3 / calls;
+  state.counters["GB/s"] = wbytes / (graph_ms * 1e-3 / calls) / 1e9;
+  if (roofline().bw_gbs > 0) state.counters["frac_of_copy_bw"] = state.counters["GB/s"] / roofline().bw_gbs;
+  if (nvfp4) state.counters["split"] = nh::nvfp4_gemv_split(W[0]);
+  PIECEWISE_CUDA_TRY(cudaStreamDestroy(st));
+  for (void* b : bufs) cudaFree(b);
+  cudaFree(x);
+  cudaFree(y);
+}
+BENCHMARK(BM_gemv)
+    ->ArgNames({"M", "K", "N", "nvfp4"})
+    ->ArgsProduct({{1, 8, 64}, {kD}, {kInProj, kF}, {0, 1}})    // mamba in_proj, mlp up_proj
+    ->ArgsProduct({{1, 8, 64}, {kDInner}, {kD}, {0, 1}})        // mamba out_proj
+    ->ArgsProduct({{1, 8, 64}, {kF}, {kD}, {0, 1}})             // mlp down_proj
     ->UseManualTime()->Unit(benchmark::kMicrosecond);
 
 // Norms at 4096 tokens (bandwidth-bound).

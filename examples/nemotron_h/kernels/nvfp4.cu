@@ -4,15 +4,20 @@
 // four mma A-fragment pairs so that each decodes to a bf16x2 with few operations: a bf16 whose
 // exponent field is the e2m1 exponent E and whose top mantissa bit is the e2m1 mantissa M is
 // e2m1 x 2^-126 (E = 0, M = 1 is the subnormal 2^-127 = 0.5 x 2^-126, which the bf16 multiply
-// keeps). Pair P's low element has its M, E0, E1 bits at p, p+1, p+2 and its sign at p+9, the
-// high element the same 16 bits higher, so rotating the word by 6 - p and masking with
-// 0x81C081C0 gives the pair (p = 6, 0, 3); the fourth pair takes the 8 bits left (M, E0 at
-// 10, 11, E1 at 13, sign at 14) with three shifts. Multiplying by the block scale's bf16
-// broadcast times 2^118 (bf16 multiply, exact) gives e2m1 x scale x 2^-8.
+// keeps). A pair's low element needs its M, E0, E1, sign at bits 6, 7, 8, 15 (mask T =
+// 0x81C081C0), the high element the same 16 bits higher. No layout of a word's 32 bits lets
+// every pair be one shift or rotation and one mask (checked exhaustively), so the word holds
+//   pair 0 = w & T,  pair 1 = (w << 3) & T,
+//   pair 2 = ((w >> 3) & MEM) | ((w << 1) & SIGN),  pair 3 = ((w << 2) & SIGN) | ((w << 6) & MEM)
+// (MEM = 0x01C001C0, SIGN = 0x80008000): six logic operations a word; the shifts are integer
+// multiplies (the left ones as w * 2^k, the right one as the high word of w * 2^29), which run
+// on the FMA pipe and leave the integer pipe, the decode's bottleneck, to the masks.
+// Multiplying by the block scale's bf16 broadcast times 2^118 (bf16 multiply, exact) gives
+// e2m1 x scale x 2^-8.
 //
 // The scales are stored as 8-bit codes c with bf16 bits (c << 4) + (236 << 7) = scale x 2^118
 // (e4m3 values 2^-9 ... 448 have exponent fields 236 ... 253 there and 3 mantissa bits), so the
-// decode is one byte permute and one integer multiply-add.
+// decode is one integer multiply-add a row (the code times 0x100010 puts it in both halves).
 #include "kernels/nvfp4.cuh"
 
 #include "kernels/fp8_device.cuh"
@@ -22,23 +27,31 @@ namespace nemotron_h {
 
 namespace {
 
-constexpr unsigned kPairMask = 0x81C081C0u;
+constexpr unsigned kPairMask = 0x81C081C0u, kMagnitude = 0x01C001C0u, kSign = 0x80008000u;
 constexpr unsigned kScaleBias = (236u << 7) | (236u << 23);
 
-/// Word bit positions of the low element of pair P (M, E0, E1, sign); the high element is 16 up.
-__host__ __device__ constexpr int pair_bit(int pair, int field) {
-  constexpr int p[3] = {6, 0, 3};
-  if (pair < 3) return field < 3 ? p[pair] + field : p[pair] + 9;
-  constexpr int q[4] = {10, 11, 13, 14};
-  return q[field];
+/// The word bit that pair P's bit j comes from (j one of 6, 7, 8, 15 for the low element, 16
+/// more for the high one; see the top of the file).
+__host__ __device__ constexpr int pair_source_bit(int pair, int j) {
+  const bool sign = j == 15 || j == 31;
+  switch (pair) {
+    case 0: return j;
+    case 1: return j - 3;
+    case 2: return sign ? j - 1 : j + 3;
+    default: return sign ? j - 2 : j - 6;
+  }
+}
+/// Bit j of a pair for field f of element e (f: M, E0, E1, sign).
+__host__ __device__ constexpr int pair_target_bit(int field, int element) {
+  return (field < 3 ? 6 + field : 15) + 16 * element;
 }
 
 /// The four bf16x2 pairs of one word, each e2m1 x 2^-126 (see the top of the file).
 __device__ __forceinline__ void decode_word(unsigned w, unsigned (&a)[4]) {
   a[0] = w & kPairMask;
-  a[1] = __funnelshift_l(w, w, 6) & kPairMask;
-  a[2] = __funnelshift_l(w, w, 3) & kPairMask;
-  a[3] = ((w >> 4) & 0x00C000C0u) | ((w >> 5) & 0x01000100u) | ((w << 1) & 0x80008000u);
+  a[1] = (w * 8u) & kPairMask;
+  a[2] = (__umulhi(w, 1u << 29) & kMagnitude) | ((w * 2u) & kSign);
+  a[3] = ((w * 4u) & kSign) | ((w * 64u) & kMagnitude);
 }
 
 __device__ __forceinline__ unsigned bf16x2_mul(unsigned a, unsigned b) {
@@ -49,8 +62,8 @@ __device__ __forceinline__ unsigned bf16x2_mul(unsigned a, unsigned b) {
 
 /// Block scale codes (row g in byte 0, row g + 8 in byte 1) to two bf16x2 broadcasts of scale x 2^118.
 __device__ __forceinline__ void decode_scales(unsigned codes, unsigned& s0, unsigned& s1) {
-  s0 = __byte_perm(codes, 0u, 0x4040) * 16u + kScaleBias;
-  s1 = __byte_perm(codes, 0u, 0x4141) * 16u + kScaleBias;
+  s0 = (codes & 0xffu) * 0x100010u + kScaleBias;
+  s1 = __umulhi(codes, 1u << 24) * 0x100010u + kScaleBias;
 }
 
 /// The code of an e4m3 scale byte (finite, not negative; 0 for a zero scale, whose elements the
@@ -103,7 +116,7 @@ __global__ void repack_kernel(const std::uint8_t* __restrict__ packed, const std
         const int h = pair & 1, col = 4 * j + (pair >= 2 ? 2 : 0);
         for (int e = 0; e < 2; ++e) {
           const unsigned n = nib[h][col + e];
-          for (int f = 0; f < 4; ++f) word |= ((n >> f) & 1u) << (pair_bit(pair, f) + 16 * e);
+          for (int f = 0; f < 4; ++f) word |= ((n >> f) & 1u) << pair_source_bit(pair, pair_target_bit(f, e));
         }
       }
       w[j] = word;
@@ -159,9 +172,9 @@ __global__ void quantize_kernel(const bf16* __restrict__ w, int rows, int cols, 
 }
 
 /// Groups of 64 columns a warp keeps in flight (their elements and scales in registers) while
-/// it decodes one: enough bytes in flight to stream at copy bandwidth with few warps a strip.
-template <int NT>
-constexpr int kPrefetch = NT <= 2 ? 4 : 2;
+/// it decodes one. Two is enough: the decode, not the loads, bounds the kernel, and fewer
+/// registers leave room for more warps (measured at 9B shapes: 2 beats 4 by 10-20%).
+constexpr int kPrefetch = 2;
 
 /// This lane's 16 columns of a group of x row m (zeros past M or K): its 8 B-fragment words.
 __device__ __forceinline__ void load_x16(const bf16* __restrict__ row, bool in, unsigned (&b)[8]) {
@@ -175,14 +188,16 @@ __device__ __forceinline__ void load_x16(const bf16* __restrict__ row, bool in, 
 }
 
 /// One block of KS warps a strip; warp w takes groups w, w + KS, ... in order (kPrefetch of them
-/// in flight), then the warps' sums are added in warp order through shared memory, one n-tile
-/// at a time. KS depends on the weight's shape only, so a row's result does not depend on M.
+/// in flight) into two accumulator sets, even and odd steps (two chains of dependent mma instead
+/// of one), then the warps' sums (set 0 + set 1) are added in warp order through shared memory,
+/// one n-tile at a time. KS depends on the weight's shape only and the sets do not depend on
+/// NT, so a row's result does not depend on M.
 template <int NT, int OUT, int KS>
 __global__ void __launch_bounds__(KS * 32)
     gemv_nvfp4_kernel(const bf16* __restrict__ x, int ldx, const uint4* __restrict__ wp,
                       const unsigned short* __restrict__ ws, int N, int K, int groups, float alpha,
                       void* __restrict__ y, int ldy, int M) {
-  constexpr int P = kPrefetch<NT>;
+  constexpr int P = kPrefetch;
   __shared__ float part[KS][4][32];
   const int lane = threadIdx.x % 32, warp = threadIdx.x / 32, strip = blockIdx.x;
   const int g = lane / 4, t = lane % 4;
@@ -204,9 +219,7 @@ __global__ void __launch_bounds__(KS * 32)
   const bf16* xr[NT];
 #pragma unroll
   for (int i = 0; i < NT; ++i) xr[i] = x + static_cast<long long>(g + 8 * i) * ldx + t * 16;
-  float acc[NT][4];
-#pragma unroll
-  for (int i = 0; i < NT; ++i) acc[i][0] = acc[i][1] = acc[i][2] = acc[i][3] = 0.0f;
+  float acc[2][NT][4] = {};
   for (int first = warp; first < groups; first += P * KS) {
 #pragma unroll
     for (int p = 0; p < P; ++p) {
@@ -235,7 +248,7 @@ __global__ void __launch_bounds__(KS * 32)
         a[2] = bf16x2_mul(a[2], s0);
         a[3] = bf16x2_mul(a[3], s1);
 #pragma unroll
-        for (int i = 0; i < NT; ++i) mma_bf16(acc[i], a, b[i][2 * j], b[i][2 * j + 1]);
+        for (int i = 0; i < NT; ++i) mma_bf16(acc[p % 2][i], a, b[i][2 * j], b[i][2 * j + 1]);
       }
     }
   }
@@ -243,7 +256,7 @@ __global__ void __launch_bounds__(KS * 32)
   for (int i = 0; i < NT; ++i) {
     if (i > 0) __syncthreads();  // warp 0 has read the previous n-tile's sums
 #pragma unroll
-    for (int c = 0; c < 4; ++c) part[warp][c][lane] = acc[i][c];
+    for (int c = 0; c < 4; ++c) part[warp][c][lane] = acc[0][i][c] + acc[1][i][c];
     __syncthreads();
     if (warp == 0) {
 #pragma unroll

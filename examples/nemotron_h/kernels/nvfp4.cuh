@@ -16,8 +16,9 @@
 // columns past K are zero (so are the elements of a block whose scale is 0).
 //
 // Deterministic and batch invariant: one output's sum has a fixed order (the mma's k steps in
-// group order within a warp, the block's 8 warps summed in order) for a given N and K, whatever
-// M or the other rows.
+// group order within a warp, alternating between two accumulator sets that are added at the
+// end, then the block's warps summed in order) for a given N and K, whatever M or the other
+// rows.
 #pragma once
 
 #include <cuda_runtime.h>
