@@ -40,6 +40,13 @@ struct e4m3_quantizer {
   }
 };
 
+/// The magnitude of an e4m3 byte as model/quant_formats.hpp's e4m3_to_float gives it (sign
+/// ignored; not for the NaN byte), in device code: exact in float.
+__device__ inline float e4m3_magnitude(std::uint8_t b) {
+  const int exp = (b >> 3) & 15, man = b & 7;
+  return exp == 0 ? ldexpf(static_cast<float>(man), -9) : ldexpf(static_cast<float>(8 + man), exp - 10);
+}
+
 /// model/quant_formats.hpp's double_to_e4m3, the same steps in device code (every step but the
 /// final rounding is exact: scaling by powers of two).
 __device__ inline std::uint8_t e4m3_of_double(double f) {

@@ -20,8 +20,14 @@
 // decode is one integer multiply-add a row (the code times 0x100010 puts it in both halves).
 #include "kernels/nvfp4.cuh"
 
+#include <iterator>
+#include <string>
+#include <type_traits>
+#include <utility>
+
 #include "kernels/fp8_device.cuh"
 #include "kernels/pdl.cuh"
+#include "kernels/tensor_core.cuh"
 
 namespace nemotron_h {
 
@@ -69,19 +75,9 @@ __device__ __forceinline__ void decode_scales(unsigned codes, unsigned& s0, unsi
 /// The code of an e4m3 scale byte (finite, not negative; 0 for a zero scale, whose elements the
 /// repack clears).
 __device__ __forceinline__ unsigned scale_code(std::uint8_t b) {
-  const int exp = (b >> 3) & 15, man = b & 7;
   if ((b & 0x7f) == 0) return 0;
-  const float v = exp == 0 ? ldexpf(static_cast<float>(man), -9) : ldexpf(static_cast<float>(8 + man), exp - 10);
-  const unsigned bits = __float_as_uint(v * 0x1p118f) >> 16;
+  const unsigned bits = __float_as_uint(e4m3_magnitude(b) * 0x1p118f) >> 16;
   return (bits - (236u << 7)) >> 4;
-}
-
-__device__ __forceinline__ void mma_bf16(float (&c)[4], const unsigned (&a)[4], unsigned b0, unsigned b1) {
-  asm volatile(
-      "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
-      "{%0,%1,%2,%3};"
-      : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
 }
 
 /// One thread a (strip, group, lane): its 16 element bytes (rows r0 = 16s + g and r0 + 8, 16
@@ -160,9 +156,7 @@ __global__ void quantize_kernel(const bf16* __restrict__ w, int rows, int cols, 
     }
     const std::uint8_t bs = e4m3_of_double(bmax / 6.0 / gs);
     scales[i] = bs;
-    const int exp = (bs >> 3) & 15, man = bs & 7;
-    const double sv = exp == 0 ? ldexp(static_cast<double>(man), -9) : ldexp(static_cast<double>(8 + man), exp - 10);
-    const double step = sv * gs;
+    const double step = static_cast<double>(e4m3_magnitude(bs)) * gs;
     for (int k = 0; k < 16; k += 2) {
       const std::uint8_t lo = step > 0 ? e2m1_of_double(v[k] / step) : 0;
       const std::uint8_t hi = step > 0 ? e2m1_of_double(v[k + 1] / step) : 0;
@@ -248,7 +242,7 @@ __global__ void __launch_bounds__(KS * 32)
         a[2] = bf16x2_mul(a[2], s0);
         a[3] = bf16x2_mul(a[3], s1);
 #pragma unroll
-        for (int i = 0; i < NT; ++i) mma_bf16(acc[p % 2][i], a, b[i][2 * j], b[i][2 * j + 1]);
+        for (int i = 0; i < NT; ++i) detail::mma_bf16(acc[p % 2][i], a, b[i][2 * j], b[i][2 * j + 1]);
       }
     }
   }
@@ -272,6 +266,17 @@ __global__ void __launch_bounds__(KS * 32)
   }
 }
 
+/// Calls f(std::integral_constant<int, KS>{}) for the KS of kNvfp4GemvSplits equal to `split`
+/// (none when there is none: the callers check first).
+template <class F, std::size_t... I>
+void with_split(int split, F&& f, std::index_sequence<I...>) {
+  (void)((split == kNvfp4GemvSplits[I] && (f(std::integral_constant<int, kNvfp4GemvSplits[I]>{}), true)) || ...);
+}
+template <class F>
+void with_split(int split, F&& f) {
+  with_split(split, f, std::make_index_sequence<std::size(kNvfp4GemvSplits)>{});
+}
+
 /// Blocks of KS warps resident on the whole device at once (the one-row kernel's occupancy;
 /// queried once).
 template <int KS>
@@ -288,7 +293,7 @@ long long resident_blocks() {
 }
 
 /// Warps a strip, from the weight's shape alone (so that a row's result does not depend on M):
-/// the KS in {2, 4, 6, 8, 10, 16} with the least waves x groups a warp, ceil(strips / resident blocks)
+/// the KS of kNvfp4GemvSplits with the least waves x groups a warp, ceil(strips / resident blocks)
 /// x ceil(groups / KS) (a partial last wave costs a whole one), fewer waves on a tie. Splitting
 /// K further gives more warps to a narrow weight, but a grid one block over the resident ones
 /// doubles the time.
@@ -303,12 +308,7 @@ int warps_per_strip(int strips, int groups) {
       best_waves = waves;
     }
   };
-  consider(2, resident_blocks<2>());
-  consider(4, resident_blocks<4>());
-  consider(6, resident_blocks<6>());
-  consider(8, resident_blocks<8>());
-  consider(10, resident_blocks<10>());
-  consider(16, resident_blocks<16>());
+  for (int ks : kNvfp4GemvSplits) with_split(ks, [&](auto k) { consider(ks, resident_blocks<decltype(k)::value>()); });
   return best;
 }
 
@@ -322,14 +322,7 @@ void launch_gemv(const bf16* x, int ldx, const weight& W, void* y, int ldy, int 
 
 template <int NT, int OUT>
 void launch_gemv(const bf16* x, int ldx, const weight& W, void* y, int ldy, int M, int split, cudaStream_t s) {
-  switch (split) {
-    case 16: launch_gemv<NT, OUT, 16>(x, ldx, W, y, ldy, M, s); break;
-    case 10: launch_gemv<NT, OUT, 10>(x, ldx, W, y, ldy, M, s); break;
-    case 8: launch_gemv<NT, OUT, 8>(x, ldx, W, y, ldy, M, s); break;
-    case 6: launch_gemv<NT, OUT, 6>(x, ldx, W, y, ldy, M, s); break;
-    case 4: launch_gemv<NT, OUT, 4>(x, ldx, W, y, ldy, M, s); break;
-    default: launch_gemv<NT, OUT, 2>(x, ldx, W, y, ldy, M, s); break;
-  }
+  with_split(split, [&](auto k) { launch_gemv<NT, OUT, decltype(k)::value>(x, ldx, W, y, ldy, M, s); });
 }
 
 template <int NT>
@@ -442,10 +435,14 @@ void gemv_nvfp4(const bf16* x, int ldx, const weight& W, void* y, int ldy, int M
                 int split) {
   expect_weight(W, "gemv_nvfp4");
   bool known = split == 0;
-  for (int k : kNvfp4GemvSplits) known = known || split == k;
+  std::string splits;
+  for (int k : kNvfp4GemvSplits) {
+    known = known || split == k;
+    splits += std::to_string(k) + ", ";
+  }
   if (!known)
-    throw piecewise::config_error(strf("gemv_nvfp4: weight '%s': %d warps a strip is not one of 2, 4, 6, 8, 10, 16 (or 0)",
-                                       W.name, split));
+    throw piecewise::config_error(strf("gemv_nvfp4: weight '%s': %d warps a strip is not one of %s(or 0)", W.name, split,
+                                       splits.c_str()));
   if (split == 0) split = nvfp4_gemv_split(W);
   if (M < 1 || M > kNvfp4GemvMaxRows || ldx < W.cols || ldx % 8 != 0 || ldy < W.rows || x == nullptr ||
       y == nullptr || !aligned16(x) || (reinterpret_cast<std::uintptr_t>(y) & 3u) != 0) {
