@@ -217,29 +217,36 @@ __global__ void __launch_bounds__(kThreads)
   for (int i = 0; i < K - 1; ++i) store8(st + static_cast<long long>(i) * C + c0, rows[i]);
 }
 
-template <int K>
+// EARLY: the weights, the batch metadata and the slot's conv state are loaded before
+// pdl_wait() (the caller's promise that the previous kernel writes none of them). Either way the
+// kernel lets the next one start once it has waited (pdl_launch_dependents), so that the Mamba
+// update after it loads its state while this one runs. Every block reaches pdl_wait().
+template <int K, bool EARLY>
 __global__ void __launch_bounds__(kThreads)
     conv_decode_kernel(const bf16* __restrict__ xbc, int ld, const bf16* __restrict__ weight,
                        const bf16* __restrict__ bias, bf16* conv_state, bf16* __restrict__ out,
                        batch_view b, int C) {
-  pdl_wait();  // launched with launch_pdl: the previous kernel's writes first
+  if constexpr (!EARLY) pdl_wait();  // the previous kernel's writes first
   const int c0 = (blockIdx.x * blockDim.x + threadIdx.x) * kVec;
   const int s = blockIdx.y;
-  if (c0 >= C) return;
-  // The weights do not depend on the batch: their loads overlap the metadata round trip.
+  // Independent loads (one round trip): the weights, and the metadata (entries past num_seqs
+  // may be unwritten; they are used only once s < num_seqs is known).
   conv_weights<K> cw;
-  cw.load(weight, bias, c0);
-  if (s >= *b.num_seqs) return;
+  if (c0 < C) cw.load(weight, bias, c0);
+  const int num_seqs = *b.num_seqs;
   const int start = b.cu_seqlens[s];
   const int end = b.cu_seqlens[s + 1];
   const int slot = b.slots[s];
   const bool has_state = b.context_lens[s] > 0;
-  if (end == start) return;
-  bf16* st = conv_state + slot * static_cast<long long>(K - 1) * C;
+  const bool live = c0 < C && s < num_seqs && end > start;
+  bf16* st = live ? conv_state + slot * static_cast<long long>(K - 1) * C : nullptr;
   vec8 window[K - 1];
 #pragma unroll
   for (int k = 0; k < K - 1; ++k)
-    window[k] = has_state ? load8(st + static_cast<long long>(k) * C + c0) : zero8();
+    window[k] = st != nullptr && has_state ? load8(st + static_cast<long long>(k) * C + c0) : zero8();
+  if constexpr (EARLY) pdl_wait();  // now the previous kernel's output (xbc) is visible
+  pdl_launch_dependents();
+  if (!live) return;
   for (int t = start; t < end; ++t) {
     const vec8 cur = load8(xbc + static_cast<long long>(t) * ld + c0);
     store8(out + static_cast<long long>(t) * C + c0, cw.apply(window, cur));
@@ -303,13 +310,13 @@ void conv1d_prefill(const bf16* xbc, int ld_xbc, const bf16* weight, const bf16*
 
 void conv1d_decode(const bf16* xbc, int ld_xbc, const bf16* weight, const bf16* bias,
                    bf16* conv_state, bf16* out, const batch_view& batch, int conv_dim, int K,
-                   cudaStream_t stream) {
+                   cudaStream_t stream, bool load_state_early) {
   check_conv_args("conv1d_decode", xbc, ld_xbc, conv_state, out, batch, conv_dim, K);
   if (batch.max_seqs == 0) return;
   const int vecs = conv_dim / kVec;
   const int threads = block_threads(vecs, batch.max_seqs, 2 * multiprocessors());
   const dim3 grid(ceil_div(vecs, threads), batch.max_seqs);
-  launch_pdl("conv_decode_kernel", conv_decode_kernel<4>, grid, threads, 0, stream, xbc, ld_xbc, weight, bias,
+  launch_pdl("conv_decode_kernel", load_state_early ? conv_decode_kernel<4, true> : conv_decode_kernel<4, false>, grid, threads, 0, stream, xbc, ld_xbc, weight, bias,
              conv_state, out, batch, conv_dim);
 }
 

@@ -34,8 +34,13 @@ void conv1d_prefill(const bf16* xbc, int ld_xbc, const bf16* weight, const bf16*
 /// writes the slot's new conv state. Same inputs/outputs/semantics as conv1d_prefill; fast
 /// when every sequence has few tokens. Capture-safe (device metadata, grid from
 /// batch.max_seqs). Throws like conv1d_prefill.
+/// Launched with programmatic dependent launch (kernels/pdl.cuh); it lets the next kernel start
+/// as soon as it has waited for the one before it. load_state_early: also load the weights, the
+/// batch metadata and the conv state while the previous kernel drains, correct only when the
+/// kernel just before it on `stream` writes none of them (in a decode step that is in_proj,
+/// which writes the projections only). Same results either way.
 void conv1d_decode(const bf16* xbc, int ld_xbc, const bf16* weight, const bf16* bias,
                    bf16* conv_state, bf16* out, const batch_view& batch, int conv_dim, int K,
-                   cudaStream_t stream);
+                   cudaStream_t stream, bool load_state_early = false);
 
 }  // namespace nemotron_h

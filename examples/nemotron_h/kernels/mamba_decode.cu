@@ -53,50 +53,71 @@ __device__ __forceinline__ void load_bf(const bf16* p, float (&r)[NPL]) {
   }
 }
 
+// Loads state rows [p0, p0 + kRowsPerIter) of a head (zeros past p_end, or for every row when
+// S_head is null: a sequence without state).
+template <int NPL>
+__device__ __forceinline__ void load_rows(const float* S_head, int p0, int p_end, int lane,
+                                          float (&st)[kRowsPerIter][NPL]) {
+  constexpr int N = 32 * NPL;
+#pragma unroll
+  for (int r = 0; r < kRowsPerIter; ++r) {
+    if (S_head != nullptr && p0 + r < p_end) {
+      load_f<NPL>(S_head + static_cast<long long>(p0 + r) * N + lane * NPL, st[r]);
+    } else {
+#pragma unroll
+      for (int i = 0; i < NPL; ++i) st[r][i] = 0.f;
+    }
+  }
+}
+
 // grid (H * splits, max_seqs), kWarps warps; N = 32 * NPL; lane owns state columns
 // [lane*NPL, +NPL). Split `sp` of head h owns state rows [sp * rows_per_split, +rows_per_split)
 // (rows_per_split a multiple of kWarps * kRowsPerIter); warp w takes kRowsPerIter rows at a
 // time, all their loads in flight together. The arithmetic per state element and per output
 // row does not depend on the split, so every split count gives the same bits.
-template <int NPL>
+// EARLY: the batch metadata, the head's parameters and the warp's first state rows are loaded
+// before pdl_wait() (the caller's promise that the previous kernel writes none of them), so
+// their round trips overlap the previous kernel's tail; otherwise everything is loaded after it.
+// Every block reaches pdl_wait() before it exits (an early exit would let the next kernel start
+// before this one's predecessor has finished).
+template <int NPL, bool EARLY>
 __global__ void __launch_bounds__(kWarps * 32)
     mamba_decode_kernel(const bf16* __restrict__ xbc, const bf16* __restrict__ dt_raw, int ld_dt,
                         const float* __restrict__ A_log, const float* __restrict__ Dv,
                         const float* __restrict__ dt_bias, float* __restrict__ ssm_state,
                         bf16* __restrict__ y, batch_view b, int H, int P, int G, int splits,
                         int rows_per_split, float dt_min, float dt_max) {
-  pdl_wait();  // launched with launch_pdl: the previous kernel's writes first
+  if constexpr (!EARLY) pdl_wait();  // the previous kernel's writes first
   constexpr int N = 32 * NPL;
   const int h = blockIdx.x / splits;
   const int sp = blockIdx.x - h * splits;
   const int s = blockIdx.y;
   const int p_begin = sp * rows_per_split;
   const int p_end = min(P, p_begin + rows_per_split);
-  if (s >= *b.num_seqs || p_begin >= P) return;
-  // Independent loads (one round trip); entries past num_seqs may be unwritten, never read.
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+  // Independent loads (one round trip); entries past num_seqs may be unwritten and are used
+  // only once s < num_seqs is known.
+  const int num_seqs = *b.num_seqs;
   const int start = b.cu_seqlens[s];
   const int end = b.cu_seqlens[s + 1];
   const int slot = b.slots[s];
   const bool has_state = b.context_lens[s] > 0;
-  if (end == start) return;
-  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
-  const int conv_dim = H * P + 2 * G * N;
-  const int g = h / (H / G);
   const float A = -__expf(A_log[h]);
   const float Dh = Dv[h], bias = dt_bias[h];
-  float* S_head = ssm_state + (static_cast<long long>(slot) * H + h) * P * N;
+  const bool live = s < num_seqs && p_begin < P && end > start;
+  float* S_head = live ? ssm_state + (static_cast<long long>(slot) * H + h) * P * N : nullptr;
+  const int p_first = p_begin + warp * kRowsPerIter;
+  float st[kRowsPerIter][NPL];
+  if constexpr (EARLY) {
+    load_rows<NPL>(has_state ? S_head : nullptr, p_first, p_end, lane, st);
+    pdl_wait();  // now the previous kernel's outputs (xbc, dt_raw) are visible
+  }
+  if (!live) return;
+  const int conv_dim = H * P + 2 * G * N;
+  const int g = h / (H / G);
 
-  for (int p0 = p_begin + warp * kRowsPerIter; p0 < p_end; p0 += kWarps * kRowsPerIter) {
-    float st[kRowsPerIter][NPL];
-#pragma unroll
-    for (int r = 0; r < kRowsPerIter; ++r) {
-      if (p0 + r < p_end && has_state) {
-        load_f<NPL>(S_head + static_cast<long long>(p0 + r) * N + lane * NPL, st[r]);
-      } else {
-#pragma unroll
-        for (int i = 0; i < NPL; ++i) st[r][i] = 0.f;
-      }
-    }
+  for (int p0 = p_first; p0 < p_end; p0 += kWarps * kRowsPerIter) {
+    if (!EARLY || p0 != p_first) load_rows<NPL>(has_state ? S_head : nullptr, p0, p_end, lane, st);
     for (int t = start; t < end; ++t) {
       const bf16* row = xbc + static_cast<long long>(t) * conv_dim;
       float Bv[NPL], Cv[NPL];
@@ -136,7 +157,7 @@ __global__ void __launch_bounds__(kWarps * 32)
 void mamba_decode(const bf16* xbc, const bf16* dt_raw, int ld_dt, const float* A_log,
                   const float* D, const float* dt_bias, float* ssm_state, bf16* y,
                   const batch_view& batch, const mamba_dims& d, float dt_min, float dt_max,
-                  cudaStream_t stream) {
+                  cudaStream_t stream, bool load_state_early) {
   PIECEWISE_EXPECTS(d.N == 64 || d.N == 128 || d.N == 256,
                     "mamba_decode: state size N={} unsupported (64, 128 or 256)", d.N);
   PIECEWISE_EXPECTS(d.H > 0 && d.P > 0 && d.G > 0 && d.H % d.G == 0,
@@ -154,20 +175,16 @@ void mamba_decode(const bf16* xbc, const bf16* dt_raw, int ld_dt, const float* A
   const int rows_per_split = ceil_div(ceil_div(d.P, splits), kRowsPerBlockIter) * kRowsPerBlockIter;
   splits = ceil_div(d.P, rows_per_split);
   const dim3 grid(d.H * splits, batch.max_seqs);
-  switch (d.N) {
-    case 64:
-      launch_pdl("mamba_decode_kernel", mamba_decode_kernel<2>, grid, kWarps * 32, 0, stream, xbc, dt_raw, ld_dt,
-                 A_log, D, dt_bias, ssm_state, y, batch, d.H, d.P, d.G, splits, rows_per_split, dt_min, dt_max);
-      break;
-    case 128:
-      launch_pdl("mamba_decode_kernel", mamba_decode_kernel<4>, grid, kWarps * 32, 0, stream, xbc, dt_raw, ld_dt,
-                 A_log, D, dt_bias, ssm_state, y, batch, d.H, d.P, d.G, splits, rows_per_split, dt_min, dt_max);
-      break;
-    default:
-      launch_pdl("mamba_decode_kernel", mamba_decode_kernel<8>, grid, kWarps * 32, 0, stream, xbc, dt_raw, ld_dt,
-                 A_log, D, dt_bias, ssm_state, y, batch, d.H, d.P, d.G, splits, rows_per_split, dt_min, dt_max);
-      break;
-  }
+  // One instantiation per state size and load order.
+  const auto kernel = [&] {
+    switch (d.N) {
+      case 64: return load_state_early ? mamba_decode_kernel<2, true> : mamba_decode_kernel<2, false>;
+      case 128: return load_state_early ? mamba_decode_kernel<4, true> : mamba_decode_kernel<4, false>;
+      default: return load_state_early ? mamba_decode_kernel<8, true> : mamba_decode_kernel<8, false>;
+    }
+  }();
+  launch_pdl("mamba_decode_kernel", kernel, grid, kWarps * 32, 0, stream, xbc, dt_raw, ld_dt, A_log, D, dt_bias,
+             ssm_state, y, batch, d.H, d.P, d.G, splits, rows_per_split, dt_min, dt_max);
   NH_CHECK_LAUNCH("mamba_decode_kernel H=" + std::to_string(d.H) + " P=" + std::to_string(d.P) +
                   " N=" + std::to_string(d.N));
 }

@@ -27,10 +27,17 @@ namespace nemotron_h {
 /// Capture-safe: metadata from batch's device buffers; grid (H * splits, batch.max_seqs), where
 /// splits (blocks per head, each owning a range of the P state rows) grows as the batch
 /// shrinks, so that a batch of one still fills the chip. Results do not depend on splits.
+/// load_state_early: the kernel is launched with programmatic dependent launch (kernels/pdl.cuh)
+/// and by default loads nothing before the previous kernel on the stream has finished. With
+/// true it loads the batch metadata, A_log, D, dt_bias and its first state rows while that
+/// kernel drains (one to two memory round trips off the step at batch 1), which is correct only
+/// when the kernel just before it on `stream` writes none of them (in a decode step that kernel
+/// is the conv update, which writes xbc only; two mamba_decode calls back to back on one state
+/// need the default). Same results either way.
 /// Throws piecewise::config_error / piecewise::cuda_error.
 void mamba_decode(const bf16* xbc, const bf16* dt_raw, int ld_dt, const float* A_log,
                   const float* D, const float* dt_bias, float* ssm_state, bf16* y,
                   const batch_view& batch, const mamba_dims& dims, float dt_min, float dt_max,
-                  cudaStream_t stream);
+                  cudaStream_t stream, bool load_state_early = false);
 
 }  // namespace nemotron_h

@@ -220,8 +220,12 @@ void gpu_model::mamba_split(int l, const piecewise::split_args& a, phase p) {
     ssd_scan(conv_out_, dt, W, L.A_log, L.D, L.dt_bias, L.state.ssm, y_, ssd_ws_, ssd_ws_bytes_, b, md_, dt_min, dt_max,
              a.stream);
   } else {
-    conv1d_decode(xbc, W, L.conv_w, L.conv_b, L.state.conv, conv_out_, b, md_.conv_dim(), md_.K, a.stream);
-    mamba_decode(conv_out_, dt, W, L.A_log, L.D, L.dt_bias, L.state.ssm, y_, b, md_, dt_min, dt_max, a.stream);
+    // Each kernel before these writes none of the states, weights or metadata they load early:
+    // in_proj writes proj_, the conv update conv_out_ and the conv state.
+    conv1d_decode(xbc, W, L.conv_w, L.conv_b, L.state.conv, conv_out_, b, md_.conv_dim(), md_.K, a.stream,
+                  /*load_state_early=*/true);
+    mamba_decode(conv_out_, dt, W, L.A_log, L.D, L.dt_bias, L.state.ssm, y_, b, md_, dt_min, dt_max, a.stream,
+                 /*load_state_early=*/true);
   }
 }
 

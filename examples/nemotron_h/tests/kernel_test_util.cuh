@@ -109,4 +109,16 @@ class captured {
   cudaGraphExec_t exec_ = nullptr;
 };
 
+/// Runs body(s) once on a new stream, eagerly or (graph) captured and replayed, and waits.
+inline void run_once(bool graph, const std::function<void(cudaStream_t)>& body) {
+  stream st;
+  if (graph) {
+    captured g(st.s, body);
+    g.replay();
+  } else {
+    body(st.s);
+    st.sync();
+  }
+}
+
 }  // namespace nh_test

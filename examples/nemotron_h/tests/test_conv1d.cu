@@ -10,6 +10,7 @@
 #include "kernels/conv1d.cuh"
 #include "kernel_test_util.cuh"
 #include "reference/reference.hpp"
+#include "slow_producer.cuh"
 
 using namespace nh_test;
 using nemotron_h::bf16;
@@ -82,9 +83,10 @@ void prefill(conv_fixture& f, cudaStream_t s) {
   nemotron_h::conv1d_prefill(f.zx.get() + f.xoff, f.ld, f.w.get(), f.bias.get(), f.state.get(),
                              f.out.get(), f.batch.view, f.C, f.K, s);
 }
-void decode(conv_fixture& f, cudaStream_t s) {
+// early: conv1d_decode's load_state_early (every decode test runs both load orders).
+void decode(conv_fixture& f, cudaStream_t s, bool early) {
   nemotron_h::conv1d_decode(f.zx.get() + f.xoff, f.ld, f.w.get(), f.bias.get(), f.state.get(),
-                            f.out.get(), f.batch.view, f.C, f.K, s);
+                            f.out.get(), f.batch.view, f.C, f.K, s, early);
 }
 
 }  // namespace
@@ -104,20 +106,24 @@ TEST_CASE("conv1d prefill: packed sequences, initial states, small shape", "[mam
 }
 
 TEST_CASE("conv1d decode: one token per slot, small shape", "[mamba][conv1d]") {
+  const bool early = GENERATE(false, true);  // the load_state_early argument
+  CAPTURE(early);
   std::mt19937 rng(102);
   conv_fixture f(512, 776, 256, 16, 16, 16, rng);
   f.make({1, 1, 1, 1, 1, 1}, {5, 1, 0, 9, 2, 3}, {9, 4, 0, 15, 2, 7}, rng);
-  decode(f, nullptr);
+  decode(f, nullptr, early);
   PIECEWISE_CUDA_TRY(cudaDeviceSynchronize());
   f.check("decode batch 6");
   // Multi-token sequences through the decode kernel (sequential path).
   f.make({3, 1, 4}, {1, 0, 2}, {1, 2, 3}, rng);
-  decode(f, nullptr);
+  decode(f, nullptr, early);
   PIECEWISE_CUDA_TRY(cudaDeviceSynchronize());
   f.check("decode kernel with 3/1/4 tokens");
 }
 
 TEST_CASE("conv1d: NemotronH-Nano-9B-v2 shapes", "[mamba][conv1d][9b]") {
+  const bool early = GENERATE(false, true);  // the load_state_early argument
+  CAPTURE(early);
   std::mt19937 rng(103);
   // conv_dim = 128*80 + 2*8*128 = 12288; in_proj width 22656; xBC at column 10240.
   conv_fixture f(12288, 22656, 10240, 12, 600, 6, rng);
@@ -126,12 +132,14 @@ TEST_CASE("conv1d: NemotronH-Nano-9B-v2 shapes", "[mamba][conv1d][9b]") {
   PIECEWISE_CUDA_TRY(cudaDeviceSynchronize());
   f.check("9B prefill pack of 5");
   f.make({1, 1, 1, 1}, {1, 2, 0, 100}, {1, 2, 3, 4}, rng);
-  decode(f, nullptr);
+  decode(f, nullptr, early);
   PIECEWISE_CUDA_TRY(cudaDeviceSynchronize());
   f.check("9B decode batch 4");
 }
 
 TEST_CASE("conv1d: Nemotron-H 47B/56B shapes (N = 256), eager and replayed", "[mamba][conv1d][n256]") {
+  const bool early = GENERATE(false, true);  // the load_state_early argument
+  CAPTURE(early);
   // conv1d sees N only through conv_dim = 256*64 + 2*8*256 = 20480; in_proj width
   // 16384 + 20480 + 256 = 37120; xBC at column 16384.
   std::mt19937 rng(107);
@@ -147,13 +155,15 @@ TEST_CASE("conv1d: Nemotron-H 47B/56B shapes (N = 256), eager and replayed", "[m
   f.check("47B prefill, graph replay with a new batch");
   conv_fixture d(20480, 37120, 16384, 6, 4, 4, rng);
   d.make({1, 1}, {1, 1}, {0, 1}, rng);
-  captured gd(st.s, [&](cudaStream_t s) { decode(d, s); });
+  captured gd(st.s, [&](cudaStream_t s) { decode(d, s, early); });
   d.make({1, 1, 1, 1}, {2, 0, 9, 1}, {5, 3, 0, 2}, rng);
   gd.replay();
   d.check("47B decode batch 4, graph replay");
 }
 
 TEST_CASE("conv1d: captured graphs replayed with new metadata", "[mamba][conv1d][graph]") {
+  const bool early = GENERATE(false, true);  // the load_state_early argument
+  CAPTURE(early);
   std::mt19937 rng(104);
   conv_fixture f(512, 776, 256, 8, 300, 6, rng);
   f.make({10, 20}, {0, 1}, {0, 1}, rng);
@@ -167,7 +177,7 @@ TEST_CASE("conv1d: captured graphs replayed with new metadata", "[mamba][conv1d]
 
   conv_fixture d(512, 776, 256, 16, 8, 8, rng);
   d.make({1, 1}, {1, 1}, {0, 1}, rng);
-  captured gd(st.s, [&](cudaStream_t s) { decode(d, s); });
+  captured gd(st.s, [&](cudaStream_t s) { decode(d, s, early); });
   d.make({1, 1, 1, 1, 1, 1, 1, 1}, {3, 1, 0, 2, 8, 1, 1, 4}, {15, 3, 8, 1, 0, 9, 10, 2}, rng);
   gd.replay();
   f.check("graph prefill (unchanged)");
@@ -175,6 +185,8 @@ TEST_CASE("conv1d: captured graphs replayed with new metadata", "[mamba][conv1d]
 }
 
 TEST_CASE("conv1d: short prompts and batch-1 decode at 9B shapes", "[mamba][conv1d][9b][short]") {
+  const bool early = GENERATE(false, true);  // the load_state_early argument
+  CAPTURE(early);
   std::mt19937 rng(105);
   // 16-token prompt, fresh and with a cached state: the short-batch tiling (4 tokens a
   // thread, narrow blocks); sequences starting on tile edges read their state rows there.
@@ -194,13 +206,15 @@ TEST_CASE("conv1d: short prompts and batch-1 decode at 9B shapes", "[mamba][conv
   conv_fixture d(12288, 22656, 10240, 4, 1, 1, rng);
   for (int ctx : {0, 3}) {
     d.make({1}, {ctx}, {3}, rng);
-    decode(d, nullptr);
+    decode(d, nullptr, early);
     PIECEWISE_CUDA_TRY(cudaDeviceSynchronize());
     d.check(ctx == 0 ? "9B decode batch 1, fresh" : "9B decode batch 1, cached");
   }
 }
 
 TEST_CASE("conv1d: output bits do not depend on the tiling, unaligned weights", "[mamba][conv1d][tiling]") {
+  const bool early = GENERATE(false, true);  // the load_state_early argument
+  CAPTURE(early);
   std::mt19937 rng(106);
   // The same 40-token pack through the short tiling (padded_tokens 40) and the long one
   // (padded_tokens 2048 makes the grid large enough): identical bits.
@@ -237,7 +251,27 @@ TEST_CASE("conv1d: output bits do not depend on the tiling, unaligned weights", 
   g.check("prefill, unaligned weights");
   g.make({1, 1, 1}, {1, 0, 4}, {2, 5, 7}, rng);
   nemotron_h::conv1d_decode(g.zx.get() + g.xoff, g.ld, w1.get() + 1, b1.get() + 1, g.state.get(), g.out.get(),
-                            g.batch.view, g.C, g.K, nullptr);
+                            g.batch.view, g.C, g.K, nullptr, early);
   PIECEWISE_CUDA_TRY(cudaDeviceSynchronize());
   g.check("decode, unaligned weights");
+}
+
+TEST_CASE("conv1d decode: load_state_early waits for xbc from a kernel still running", "[mamba][conv1d][pdl]") {
+  // The producer just before lets conv1d_decode start at once and writes its input 20 us later:
+  // the weights, metadata and conv state may be loaded early, the input must not.
+  std::mt19937 rng(107);
+  conv_fixture f(12288, 22656, 10240, 6, 4, 4, rng);
+  for (int graph : {0, 1}) {
+    CAPTURE(graph);
+    f.make({1, 1, 1}, {2, 0, 5}, {4, 1, 0}, rng);
+    dbuf<bf16> staged(f.zx.size());
+    PIECEWISE_CUDA_TRY(cudaMemcpy(staged.get(), f.zx.get(), f.zx.size() * sizeof(bf16), cudaMemcpyDeviceToDevice));
+    f.zx.poison();
+    const auto step = [&](cudaStream_t s) {
+      slow_copy({staged.get(), f.zx.get(), staged.size() * sizeof(bf16)}, {}, 20000, s);
+      decode(f, s, /*early=*/true);
+    };
+    run_once(graph != 0, step);
+    f.check(graph != 0 ? "early loads, slow producer, graph" : "early loads, slow producer, stream");
+  }
 }
