@@ -33,14 +33,17 @@ __device__ __forceinline__ void load_f(const float* p, float (&r)[NPL]) {
   }
 }
 
+// State stores are marked evict-first in L2 (st.global.cs): nothing reads them before the next
+// step, and their write-back to HBM then happens sooner, mostly under the small kernels that
+// follow rather than inside the next weight stream (9B decode batch 1: 1.1% faster a step).
 template <int NPL>
 __device__ __forceinline__ void store_f(float* p, const float (&r)[NPL]) {
   if constexpr (NPL % 4 == 0) {
 #pragma unroll
-    for (int i = 0; i < NPL; i += 4) *reinterpret_cast<float4*>(p + i) = make_float4(r[i], r[i + 1], r[i + 2], r[i + 3]);
+    for (int i = 0; i < NPL; i += 4) __stcs(reinterpret_cast<float4*>(p + i), make_float4(r[i], r[i + 1], r[i + 2], r[i + 3]));
   } else {
 #pragma unroll
-    for (int i = 0; i < NPL; i += 2) *reinterpret_cast<float2*>(p + i) = make_float2(r[i], r[i + 1]);
+    for (int i = 0; i < NPL; i += 2) __stcs(reinterpret_cast<float2*>(p + i), make_float2(r[i], r[i + 1]));
   }
 }
 
