@@ -87,6 +87,7 @@ __global__ void rmsnorm_kernel(const bf16* x, bf16* residual,
                                const bf16* __restrict__ w, Out y, int rows, int D, float eps,
                                const int* num_rows, bool fused) {
   pdl_wait();  // launched with launch_pdl: the previous kernel's writes first
+  pdl_launch_dependents();  // the GEMV after a norm streams its first weights meanwhile
   __shared__ float red[32];
   const int r = blockIdx.x;
   if (r >= rows || (num_rows != nullptr && r >= *num_rows)) return;
@@ -138,6 +139,7 @@ __global__ void rmsnorm_reg_kernel(const bf16* x, bf16* residual, const bf16* __
                                    Out y, int rows, int D, float eps, const int* num_rows,
                                    bool fused) {
   pdl_wait();  // launched with launch_pdl: the previous kernel's writes first
+  pdl_launch_dependents();  // the GEMV after a norm streams its first weights meanwhile
   __shared__ float red[32];
   const int r = blockIdx.x;
   if (r >= rows || (num_rows != nullptr && r >= *num_rows)) return;
@@ -211,6 +213,7 @@ __global__ void gated_rmsnorm_kernel(const Y* __restrict__ y, int ldy, const bf1
                                      int ldz, const bf16* __restrict__ w, Out out, int rows, int gs,
                                      float eps, const int* num_rows) {
   pdl_wait();  // launched with launch_pdl: the previous kernel's writes first
+  pdl_launch_dependents();  // the GEMV after a norm streams its first weights meanwhile
   extern __shared__ float g_s[];
   __shared__ float red[32];
   const int r = blockIdx.x, grp = blockIdx.y;
@@ -250,6 +253,7 @@ __global__ void gated_rmsnorm_reg_kernel(const Y* __restrict__ y, int ldy, const
                                          int ldz, const bf16* __restrict__ w, Out out, int rows, int gs,
                                          float eps, const int* num_rows) {
   pdl_wait();  // launched with launch_pdl: the previous kernel's writes first
+  pdl_launch_dependents();  // the GEMV after a norm streams its first weights meanwhile
   __shared__ float red[32];
   const int r = blockIdx.x, grp = blockIdx.y;
   if (r >= rows || (num_rows != nullptr && r >= *num_rows)) return;

@@ -12,6 +12,10 @@
 // never synchronizes; grids are sized from the host bound `rows` (padded token count). When
 // `num_rows` (device pointer) is given, rows >= *num_rows are skipped (left untouched), so a
 // graph captured once is replayed with new token counts. All are capture-safe.
+//
+// Launch order: each kernel is launched with programmatic dependent launch (kernels/pdl.cuh)
+// and lets the next kernel start as soon as it has waited for the one before, so a decode
+// GEMV after a norm has its first weight loads in flight while the norm runs.
 #pragma once
 
 #include <cuda_runtime.h>
