@@ -5,10 +5,14 @@
 //   BM_replay_host          host time to issue one piecewise forward: runner.run() vs the
 //                           same segment executables and callbacks launched by hand (target
 //                           ratio <= 1.10)
+//   BM_switch_host          host time of a piecewise forward that switches bucket, with the
+//                           buckets sharing executables (re-pointed by cudaGraphExecUpdate)
+//                           and without
 //   BM_forward              GPU time of a launch-bound forward (~500 small kernels, 31 split
 //                           points) eager / piecewise / full (targets: piecewise >= 3x eager)
 #include <benchmark/benchmark.h>
 
+#include <algorithm>
 #include <chrono>
 #include <random>
 
@@ -95,6 +99,40 @@ void BM_replay_host(benchmark::State& state) {
   state.counters["segments"] = static_cast<double>(execs.size());
 }
 BENCHMARK(BM_replay_host)->Arg(0)->Arg(1)->ArgNames({"raw"})->UseManualTime()->Unit(benchmark::kMicrosecond);
+
+// Host time to issue one piecewise forward when the buckets share executables
+// (executables_per_segment 1) and every forward switches bucket (alternating 100 and 200
+// tokens: each re-points every segment with cudaGraphExecUpdate), against the same
+// alternation with one executable per segment (shared 0). MLP layers of 14 kernels, as in
+// BM_forward.
+void BM_switch_host(benchmark::State& state) {
+  const int share = static_cast<int>(state.range(0));
+  toy::options o;
+  o.max_tokens = 256;
+  o.mlp_kernels = 14;
+  toy::model m(o);
+  runner_options ro = quiet(mode::piecewise);
+  ro.executables_per_segment = share;
+  graph_runner r(m.table(), capture_buckets::default_prefill(256), m.forward(), ro);
+  r.capture();
+  stream s;
+  m.write_input(200, 1);
+  int i = 0;
+  for (auto _ : state) {
+    const int n = (i++ % 2) ? 200 : 100;
+    const auto t0 = std::chrono::steady_clock::now();
+    r.run(n, s);
+    const auto t1 = std::chrono::steady_clock::now();
+    state.SetIterationTime(std::chrono::duration<double>(t1 - t0).count());
+    s.synchronize();
+  }
+  int execs = 0;
+  for (const auto& st : r.all_bucket_stats()) execs += st.executables;
+  state.counters["executables"] = execs;
+  state.counters["switches_per_forward"] =
+      static_cast<double>(r.stats().executable_switches) / static_cast<double>(std::max<std::uint64_t>(1, r.stats().graph_replays));
+}
+BENCHMARK(BM_switch_host)->Arg(0)->Arg(1)->ArgNames({"shared"})->UseManualTime()->Unit(benchmark::kMicrosecond);
 
 // GPU time per forward of a launch-bound model: 25 MLP layers x 14 kernels + 31 split layers.
 void BM_forward(benchmark::State& state) {

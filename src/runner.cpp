@@ -31,6 +31,8 @@ graph_runner::graph_runner(const segment_table& table, capture_buckets buckets, 
   PIECEWISE_EXPECTS(static_cast<bool>(forward_), "graph_runner '{}': no forward function", opts_.name);
   PIECEWISE_EXPECTS(opts_.warmup_runs >= 0, "graph_runner '{}': warmup_runs {} is negative", opts_.name,
                     opts_.warmup_runs);
+  PIECEWISE_EXPECTS(opts_.executables_per_segment >= 0, "graph_runner '{}': executables_per_segment {} is negative",
+                    opts_.name, opts_.executables_per_segment);
   resolve_mode();
   device_real_ = device_buffer(sizeof(int), "graph_runner device token count");
   // Written before any work on the caller's (non-blocking) streams can read it: a pageable
@@ -63,8 +65,14 @@ std::vector<bucket_stats> graph_runner::all_bucket_stats() const {
 }
 
 std::vector<cudaGraphExec_t> graph_runner::segment_execs(int bucket) const {
+  const bucket_graphs& bg = find(bucket);
+  if (opts_.executables_per_segment > 0)
+    throw error(fmt::format("graph_runner '{}': the buckets share executables (executables_per_segment = {}); "
+                            "replay bucket {} with run()",
+                            opts_.name, opts_.executables_per_segment, bucket));
   std::vector<cudaGraphExec_t> v;
-  for (const auto& sg : find(bucket).segs) v.push_back(sg.exec.get());
+  for (const auto& sg : bg.segs)
+    v.push_back(sg.group < 0 ? nullptr : groups_[static_cast<std::size_t>(sg.group)].slots.front().exec.get());
   return v;
 }
 
@@ -156,13 +164,44 @@ void graph_runner::eager_forward(int real, int padded, cudaStream_t s) {
   ctx.finish();
 }
 
-void graph_runner::replay(bucket_graphs& bg, int real, cudaStream_t s) {
+// Launches segment k of bucket `index` through its group: the slot that holds its graph, or
+// else the least recently launched slot, re-pointed first. A refused update (its trial passed
+// at capture) throws and leaves the slot as it was.
+void graph_runner::launch_segment(int index, std::size_t k, cudaStream_t s) {
+  const segment& sg = graphs_[static_cast<std::size_t>(index)].segs[k];
+  if (sg.group < 0) return;
+  exec_group& grp = groups_[static_cast<std::size_t>(sg.group)];
+  exec_slot* use = nullptr;
+  for (exec_slot& sl : grp.slots) {
+    if (sl.bucket == index) {
+      use = &sl;
+      break;
+    }
+    if (use == nullptr || sl.used < use->used) use = &sl;
+  }
+  if (use->bucket != index) {
+    const auto t0 = clock_type::now();
+    cudaGraphExecUpdateResult why{};
+    if (!use->exec.update(sg.g, &why))
+      throw error(fmt::format("graph_runner '{}': re-pointing a shared executable to bucket {} segment {} failed "
+                              "(cudaGraphExecUpdate result {}) although its trial at capture passed; capture() again",
+                              opts_.name, buckets_.sizes()[static_cast<std::size_t>(index)], k, static_cast<int>(why)));
+    use->bucket = index;
+    ++run_stats_.executable_switches;
+    run_stats_.executable_switch_ms += ms_since(t0);
+  }
+  use->used = ++replay_clock_;
+  use->exec.launch(s);
+}
+
+void graph_runner::replay(int index, int real, cudaStream_t s) {
+  bucket_graphs& bg = graphs_[static_cast<std::size_t>(index)];
   set_real(real, s);
   if (mode_ == mode::full) {
-    bg.segs.front().exec.launch(s);
+    launch_segment(index, 0, s);
   } else {
     for (std::size_t k = 0; k < bg.segs.size(); ++k) {
-      if (bg.segs[k].exec) bg.segs[k].exec.launch(s);
+      launch_segment(index, k, s);
       if (k < captured_splits_.size()) {
         const int layer = captured_splits_[k];
         detail::invoke_split(opts_.name, *table_.at(layer),
@@ -178,7 +217,7 @@ void graph_runner::run(int real_tokens, cudaStream_t s) {
   const route r = plan(real_tokens, mode_ != mode::eager);
   if (r.replay) {
     check_replayable();
-    replay(graphs_[static_cast<std::size_t>(r.index)], real_tokens, s);
+    replay(r.index, real_tokens, s);
   } else {
     eager_forward(real_tokens, r.padded, s);
   }
@@ -245,20 +284,93 @@ std::vector<graph_runner::segment> graph_runner::capture_bucket(int size) {
                                     opts_.name, size, ctx.segments_.size()));
   }
   std::vector<segment> segs;
-  for (auto& g : ctx.segments_) segs.push_back(segment{std::move(g), graph_exec{}});
+  for (auto& g : ctx.segments_) segs.push_back(segment{std::move(g)});
   return segs;
 }
 
+// A new executable for segment k of bucket `index`: an executable of `previous` at the same
+// position that accepts the graph (cudaGraphExecUpdate; the one that held this bucket's graph
+// is tried first), or a fresh instantiation. Uploaded either way.
+graph_runner::exec_slot graph_runner::new_slot(captured_graphs& out, int index, std::size_t k,
+                                               captured_graphs* previous, update_report* rep) {
+  const cudaStream_t cs = capture_stream_.get();
+  bucket_graphs& bg = out.buckets[static_cast<std::size_t>(index)];
+  const segment& sg = bg.segs[k];
+  exec_slot sl;
+  sl.bucket = index;
+  ++bg.stats.executables;
+  std::string why_not = "no earlier executable at this position";
+  if (previous != nullptr) {
+    for (int pass = 0; pass < 2; ++pass)  // pass 0: the slot that held this bucket; pass 1: any other
+      for (exec_group& grp : previous->groups) {
+        if (grp.position != k || grp.nodes != sg.nodes) continue;
+        for (exec_slot& old : grp.slots) {
+          if (!old.exec || (pass == 0) != (old.bucket == index)) continue;
+          cudaGraphExecUpdateResult why{};
+          if (old.exec.update(sg.g, &why)) {
+            sl.exec = std::move(old.exec);
+            PIECEWISE_CUDA_TRY(cudaGraphUpload(sl.exec.get(), cs));
+            ++bg.stats.updated_in_place;
+            if (rep != nullptr) ++rep->segments_updated;
+            return sl;
+          }
+          why_not = fmt::format("update result {}", static_cast<int>(why));
+        }
+      }
+  }
+  sl.exec = graph_exec::instantiate(sg.g, cs);
+  if (rep != nullptr) {
+    ++rep->segments_reinstantiated;
+    rep->notes.push_back(fmt::format("bucket {} segment {}: re-instantiated ({})", bg.stats.size, k, why_not));
+  }
+  return sl;
+}
+
+// The executable group of segment k of bucket `index`. Unshared (executables_per_segment 0):
+// a new group of one. Shared: the first group at this position with as many nodes whose
+// executable accepts the graph in a cudaGraphExecUpdate trial (then restored to the graph it
+// held), taking a new slot while it has fewer than executables_per_segment; else a new group.
+// The trial accepts graphs whose kernels differ (another GEMM algorithm at another size), and
+// an executable re-pointed to other kernels runs measurably slower on the GPU (Nano-9B-v2
+// prefill of 256 tokens 9.6 -> 11.2 ms on an H200, docs/benchmarks.md): grouping by the
+// kernels as well is the next step (branch exp-launch-signature, not measured yet).
+int graph_runner::place(captured_graphs& out, int index, std::size_t k, captured_graphs* previous,
+                        update_report* rep) {
+  const segment& sg = out.buckets[static_cast<std::size_t>(index)].segs[k];
+  const int share = opts_.executables_per_segment;
+  if (share > 0) {
+    for (std::size_t gi = 0; gi < out.groups.size(); ++gi) {
+      exec_group& grp = out.groups[gi];
+      if (grp.position != k || grp.nodes != sg.nodes) continue;
+      exec_slot& probe = grp.slots.front();
+      if (!probe.exec.update(sg.g)) continue;  // another topology
+      const segment& held = out.buckets[static_cast<std::size_t>(probe.bucket)].segs[k];
+      if (!probe.exec.update(held.g))
+        throw error(fmt::format("runner '{}': cudaGraphExecUpdate could not restore bucket {} segment {}",
+                                opts_.name, out.buckets[static_cast<std::size_t>(probe.bucket)].stats.size, k));
+      if (static_cast<int>(grp.slots.size()) < share) grp.slots.push_back(new_slot(out, index, k, previous, rep));
+      return static_cast<int>(gi);
+    }
+  }
+  exec_group grp;
+  grp.position = k;
+  grp.nodes = sg.nodes;
+  grp.slots.push_back(new_slot(out, index, k, previous, rep));
+  out.groups.push_back(std::move(grp));
+  return static_cast<int>(out.groups.size() - 1);
+}
+
 // Pass 1 captures every bucket (largest first), so a capture failure leaves `previous`
-// untouched; pass 2 instantiates each segment, or applies it to the matching executable of
-// `previous` with cudaGraphExecUpdate, and fills the statistics the same way for both.
-std::vector<graph_runner::bucket_graphs> graph_runner::build(int warmups, std::vector<bucket_graphs>* previous,
-                                                             update_report* rep, const progress_fn& progress) {
+// untouched; pass 2 places each segment in an executable group (place()), instantiating or
+// updating the executables of `previous`, and fills the statistics the same way for both.
+graph_runner::captured_graphs graph_runner::build(int warmups, captured_graphs* previous, update_report* rep,
+                                                  const progress_fn& progress) {
   const auto t_start = clock_type::now();
   const cudaStream_t cs = capture_stream_.get();
   const auto& sizes = buckets_.sizes();
   const int nb = static_cast<int>(sizes.size());
-  std::vector<bucket_graphs> out(sizes.size());
+  captured_graphs out;
+  out.buckets.resize(sizes.size());
   std::vector<std::string> diags;
 
   for (int i = nb - 1; i >= 0; --i) {
@@ -276,7 +388,7 @@ std::vector<graph_runner::bucket_graphs> graph_runner::build(int warmups, std::v
       }
     }
     last_real_ = -1;  // the capture stream wrote the device count
-    bucket_graphs& bg = out[static_cast<std::size_t>(i)];
+    bucket_graphs& bg = out.buckets[static_cast<std::size_t>(i)];
     bg.stats.size = size;
     bg.stats.warmup_ms = warmups > 0 ? ms_since(tw) : 0.0;
     const auto t0 = clock_type::now();
@@ -302,34 +414,17 @@ std::vector<graph_runner::bucket_graphs> graph_runner::build(int warmups, std::v
   }
 
   for (int i = nb - 1, done = 0; i >= 0; --i, ++done) {
-    bucket_graphs& bg = out[static_cast<std::size_t>(i)];
+    bucket_graphs& bg = out.buckets[static_cast<std::size_t>(i)];
     const int size = bg.stats.size;
-    bucket_graphs* old = previous != nullptr ? &(*previous)[static_cast<std::size_t>(i)] : nullptr;
-    const bool same_count = old != nullptr && old->segs.size() == bg.segs.size();
-    if (old != nullptr) bg.stats.replays = old->stats.replays;
+    if (previous != nullptr && static_cast<std::size_t>(i) < previous->buckets.size())
+      bg.stats.replays = previous->buckets[static_cast<std::size_t>(i)].stats.replays;
     std::size_t free0 = 0, free1 = 0, total = 0;
     PIECEWISE_CUDA_TRY(cudaMemGetInfo(&free0, &total));
     const auto t1 = clock_type::now();
     for (std::size_t k = 0; k < bg.segs.size(); ++k) {
-      segment& sg = bg.segs[k];
-      if (sg.nodes == 0) continue;
+      if (bg.segs[k].nodes == 0) continue;
       try {
-        cudaGraphExecUpdateResult why{};
-        if (same_count && old->segs[k].exec && old->segs[k].exec.update(sg.g, &why)) {
-          sg.exec = std::move(old->segs[k].exec);
-          PIECEWISE_CUDA_TRY(cudaGraphUpload(sg.exec.get(), cs));
-          ++bg.stats.updated_in_place;
-          if (rep != nullptr) ++rep->segments_updated;
-        } else {
-          sg.exec = graph_exec::instantiate(sg.g, cs);
-          if (rep != nullptr) {
-            ++rep->segments_reinstantiated;
-            rep->notes.push_back(fmt::format(
-                "bucket {} segment {}: re-instantiated ({})", size, k,
-                same_count ? fmt::format("update result {}", static_cast<int>(why))
-                           : std::string("segment count changed")));
-          }
-        }
+        bg.segs[k].group = place(out, i, k, previous, rep);
       } catch (const std::exception& e) {
         throw capture_error(size, static_cast<int>(k),
                             fmt::format("runner '{}': instantiating bucket {} segment {} failed: {}", opts_.name,
@@ -360,8 +455,9 @@ void graph_runner::capture(const progress_fn& progress) {
   resolve_mode();
   if (mode_ == mode::eager) return;
   const auto t0 = clock_type::now();
-  std::vector<bucket_graphs> fresh = build(opts_.warmup_runs, nullptr, nullptr, progress);
-  graphs_ = std::move(fresh);
+  captured_graphs fresh = build(opts_.warmup_runs, nullptr, nullptr, progress);
+  graphs_ = std::move(fresh.buckets);
+  groups_ = std::move(fresh.groups);
   remember_capture();
   capture_ms_ = ms_since(t0);
   log(log_level::info, fmt::format("runner '{}': captured {} buckets in {:.1f} ms ({})", opts_.name,
@@ -374,17 +470,25 @@ update_report graph_runner::update(const progress_fn& progress) {
   if (graphs_.empty())
     throw error(fmt::format("graph_runner '{}': update() needs an earlier capture()", opts_.name));
   const auto t0 = clock_type::now();
+  captured_graphs old{std::move(graphs_), std::move(groups_)};
   try {
-    graphs_ = build(0, &graphs_, &rep, progress);
+    captured_graphs fresh = build(0, &old, &rep, progress);
+    graphs_ = std::move(fresh.buckets);
+    groups_ = std::move(fresh.groups);
   } catch (const capture_error&) {
-    // A capture failure happens before any executable is touched; an instantiation failure
-    // may have moved updated executables out of graphs_: then nothing is left to replay.
-    if (std::any_of(graphs_.begin(), graphs_.end(), [](const bucket_graphs& b) {
-          return std::any_of(b.segs.begin(), b.segs.end(), [](const segment& s) {
-            return !s.exec && s.nodes > 0;
-          });
-        }))
+    // A capture failure happens before any executable is touched: the old graphs stay. An
+    // instantiation failure may have moved executables out of them: then nothing is left to
+    // replay.
+    const bool intact = std::all_of(old.groups.begin(), old.groups.end(), [](const exec_group& g) {
+      return std::all_of(g.slots.begin(), g.slots.end(), [](const exec_slot& sl) { return static_cast<bool>(sl.exec); });
+    });
+    if (intact) {
+      graphs_ = std::move(old.buckets);
+      groups_ = std::move(old.groups);
+    } else {
       graphs_.clear();
+      groups_.clear();
+    }
     throw;
   }
   remember_capture();
@@ -471,9 +575,16 @@ std::string graph_runner::report() const {
       bytes += b.stats.device_bytes;
       segs += b.stats.segments;
     }
+    std::size_t execs = 0;
+    for (const auto& g : groups_) execs += g.slots.size();
     r += fmt::format("  captured {} buckets, {} graphs ({}) in {:.1f} ms ({:.1f} ms warm-up, {:.1f} ms capture, "
-                     "{:.1f} ms instantiate+upload), device memory +{:.1f} MiB\n",
-                     graphs_.size(), segs, to_string(nodes), capture_ms_, warm, cap, inst, bytes / 1048576.0);
+                     "{:.1f} ms instantiate+upload), {} executables{}, device memory +{:.1f} MiB\n",
+                     graphs_.size(), segs, to_string(nodes), capture_ms_, warm, cap, inst, execs,
+                     opts_.executables_per_segment > 0
+                         ? fmt::format(" (at most {} per segment position and topology, {} groups)",
+                                       opts_.executables_per_segment, groups_.size())
+                         : std::string(),
+                     bytes / 1048576.0);
   }
   const auto& st = run_stats_;
   r += fmt::format("  forwards {}: {} replays, {} eager ({} fallbacks above the largest bucket); "
@@ -481,6 +592,9 @@ std::string graph_runner::report() const {
                    st.forwards, st.graph_replays, st.eager_runs, st.eager_fallbacks, st.real_tokens,
                    st.padded_tokens,
                    st.padded_tokens ? 100.0 * (st.padded_tokens - st.real_tokens) / st.padded_tokens : 0.0);
+  if (opts_.executables_per_segment > 0)
+    r += fmt::format("  shared executables re-pointed at replay: {} ({:.2f} ms of host time)\n",
+                     st.executable_switches, st.executable_switch_ms);
   for (const auto& d : diagnostics_) r += fmt::format("  warning: {}\n", d);
   return r;
 }

@@ -24,6 +24,12 @@
 // capture of every segment, inspection (diagnostics), instantiate or cudaGraphExecUpdate,
 // upload, statistics (bucket_stats) and progress.
 //
+// Executables: one per segment of every bucket by default; with
+// runner_options::executables_per_segment = N the buckets share at most N per segment
+// position and graph topology, re-pointed with cudaGraphExecUpdate when a replay needs a
+// bucket that is not resident (the device memory of 64 buckets x 32 segments of executables
+// is ~270 MiB at Nano-9B-v2 shapes; see docs/benchmarks.md for the switch cost).
+//
 // One runner's forwards must be issued in order on one stream (like any graph executable).
 // No member is capture-safe except the accessors.
 #pragma once
@@ -118,7 +124,8 @@ class graph_runner {
   /// Statistics of every captured bucket, smallest first.
   [[nodiscard]] std::vector<bucket_stats> all_bucket_stats() const;
   /// The executables of `bucket`'s segments in launch order (null for empty segments), for
-  /// engines that launch them themselves and for benchmarks. Owned by the runner.
+  /// engines that launch them themselves and for benchmarks. Owned by the runner. Throws
+  /// error when executables_per_segment > 0 (buckets share executables: launch with run()).
   [[nodiscard]] std::vector<cudaGraphExec_t> segment_execs(int bucket) const;
   [[nodiscard]] const run_stats& stats() const noexcept { return run_stats_; }
   void reset_run_stats() noexcept { run_stats_ = {}; }
@@ -133,12 +140,29 @@ class graph_runner {
  private:
   struct segment {
     graph g;
-    graph_exec exec;  // empty for a segment with no nodes
-    int nodes = 0;    // nodes of g, counted once after capture
+    int nodes = 0;   // nodes of g, counted once after capture
+    int group = -1;  // its executable group in groups_; -1 for a segment with no nodes
   };
   struct bucket_graphs {
     std::vector<segment> segs;
     bucket_stats stats;
+  };
+  /// One executable and the bucket (index into graphs_) whose segment graph it holds now.
+  struct exec_slot {
+    graph_exec exec;
+    int bucket = -1;
+    std::uint64_t used = 0;  // replay clock at its last launch (least recently used is re-pointed)
+  };
+  /// The executables that the graphs of one segment position and one topology share: one
+  /// slot per segment when executables_per_segment is 0, at most that many otherwise.
+  struct exec_group {
+    std::size_t position = 0;
+    int nodes = 0;
+    std::vector<exec_slot> slots;
+  };
+  struct captured_graphs {
+    std::vector<bucket_graphs> buckets;
+    std::vector<exec_group> groups;
   };
   /// How one forward runs: replay bucket `index`, or eagerly with `padded` rows.
   struct route {
@@ -155,10 +179,12 @@ class graph_runner {
   void count(const route& r, int real_tokens);
   void set_real(int real, cudaStream_t s);
   void eager_forward(int real, int padded, cudaStream_t s);
-  void replay(bucket_graphs& bg, int real, cudaStream_t s);
+  void replay(int index, int real, cudaStream_t s);
+  void launch_segment(int index, std::size_t k, cudaStream_t s);
   std::vector<segment> capture_bucket(int size);
-  std::vector<bucket_graphs> build(int warmups, std::vector<bucket_graphs>* previous,
-                                   update_report* rep, const progress_fn& progress);
+  captured_graphs build(int warmups, captured_graphs* previous, update_report* rep, const progress_fn& progress);
+  int place(captured_graphs& out, int index, std::size_t k, captured_graphs* previous, update_report* rep);
+  exec_slot new_slot(captured_graphs& out, int index, std::size_t k, captured_graphs* previous, update_report* rep);
   void remember_capture();
   void check_replayable() const;
 
@@ -173,6 +199,8 @@ class graph_runner {
   cudaStream_t last_stream_ = nullptr;
   stream capture_stream_{};
   std::vector<bucket_graphs> graphs_;  // parallel to buckets_.sizes() once captured
+  std::vector<exec_group> groups_;     // the executables graphs_' segments launch through
+  std::uint64_t replay_clock_ = 0;
   std::uint64_t captured_version_ = 0;
   std::vector<int> captured_splits_;  // the table's split layers at capture (replay order)
   std::vector<std::pair<std::string, const void*>> captured_addresses_;

@@ -21,6 +21,8 @@ struct bucket_stats {
   double capture_ms = 0;      ///< stream capture of every segment (warm-ups excluded)
   double instantiate_ms = 0;  ///< instantiate (or cudaGraphExecUpdate) + upload
   long long device_bytes = 0; ///< device memory taken while instantiating (cudaMemGetInfo delta)
+  int executables = 0;        ///< executables instantiated (or updated in place) for this bucket's
+                              ///< graphs; with executables_per_segment > 0 other buckets share them
   int updated_in_place = 0;   ///< segments applied with cudaGraphExecUpdate (update() only)
   std::uint64_t replays = 0;  ///< kept across update()
 };
@@ -30,6 +32,10 @@ struct run_stats {
   std::uint64_t graph_replays = 0;
   std::uint64_t eager_runs = 0;       ///< forwards run eagerly (mode eager, or fallbacks)
   std::uint64_t eager_fallbacks = 0;  ///< graph-mode forwards above the largest bucket
+  /// Shared executables re-pointed to another bucket's segment graph by cudaGraphExecUpdate
+  /// before a launch (executables_per_segment > 0 only).
+  std::uint64_t executable_switches = 0;
+  double executable_switch_ms = 0;  ///< host time those updates took
   std::uint64_t real_tokens = 0;
   std::uint64_t padded_tokens = 0;
 };

@@ -13,9 +13,13 @@
 //    (runner/synthetic_fp8.hpp: calibrated by one eager bf16 prefill, quantized on the GPU);
 //    the decode floor counts the device weight bytes (FP8 one byte a weight), the prefill's
 //    %gemm stays a fraction of the bf16 GEMM rate.
+//  - --graph-execs N: the graph modes' buckets share at most N executables per segment
+//    position and topology (runner_options::executables_per_segment); the capture table then
+//    shows their graph memory, and the end of the run how many executables the runs re-pointed
+//    and the host time that took.
 // Usage: nh_model_bench [--model nano-9b-v2] [--dtype bf16|fp8] [--json FILE] [--prefill 16,64,...]
 //                       [--decode 1,8,32,128] [--reps 5] [--startup-only 1]
-//                       [--checkpoint DIR] [--load-sweep 4:64,8:64,...]
+//                       [--checkpoint DIR] [--load-sweep 4:64,8:64,...] [--graph-execs N]
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -185,6 +189,7 @@ int main(int argc, char** argv) try {
   std::vector<int> prefill = {16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192};
   std::vector<int> decode = {1, 8, 32, 128};
   int reps = 5;
+  int graph_execs = 0;  // runner_options::executables_per_segment for the graph modes
   bool startup_only = false;
   std::string checkpoint_dir, load_sweep = "4:64,8:64,8:16,16:32";
   for (int i = 1; i + 1 < argc; i += 2) {
@@ -198,6 +203,7 @@ int main(int argc, char** argv) try {
     else if (k == "--checkpoint") checkpoint_dir = argv[i + 1];
     else if (k == "--load-sweep") load_sweep = argv[i + 1];
     else if (k == "--dtype") dtype = argv[i + 1];
+    else if (k == "--graph-execs") graph_execs = std::stoi(argv[i + 1]);
     else throw piecewise::config_error("unknown option " + k);
   }
   cudaDeviceProp prop{};
@@ -270,7 +276,7 @@ int main(int argc, char** argv) try {
     std::size_t f0 = 0, f1 = 0;
     PIECEWISE_CUDA_TRY(cudaMemGetInfo(&f0, &total));
     t0 = std::chrono::steady_clock::now();
-    mode_runners& r = eng.add_mode(m, {}, {});
+    mode_runners& r = eng.add_mode(m, {}, {}, m == mode::eager ? 0 : graph_execs);
     const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     PIECEWISE_CUDA_TRY(cudaMemGetInfo(&f1, &total));
     int graphs = 0;
@@ -295,6 +301,18 @@ int main(int argc, char** argv) try {
                         m == mode::eager ? "" : ",");
   }
   json += "  ],\n";
+  auto executables = [&](mode m) {
+    int n = 0;
+    for (const auto* rn : {eng.runners(m).prefill.get(), eng.runners(m).decode.get()})
+      for (const auto& st : rn->all_bucket_stats()) n += st.executables;
+    return n;
+  };
+  fmt::print("executables ({}): full {}, piecewise {}\n",
+             graph_execs > 0 ? fmt::format("at most {} per segment position and topology", graph_execs)
+                             : std::string("one per segment"),
+             executables(mode::full), executables(mode::piecewise));
+  json += fmt::format("  \"executables_per_segment\": {}, \"executables\": {{\"full\": {}, \"piecewise\": {}}},\n",
+                      graph_execs, executables(mode::full), executables(mode::piecewise));
 
   // ---- prefill latency ----
   fmt::print("\n{:>6} {:>11} {:>11} {:>11} {:>9} {:>9} {:>12}\n", "tokens", "eager_ms", "piecew_ms", "full_ms",
@@ -360,7 +378,23 @@ int main(int argc, char** argv) try {
                         "\"experts_used\": {}, \"read_floor_ms\": {:.4f}}}{}\n",
                         B, ms[0], ms[1], ms[2], used, moe_floor, i + 1 == decode.size() ? "" : ",");
   }
-  json += "  ]\n}\n";
+  json += "  ],\n  \"executable_switches\": [";
+  // Shared executables re-pointed by the runs above (each prefill size and batch is a bucket
+  // switch the first time it runs after another): how many, and their host time.
+  bool first_sw = true;
+  for (mode m : {mode::full, mode::piecewise})
+    for (const auto* rn : {eng.runners(m).prefill.get(), eng.runners(m).decode.get()}) {
+      const auto& st = rn->stats();
+      if (graph_execs > 0)
+        fmt::print("{}: {} replays, {} executables re-pointed, {:.2f} ms host ({:.1f} us each)\n", rn->name(),
+                   st.graph_replays, st.executable_switches, st.executable_switch_ms,
+                   st.executable_switches ? 1e3 * st.executable_switch_ms / st.executable_switches : 0.0);
+      json += fmt::format("{}{{\"runner\": \"{}\", \"replays\": {}, \"switches\": {}, \"switch_ms\": {:.3f}}}",
+                          first_sw ? "" : ", ", rn->name(), st.graph_replays, st.executable_switches,
+                          st.executable_switch_ms);
+      first_sw = false;
+    }
+  json += "]\n}\n";
   if (!json_path.empty()) std::ofstream(json_path) << json;
   return 0;
 } catch (const std::exception& e) {

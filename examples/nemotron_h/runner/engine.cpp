@@ -55,7 +55,7 @@ engine::engine(const model_config& config, const weight_source& source, const gp
     : model_(std::make_unique<gpu_model>(config, source, limits)) {}
 
 mode_runners& engine::add_mode(piecewise::mode m, const std::vector<int>& prefill_buckets,
-                               const piecewise::progress_fn& progress) {
+                               const piecewise::progress_fn& progress, int executables_per_segment) {
   const auto& lim = model_->limits();
   mode_runners r;
   piecewise::runner_options po;
@@ -65,6 +65,7 @@ mode_runners& engine::add_mode(piecewise::mode m, const std::vector<int>& prefil
   // capture, which the driver supports (CUDA 12.3+). The warm-ups were 83% of the capture
   // time at Nano-9B-v2 shapes (H200, docs/benchmarks.md).
   po.warmup_runs = 0;
+  po.executables_per_segment = executables_per_segment;
   po.name = fmt::format("prefill/{}", piecewise::to_string(m));
   piecewise::runner_options dopt = po;
   dopt.name = fmt::format("decode/{}", piecewise::to_string(m));

@@ -77,9 +77,11 @@ class engine {
 
   /// Creates (and captures, unless eager) the prefill and decode runners of mode `m`.
   /// `prefill_buckets` empty = the default prefill sizes up to max_prefill_tokens.
-  /// Returns the runners; the progress callback sees every bucket of both.
+  /// `executables_per_segment` > 0 lets the buckets share graph executables
+  /// (piecewise::runner_options::executables_per_segment). Returns the runners; the progress
+  /// callback sees every bucket of both.
   mode_runners& add_mode(piecewise::mode m, const std::vector<int>& prefill_buckets,
-                         const piecewise::progress_fn& progress);
+                         const piecewise::progress_fn& progress, int executables_per_segment = 0);
   mode_runners& runners(piecewise::mode m);
 
   /// Prefills `prompts` (slot i = prompt i, fresh sequences) in chunks of at most the

@@ -142,7 +142,7 @@ int run(const run_args& a, const run_plan& plan, const std::string& device) {
     std::size_t total_mem = 0, free_before = 0;
     PIECEWISE_CUDA_TRY(cudaMemGetInfo(&free_before, &total_mem));
     const auto t_c = std::chrono::steady_clock::now();
-    mode_runners& r = eng.add_mode(m, buckets, capture_progress_printer());
+    mode_runners& r = eng.add_mode(m, buckets, capture_progress_printer(), plan.executables_per_segment);
     const double capture_s = seconds_since(t_c);
     std::size_t free_after = 0;
     PIECEWISE_CUDA_TRY(cudaMemGetInfo(&free_after, &total_mem));
@@ -311,7 +311,7 @@ struct text_stream {
 
 mode_runners& capture_mode(engine& eng, mode m, const run_plan& plan) {
   const std::vector<int> buckets = plan.explicit_buckets ? plan.prefill_buckets : std::vector<int>{};
-  return eng.add_mode(m, buckets, capture_progress_printer());
+  return eng.add_mode(m, buckets, capture_progress_printer(), plan.executables_per_segment);
 }
 
 /// One line of numbers about a sequence's generation.
@@ -510,6 +510,10 @@ int main(int argc, char** argv) {
   app.add_option("--max-prefill-tokens", a.max_prefill_tokens, "largest prefill bucket; longer prompts are chunked")
       ->capture_default_str();
   app.add_option("--max-decode-batch", a.max_decode_batch, "largest decode bucket")->capture_default_str();
+  app.add_option("--graph-execs", a.graph_execs,
+                 "graph executables the buckets share per segment position (0: one per segment; N: less graph "
+                 "memory, a cudaGraphExecUpdate at a bucket switch)")
+      ->capture_default_str();
   app.add_option("--layers", a.layers, "run a truncated stack: the first N layers of the model, same shapes (presets)");
   app.add_option("--buckets", a.buckets,
                  "prefill bucket sizes, comma-separated, positive and strictly increasing (default: generated)");

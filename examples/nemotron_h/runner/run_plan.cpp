@@ -369,6 +369,8 @@ run_plan make_run_plan(const run_args& a) {
   in_range(a.gen, 1, kMaxTokensArg, "--gen");
   in_range(a.max_prefill_tokens, 1, kMaxTokensArg, "--max-prefill-tokens");
   in_range(a.max_decode_batch, 1, kMaxBatchArg, "--max-decode-batch");
+  in_range(a.graph_execs, 0, kMaxBatchArg, "--graph-execs");
+  plan.executables_per_segment = a.graph_execs;
   if (!a.buckets.empty()) {
     std::vector<int> b;
     try {
@@ -590,6 +592,10 @@ std::string format_plan(const run_plan& p, const run_args& a) {
   line("buckets", fmt::format("prefill ({} sizes{}): {}", p.prefill_buckets.size(),
                               p.explicit_buckets ? ", --buckets" : ", generated", fmt::join(p.prefill_buckets, ",")));
   line("", fmt::format("decode ({} sizes, generated): {}", p.decode_buckets.size(), fmt::join(p.decode_buckets, ",")));
+  if (p.executables_per_segment > 0)
+    line("graphs", fmt::format("the buckets share at most {} executables per segment position and topology "
+                               "(--graph-execs; the graph memory estimate assumes one each)",
+                               p.executables_per_segment));
   line("modes", fmt::format("{}{}", fmt::join(p.modes, ", "), a.check ? " + --check (CPU float64 reference)" : ""));
   const memory_estimate& m = p.memory;
   line("memory", fmt::format("{} needed (estimate): weights {}, activations {}, state {} (KV cache, conv/SSM), "

@@ -46,6 +46,9 @@ struct run_args {
   int max_prefill_tokens = 2048;
   int max_decode_batch = 64;
   std::string buckets;     ///< "8,16,32" or empty (generated)
+  /// --graph-execs N: the buckets share at most N graph executables per segment position and
+  /// topology (piecewise::runner_options::executables_per_segment); 0 = one each.
+  int graph_execs = 0;
   std::uint64_t seed = 0;
   /// --dtype of synthetic weights: "bf16" (default), "fp8" (the Mamba and MLP projections FP8
   /// W8A8, calibrated and quantized on the GPU: runner/synthetic_fp8.hpp) or "nvfp4" (the same
@@ -105,6 +108,7 @@ struct run_plan {
   std::vector<int> prefill_buckets;       ///< token counts (--buckets or the default list)
   std::vector<int> decode_buckets;        ///< batch sizes (the default list)
   bool explicit_buckets = false;          ///< prefill_buckets came from --buckets
+  int executables_per_segment = 0;        ///< --graph-execs
   std::vector<std::vector<int>> prompts;  ///< token ids, each in [0, vocab)
   gpu_model_limits limits;
   memory_estimate memory;

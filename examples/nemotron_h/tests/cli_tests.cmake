@@ -45,6 +45,9 @@ nh_cli_case("--dry-run --dtype fp8 plans FP8 projections with their memory" 0
             "dtype   fp8 .the bf16 model of the calibration first: weights 16"
             --dry-run -m nano-9b-v2 --dtype fp8)
 nh_cli_case("a negative --seed is a usage error" 2 "--seed: must not be negative" --seed -1)
+nh_cli_case("a negative --graph-execs is a usage error" 2 "--graph-execs -1 is out of range" --graph-execs -1)
+nh_cli_case("--dry-run --graph-execs 2 plans shared graph executables" 0
+            "graphs  the buckets share at most 2 executables per segment position" --dry-run --graph-execs 2)
 nh_cli_case("--layers 0 is a usage error" 2 "--layers 0 is out of range: tiny has 6 layers" -m tiny --layers 0)
 # bad inputs (3)
 nh_cli_case("a model larger than one H200 plans with the memory it needs and says so" 0
