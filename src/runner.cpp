@@ -333,7 +333,7 @@ graph_runner::exec_slot graph_runner::new_slot(captured_graphs& out, int index, 
 // The trial accepts graphs whose kernels differ (another GEMM algorithm at another size), and
 // an executable re-pointed to other kernels runs measurably slower on the GPU (Nano-9B-v2
 // prefill of 256 tokens 9.6 -> 11.2 ms on an H200, docs/benchmarks.md): grouping by the
-// kernels as well is the next step (branch exp-launch-signature, not measured yet).
+// kernels as well is the next step (docs/experiments/shared_execs_launch_signature.patch, not measured yet).
 int graph_runner::place(captured_graphs& out, int index, std::size_t k, captured_graphs* previous,
                         update_report* rep) {
   const segment& sg = out.buckets[static_cast<std::size_t>(index)].segs[k];
