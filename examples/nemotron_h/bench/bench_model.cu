@@ -17,9 +17,12 @@
 //    position and topology (runner_options::executables_per_segment); the capture table then
 //    shows their graph memory, and the end of the run how many executables the runs re-pointed
 //    and the host time that took.
+//  - --after-update 1: then every graph executable is updated in place (update(), the same
+//    graphs) and the prefill and decode runs are timed again, for full and piecewise.
 // Usage: nh_model_bench [--model nano-9b-v2] [--dtype bf16|fp8] [--json FILE] [--prefill 16,64,...]
 //                       [--decode 1,8,32,128] [--reps 5] [--startup-only 1]
 //                       [--checkpoint DIR] [--load-sweep 4:64,8:64,...] [--graph-execs N]
+//                       [--after-update 1]
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -190,6 +193,7 @@ int main(int argc, char** argv) try {
   std::vector<int> decode = {1, 8, 32, 128};
   int reps = 5;
   int graph_execs = 0;  // runner_options::executables_per_segment for the graph modes
+  bool after_update = false;  // --after-update 1: time the graph modes again after update()
   bool startup_only = false;
   std::string checkpoint_dir, load_sweep = "4:64,8:64,8:16,16:32";
   for (int i = 1; i + 1 < argc; i += 2) {
@@ -204,6 +208,7 @@ int main(int argc, char** argv) try {
     else if (k == "--load-sweep") load_sweep = argv[i + 1];
     else if (k == "--dtype") dtype = argv[i + 1];
     else if (k == "--graph-execs") graph_execs = std::stoi(argv[i + 1]);
+    else if (k == "--after-update") after_update = std::stoi(argv[i + 1]) != 0;
     else throw piecewise::config_error("unknown option " + k);
   }
   cudaDeviceProp prop{};
@@ -394,7 +399,47 @@ int main(int argc, char** argv) try {
                           st.executable_switch_ms);
       first_sw = false;
     }
-  json += "]\n}\n";
+  json += "]";
+
+  // ---- after update() ----
+  // Every executable of the graph modes goes through cudaGraphExecUpdate with the graph it
+  // already holds; the same prefill and decode runs again. Tells "an updated executable runs
+  // slower" apart from "an executable re-pointed to other kernels runs slower".
+  if (after_update) {
+    piecewise::stream us;
+    eng.model().clear_batch(us);  // as before a capture: no live sequence
+    us.synchronize();
+    for (mode m : {mode::full, mode::piecewise})
+      for (auto* rn : {eng.runners(m).prefill.get(), eng.runners(m).decode.get()})
+        fmt::print("{}: {}\n", rn->name(), rn->update().to_string());
+    fmt::print("\nafter update()\n{:>6} {:>6} {:>11} {:>11}\n", "tokens", "batch", "piecew_ms", "full_ms");
+    json += ",\n  \"after_update\": [";
+    bool first_au = true;
+    auto row = [&](int T, int B) {
+      double ms[2];
+      int k = 0;
+      for (mode m : {mode::piecewise, mode::full}) {
+        std::vector<double> v;
+        if (B == 0) {
+          const auto p = prompts(1, T, cfg.vocab_size, static_cast<std::uint64_t>(T));
+          (void)eng.run(m, p, 1);
+          for (int r = 0; r < reps; ++r) v.push_back(eng.run(m, p, 1).prefill_ms);
+        } else {
+          const auto p = prompts(B, 32, cfg.vocab_size, 99 + static_cast<std::uint64_t>(B));
+          for (int r = 0; r < std::max(1, reps / 2); ++r) v.push_back(eng.run(m, p, 33).decode_ms_per_step);
+        }
+        ms[k++] = median(v);
+      }
+      fmt::print("{:>6} {:>6} {:>11.3f} {:>11.3f}\n", T, B, ms[0], ms[1]);
+      json += fmt::format("{}{{\"tokens\": {}, \"batch\": {}, \"piecewise_ms\": {:.4f}, \"full_ms\": {:.4f}}}",
+                          first_au ? "" : ", ", T, B, ms[0], ms[1]);
+      first_au = false;
+    };
+    for (int T : prefill) row(T, 0);
+    for (int B : decode) row(0, B);
+    json += "]";
+  }
+  json += "\n}\n";
   if (!json_path.empty()) std::ofstream(json_path) << json;
   return 0;
 } catch (const std::exception& e) {
