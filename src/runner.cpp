@@ -289,8 +289,9 @@ std::vector<graph_runner::segment> graph_runner::capture_bucket(int size) {
 }
 
 // A new executable for segment k of bucket `index`: an executable of `previous` at the same
-// position that accepts the graph (cudaGraphExecUpdate; the one that held this bucket's graph
-// is tried first), or a fresh instantiation. Uploaded either way.
+// position that accepts the graph (cudaGraphExecUpdate): the one that held this bucket's graph,
+// then, when executables are shared (a slot may hold another bucket by now), any other; or a
+// fresh instantiation. Uploaded either way.
 graph_runner::exec_slot graph_runner::new_slot(captured_graphs& out, int index, std::size_t k,
                                                captured_graphs* previous, update_report* rep) {
   const cudaStream_t cs = capture_stream_.get();
@@ -301,7 +302,8 @@ graph_runner::exec_slot graph_runner::new_slot(captured_graphs& out, int index, 
   ++bg.stats.executables;
   std::string why_not = "no earlier executable at this position";
   if (previous != nullptr) {
-    for (int pass = 0; pass < 2; ++pass)  // pass 0: the slot that held this bucket; pass 1: any other
+    const int passes = opts_.executables_per_segment > 0 ? 2 : 1;
+    for (int pass = 0; pass < passes; ++pass)  // pass 0: the slot that held this bucket; pass 1: any other
       for (exec_group& grp : previous->groups) {
         if (grp.position != k || grp.nodes != sg.nodes) continue;
         for (exec_slot& old : grp.slots) {
@@ -566,7 +568,7 @@ std::string graph_runner::report() const {
     graph_node_counts nodes;
     double warm = 0, cap = 0, inst = 0;
     long long bytes = 0;
-    int segs = 0;
+    int segs = 0, execs = 0;
     for (const auto& b : graphs_) {
       nodes += b.stats.nodes;
       warm += b.stats.warmup_ms;
@@ -574,9 +576,8 @@ std::string graph_runner::report() const {
       inst += b.stats.instantiate_ms;
       bytes += b.stats.device_bytes;
       segs += b.stats.segments;
+      execs += b.stats.executables;
     }
-    std::size_t execs = 0;
-    for (const auto& g : groups_) execs += g.slots.size();
     r += fmt::format("  captured {} buckets, {} graphs ({}) in {:.1f} ms ({:.1f} ms warm-up, {:.1f} ms capture, "
                      "{:.1f} ms instantiate+upload), {} executables{}, device memory +{:.1f} MiB\n",
                      graphs_.size(), segs, to_string(nodes), capture_ms_, warm, cap, inst, execs,
