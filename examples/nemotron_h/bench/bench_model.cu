@@ -211,6 +211,7 @@ int main(int argc, char** argv) try {
     else if (k == "--after-update") after_update = std::stoi(argv[i + 1]) != 0;
     else throw piecewise::config_error("unknown option " + k);
   }
+  if (graph_execs < 0) throw piecewise::config_error("--graph-execs " + std::to_string(graph_execs) + ": must be >= 0");
   cudaDeviceProp prop{};
   PIECEWISE_CUDA_TRY(cudaGetDeviceProperties(&prop, 0));
   if (dtype != "bf16" && dtype != "fp8" && dtype != "nvfp4")
@@ -319,21 +320,31 @@ int main(int argc, char** argv) try {
   json += fmt::format("  \"executables_per_segment\": {}, \"executables\": {{\"full\": {}, \"piecewise\": {}}},\n",
                       graph_execs, executables(mode::full), executables(mode::piecewise));
 
+  // Median prefill time of one T-token prompt (after one warm run), and median decode step of B
+  // sequences (32 steps after a 32-token prompt each), in mode m.
+  auto prefill_ms = [&](mode m, int T) {
+    const auto p = prompts(1, T, cfg.vocab_size, static_cast<std::uint64_t>(T));
+    std::vector<double> v;
+    (void)eng.run(m, p, 1);  // warm
+    for (int r = 0; r < reps; ++r) v.push_back(eng.run(m, p, 1).prefill_ms);
+    return median(v);
+  };
+  auto decode_ms = [&](mode m, int B) {
+    const auto p = prompts(B, 32, cfg.vocab_size, 99 + static_cast<std::uint64_t>(B));
+    std::vector<double> v;
+    for (int r = 0; r < std::max(1, reps / 2); ++r) v.push_back(eng.run(m, p, 33).decode_ms_per_step);
+    return median(v);
+  };
+
   // ---- prefill latency ----
   fmt::print("\n{:>6} {:>11} {:>11} {:>11} {:>9} {:>9} {:>12}\n", "tokens", "eager_ms", "piecew_ms", "full_ms",
              "pw/eager", "full/eag", "full_%gemm");
   json += "  \"prefill\": [\n";
   for (std::size_t i = 0; i < prefill.size(); ++i) {
     const int T = prefill[i];
-    const auto p = prompts(1, T, cfg.vocab_size, static_cast<std::uint64_t>(T));
     double ms[3];
     int k = 0;
-    for (mode m : {mode::eager, mode::piecewise, mode::full}) {
-      std::vector<double> v;
-      (void)eng.run(m, p, 1);  // warm
-      for (int r = 0; r < reps; ++r) v.push_back(eng.run(m, p, 1).prefill_ms);
-      ms[k++] = median(v);
-    }
+    for (mode m : {mode::eager, mode::piecewise, mode::full}) ms[k++] = prefill_ms(m, T);
     const double frac = prefill_flops(cfg, T) / (ms[2] * 1e-3) / (tflops * 1e12);
     fmt::print("{:>6} {:>11.3f} {:>11.3f} {:>11.3f} {:>9.2f} {:>9.2f} {:>11.1f}%\n", T, ms[0], ms[1], ms[2], ms[0] / ms[1],
                ms[0] / ms[2], 100 * frac);
@@ -357,14 +368,9 @@ int main(int argc, char** argv) try {
   json += fmt::format("  \"decode_floor_ms\": {:.4f},\n  \"decode\": [\n", floor_ms);
   for (std::size_t i = 0; i < decode.size(); ++i) {
     const int B = decode[i];
-    const auto p = prompts(B, 32, cfg.vocab_size, 99 + static_cast<std::uint64_t>(B));
     double ms[3];
     int k = 0;
-    for (mode m : {mode::full, mode::piecewise, mode::eager}) {
-      std::vector<double> v;
-      for (int r = 0; r < std::max(1, reps / 2); ++r) v.push_back(eng.run(m, p, 33).decode_ms_per_step);
-      ms[k++] = median(v);
-    }
+    for (mode m : {mode::full, mode::piecewise, mode::eager}) ms[k++] = decode_ms(m, B);
     if (cfg.count(layer_kind::moe) == 0) {
       fmt::print("{:>6} {:>12.3f} {:>12.3f} {:>12.3f} {:>10.2f}\n", B, ms[0], ms[1], ms[2], ms[0] / floor_ms);
       json += fmt::format("    {{\"batch\": {}, \"full_ms\": {:.4f}, \"piecewise_ms\": {:.4f}, \"eager_ms\": {:.4f}}}{}\n",
@@ -415,21 +421,10 @@ int main(int argc, char** argv) try {
     fmt::print("\nafter update()\n{:>6} {:>6} {:>11} {:>11}\n", "tokens", "batch", "piecew_ms", "full_ms");
     json += ",\n  \"after_update\": [";
     bool first_au = true;
-    auto row = [&](int T, int B) {
+    auto row = [&](int T, int B) {  // a prefill of T tokens (B = 0) or a decode step of B sequences
       double ms[2];
       int k = 0;
-      for (mode m : {mode::piecewise, mode::full}) {
-        std::vector<double> v;
-        if (B == 0) {
-          const auto p = prompts(1, T, cfg.vocab_size, static_cast<std::uint64_t>(T));
-          (void)eng.run(m, p, 1);
-          for (int r = 0; r < reps; ++r) v.push_back(eng.run(m, p, 1).prefill_ms);
-        } else {
-          const auto p = prompts(B, 32, cfg.vocab_size, 99 + static_cast<std::uint64_t>(B));
-          for (int r = 0; r < std::max(1, reps / 2); ++r) v.push_back(eng.run(m, p, 33).decode_ms_per_step);
-        }
-        ms[k++] = median(v);
-      }
+      for (mode m : {mode::piecewise, mode::full}) ms[k++] = B == 0 ? prefill_ms(m, T) : decode_ms(m, B);
       fmt::print("{:>6} {:>6} {:>11.3f} {:>11.3f}\n", T, B, ms[0], ms[1]);
       json += fmt::format("{}{{\"tokens\": {}, \"batch\": {}, \"piecewise_ms\": {:.4f}, \"full_ms\": {:.4f}}}",
                           first_au ? "" : ", ", T, B, ms[0], ms[1]);
